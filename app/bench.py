@@ -1,0 +1,139 @@
+"""`lenscope bench`: performance ratios, all measured in one process and one run.
+
+Ratios, not absolute times, are what carry between machines: each compares two
+things measured back to back here. Decode costs are seconds per generation step
+(all rows advance one token per step); best of `repeats` to damp noise.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+import mlx.core as mx
+import numpy as np
+
+from app.engine import Engine, Request
+from lenses.spec import parse_inline
+
+PROMPT = "one day, tom went to the park. the sun was warm and tom saw a little dog."
+
+
+def _best(fn: Callable[[], float], repeats: int) -> float:
+    return min(fn() for _ in range(repeats))
+
+
+def _plain_decode_s_per_token(engine: Engine, prompt_ids: list[int], tokens: int) -> float:
+    """mlx_lm.generate_step (what stream_generate runs) without stopping at EOS."""
+    from mlx_lm.generate import generate_step
+
+    gen = generate_step(mx.array(prompt_ids), engine.model, max_tokens=tokens)
+    next(gen)  # prefill + first token, not decode
+    t = time.perf_counter()
+    n = sum(1 for _ in gen)
+    return (time.perf_counter() - t) / max(n, 1)
+
+
+def _lenscope_decode_s_per_token(engine: Engine, specs: list[str], tokens: int, marks: list[int]) -> float:
+    variants = [parse_inline(s) for s in specs]
+    run = engine.compare(Request(PROMPT, variants, marks, max_tokens=tokens + 1, stop_at_eos=False))
+    steps = run.steps()
+    next(steps)  # prefill + first token
+    t = time.perf_counter()
+    n = sum(1 for _ in steps)
+    return (time.perf_counter() - t) / max(n, 1)
+
+
+def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3) -> dict[str, Any]:
+    ids = engine.encode(PROMPT)
+    mid = engine.n_layers // 2
+    real = f"steer:layers={mid},strength=4,token=happy"
+    seven = [real, "emphasis:strength=2", f"steer:layers={mid},strength=-4,token=sad", "emphasis:strength=4",
+             f"ablate:layers={mid},token=dog", f"steer:layers=0,strength=2,token=park", "identity"]
+    marks = [i for i, t in enumerate(ids) if "dog" in engine.token_text(t)] or [len(ids) - 1]
+    _lenscope_decode_s_per_token(engine, [], 4, [])  # warm up both paths
+    _plain_decode_s_per_token(engine, ids, 4)
+
+    m = {}
+    m["plain_mlx_lm"] = _best(lambda: _plain_decode_s_per_token(engine, ids, tokens), repeats)
+    m["baseline"] = _best(lambda: _lenscope_decode_s_per_token(engine, [], tokens, []), repeats)
+    m["baseline_identity"] = _best(lambda: _lenscope_decode_s_per_token(engine, ["identity"], tokens, []), repeats)
+    m["baseline_1_lens"] = _best(lambda: _lenscope_decode_s_per_token(engine, [real], tokens, []), repeats)
+    m["baseline_7_lenses"] = _best(lambda: _lenscope_decode_s_per_token(engine, seven, tokens, marks), repeats)
+    m["baseline_marked"] = _best(lambda: _lenscope_decode_s_per_token(engine, [], tokens, marks), repeats)
+
+    long_ids = (ids * 8)[:256]
+
+    def prefill() -> float:
+        t = time.perf_counter()
+        mx.eval(engine.model(mx.array([long_ids])))
+        return time.perf_counter() - t
+
+    def capture() -> float:
+        t = time.perf_counter()
+        engine.capture_attention(long_ids)
+        return time.perf_counter() - t
+
+    prefill()
+    capture()
+    m["prefill_256"] = _best(prefill, repeats)
+    m["capture_256"] = _best(capture, repeats)
+    m["heatmap_64_render"] = _heatmap_render_s(repeats)
+
+    ratios = {
+        "lenscope_baseline_vs_plain": m["baseline"] / m["plain_mlx_lm"],
+        "identity_overhead": m["baseline_identity"] / m["baseline"] - 1.0,
+        "one_lens_vs_plain": m["baseline_1_lens"] / m["plain_mlx_lm"],
+        "seven_lenses_vs_plain": m["baseline_7_lenses"] / m["plain_mlx_lm"],
+        "marks_tracking_vs_baseline": m["baseline_marked"] / m["baseline"],
+        "capture_vs_prefill": m["capture_256"] / m["prefill_256"],
+    }
+    targets = {"identity_overhead": 0.03, "one_lens_vs_plain": 1.2, "capture_vs_prefill": 1.5}
+    from app.blas import blas_in_use
+
+    return {
+        "model": engine.loaded.name, "backend": engine.backend, "tokens": tokens, "repeats": repeats,
+        "blas": blas_in_use().get("library"),
+        "seconds": {k: round(v, 6) for k, v in m.items()},
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "targets": targets,
+        "met": {k: ratios[k] <= v for k, v in targets.items()},
+        "heatmap_64_ms": round(m["heatmap_64_render"] * 1000, 2),
+        "heatmap_target_ms": 10.0,
+    }
+
+
+def _heatmap_render_s(repeats: int) -> float:
+    from rich.console import Console
+
+    from app.heatmap import Heatmap
+
+    rng = np.random.default_rng(0)
+    matrix = rng.random((64, 64))
+    labels = [f"t{i}" for i in range(64)]
+    console = Console(width=100, height=40, file=open("/dev/null", "w"), color_system="truecolor")
+    options = console.options.update(height=40)
+
+    def once() -> float:
+        t = time.perf_counter()
+        list(console.render(Heatmap(matrix, labels, labels), options))
+        return time.perf_counter() - t
+
+    once()
+    return statistics.median(once() for _ in range(max(repeats, 5)))
+
+
+def render(rep: dict[str, Any]) -> str:
+    s, r = rep["seconds"], rep["ratios"]
+    lines = [f"bench on {rep['model']} ({rep['backend']}, blas: {rep['blas']}), {rep['tokens']} tokens, "
+             f"best of {rep['repeats']}",
+             f"  plain mlx-lm decode      {1 / s['plain_mlx_lm']:8.1f} tok/s",
+             f"  lenscope baseline        {1 / s['baseline']:8.1f} steps/s  x{r['lenscope_baseline_vs_plain']:.3f} of plain",
+             f"  + identity               overhead {100 * r['identity_overhead']:+.1f}%  (target <= 3%)",
+             f"  + 1 lens (2 rows)        x{r['one_lens_vs_plain']:.3f} of plain  (target <= 1.2)",
+             f"  + 7 lenses (8 rows)      x{r['seven_lenses_vs_plain']:.3f} of plain",
+             f"  marks tracked            x{r['marks_tracking_vs_baseline']:.3f} of baseline",
+             f"  capture 256 tokens       x{r['capture_vs_prefill']:.3f} of prefill  (target <= 1.5)",
+             f"  heatmap 64x64 render     {rep['heatmap_64_ms']:.2f} ms  (target <= 10 ms)"]
+    return "\n".join(lines)

@@ -1,0 +1,246 @@
+"""The `lenscope` command line (CONTRACT.md): the TUI and the scriptable commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, NoReturn, Sequence
+
+from app.errors import BadInput
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        raise BadInput(f"{self.prog}: {message}")
+
+
+def _int_range(lo: int, hi: int, what: str):
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got '{text}'") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be in [{lo}, {hi}], got {v}")
+        return v
+
+    return conv
+
+
+def _float_range(lo: float, hi: float, what: str):
+    def conv(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got '{text}'") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be in [{lo:g}, {hi:g}], got {v:g}")
+        return v
+
+    return conv
+
+
+def _token_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--mark-tokens must be integers separated by commas, got '{text}'") from None
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="local mlx-lm model folder or hub id (default: the bundled demo model)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code (off by default)")
+
+
+def _add_prompt(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--prompt", required=required, help="the prompt text")
+    p.add_argument("--mark", action="append", default=[], metavar="TEXT",
+                   help="mark every prompt token overlapping each occurrence of TEXT (repeatable)")
+    p.add_argument("--mark-tokens", type=_token_list, default=[], metavar="I,J,...", help="mark prompt tokens by index")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="lenscope", description="Watch a local language model think, and bend it at inference time.")
+    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("tui", help="the terminal app (default)")
+    _add_model(p)
+    _add_prompt(p, required=False)
+    p.add_argument("--session", help="open a saved session file")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="a lens variant column (repeatable)")
+
+    p = sub.add_parser("generate", help="one comparison: baseline row + one row per --lens")
+    _add_model(p)
+    _add_prompt(p, required=True)
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
+    p.add_argument("--max-tokens", type=_int_range(0, 4096, "--max-tokens"), default=32)
+    p.add_argument("--temperature", type=_float_range(0, 10, "--temperature"), default=0.0)
+    p.add_argument("--seed", type=_int_range(0, 2**31 - 1, "--seed"), default=0)
+    p.add_argument("--capture-attention", action="store_true", help="add attention (mean over layers and heads)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("attention", help="attention matrix of one layer (mean over heads unless --head)")
+    _add_model(p)
+    _add_prompt(p, required=True)
+    p.add_argument("--layer", type=_int_range(-1024, 1023, "--layer"), default=-1)
+    p.add_argument("--head", type=_int_range(0, 1023, "--head"), default=None)
+    p.add_argument("--lens", default=None, metavar="SPEC", help="apply this lens stack while capturing")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("lenses", help="the lens kinds, their parameters, defaults and ranges")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("doctor", help="platform, MLX backend, BLAS, kernel self-tests, default model")
+    _add_model(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", help="performance ratios measured in one run")
+    _add_model(p)
+    p.add_argument("--tokens", type=_int_range(4, 1024, "--tokens"), default=48)
+    p.add_argument("--repeats", type=_int_range(1, 20, "--repeats"), default=3)
+    p.add_argument("--json", action="store_true")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    if argv is None:
+        from app.blas import maybe_reexec_with_openblas
+
+        maybe_reexec_with_openblas(sys.argv[1:])
+        argv = sys.argv[1:]
+    try:
+        args = build_parser().parse_args(list(argv) or ["tui"])
+        if args.command is None:
+            args = build_parser().parse_args(["tui", *argv])
+        COMMANDS[args.command](args)
+    except BadInput as exc:
+        print(f"lenscope: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False))
+
+
+def _load(args) -> tuple[Any, float]:
+    from app import models
+    from app.engine import Engine
+
+    t = time.perf_counter()
+    loaded = models.load(args.model, trust_remote_code=args.trust_remote_code)
+    return Engine(loaded), time.perf_counter() - t
+
+
+def _marks(engine, prompt: str, args) -> list[int]:
+    ids = engine.encode(prompt)
+    marks = engine.marks_from_text(prompt, ids, args.mark) if args.mark else []
+    return sorted(set(marks) | set(engine.check_marks(args.mark_tokens, len(ids))))
+
+
+def _variants(specs: Sequence[str]):
+    from lenses.spec import parse
+
+    return [v for s in specs for v in parse(s)]
+
+
+def cmd_generate(args) -> None:
+    from app.engine import Request
+
+    if not args.prompt.strip():
+        raise BadInput("--prompt: empty")
+    variants = _variants(args.lens)
+    engine, load_s = _load(args)
+    marks = _marks(engine, args.prompt, args)
+    run = engine.compare(Request(args.prompt, variants, marks, args.max_tokens, args.temperature, args.seed))
+    result = run.run()
+    result.timing = {"load_s": load_s, **result.timing}
+    if args.capture_attention:
+        from app.capture import attention_summary
+
+        result.attention = attention_summary(engine, result, run.variants)
+    if args.json:
+        _emit(result.to_json())
+        return
+    from app.report import print_comparison
+
+    print_comparison(result)
+
+
+def cmd_attention(args) -> None:
+    if not args.prompt.strip():
+        raise BadInput("--prompt: empty")
+    variants = _variants([args.lens]) if args.lens else []
+    if len(variants) > 1:
+        raise BadInput(f"--lens '{args.lens}': holds {len(variants)} variants; attention takes one")
+    engine, _ = _load(args)
+    ids = engine.encode(args.prompt)
+    marks = _marks(engine, args.prompt, args)
+    lenses = variants[0].lenses if variants else []
+    engine.prepare(variants)
+    n = engine.n_layers
+    if not -n <= args.layer < n:
+        raise BadInput(f"--layer {args.layer}: the model has {n} layers (0..{n - 1}, or negative from the end)")
+    layer = args.layer % n
+    probs = engine.capture_attention(ids, lenses, marks=marks, layers=[layer])[0]  # (H, L, L)
+    if args.head is not None and args.head >= probs.shape[0]:
+        raise BadInput(f"--head {args.head}: the model has {probs.shape[0]} heads")
+    matrix = probs[args.head] if args.head is not None else probs.mean(axis=0)
+    tokens = [engine.token_text(i) for i in ids]
+    if args.json:
+        _emit({"model": engine.loaded.name, "layer": layer, "head": args.head, "heads": int(probs.shape[0]),
+               "tokens": tokens, "token_ids": ids, "marked_token_indices": marks,
+               "lens": variants[0].normalized() if variants else None,
+               "matrix": [[round(float(x), 6) for x in row] for row in matrix]})
+        return
+    from rich.console import Console
+
+    from app.heatmap import Heatmap
+
+    Console().print(Heatmap(matrix, tokens, tokens, marked=marks,
+                            title=f"layer {layer}, {'head ' + str(args.head) if args.head is not None else 'mean of heads'}"))
+
+
+def cmd_lenses(args) -> None:
+    from lenses.registry import describe
+
+    kinds = describe()
+    if args.json:
+        _emit({"kinds": kinds})
+        return
+    for k in kinds:
+        print(f"{k['kind']}: {k['summary']}")
+        for p in k["params"]:
+            rng = f" [{p['min']:g}, {p['max']:g}]" if "min" in p else ""
+            choices = f" one of {'|'.join(p['choices'])}" if "choices" in p else ""
+            print(f"  {p['name']} ({p['type']}, default {p['default']!r}){rng}{choices}: {p['help']}")
+
+
+def cmd_doctor(args) -> None:
+    from app.doctor import render, report
+
+    rep = report(args.model)
+    _emit(rep) if args.json else print(render(rep))
+    if not rep["model"].get("loads"):
+        sys.exit(1)
+
+
+def cmd_bench(args) -> None:
+    from app.bench import render, run_bench
+
+    engine, _ = _load(args)
+    rep = run_bench(engine, tokens=args.tokens, repeats=args.repeats)
+    _emit(rep) if args.json else print(render(rep))
+
+
+def cmd_tui(args) -> None:
+    from app.tui import run_tui
+
+    run_tui(args)
+
+
+COMMANDS = {"generate": cmd_generate, "attention": cmd_attention, "lenses": cmd_lenses,
+            "doctor": cmd_doctor, "bench": cmd_bench, "tui": cmd_tui}

@@ -1,0 +1,316 @@
+"""The comparison engine: baseline and lens rows in one batched generation.
+
+Row 0 is the plain model, rows 1..K apply one lens stack each. All rows share the
+prompt, one KV cache of batch K+1 and one prefill. With a temperature every row draws
+the same Gumbel noise at each step (common random numbers), so rows differ only where
+a lens changed the distribution. Knows nothing of Textual: the UI consumes `steps()`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx_lm.models.cache import make_prompt_cache
+
+from app.errors import BadInput
+from app.hooks import HookState, check_hookable, find_embedding, hooked
+from app.models import LoadedModel
+from app.results import Alternative, RowResult, RunResult, Step
+from lenses.base import Lens, Variant
+
+TOP_K = 5
+PREFILL_CHUNK = 512
+CAPTURE_MAX_BYTES = 1 << 30
+
+
+@dataclass
+class Request:
+    prompt: str
+    variants: Sequence[Variant] = ()
+    marks: Sequence[int] = ()
+    max_tokens: int = 32
+    temperature: float = 0.0
+    seed: int = 0
+    stop_at_eos: bool = True
+    keep_logits: bool = False  # keep each step's (rows, vocab) logits, for tests and analysis
+
+
+class Engine:
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.n_layers = len(self.model.layers)
+        self.eos_ids = set(getattr(self.tokenizer, "eos_token_ids", None) or [])
+
+    @property
+    def backend(self) -> str:
+        return "gpu" if mx.default_device() == mx.gpu else "cpu"
+
+    # -- tokens ------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text))
+
+    def token_text(self, token_id: int) -> str:
+        return self.tokenizer.decode([int(token_id)])
+
+    def token_spans(self, prompt: str, ids: list[int]) -> list[tuple[int, int]]:
+        """Character span of each prompt token (empty for special tokens)."""
+        hf = getattr(self.tokenizer, "_tokenizer", None)
+        try:
+            enc = hf(prompt, return_offsets_mapping=True)
+            if list(enc["input_ids"]) == ids:
+                return [tuple(o) for o in enc["offset_mapping"]]
+        except Exception:  # slow tokenizers have no offsets: decode prefixes instead
+            pass
+        spans, prev = [], 0
+        for i in range(len(ids)):
+            end = len(self.tokenizer.decode(ids[: i + 1]))
+            spans.append((prev, end))
+            prev = end
+        return spans
+
+    def marks_from_text(self, prompt: str, ids: list[int], texts: Sequence[str]) -> list[int]:
+        """Every prompt token overlapping each occurrence of each text."""
+        spans = self.token_spans(prompt, ids)
+        marked: set[int] = set()
+        for text in texts:
+            if not text:
+                raise BadInput("--mark: empty text")
+            hits = [i for i in range(len(prompt)) if prompt.startswith(text, i)]
+            if not hits:
+                raise BadInput(f"--mark '{text}': does not occur in the prompt")
+            for start in hits:
+                end = start + len(text)
+                marked.update(i for i, (a, b) in enumerate(spans) if b > a and a < end and b > start)
+        return sorted(marked)
+
+    def check_marks(self, indices: Sequence[int], n_prompt: int) -> list[int]:
+        bad = [i for i in indices if not 0 <= i < n_prompt]
+        if bad:
+            raise BadInput(f"--mark-tokens: index {bad[0]} is outside the prompt (0..{n_prompt - 1})")
+        return sorted(set(indices))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.embedding_matrix().shape[-1])
+
+    def embedding_matrix(self) -> mx.array:
+        emb = find_embedding(self.model)
+        if isinstance(emb, nn.QuantizedEmbedding):
+            return mx.dequantize(emb.weight, emb.scales, emb.biases, emb.group_size, emb.bits)
+        return emb.weight
+
+    def unembedding_matrix(self) -> mx.array:
+        head = getattr(self.model, "lm_head", None)
+        if head is None:
+            return self.embedding_matrix()
+        if isinstance(head, nn.QuantizedLinear):
+            return mx.dequantize(head.weight, head.scales, head.biases, head.group_size, head.bits)
+        return head.weight
+
+    # -- probes for lenses -----------------------------------------------------------------
+    def hidden_states(self, ids: list[int], layers: Sequence[int]) -> dict[int, mx.array]:
+        """Residual stream (L, D) after each requested block (-1: embeddings), plain model."""
+        state = HookState([[]], self.n_layers, len(ids))
+        state.record_layers = set(layers)
+        with hooked(self.model, state):
+            state.begin(mx.arange(len(ids)))
+            self.model(mx.array([ids]))
+        mx.eval(list(state.recorded.values()))
+        return {k: v[0] for k, v in state.recorded.items()}
+
+    def prepare(self, variants: Sequence[Variant]) -> None:
+        for v in variants:
+            for lens in v.lenses:
+                lens.ensure_prepared(self)
+
+    # -- generation --------------------------------------------------------------------
+    def compare(self, request: Request) -> "Comparison":
+        if not request.prompt.strip():
+            raise BadInput("prompt: empty")
+        ids = self.encode(request.prompt)
+        marks = self.check_marks(request.marks, len(ids))
+        if marks or any(lens.attention_layers(self.n_layers) for v in request.variants for lens in v.lenses):
+            check_hookable(self.model)
+        self.prepare(request.variants)
+        return Comparison(self, request, ids, marks)
+
+    def capture_attention(self, ids: list[int], lenses: Sequence[Lens] = (), prompt_len: int | None = None,
+                          marks: Sequence[int] = (), layers: Sequence[int] | None = None) -> np.ndarray:
+        """Attention probabilities (layers, heads, L, L) over `ids`, with `lenses` applied.
+
+        One extra forward, never during decoding: the fused kernel returns no weights."""
+        check_hookable(self.model)
+        layers = list(range(self.n_layers)) if layers is None else list(layers)
+        n_heads = _n_heads(self.model)
+        size = len(layers) * n_heads * len(ids) ** 2 * 4
+        if size > CAPTURE_MAX_BYTES:
+            raise BadInput(f"attention capture of {len(ids)} tokens x {len(layers)} layers needs "
+                           f"{size / 2**20:.0f} MiB (limit {CAPTURE_MAX_BYTES / 2**20:.0f}); pick a --layer")
+        self.prepare([Variant("capture", list(lenses))])
+        state = HookState([list(lenses)], self.n_layers, prompt_len or len(ids), tuple(marks))
+        state.track_marks = False
+        state.capture = True
+        with hooked(self.model, state):
+            state.begin(mx.arange(len(ids)))
+            self.model(mx.array([ids]))
+            mx.eval(list(state.captured.values()))
+        return np.stack([np.array(state.captured[i][0]) for i in layers])
+
+
+def _n_heads(model) -> int:
+    attn = getattr(model.layers[0], "self_attn", None)
+    for name in ("n_heads", "num_heads", "num_attention_heads"):
+        if attn is not None and hasattr(attn, name):
+            return int(getattr(attn, name))
+    return int(getattr(model.args, "num_attention_heads"))
+
+
+class Comparison:
+    """One run: iterate `steps()` to generate; `result` fills in as it goes."""
+
+    def __init__(self, engine: Engine, request: Request, ids: list[int], marks: list[int]):
+        self.engine = engine
+        self.request = request
+        self.ids = ids
+        self.marks = marks
+        self.variants = [Variant("baseline")] + list(request.variants)
+        tok = engine.token_text
+        self.result = RunResult(
+            model=engine.loaded.name, backend=engine.backend, seed=request.seed,
+            temperature=request.temperature, prompt=request.prompt, prompt_token_ids=ids,
+            prompt_tokens=[tok(i) for i in ids], marked_token_indices=marks,
+            rows=[RowResult(name=v.name, lens=v.normalized()) for v in self.variants],
+        )
+        self._cancel = False
+        self.logits: list[np.ndarray] = []
+
+    def cancel(self) -> None:
+        self._cancel = True
+
+    def run(self, on_step: Callable[[Step], None] | None = None) -> RunResult:
+        for step in self.steps():
+            if on_step:
+                on_step(step)
+        return self.result
+
+    def steps(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Step]:
+        eng, req, res = self.engine, self.request, self.result
+        B, P = len(self.variants), len(self.ids)
+        rows = [list(v.lenses) for v in self.variants]
+        state = HookState(rows, eng.n_layers, P, tuple(self.marks))
+        logit_lenses = [[l for l in r if type(l).logits is not Lens.logits] for r in rows]
+        temp_lenses = [[l for l in r if type(l).temperature is not Lens.temperature] for r in rows]
+        keys = mx.random.split(mx.random.key(req.seed), max(req.max_tokens, 1))
+        cache = make_prompt_cache(eng.model)
+        raw: list[list[int]] = [[] for _ in range(B)]  # chosen token per step, EOS included
+        active = [True] * B
+        t0 = time.perf_counter()
+        with hooked(eng.model, state):
+            x = mx.array([self.ids] * B)
+            for start in range(0, P, PREFILL_CHUNK):
+                state.begin(mx.arange(start, min(P, start + PREFILL_CHUNK)))
+                logits = eng.model(x[:, start : start + PREFILL_CHUNK], cache=cache)[:, -1, :]
+            mx.eval(logits)
+            res.timing["prefill_s"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            steps_done = 0
+            for t in range(req.max_tokens):
+                if self._cancel or should_stop():
+                    res.cancelled = True
+                    break
+                ctx = state.ctx(eng.n_layers)
+                logits = logits.astype(mx.float32)
+                if any(logit_lenses):
+                    logits = mx.concatenate([_chain_logits(ctx, logit_lenses[r], logits[r : r + 1])
+                                             for r in range(B)], axis=0)
+                if req.keep_logits:
+                    self.logits.append(np.array(logits))
+                temps = [_chain_temperature(ctx, temp_lenses[r], req.temperature) for r in range(B)]
+                tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention)
+                step_ids: list[int | None] = [None] * B
+                for r in range(B):
+                    if not active[r]:
+                        continue
+                    row = res.rows[r]
+                    if not metrics["finite"][r]:
+                        row.finite = False
+                        active[r] = False
+                        continue
+                    tid = tokens[r]
+                    raw[r].append(tid)
+                    same_prefix = r == 0 or raw[r][:-1] == raw[0][: len(raw[r]) - 1] and len(raw[0]) >= len(raw[r])
+                    row.kl_from_baseline.append(metrics["kl"][r] if same_prefix else None)
+                    if row.first_divergence is None and r > 0 and same_prefix and raw[r][-1] != raw[0][t]:
+                        row.first_divergence = t
+                    if self.marks:
+                        row.attention_to_marks.append(metrics["marks"][r])
+                    row.top.append([Alternative(i, eng.token_text(i), p) for i, p in metrics["top"][r]])
+                    if req.stop_at_eos and tid in eng.eos_ids:
+                        row.finished = True
+                        active[r] = False
+                        continue
+                    row.token_ids.append(tid)
+                    row.tokens.append(eng.token_text(tid))
+                    step_ids[r] = tid
+                steps_done = t + 1
+                yield Step(t, step_ids, [None if i is None else eng.token_text(i) for i in step_ids])
+                if not any(active) or t + 1 == req.max_tokens:
+                    break
+                feed = [tokens[r] if active[r] else 0 for r in range(B)]
+                state.begin(mx.array([P + t]))
+                logits = eng.model(mx.array(feed)[:, None], cache=cache)[:, -1, :]
+        decode_s = time.perf_counter() - t1 if req.max_tokens else 0.0
+        res.timing["decode_s"] = decode_s
+        res.timing["decode_tokens_per_s"] = steps_done / decode_s if decode_s > 0 else 0.0
+        for row in res.rows:
+            row.text = eng.tokenizer.decode(row.token_ids)
+
+
+def _chain_logits(ctx, lenses: list[Lens], logits: mx.array) -> mx.array:
+    for lens in lenses:
+        logits = lens.logits(ctx, logits)
+    return logits
+
+
+def _chain_temperature(ctx, lenses: list[Lens], t: float) -> float:
+    for lens in lenses:
+        t = lens.temperature(ctx, t)
+    return t
+
+
+def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts) -> tuple[list[int], dict]:
+    """Pick each row's token (greedy, or Gumbel-max with shared noise) and its metrics."""
+    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    greedy = mx.argmax(logprobs, axis=-1)
+    if any(t > 0 for t in temps):
+        gumbel = -mx.log(-mx.log(mx.random.uniform(low=1e-20, high=1.0, shape=logits.shape[-1:], key=key)))
+        temp = mx.array([max(t, 1e-6) for t in temps])[:, None]
+        sampled = mx.argmax(logprobs / temp + gumbel, axis=-1)
+        chosen = mx.where(mx.array([t > 0 for t in temps]), sampled, greedy)
+    else:
+        chosen = greedy
+    finite = mx.all(mx.isfinite(logits) | (logits == -mx.inf), axis=-1) & mx.any(mx.isfinite(logits), axis=-1)
+    p0 = mx.exp(logprobs[0:1])
+    kl = mx.sum(mx.where(p0 > 0, p0 * (logprobs[0:1] - logprobs), 0.0), axis=-1)
+    top_ids = mx.argpartition(-logprobs, kth=TOP_K - 1, axis=-1)[:, :TOP_K]
+    top_lp = mx.take_along_axis(logprobs, top_ids, axis=-1)
+    outs = [chosen, finite, kl, top_ids, top_lp]
+    if mark_parts:
+        outs.append(mx.mean(mx.stack(mark_parts), axis=0))
+    mx.eval(outs)
+    ids_np, lp_np = np.array(top_ids), np.array(top_lp)
+    top = []
+    for r in range(logits.shape[0]):
+        order = np.argsort(-lp_np[r])
+        top.append([(int(ids_np[r, j]), float(np.exp(lp_np[r, j]))) for j in order])
+    metrics = {"finite": np.array(finite).tolist(), "kl": [max(0.0, float(v)) for v in np.array(kl)], "top": top}
+    if mark_parts:
+        metrics["marks"] = np.array(outs[-1]).tolist()
+    return np.array(chosen).tolist(), metrics

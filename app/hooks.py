@@ -1,0 +1,232 @@
+"""Hooks on a stock mlx-lm model, installed for one run and removed afterwards.
+
+Two techniques, both leave the model's code and weights untouched:
+
+- Residual stream: each decoder block (and the token embedding) gets a subclass of
+  its own class whose `__call__` records the layer index and passes the block output
+  through `HookState.block_output`. A proxy object would break `make_prompt_cache`,
+  which reads attributes such as `layer.use_sliding`.
+- Attention: mlx-lm model modules import `scaled_dot_product_attention` by name from
+  `mlx_lm.models.base`; we swap that name, in every module the model's classes come
+  from, for `HookState.attention`, which adds per-row biases, records attention on
+  marks, and captures probabilities when asked.
+
+`hooked(model, state)` restores every class and module attribute on exit, also when
+the body raises.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+import metal
+from app.errors import BadInput
+from metal.attention_probs import repeat_kv
+from lenses.base import Ctx, Lens
+
+SDPA_NAME = "scaled_dot_product_attention"
+_SUBCLASSES: dict[type, type] = {}
+
+
+class HookState:
+    """What the hooks do during one forward: per-row lenses, recording, capture."""
+
+    def __init__(self, rows: list[list[Lens]], n_layers: int, prompt_len: int, marks: tuple[int, ...] = ()):
+        self.rows = rows
+        self.n_layers = n_layers
+        self.prompt_len = prompt_len
+        self.marks = tuple(marks)
+        self.layer = -1
+        self.positions = mx.arange(0)
+        self.original_sdpa: Callable[..., mx.array] | None = None
+        self.sdpa_calls = 0
+        # per layer: {row: [lenses]}; computed once so unhooked layers cost one dict lookup
+        self.residual_at = self._index(lambda lens: lens.residual_layers(n_layers), range(-1, n_layers))
+        self.attention_at = self._index(lambda lens: lens.attention_layers(n_layers), range(n_layers))
+        self.record_layers: set[int] = set()
+        self.recorded: dict[int, mx.array] = {}
+        self.track_marks = bool(self.marks)
+        self.mark_attention: list[mx.array] = []  # one (B,) array per layer, for the last query
+        self.capture = False
+        self.captured: dict[int, mx.array] = {}
+
+    def _index(self, layers_of: Callable[[Lens], set[int]], layer_range: range) -> dict[int, dict[int, list[Lens]]]:
+        table: dict[int, dict[int, list[Lens]]] = {}
+        for r, lenses in enumerate(self.rows):
+            for lens in lenses:
+                for layer in layers_of(lens):
+                    if layer in layer_range:
+                        table.setdefault(layer, {}).setdefault(r, []).append(lens)
+        return table
+
+    def begin(self, positions: mx.array) -> None:
+        self.positions = positions
+        self.mark_attention = []
+
+    def ctx(self, layer: int) -> Ctx:
+        return Ctx(layer=layer, positions=self.positions, prompt_len=self.prompt_len,
+                   marks=self.marks, n_layers=self.n_layers)
+
+    # -- residual stream -------------------------------------------------------------
+    def block_output(self, layer: int, h: mx.array) -> mx.array:
+        by_row = self.residual_at.get(layer)
+        if by_row:
+            ctx = self.ctx(layer)
+            parts = []
+            for r in range(h.shape[0]):
+                part = h[r : r + 1]
+                for lens in by_row.get(r, ()):
+                    part = lens.residual(ctx, part).astype(h.dtype)
+                parts.append(part)
+            h = mx.concatenate(parts, axis=0)
+        if layer in self.record_layers:
+            self.recorded[layer] = h
+        return h
+
+    def _lens_bias(self, by_row: dict[int, list[Lens]], B: int, H: int, L: int, S: int) -> mx.array:
+        """(B, 1 or H, L, S): each row's attention lenses summed; zeros for other rows."""
+        ctx = self.ctx(self.layer)
+        rows = []
+        for r in range(B):
+            b = mx.zeros((1, 1, L, S), dtype=mx.float32)
+            for lens in by_row.get(r, ()):
+                extra = lens.attention_bias(ctx, H, S)
+                if extra is not None:
+                    b = b + extra.reshape((1,) + extra.shape[-3:]) if extra.ndim >= 3 else b + extra
+            rows.append(b)
+        heads = max(b.shape[1] for b in rows)
+        return mx.concatenate([mx.broadcast_to(b, (1, heads, L, S)) for b in rows], axis=0)
+
+    # -- attention ---------------------------------------------------------------------
+    def attention(self, queries, keys, values, cache, scale, mask, sinks=None):
+        self.sdpa_calls += 1
+        layer = self.layer
+        by_row = self.attention_at.get(layer)
+        if not by_row and not self.capture and not self.track_marks:
+            return self.original_sdpa(queries, keys, values, cache, scale=scale, mask=mask, sinks=sinks)
+        if isinstance(keys, tuple) or hasattr(cache, "bits"):
+            raise BadInput("attention lenses and capture do not support a quantized KV cache")
+        B, H, L, _ = queries.shape
+        S = keys.shape[2]
+        bias = _additive_mask(mask, L, S, queries.dtype)  # (1 or B, 1, L, S) or None
+        if by_row:
+            bias = _sum_bias(bias, self._lens_bias(by_row, B, H, L, S), queries.dtype)
+        if self.capture:
+            probs = attention_probs(queries, keys, scale, bias, sinks)
+            self.captured[layer] = probs
+            return _weighted_values(probs, values)
+        if self.track_marks:
+            last_bias = None if bias is None else bias[..., -1:, :]
+            p_last = attention_probs(queries[:, :, -1:, :], keys, scale, last_bias, sinks)  # (B,H,1,S)
+            marks = [m for m in self.marks if m < S]
+            self.mark_attention.append(p_last[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
+        return mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=bias, sinks=sinks)
+
+
+def _sum_bias(a: mx.array | None, b: mx.array, dtype: mx.Dtype) -> mx.array:
+    return b.astype(dtype) if a is None else a + b.astype(dtype)
+
+
+def _additive_mask(mask: Any, L: int, S: int, dtype: mx.Dtype) -> mx.array | None:
+    """The model's mask as an additive float array: mx.fast sdpa takes 'causal' or an
+    array, not both, so when we add a bias we build the causal part ourselves."""
+    if mask is None:
+        return None
+    if isinstance(mask, str):
+        q = mx.arange(S - L, S)[:, None]
+        k = mx.arange(S)[None]
+        mask = q >= k
+    if mask.dtype == mx.bool_:
+        mask = mx.where(mask, mx.array(0.0, dtype), mx.array(-np.inf, dtype))
+    while mask.ndim < 4:
+        mask = mask[None]
+    return mask.astype(dtype)
+
+
+def attention_probs(queries, keys, scale, bias=None, sinks=None) -> mx.array:
+    """softmax(Q K^T * scale + bias) in float32, (B, H, L, S); sinks take mass but are dropped."""
+    if sinks is None:
+        return metal.attention_probs(queries, keys, scale, bias)
+    keys = repeat_kv(keys, queries.shape[1])
+    scores = (queries.astype(mx.float32) * scale) @ keys.astype(mx.float32).swapaxes(-1, -2)
+    if bias is not None:
+        scores = scores + bias.astype(mx.float32)
+    sink = mx.broadcast_to(sinks.astype(mx.float32)[None, :, None, None], scores.shape[:-1] + (1,))
+    return mx.softmax(mx.concatenate([sink, scores], axis=-1), axis=-1, precise=True)[..., 1:]
+
+
+def _weighted_values(probs: mx.array, values: mx.array) -> mx.array:
+    values = repeat_kv(values, probs.shape[1])
+    return (probs @ values.astype(mx.float32)).astype(values.dtype)
+
+
+# -- installing and removing ------------------------------------------------------------
+def _subclass(cls: type) -> type:
+    """A subclass of a block class whose __call__ reports its output to the hook state."""
+    if cls not in _SUBCLASSES:
+
+        def __call__(self, x, *args, **kwargs):
+            state: HookState = self._lens_state
+            state.layer = self._lens_index
+            out = cls.__call__(self, x, *args, **kwargs)
+            if isinstance(out, tuple):  # a few blocks return (h, extra)
+                return (state.block_output(self._lens_index, out[0]),) + out[1:]
+            return state.block_output(self._lens_index, out)
+
+        _SUBCLASSES[cls] = type(f"Hooked{cls.__name__}", (cls,), {"__call__": __call__})
+    return _SUBCLASSES[cls]
+
+
+def find_embedding(model: nn.Module) -> nn.Module | None:
+    for _, module in model.named_modules():
+        if isinstance(module, (nn.Embedding, nn.QuantizedEmbedding)):
+            return module
+    return None
+
+
+def attention_modules(model: nn.Module) -> list[Any]:
+    """The Python modules whose `scaled_dot_product_attention` this model calls."""
+    names = {type(m).__module__ for _, m in model.named_modules()}
+    return [sys.modules[n] for n in sorted(names) if n in sys.modules and hasattr(sys.modules[n], SDPA_NAME)]
+
+
+def check_hookable(model: nn.Module) -> None:
+    if not attention_modules(model):
+        model_type = getattr(getattr(model, "args", None), "model_type", type(model).__module__)
+        raise BadInput(f"model type '{model_type}': its attention does not call mlx-lm's "
+                       f"{SDPA_NAME}, so attention lenses and capture cannot hook it")
+
+
+@contextmanager
+def hooked(model: nn.Module, state: HookState) -> Iterator[HookState]:
+    blocks: list[tuple[nn.Module, type]] = []
+    swapped: list[tuple[Any, Any]] = []
+    try:
+        embedding = find_embedding(model)
+        targets = [(-1, embedding)] if embedding is not None else []
+        targets += list(enumerate(model.layers))
+        for index, block in targets:
+            blocks.append((block, type(block)))
+            object.__setattr__(block, "_lens_index", index)
+            object.__setattr__(block, "_lens_state", state)
+            block.__class__ = _subclass(type(block))
+        for module in attention_modules(model):
+            original = getattr(module, SDPA_NAME)
+            swapped.append((module, original))
+            state.original_sdpa = state.original_sdpa or original
+            setattr(module, SDPA_NAME, state.attention)
+        yield state
+    finally:
+        for block, cls in blocks:
+            block.__class__ = cls
+            for attr in ("_lens_index", "_lens_state"):
+                if attr in block.__dict__:
+                    object.__delattr__(block, attr)
+        for module, original in swapped:
+            setattr(module, SDPA_NAME, original)

@@ -1,0 +1,52 @@
+"""Finding and loading models: the bundled demo model, a local folder or a hub id."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.errors import BadInput
+
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
+DEMO_MODEL_NAME = "lenscope-demo"
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # mlx_lm model (nn.Module)
+    tokenizer: Any  # mlx_lm TokenizerWrapper
+    name: str  # what the user asked for ("lenscope-demo" for the bundled one)
+    path: Path
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.model.layers)
+
+
+def resolve(spec: str | None) -> tuple[str, str]:
+    """(display name, what to hand mlx_lm.load) for a --model value."""
+    if not spec or spec == DEMO_MODEL_NAME:
+        return DEMO_MODEL_NAME, str(DEMO_MODEL_DIR)
+    return spec, spec
+
+
+def load(spec: str | None = None, trust_remote_code: bool = False) -> LoadedModel:
+    """Load with mlx_lm; every failure becomes one BadInput line naming the model."""
+    import mlx_lm
+
+    name, target = resolve(spec)
+    path = Path(target).expanduser()
+    looks_local = path.exists() or target.startswith((".", "/", "~")) or target.count("/") != 1
+    if looks_local and not path.is_dir():
+        raise BadInput(f"model '{name}': no such folder")
+    if looks_local and not (path / "config.json").is_file():
+        raise BadInput(f"model '{name}': folder has no config.json (not an mlx-lm model)")
+    try:
+        model, tokenizer = mlx_lm.load(str(path) if looks_local else target, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # mlx_lm raises many types (hub, json, value): report, not crash
+        offline = " (offline: only models already in the hub cache load)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"model '{name}': cannot load: {first}{offline}") from None
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))

@@ -1,0 +1,36 @@
+"""Human-readable output of a comparison for the terminal (the JSON is in results.py)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from app.results import RunResult
+
+
+def row_text(result: RunResult, r: int) -> Text:
+    """A row's tokens, those that differ from the baseline at the same step highlighted."""
+    base = result.rows[0].token_ids
+    text = Text()
+    for t, (tid, tok) in enumerate(zip(result.rows[r].token_ids, result.rows[r].tokens)):
+        differs = r > 0 and (t >= len(base) or base[t] != tid)
+        text.append(tok, style="bold magenta" if differs else "")
+    return text
+
+
+def print_comparison(result: RunResult, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"{result.model} · {result.backend} · T={result.temperature:g} · seed {result.seed}",
+                  show_lines=True, expand=True)
+    table.add_column("row", style="bold", ratio=1)
+    table.add_column("output", ratio=4)
+    table.add_column("diverges", justify="right")
+    for r, row in enumerate(result.rows):
+        status = "" if row.finite else " [red](NaN)[/]"
+        div = "-" if row.first_divergence is None else str(row.first_divergence)
+        table.add_row(row.name + status, row_text(result, r), div)
+    console.print(Text("prompt: ", style="dim") + Text(result.prompt))
+    console.print(table)
+    t = result.timing
+    console.print(f"[dim]prefill {t.get('prefill_s', 0):.3f}s · decode {t.get('decode_tokens_per_s', 0):.1f} steps/s[/]")

@@ -1,0 +1,256 @@
+"""The lens protocol: what a lens is, where it acts, and its parameters.
+
+A lens is a small object with optional hooks, each a pure function of MLX arrays:
+
+- `residual(ctx, h)`: transform one row's hidden states (1, L, D) after block `ctx.layer`
+  (`ctx.layer == -1` is the embedding output);
+- `attention_bias(ctx, n_heads, n_keys)`: an additive bias (H or 1, L, S) on that row's
+  attention logits at layer `ctx.layer`, or None;
+- `logits(ctx, logits)` and `temperature(ctx, t)`: act on that row's next-token
+  distribution and sampling temperature;
+- `prepare(probe)`: compute what the lens needs from the model (directions, source
+  activations) before the run starts.
+
+The engine calls a lens only for its own row, so row 0 stays the plain model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import mlx.core as mx
+import numpy as np
+
+from app.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Where a hook is being called: layer, query positions, prompt length, marks."""
+
+    layer: int
+    positions: mx.array  # (L,) absolute positions of the queries in this forward
+    prompt_len: int
+    marks: tuple[int, ...]
+    n_layers: int
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Generation step each query produces a token for (0 = last prompt position)."""
+        return np.array(self.positions) - (self.prompt_len - 1)
+
+    @property
+    def step(self) -> int:
+        return int(self.steps[-1])
+
+
+class Keyframes:
+    """A numeric parameter that changes over generation steps, linearly interpolated."""
+
+    def __init__(self, points: list[tuple[int, float]]):
+        self.points = sorted(points)
+        self._x = np.array([p[0] for p in self.points], dtype=np.float64)
+        self._y = np.array([p[1] for p in self.points], dtype=np.float64)
+
+    def at(self, steps: np.ndarray | int) -> np.ndarray:
+        return np.interp(steps, self._x, self._y)
+
+    def values(self) -> list[float]:
+        return [p[1] for p in self.points]
+
+    def to_json(self) -> list[list[float]]:
+        return [[s, v] for s, v in self.points]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Keyframes) and self.points == other.points
+
+    def __repr__(self) -> str:
+        return "|".join(f"{v:g}@{s}" for s, v in self.points)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One lens parameter: its type, default, range and a one-line meaning."""
+
+    name: str
+    type: str  # float | int | str | bool | ints | choice
+    default: Any
+    help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    keyframes: bool = False  # may vary over generation steps ("0@0|4@10")
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "type": self.type, "default": _jsonable(self.default),
+                             "help": self.help}
+        if self.min is not None:
+            d["min"] = self.min
+        if self.max is not None:
+            d["max"] = self.max
+        if self.choices:
+            d["choices"] = list(self.choices)
+        if self.keyframes:
+            d["keyframes"] = True
+        return d
+
+    def parse(self, raw: Any, where: str) -> Any:
+        """Validate a value from a spec or a file; `where` names it in errors."""
+        try:
+            value = self._convert(raw)
+        except (TypeError, ValueError):
+            raise BadInput(f"{where}: '{raw}' is not a valid {self.type} for '{self.name}'") from None
+        for v in _numbers(value):
+            if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+                raise BadInput(f"{where}: {self.name}={v:g} is out of range [{self.min:g}, {self.max:g}]")
+        if self.choices and value not in self.choices:
+            raise BadInput(f"{where}: {self.name}='{value}' is not one of {', '.join(self.choices)}")
+        return value
+
+    def _convert(self, raw: Any) -> Any:
+        if self.type == "float":
+            if self.keyframes and isinstance(raw, str) and "@" in raw:
+                return Keyframes([(int(p.split("@")[1]), float(p.split("@")[0])) for p in raw.split("|")])
+            if self.keyframes and isinstance(raw, list):
+                return Keyframes([(int(s), float(v)) for s, v in raw])
+            if isinstance(raw, bool):
+                raise TypeError
+            return float(raw)
+        if self.type == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise TypeError
+            return int(raw)
+        if self.type == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if self.type == "ints":
+            if raw is None or raw == "" or raw == "all":
+                return None
+            if isinstance(raw, (list, tuple)):
+                return tuple(int(x) for x in raw)
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                return (raw,)
+            return tuple(int(x) for x in str(raw).replace(";", "|").split("|") if x != "")
+        if self.type == "strs":
+            if isinstance(raw, (list, tuple)):
+                return tuple(str(x) for x in raw)
+            return tuple(x for x in str(raw).split("|") if x != "")
+        return str(raw)
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, Keyframes):
+        return value.values()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [float(value)]
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return [float(v) for v in value]
+    return []
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Keyframes):
+        return value.to_json()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+class Lens:
+    """Base class: every hook is a no-op; subclasses override the ones they need."""
+
+    kind: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, **values: Any):
+        given = dict(values)
+        for p in self.params:
+            setattr(self, p.name, given.pop(p.name, p.default))
+        if given:
+            raise BadInput(f"lens '{self.kind}': unknown key '{next(iter(given))}'")
+        self.values = {p.name: getattr(self, p.name) for p in self.params}
+
+    # -- identity of a lens, for JSON and reports -------------------------------------
+    def normalized(self) -> dict[str, Any]:
+        return {"kind": self.kind, **{k: _jsonable(v) for k, v in self.values.items() if v is not None}}
+
+    def label(self) -> str:
+        changed = [f"{p.name}={_short(getattr(self, p.name))}" for p in self.params
+                   if getattr(self, p.name) != p.default]
+        return self.kind + (":" + ",".join(changed) if changed else "")
+
+    def value_at(self, name: str, steps: np.ndarray | int) -> np.ndarray:
+        """A numeric parameter at the given generation steps (keyframes interpolated)."""
+        v = getattr(self, name)
+        if isinstance(v, Keyframes):
+            return v.at(steps)
+        return np.full(np.shape(steps), float(v))
+
+    def is_neutral(self) -> bool:
+        """True when this lens, as configured, cannot change anything."""
+        return False
+
+    # -- hooks -------------------------------------------------------------------------
+    def prepare(self, probe: Any) -> None:
+        pass
+
+    def ensure_prepared(self, probe: Any) -> None:
+        """prepare() once per model: directions and sources are reused across runs."""
+        if getattr(self, "_prepared_for", None) is not probe:
+            self.prepare(probe)
+            self._prepared_for = probe
+
+    def residual_layers(self, n_layers: int) -> set[int]:
+        return set()
+
+    def residual(self, ctx: Ctx, h: mx.array) -> mx.array:
+        return h
+
+    def attention_layers(self, n_layers: int) -> set[int]:
+        return set()
+
+    def attention_bias(self, ctx: Ctx, n_heads: int, n_keys: int) -> mx.array | None:
+        return None
+
+    def logits(self, ctx: Ctx, logits: mx.array) -> mx.array:
+        return logits
+
+    def temperature(self, ctx: Ctx, t: float) -> float:
+        return t
+
+
+@dataclass
+class Variant:
+    """One comparison row: a name and a stack of lenses applied in order."""
+
+    name: str
+    lenses: list[Lens] = field(default_factory=list)
+
+    def normalized(self) -> dict[str, Any] | None:
+        if not self.lenses:
+            return None
+        return {"name": self.name, "stack": [lens.normalized() for lens in self.lenses]}
+
+
+def layers_or_all(layers: tuple[int, ...] | None, n_layers: int, what: str) -> set[int]:
+    if layers is None:
+        return set(range(n_layers))
+    bad = [i for i in layers if not -n_layers <= i < n_layers]
+    if bad:
+        raise BadInput(f"{what}: layer {bad[0]} does not exist (the model has {n_layers} layers)")
+    return {i % n_layers for i in layers}
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, tuple):
+        return "|".join(str(x) for x in v)
+    return str(v)

@@ -1,0 +1,111 @@
+"""One parser and validator for lens specs, inline or in TOML/JSON files.
+
+Inline: `KIND[:key=value,...]`, stacked with `+`; list values use `|`;
+keyframed numbers are `value@step|value@step`.
+Files: either one stack at top level (`kind = ...` or `[[lens]]`), or several
+variants: `[[variant]]` tables with `name` and `[[variant.lens]]` entries.
+Nothing in a spec or file is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from app.errors import BadInput
+from lenses.base import Lens, Variant
+from lenses.registry import KINDS
+
+
+def build_lens(entry: dict[str, Any], where: str) -> Lens:
+    if not isinstance(entry, dict):
+        raise BadInput(f"{where}: a lens must be a table with a 'kind'")
+    entry = dict(entry)
+    kind = entry.pop("kind", None)
+    if kind not in KINDS:
+        raise BadInput(f"{where}: unknown lens kind '{kind}' (known: {', '.join(KINDS)})")
+    cls = KINDS[kind]
+    params = {p.name: p for p in cls.params}
+    values = {}
+    for key, raw in entry.items():
+        if key not in params:
+            allowed = ", ".join(params) or "none"
+            raise BadInput(f"{where}: lens '{kind}' has no key '{key}' (keys: {allowed})")
+        values[key] = params[key].parse(raw, f"{where} {kind}")
+    return cls(**values)
+
+
+def parse_inline(text: str) -> Variant:
+    """`emphasis:strength=3+steer:layers=2` -> one Variant named by the text."""
+    where = f"lens spec '{text}'"
+    if not text.strip():
+        raise BadInput("lens spec: empty")
+    lenses = []
+    for part in text.split("+"):
+        kind, _, rest = part.strip().partition(":")
+        entry: dict[str, Any] = {"kind": kind.strip()}
+        for item in filter(None, (s.strip() for s in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise BadInput(f"{where}: '{item}' is not key=value")
+            entry[key.strip()] = value.strip()
+        lenses.append(build_lens(entry, where))
+    return Variant(name=text.strip(), lenses=lenses)
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BadInput(f"lens file '{path}': not found")
+    try:
+        if p.suffix == ".toml":
+            return tomllib.loads(p.read_text())
+        if p.suffix == ".json":
+            data = json.loads(p.read_text())
+            if not isinstance(data, dict):
+                raise BadInput(f"lens file '{path}': the top level must be an object")
+            return data
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"lens file '{path}': not valid {p.suffix[1:].upper()} ({exc})") from None
+    raise BadInput(f"lens file '{path}': use .toml or .json")
+
+
+def variants_from_data(data: dict[str, Any], where: str) -> list[Variant]:
+    if "variant" in data or "variants" in data:
+        entries = data.get("variant", data.get("variants"))
+        if not isinstance(entries, list) or not entries:
+            raise BadInput(f"{where}: 'variant' must be a non-empty list")
+        out = []
+        for i, v in enumerate(entries):
+            name = v.get("name") or f"variant {i + 1}" if isinstance(v, dict) else None
+            if name is None:
+                raise BadInput(f"{where}: variant {i + 1} must be a table")
+            out.append(Variant(name, _stack(v, f"{where} variant '{name}'")))
+        return out
+    return [Variant(data.get("name") or where, _stack(data, where))]
+
+
+def _stack(table: dict[str, Any], where: str) -> list[Lens]:
+    entries = table.get("lens", table.get("lenses"))
+    if entries is None:
+        entry = {k: v for k, v in table.items() if k != "name"}
+        return [build_lens(entry, where)]
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list) or not entries:
+        raise BadInput(f"{where}: 'lens' must be a non-empty list of tables")
+    return [build_lens(e, f"{where} lens {i + 1}") for i, e in enumerate(entries)]
+
+
+def parse(spec: str) -> list[Variant]:
+    """A --lens value: a .toml/.json file (one or more variants) or an inline spec."""
+    if spec.endswith((".toml", ".json")):
+        return variants_from_data(read_file(spec), f"lens file '{spec}'")
+    return [parse_inline(spec)]
+
+
+def to_data(variants: list[Variant]) -> dict[str, Any]:
+    """The file form of variants (what `read_file` + `variants_from_data` read back)."""
+    return {"variant": [{"name": v.name, "lens": [lens.normalized() for lens in v.lenses]} for v in variants]}

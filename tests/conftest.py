@@ -1,0 +1,37 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def loaded():
+    from app import models
+
+    return models.load(None)
+
+
+@pytest.fixture(scope="session")
+def engine(loaded):
+    from app.engine import Engine
+
+    return Engine(loaded)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run `lenscope ARGS` in-process: (exit code, stdout, stderr)."""
+    from app.cli import main
+
+    def run(*args: str):
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code or 0
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -1,0 +1,54 @@
+"""Hooks on random-weight mlx-lm models of several architectures (no model code copied)."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+from mlx_lm.generate import generate_step
+
+from app.engine import Engine, Request
+from app.errors import BadInput
+from app.hooks import HookState, check_hookable, hooked
+from app.models import LoadedModel
+from lenses.spec import parse_inline
+from tiny_models import CONFIGS, build
+
+PROMPT = "one day, tom went to the park."
+
+
+@pytest.fixture(params=sorted(CONFIGS))
+def arch_engine(request, loaded):
+    model = build(request.param)
+    return Engine(LoadedModel(model, loaded.tokenizer, request.param, loaded.path))
+
+
+def test_rows_and_restore(arch_engine):
+    eng = arch_engine
+    before = {k: bytes(np.array(v)) for k, v in tree_flatten(eng.model.parameters())}
+    classes = [type(layer) for layer in eng.model.layers]
+    ids = eng.encode(PROMPT)
+    plain = [int(t) for t, _ in generate_step(mx.array(ids), eng.model, max_tokens=6)]
+    marks = [3, 4]
+    res = eng.compare(Request(PROMPT, [parse_inline("identity"), parse_inline("emphasis:strength=8"),
+                                       parse_inline("steer:strength=50,token=dog")], marks, max_tokens=6,
+                              stop_at_eos=False, keep_logits=False)).run()
+    assert res.rows[0].token_ids == plain
+    assert res.rows[1].token_ids == plain
+    assert res.rows[2].attention_to_marks[0] > res.rows[0].attention_to_marks[0]
+    assert res.rows[3].kl_from_baseline[0] > 0
+    probs = eng.capture_attention(ids)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert [type(layer) for layer in eng.model.layers] == classes
+    assert {k: bytes(np.array(v)) for k, v in tree_flatten(eng.model.parameters())} == before
+
+
+def test_unhookable_attention_is_named():
+    import mlx.nn as nn
+
+    class Recurrent(nn.Module):  # defined here: its module has no scaled_dot_product_attention
+        def __init__(self):
+            super().__init__()
+            self.layers = [nn.Linear(4, 4)]
+
+    with pytest.raises(BadInput, match="cannot hook"):
+        check_hookable(Recurrent())
