@@ -18,6 +18,7 @@ import numpy as np
 from mlx_lm.models.cache import make_prompt_cache
 
 from app.errors import BadInput
+from app.marks import overlapping
 from app.hooks import HookState, check_hookable, find_embedding, hooked
 from app.models import LoadedModel
 from app.results import Alternative, RowResult, RunResult, Step
@@ -86,8 +87,7 @@ class Engine:
             if not hits:
                 raise BadInput(f"--mark '{text}': does not occur in the prompt")
             for start in hits:
-                end = start + len(text)
-                marked.update(i for i, (a, b) in enumerate(spans) if b > a and a < end and b > start)
+                marked |= overlapping(spans, start, start + len(text))
         return sorted(marked)
 
     def check_marks(self, indices: Sequence[int], n_prompt: int) -> list[int]:

@@ -83,3 +83,29 @@ class RunResult:
         if self.attention is not None:
             out["attention"] = self.attention
         return out
+
+
+def from_json(data: dict[str, Any]) -> RunResult:
+    """A saved result back into objects (sessions replay their outputs)."""
+    rows = []
+    for r in data.get("rows", []):
+        row = RowResult(name=str(r.get("name", "?")), lens=r.get("lens"))
+        row.token_ids = [int(t) for t in r.get("token_ids", [])]
+        row.tokens = [str(t) for t in r.get("tokens", [])]
+        row.text = str(r.get("text", ""))
+        row.finite = bool(r.get("finite", True))
+        row.finished = bool(r.get("finished", False))
+        row.attention_to_marks = [float(x) for x in r.get("attention_to_marks", []) if x is not None]
+        row.kl_from_baseline = list(r.get("kl_from_baseline", []))
+        row.first_divergence = r.get("first_divergence")
+        row.top = [[Alternative(int(a["token_id"]), str(a["token"]), float(a["prob"])) for a in step]
+                   for step in r.get("top_alternatives", [])]
+        rows.append(row)
+    return RunResult(
+        model=str(data.get("model", "")), backend=str(data.get("backend", "")), seed=int(data.get("seed", 0)),
+        temperature=float(data.get("temperature", 0.0)), prompt=str(data.get("prompt", "")),
+        prompt_token_ids=[int(t) for t in data.get("prompt_token_ids", [])],
+        prompt_tokens=[str(t) for t in data.get("prompt_tokens", [])],
+        marked_token_indices=[int(t) for t in data.get("marked_token_indices", [])],
+        rows=rows, timing=dict(data.get("timing", {})), cancelled=bool(data.get("cancelled", False)),
+    )

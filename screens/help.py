@@ -1,0 +1,41 @@
+"""The help screen: every key, grouped by where it works."""
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# lenscope keys
+
+| where | key | does |
+|---|---|---|
+| anywhere | `ctrl+r` | run the comparison (baseline + every variant) |
+| anywhere | `escape` | cancel a run (partial output stays) |
+| anywhere | `f2` `f3` `f4` | compose / compare / heatmap tabs |
+| anywhere | `ctrl+s` / `ctrl+o` | save / open a session (JSON) |
+| anywhere | `ctrl+p` | command palette: every action |
+| anywhere | `f1` | this help · `ctrl+q` quits |
+| prompt | `ctrl+k` | mark every token the selection overlaps |
+| tokens | `←` `→` `space` `c` | move · mark/unmark · clear marks (click works too) |
+| variants | `a` `e` `t` `x` | add (picker) · edit · edit as spec · remove |
+| variants | `ctrl+↑` `ctrl+↓` | reorder |
+| variants | `l` / `w` | load / write a lens file (.toml/.json) |
+| compare | `←` `→` `↑` `↓` | step through tokens / rows: alternatives show below |
+| heatmap | `[` `]` `{` `}` | layer − + · head − + (past the last head: mean) |
+| heatmap | `r` `m` | next row · mode: lens / baseline / difference |
+
+Marked ("important") tokens are what `emphasis` attends to more.
+Tokens that differ from the baseline at the same step are highlighted in magenta.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,f1,q", "dismiss(None)", "close")]
+    CSS = "HelpScreen { align: center middle; } HelpScreen VerticalScroll { width: 90%; max-width: 96; " \
+          "height: 90%; border: thick $accent; background: $surface; }"
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Markdown(HELP)

@@ -1,0 +1,82 @@
+"""The prompt's tokens as chips: move with the arrows, toggle "important" with space or a click."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+
+CHIP_STYLES = (Style(bgcolor="grey23"), Style(bgcolor="grey35"))  # alternate: boundaries stay visible
+MARK_STYLE = Style(bgcolor="dark_goldenrod", color="black", bold=True)
+CURSOR_STYLE = Style(reverse=True, underline=True)
+
+
+def chip_text(token: str) -> str:
+    """Whitespace made visible: spaces as '·', newlines as '⏎', tabs as '→'."""
+    return token.replace(" ", "·").replace("\n", "⏎").replace("\t", "→") or "∅"
+
+
+class TokenChips(Widget, can_focus=True):
+    BINDINGS = [
+        Binding("left", "move(-1)", "prev token", show=False),
+        Binding("right", "move(1)", "next token", show=False),
+        Binding("home", "move_to(0)", show=False),
+        Binding("end", "move_to(-1)", show=False),
+        Binding("space", "toggle", "mark/unmark"),
+        Binding("c", "clear", "clear marks"),
+    ]
+
+    class MarksChanged(Message):
+        def __init__(self, marks: set[int]) -> None:
+            super().__init__()
+            self.marks = marks
+
+    tokens: reactive[list[str]] = reactive(list, always_update=True, layout=True)
+    marks: reactive[set[int]] = reactive(set, always_update=True)
+    cursor: reactive[int] = reactive(0)
+
+    def render(self) -> Text:
+        if not self.tokens:
+            return Text("(no tokens yet: type a prompt above)", style="dim italic")
+        text = Text()
+        for i, tok in enumerate(self.tokens):
+            style = MARK_STYLE if i in self.marks else CHIP_STYLES[i % 2]
+            if i == self.cursor and self.has_focus:
+                style = style + CURSOR_STYLE
+            text.append(chip_text(tok), style + Style(meta={"@click": f"click({i})"}))
+        return text
+
+    def watch_tokens(self) -> None:
+        self.cursor = min(self.cursor, max(0, len(self.tokens) - 1))
+
+    def set_marks(self, marks: set[int]) -> None:
+        self.marks = set(marks)
+        self.post_message(self.MarksChanged(set(self.marks)))
+
+    def action_move(self, delta: int) -> None:
+        if self.tokens:
+            self.cursor = (self.cursor + delta) % len(self.tokens)
+
+    def action_move_to(self, index: int) -> None:
+        if self.tokens:
+            self.cursor = index % len(self.tokens)
+
+    def action_toggle(self) -> None:
+        if self.tokens:
+            self.set_marks(self.marks ^ {self.cursor})
+
+    def action_click(self, index: int) -> None:
+        self.cursor = index
+        self.set_marks(self.marks ^ {index})
+
+    def action_clear(self) -> None:
+        self.set_marks(set())
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
