@@ -44,10 +44,11 @@ class Request:
 class Engine:
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
-        self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.n_layers = len(self.model.layers)
         self.eos_ids = set(getattr(self.tokenizer, "eos_token_ids", None) or [])
+        self.current_ids: list[int] = []  # the prompt lenses prepare for (auto heads, patch spans)
+        self.current_marks: list[int] = []
 
     @property
     def backend(self) -> str:
@@ -97,6 +98,18 @@ class Engine:
         return sorted(set(indices))
 
     @property
+    def n_heads(self) -> int:
+        return _n_heads(self.model)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.unembedding_matrix().shape[0])
+
+    @property
+    def model(self):
+        return self.loaded.model
+
+    @property
     def hidden_size(self) -> int:
         return int(self.embedding_matrix().shape[-1])
 
@@ -125,10 +138,13 @@ class Engine:
         mx.eval(list(state.recorded.values()))
         return {k: v[0] for k, v in state.recorded.items()}
 
-    def prepare(self, variants: Sequence[Variant]) -> None:
+    def prepare(self, variants: Sequence[Variant], ids: Sequence[int] = (), marks: Sequence[int] = ()) -> None:
         for v in variants:
             for lens in v.lenses:
+                # set per lens: a lens's prepare may itself run probes that change these
+                self.current_ids, self.current_marks = list(ids), list(marks)
                 lens.ensure_prepared(self)
+        self.current_ids, self.current_marks = list(ids), list(marks)
 
     # -- generation --------------------------------------------------------------------
     def compare(self, request: Request) -> "Comparison":
@@ -138,7 +154,7 @@ class Engine:
         marks = self.check_marks(request.marks, len(ids))
         if marks or any(lens.attention_layers(self.n_layers) for v in request.variants for lens in v.lenses):
             check_hookable(self.model)
-        self.prepare(request.variants)
+        self.prepare(request.variants, ids, marks)
         return Comparison(self, request, ids, marks)
 
     def capture_attention(self, ids: list[int], lenses: Sequence[Lens] = (), prompt_len: int | None = None,
@@ -153,7 +169,7 @@ class Engine:
         if size > CAPTURE_MAX_BYTES:
             raise BadInput(f"attention capture of {len(ids)} tokens x {len(layers)} layers needs "
                            f"{size / 2**20:.0f} MiB (limit {CAPTURE_MAX_BYTES / 2**20:.0f}); pick a --layer")
-        self.prepare([Variant("capture", list(lenses))])
+        self.prepare([Variant("capture", list(lenses))], ids[: prompt_len or len(ids)], marks)
         state = HookState([list(lenses)], self.n_layers, prompt_len or len(ids), tuple(marks))
         state.track_marks = False
         state.capture = True

@@ -55,6 +55,13 @@ class HookState:
         self.mark_attention: list[mx.array] = []  # one (B,) array per layer, for the last query
         self.capture = False
         self.captured: dict[int, mx.array] = {}
+        # module path -> {row: summed dW} for weight lenses
+        self.deltas: dict[str, dict[int, mx.array]] = {}
+        for r, lenses in enumerate(rows):
+            for lens in lenses:
+                for path, dw in lens.weight_deltas().items():
+                    prev = self.deltas.setdefault(path, {}).get(r)
+                    self.deltas[path][r] = dw if prev is None else prev + dw
 
     def _index(self, layers_of: Callable[[Lens], set[int]], layer_range: range) -> dict[int, dict[int, list[Lens]]]:
         table: dict[int, dict[int, list[Lens]]] = {}
@@ -103,6 +110,14 @@ class HookState:
         heads = max(b.shape[1] for b in rows)
         return mx.concatenate([mx.broadcast_to(b, (1, heads, L, S)) for b in rows], axis=0)
 
+    def linear_output(self, path: str, x: mx.array, out: mx.array) -> mx.array:
+        by_row = self.deltas.get(path)
+        if not by_row:
+            return out
+        parts = [out[r : r + 1] + (x[r : r + 1] @ by_row[r].T).astype(out.dtype) if r in by_row else out[r : r + 1]
+                 for r in range(out.shape[0])]
+        return mx.concatenate(parts, axis=0)
+
     # -- attention ---------------------------------------------------------------------
     def attention(self, queries, keys, values, cache, scale, mask, sinks=None):
         self.sdpa_calls += 1
@@ -118,7 +133,8 @@ class HookState:
         if by_row:
             bias = _sum_bias(bias, self._lens_bias(by_row, B, H, L, S), queries.dtype)
         if self.capture:
-            probs = attention_probs(queries, keys, scale, bias, sinks)
+            probs = self._edit_scores(by_row, attention_probs(queries, keys, scale, bias, sinks), queries, keys,
+                                      scale, bias, sinks)
             self.captured[layer] = probs
             return _weighted_values(probs, values)
         if self.track_marks:
@@ -126,7 +142,39 @@ class HookState:
             p_last = attention_probs(queries[:, :, -1:, :], keys, scale, last_bias, sinks)  # (B,H,1,S)
             marks = [m for m in self.marks if m < S]
             self.mark_attention.append(p_last[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
-        return mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=bias, sinks=sinks)
+        out = mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=bias, sinks=sinks)
+        edited = self._score_rows(by_row)
+        if edited:
+            probs = self._edit_scores(by_row, None, queries, keys, scale, bias, sinks)
+            explicit = _weighted_values(probs, values)
+            out = mx.concatenate([explicit[r : r + 1] if r in edited else out[r : r + 1] for r in range(B)], axis=0)
+        return out
+
+    @staticmethod
+    def _score_rows(by_row: dict[int, list[Lens]] | None) -> set[int]:
+        return {r for r, lenses in (by_row or {}).items() if any(hasattr(l, "attention_scores") for l in lenses)}
+
+    def _edit_scores(self, by_row, probs, queries, keys, scale, bias, sinks) -> mx.array:
+        """Probabilities with score-editing lenses (e.g. top-k sparsity) applied on their rows."""
+        edited = self._score_rows(by_row)
+        if not edited:
+            return probs
+        B = queries.shape[0]
+        ctx = self.ctx(self.layer)
+        rows = []
+        for r in range(B):
+            if r not in edited:
+                rows.append(probs[r : r + 1] if probs is not None else mx.zeros((1,) + queries.shape[1:3] + (keys.shape[2],)))
+                continue
+            k = repeat_kv(keys[r : r + 1], queries.shape[1]).astype(mx.float32)
+            scores = (queries[r : r + 1].astype(mx.float32) * scale) @ k.swapaxes(-1, -2)
+            if bias is not None:
+                scores = scores + bias[r : r + 1 if bias.shape[0] > 1 else 1].astype(mx.float32)
+            for lens in by_row[r]:
+                if hasattr(lens, "attention_scores"):
+                    scores = lens.attention_scores(ctx, scores)
+            rows.append(mx.softmax(scores, axis=-1, precise=True))
+        return mx.concatenate(rows, axis=0)
 
 
 def _sum_bias(a: mx.array | None, b: mx.array, dtype: mx.Dtype) -> mx.array:
@@ -183,6 +231,17 @@ def _subclass(cls: type) -> type:
     return _SUBCLASSES[cls]
 
 
+def _linear_subclass(cls: type) -> type:
+    """A subclass of a linear layer class that adds per-row weight deltas to its output."""
+    if cls not in _SUBCLASSES:
+
+        def __call__(self, x):
+            return self._lens_state.linear_output(self._lens_path, x, cls.__call__(self, x))
+
+        _SUBCLASSES[cls] = type(f"Delta{cls.__name__}", (cls,), {"__call__": __call__})
+    return _SUBCLASSES[cls]
+
+
 def find_embedding(model: nn.Module) -> nn.Module | None:
     for _, module in model.named_modules():
         if isinstance(module, (nn.Embedding, nn.QuantizedEmbedding)):
@@ -216,6 +275,14 @@ def hooked(model: nn.Module, state: HookState) -> Iterator[HookState]:
             object.__setattr__(block, "_lens_index", index)
             object.__setattr__(block, "_lens_state", state)
             block.__class__ = _subclass(type(block))
+        if state.deltas:
+            named = dict(model.named_modules())
+            for path in state.deltas:
+                module = named[path]
+                blocks.append((module, type(module)))
+                object.__setattr__(module, "_lens_path", path)
+                object.__setattr__(module, "_lens_state", state)
+                module.__class__ = _linear_subclass(type(module))
         for module in attention_modules(model):
             original = getattr(module, SDPA_NAME)
             swapped.append((module, original))
@@ -223,9 +290,9 @@ def hooked(model: nn.Module, state: HookState) -> Iterator[HookState]:
             setattr(module, SDPA_NAME, state.attention)
         yield state
     finally:
-        for block, cls in blocks:
+        for block, cls in reversed(blocks):  # reverse: a module may have been wrapped twice
             block.__class__ = cls
-            for attr in ("_lens_index", "_lens_state"):
+            for attr in ("_lens_index", "_lens_state", "_lens_path"):
                 if attr in block.__dict__:
                     object.__delattr__(block, attr)
         for module, original in swapped:

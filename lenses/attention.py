@@ -7,7 +7,10 @@ attention by exp(-strength) and renormalising.
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlx.core as mx
+import numpy as np
 
 from app.errors import BadInput
 from lenses.base import Ctx, Lens, Param, layers_or_all
@@ -23,13 +26,35 @@ class Emphasis(Lens):
         Param("strength", "float", 3.0, "log-space boost of attention to marked keys", -20, 20, keyframes=True),
         LAYERS,
         HEADS,
+        Param("auto_heads", "int", 0, "instead of `heads`: per layer, the k heads that attend least to the "
+              "marks on this prompt (0 = off)", 0, 1024),
     )
 
     def is_neutral(self) -> bool:
         return not any(self.value_at("strength", [0, 1 << 20]))
 
+    def depends_on_prompt(self) -> bool:
+        return self.auto_heads > 0
+
     def attention_layers(self, n_layers: int) -> set[int]:
         return layers_or_all(self.layers, n_layers, "emphasis")
+
+    def prepare(self, probe: Any) -> None:
+        """auto_heads: measure each head's attention on the marks (from the queries after
+        the first mark) on the current prompt, and keep the k lowest per layer."""
+        self.auto = None
+        if not self.auto_heads or not probe.current_marks:
+            return
+        marks = list(probe.current_marks)
+        probs = probe.capture_attention(list(probe.current_ids))  # (layers, H, L, L)
+        share = probs[:, :, min(marks):, :][..., marks].sum(-1).mean(-1)  # (layers, H)
+        self.auto = {layer: sorted(np.argsort(share[layer])[: self.auto_heads].tolist())
+                     for layer in range(share.shape[0])}
+
+    def selected_heads(self, layer: int) -> tuple[int, ...] | None:
+        if getattr(self, "auto", None):
+            return tuple(self.auto[layer])
+        return self.heads
 
     def attention_bias(self, ctx: Ctx, n_heads: int, n_keys: int) -> mx.array | None:
         marks = [m for m in ctx.marks if m < n_keys]
@@ -38,9 +63,69 @@ class Emphasis(Lens):
         key_mask = mx.zeros((n_keys,)).at[mx.array(marks)].add(1.0)
         strength = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)  # (L,)
         bias = strength[:, None] * key_mask[None, :]  # (L, S)
+        heads = self.selected_heads(ctx.layer)
+        if heads is None:
+            return bias[None]
+        return _head_mask(heads, n_heads, self.kind)[:, None, None] * bias[None]
+
+
+def _head_mask(heads: tuple[int, ...], n_heads: int, kind: str) -> mx.array:
+    if any(not 0 <= h < n_heads for h in heads):
+        raise BadInput(f"{kind}: heads {list(heads)} outside 0..{n_heads - 1}")
+    return mx.zeros((n_heads,)).at[mx.array(list(heads))].add(1.0)
+
+
+class Decay(Lens):
+    kind = "decay"
+    summary = "counter positional decay: a bias growing with query-key distance, so early tokens are not drowned"
+    params = (
+        Param("strength", "float", 0.5, "bias per unit of log(1 + distance) (or per 64 tokens, linear)", -10, 10,
+              keyframes=True),
+        Param("shape", "choice", "log", "how the bias grows with distance", choices=("log", "linear")),
+        Param("scope", "choice", "marks", "which keys get it", choices=("marks", "all")),
+        LAYERS,
+        HEADS,
+    )
+
+    def is_neutral(self) -> bool:
+        return not any(self.value_at("strength", [0, 1 << 20]))
+
+    def attention_layers(self, n_layers: int) -> set[int]:
+        return layers_or_all(self.layers, n_layers, "decay")
+
+    def attention_bias(self, ctx: Ctx, n_heads: int, n_keys: int) -> mx.array | None:
+        keys = mx.arange(n_keys)
+        dist = mx.maximum(ctx.positions[:, None] - keys[None, :], 0).astype(mx.float32)  # (L, S)
+        grow = mx.log1p(dist) if self.shape == "log" else dist / 64.0
+        strength = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)[:, None]
+        bias = strength * grow
+        if self.scope == "marks":
+            marks = [m for m in ctx.marks if m < n_keys]
+            if not marks:
+                return None
+            bias = bias * mx.zeros((n_keys,)).at[mx.array(marks)].add(1.0)[None, :]
         if self.heads is None:
             return bias[None]
-        if any(not 0 <= h < n_heads for h in self.heads):
-            raise BadInput(f"emphasis: heads {list(self.heads)} outside 0..{n_heads - 1}")
-        head_mask = mx.zeros((n_heads,)).at[mx.array(list(self.heads))].add(1.0)
-        return head_mask[:, None, None] * bias[None]
+        return _head_mask(self.heads, n_heads, self.kind)[:, None, None] * bias[None]
+
+
+class TopKAttention(Lens):
+    kind = "topk-attention"
+    summary = "sparse attention: each query keeps only its n highest-scoring keys"
+    params = (
+        Param("n", "int", 8, "keys kept per query (0 = keep all)", 0, 1 << 20),
+        LAYERS,
+    )
+
+    def is_neutral(self) -> bool:
+        return self.n == 0
+
+    def attention_layers(self, n_layers: int) -> set[int]:
+        return layers_or_all(self.layers, n_layers, self.kind)
+
+    def attention_scores(self, ctx: Ctx, scores: mx.array) -> mx.array:
+        """scores (1, H, L, S) with the causal mask applied; keep the top n per query."""
+        if self.n == 0 or self.n >= scores.shape[-1]:
+            return scores
+        kth = mx.sort(scores, axis=-1)[..., -self.n][..., None]
+        return mx.where(scores >= kth, scores, -mx.inf)

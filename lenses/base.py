@@ -201,11 +201,17 @@ class Lens:
     def prepare(self, probe: Any) -> None:
         pass
 
+    def depends_on_prompt(self) -> bool:
+        """True when prepare() reads the current prompt (then it reruns when that changes)."""
+        return False
+
     def ensure_prepared(self, probe: Any) -> None:
-        """prepare() once per model: directions and sources are reused across runs."""
-        if getattr(self, "_prepared_for", None) is not probe:
+        """prepare() once per model (and prompt, if it matters): results are reused across runs."""
+        key = (id(probe), tuple(probe.current_ids), tuple(probe.current_marks)) if self.depends_on_prompt() \
+            else (id(probe),)
+        if getattr(self, "_prepared_key", None) != key:
             self.prepare(probe)
-            self._prepared_for = probe
+            self._prepared_key = key
 
     def residual_layers(self, n_layers: int) -> set[int]:
         return set()
@@ -218,6 +224,13 @@ class Lens:
 
     def attention_bias(self, ctx: Ctx, n_heads: int, n_keys: int) -> mx.array | None:
         return None
+
+    # attention_scores(ctx, scores) -> scores: optional; when a lens defines it, its row's
+    # attention is computed explicitly (not fused) so the full score matrix can be edited.
+
+    def weight_deltas(self) -> dict[str, mx.array]:
+        """Module path -> dW for linear layers: the row computes x (W + dW)^T, W untouched."""
+        return {}
 
     def logits(self, ctx: Ctx, logits: mx.array) -> mx.array:
         return logits

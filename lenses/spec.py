@@ -99,11 +99,28 @@ def _stack(table: dict[str, Any], where: str) -> list[Lens]:
     return [build_lens(e, f"{where} lens {i + 1}") for i, e in enumerate(entries)]
 
 
+def expand_points(variant: Variant) -> list[Variant]:
+    """A lens with `points=k` (slerp) becomes k rows at equidistant t in [0, 1]."""
+    for i, lens in enumerate(variant.lenses):
+        k = getattr(lens, "points", 0)
+        if k and k > 1:
+            out = []
+            for j in range(k):
+                t = j / (k - 1)
+                entry = {**lens.normalized(), "t": t, "points": 0}
+                stack = variant.lenses[:i] + [build_lens(entry, variant.name)] + variant.lenses[i + 1 :]
+                out.append(Variant(f"{variant.name} t={t:.2f}", stack))
+            return out
+    return [variant]
+
+
 def parse(spec: str) -> list[Variant]:
     """A --lens value: a .toml/.json file (one or more variants) or an inline spec."""
     if spec.endswith((".toml", ".json")):
-        return variants_from_data(read_file(spec), f"lens file '{spec}'")
-    return [parse_inline(spec)]
+        variants = variants_from_data(read_file(spec), f"lens file '{spec}'")
+    else:
+        variants = [parse_inline(spec)]
+    return [row for v in variants for row in expand_points(v)]
 
 
 def to_data(variants: list[Variant]) -> dict[str, Any]:

@@ -1,0 +1,157 @@
+"""Weight lenses ("blurs"): reversible edits of chosen linear layers.
+
+Each computes dW once (from a dequantized copy when the layer is quantized) and the
+engine adds x dW^T to its own row only: the model's arrays are never written, so the
+baseline row and every later run see the original weights, byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from app.errors import BadInput
+from lenses.base import Lens, Param, layers_or_all
+
+TARGETS = ("mlp.down_proj", "mlp.up_proj", "mlp.gate_proj", "self_attn.o_proj", "self_attn.q_proj",
+           "self_attn.k_proj", "self_attn.v_proj")
+
+
+def dense_weight(module: nn.Module) -> np.ndarray:
+    if isinstance(module, nn.QuantizedLinear):
+        w = mx.dequantize(module.weight, module.scales, module.biases, module.group_size, module.bits)
+    else:
+        w = module.weight
+    return np.array(w.astype(mx.float32))
+
+
+def gaussian_blur(w: np.ndarray, sigma: float, axis: int) -> np.ndarray:
+    """Blur along an axis with a normalised Gaussian, reflecting at the edges; sigma 0 is identity."""
+    if sigma <= 0:
+        return w.copy()
+    radius = max(1, int(math.ceil(3 * sigma)))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    pad = [(0, 0)] * w.ndim
+    pad[axis] = (radius, radius)
+    padded = np.pad(w, pad, mode="reflect" if w.shape[axis] > radius else "edge")
+    out = np.zeros_like(w)
+    n = w.shape[axis]
+    for k, o in zip(kernel, offsets):
+        out += k * np.take(padded, np.arange(n) + radius + o, axis=axis)
+    return out
+
+
+class _WeightLens(Lens):
+    """Finds the target modules; subclasses turn a dense W into W'."""
+
+    def targets(self, probe: Any) -> dict[str, nn.Module]:
+        paths = {id(m): p for p, m in probe.model.named_modules()}
+        layers = layers_or_all(self.layers, probe.n_layers, self.kind)
+        found = {}
+        for i in sorted(layers):
+            module = probe.model.layers[i]
+            for part in self.target.split("."):
+                module = getattr(module, part, None)
+            if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
+                raise BadInput(f"{self.kind}: layer {i} has no linear '{self.target}' in this model")
+            found[paths[id(module)]] = module
+        return found
+
+    def prepare(self, probe: Any) -> None:
+        self.deltas = {}
+        for path, module in self.targets(probe).items():
+            w = dense_weight(module)
+            self.deltas[path] = mx.array((self.transform(w, probe) - w).astype(np.float32))
+
+    def weight_deltas(self) -> dict[str, mx.array]:
+        return getattr(self, "deltas", {})
+
+    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+        raise NotImplementedError
+
+
+LAYERS = Param("layers", "ints", None, "layers to edit (default: all)")
+TARGET = Param("target", "choice", "mlp.down_proj", "which linear layer in each block", choices=TARGETS)
+
+
+class Blur(_WeightLens):
+    kind = "blur"
+    summary = "Gaussian blur of a weight matrix along its rows or columns"
+    params = (
+        Param("sigma", "float", 1.0, "blur width in matrix entries (0 = identity)", 0, 64),
+        Param("axis", "choice", "rows", "blur across output rows or input columns", choices=("rows", "cols")),
+        LAYERS, TARGET,
+    )
+
+    def is_neutral(self) -> bool:
+        return self.sigma == 0
+
+    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+        return gaussian_blur(w, self.sigma, 0 if self.axis == "rows" else 1)
+
+
+class Noise(_WeightLens):
+    kind = "noise"
+    summary = "add seeded Gaussian noise to a weight matrix, relative to its standard deviation"
+    params = (
+        Param("scale", "float", 0.1, "noise std as a fraction of the matrix's std (0 = identity)", 0, 10),
+        Param("seed", "int", 0, "noise seed", 0, 2**31 - 1),
+        LAYERS, TARGET,
+    )
+
+    def is_neutral(self) -> bool:
+        return self.scale == 0
+
+    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        return w + self.scale * float(w.std()) * rng.standard_normal(w.shape).astype(np.float32)
+
+
+class HeadScale(_WeightLens):
+    kind = "head-scale"
+    summary = "scale what chosen attention heads write to the residual stream (their o_proj columns)"
+    params = (
+        Param("heads", "ints", (0,), "heads to scale, e.g. 0|3"),
+        Param("scale", "float", 0.0, "factor on those heads' output (1 = identity, 0 = ablate)", -10, 10),
+        LAYERS,
+    )
+    target = "self_attn.o_proj"
+
+    def is_neutral(self) -> bool:
+        return self.scale == 1.0
+
+    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+        n_heads = probe.n_heads
+        head_dim = w.shape[1] // n_heads
+        bad = [h for h in self.heads if not 0 <= h < n_heads]
+        if bad:
+            raise BadInput(f"head-scale: head {bad[0]} outside 0..{n_heads - 1}")
+        out = w.copy()
+        for h in self.heads:
+            out[:, h * head_dim : (h + 1) * head_dim] *= self.scale
+        return out
+
+
+class SvdRemove(_WeightLens):
+    kind = "svd-remove"
+    summary = "remove the top-k singular directions of a weight matrix"
+    params = (
+        Param("k", "int", 1, "how many top singular directions to remove (0 = identity)", 0, 4096),
+        LAYERS, TARGET,
+    )
+
+    def is_neutral(self) -> bool:
+        return self.k == 0
+
+    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+        if self.k == 0:
+            return w.copy()
+        u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+        k = min(self.k, len(s))
+        return (w - (u[:, :k] * s[:k]) @ vt[:k]).astype(np.float32)

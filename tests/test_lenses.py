@@ -1,0 +1,232 @@
+"""The lens library: neutral settings are exact no-ops, real settings change the computation,
+and the math each lens claims holds."""
+
+import json
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+from app.engine import Request
+from app.errors import BadInput
+from app.hooks import HookState, hooked
+from lenses import directions
+from lenses.geometry import grouped_matrix, plane_rotation, slerp_to
+from lenses.registry import KINDS
+from lenses.spec import parse, parse_inline
+from lenses.weights import gaussian_blur
+
+PROMPT = "the hat is green. tom saw a big dog. question: what color is the hat? answer: the hat is"
+
+# (neutral spec, active spec) for every kind: the first must reproduce the baseline exactly
+CASES = {
+    "identity": ("identity", None),
+    "emphasis": ("emphasis:strength=0", "emphasis:strength=4"),
+    "decay": ("decay:strength=0", "decay:strength=2,scope=all"),
+    "topk-attention": ("topk-attention:n=0", "topk-attention:n=2"),
+    "steer": ("steer:strength=0,token=happy", "steer:strength=40,token=happy"),
+    "ablate": ("ablate:fraction=0,token=green", "ablate:fraction=1,token=green,layers=0|1|2|3"),
+    "slerp": ("slerp:t=0,token=happy", "slerp:t=0.6,token=happy"),
+    "rotate": ("rotate:angle=0,a=happy,b=sad", "rotate:angle=90,a=happy,b=sad"),
+    "grouped": ("grouped:angle=0,scale=1", "grouped:angle=90,scale=1.5"),
+    "path": ("path:t=0,concepts=happy|sad", "path:t=0.7,concepts=happy|sad,steps=2"),
+    "patch": ("patch:mode=reverse,span=3:4", "patch:mode=replace,source=the hat is red.,span=0:5"),
+    "blur": ("blur:sigma=0", "blur:sigma=4,layers=0|1|2|3"),
+    "noise": ("noise:scale=0", "noise:scale=1,layers=0|1|2|3"),
+    "head-scale": ("head-scale:scale=1,heads=0|1", "head-scale:scale=0,heads=0|1|2|3|4|5|6|7"),
+    "svd-remove": ("svd-remove:k=0", "svd-remove:k=8,layers=0|1|2|3"),
+    "temperature": ("temperature:start=0,end=0", "temperature:start=3,end=3"),
+    "explore": ("explore:exclude_top=0", "explore:exclude_top=1"),
+    "bias": ("bias:words=happy,value=0", "bias:words=happy,value=50"),
+}
+
+
+def test_every_kind_has_a_case():
+    assert set(CASES) == set(KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_neutral_is_baseline_and_active_changes(engine, kind):
+    neutral, active = CASES[kind]
+    ids = engine.encode(PROMPT)
+    marks = engine.marks_from_text(PROMPT, ids, ["green"])
+    variants = [parse_inline(neutral)] + ([parse_inline(active)] if active else [])
+    res = engine.compare(Request(PROMPT, variants, marks, max_tokens=8, temperature=0.0, seed=1,
+                                 keep_logits=True))
+    res.run()
+    rows = res.result.rows
+    assert rows[1].token_ids == rows[0].token_ids, f"{neutral} changed the output"
+    assert rows[1].kl_from_baseline[0] == pytest.approx(0.0, abs=1e-6)
+    if active:
+        changed = rows[2].token_ids != rows[0].token_ids or (rows[2].kl_from_baseline[0] or 1.0) > 1e-4
+        assert changed, f"{active} changed nothing"
+
+
+def test_slerp_keeps_norms_and_hits_endpoints():
+    rng = np.random.default_rng(0)
+    h = mx.array(rng.standard_normal((1, 5, 16)).astype(np.float32))
+    d = mx.array(directions.unit(rng.standard_normal(16), "d"))
+    norms = np.linalg.norm(np.array(h), axis=-1)
+    for t in (0.0, 0.25, 0.5, 1.0):
+        out = np.array(slerp_to(h, d, mx.full((5, 1), t)))
+        np.testing.assert_allclose(np.linalg.norm(out, axis=-1), norms, rtol=1e-5)
+    np.testing.assert_allclose(np.array(slerp_to(h, d, mx.zeros((5, 1)))), np.array(h), atol=1e-5)
+    end = np.array(slerp_to(h, d, mx.ones((5, 1))))
+    np.testing.assert_allclose(end, norms[..., None] * np.array(d), atol=1e-5)
+    # the midpoint makes equal angles with both ends
+    mid = np.array(slerp_to(h, d, mx.full((5, 1), 0.5)))[0]
+    u = np.array(h)[0] / norms[0][:, None]
+    cos_start = (mid * u).sum(-1) / np.linalg.norm(mid, axis=-1)
+    cos_end = (mid @ np.array(d)) / np.linalg.norm(mid, axis=-1)
+    np.testing.assert_allclose(cos_start, cos_end, atol=1e-5)
+
+
+def test_rotations_are_orthogonal_and_compose():
+    rng = np.random.default_rng(1)
+    u = directions.unit(rng.standard_normal(12), "u")
+    v = rng.standard_normal(12)
+    v = directions.unit(v - (v @ u) * u, "v")
+    u_, v_ = mx.array(u), mx.array(v)
+    eye = mx.eye(12)
+
+    def matrix(theta):
+        return np.array(plane_rotation(eye, u_, v_, mx.full((12, 1), theta)))
+
+    r = matrix(0.7)
+    np.testing.assert_allclose(r @ r.T, np.eye(12), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-5)
+    np.testing.assert_allclose(matrix(0.3) @ matrix(0.4), r, atol=1e-5)
+    np.testing.assert_allclose(matrix(2 * np.pi), np.eye(12), atol=1e-5)
+
+
+def test_grouped_touches_only_its_groups():
+    m = grouped_matrix(16, 4, (1, 3), 90.0, 2.0)
+    x = np.random.default_rng(2).standard_normal(16).astype(np.float32)
+    y = m @ x
+    untouched = np.r_[0:4, 8:12]
+    np.testing.assert_array_equal(y[untouched], x[untouched])
+    assert not np.allclose(y[4:8], x[4:8])
+    np.testing.assert_allclose(np.linalg.norm(y[4:8]), 2.0 * np.linalg.norm(x[4:8]), rtol=1e-5)
+    np.testing.assert_array_equal(grouped_matrix(16, 4, None, 0.0, 1.0), np.eye(16))
+
+
+def test_blur_width_zero_is_identity_and_blur_smooths():
+    w = np.random.default_rng(3).standard_normal((32, 24)).astype(np.float32)
+    np.testing.assert_array_equal(gaussian_blur(w, 0.0, 0), w)
+    b = gaussian_blur(w, 2.0, 1)
+    assert np.abs(np.diff(b, axis=1)).mean() < 0.5 * np.abs(np.diff(w, axis=1)).mean()
+    np.testing.assert_allclose(b.mean(), w.mean(), atol=0.05)
+
+
+def test_weight_restore_byte_exact_after_100_cycles(engine):
+    before = {k: bytes(np.array(v)) for k, v in tree_flatten(engine.model.parameters())}
+    variant = parse_inline("blur:sigma=2,layers=0|1+noise:scale=0.5+svd-remove:k=2,layers=3")
+    engine.prepare([variant])
+    ids = engine.encode(PROMPT)
+    classes = [type(m) for _, m in engine.model.named_modules()]
+    for _ in range(100):
+        state = HookState([[], variant.lenses], engine.n_layers, len(ids))
+        with hooked(engine.model, state):
+            pass
+    state = HookState([[], variant.lenses], engine.n_layers, len(ids))
+    with hooked(engine.model, state):
+        state.begin(mx.arange(len(ids)))
+        out = engine.model(mx.array([ids, ids]))
+    assert not np.allclose(np.array(out[0]), np.array(out[1]))  # the lens row really differs
+    assert [type(m) for _, m in engine.model.named_modules()] == classes
+    assert {k: bytes(np.array(v)) for k, v in tree_flatten(engine.model.parameters())} == before
+
+
+def test_steering_matches_hand_finished_forward(engine):
+    """Add the vector to a captured hidden state and finish the forward by hand."""
+    layer, strength = 1, 12.0
+    variant = parse_inline(f"steer:layers={layer},strength={strength},positive=tom was happy.,negative=tom was sad.")
+    run = engine.compare(Request(PROMPT, [variant], max_tokens=1, keep_logits=True))
+    run.run()
+    lensed = run.logits[0][1]
+    d = np.array(variant.lenses[0].direction[layer])
+    ids = engine.encode(PROMPT)
+    h = engine.hidden_states(ids, [layer])[layer] + mx.array(strength * d)[None]
+    h = h[None]
+    for blk in engine.model.model.layers[layer + 1 :]:
+        h = blk(h, mask="causal", cache=None)
+    logits = engine.model.model.embed_tokens.as_linear(engine.model.model.norm(h))[0, -1]
+    np.testing.assert_allclose(np.array(logits), lensed, atol=2e-4)
+    # and the direction is the normalised mean difference of the two prompts' states
+    pos = np.array(engine.hidden_states(engine.encode("tom was happy."), [layer])[layer]).mean(0)
+    neg = np.array(engine.hidden_states(engine.encode("tom was sad."), [layer])[layer]).mean(0)
+    np.testing.assert_allclose(d, (pos - neg) / np.linalg.norm(pos - neg), atol=1e-5)
+
+
+def test_keyframes_interpolate(engine):
+    lens = parse_inline("steer:strength=0@0|10@4,token=happy").lenses[0]
+    np.testing.assert_allclose(lens.value_at("strength", np.array([0, 2, 4, 9])), [0, 5, 10, 10])
+    # strength 0 at step 0: the first token is the baseline's, later ones may move
+    res = engine.compare(Request(PROMPT, [parse_inline("steer:strength=0@0|60@1,token=happy")],
+                                 max_tokens=4)).run()
+    assert res.rows[1].kl_from_baseline[0] == pytest.approx(0.0, abs=1e-5)
+    assert res.rows[1].token_ids != res.rows[0].token_ids
+
+
+def test_slerp_points_expand_to_rows():
+    rows = parse("slerp:points=5,token=happy")
+    assert [round(v.lenses[0].t, 2) for v in rows] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_auto_heads_pick_low_attention_heads(engine):
+    ids = engine.encode(PROMPT)
+    marks = engine.marks_from_text(PROMPT, ids, ["green"])
+    variant = parse_inline("emphasis:strength=3,auto_heads=2")
+    engine.prepare([variant], ids, marks)
+    auto = variant.lenses[0].auto
+    assert set(auto) == set(range(engine.n_layers)) and all(len(h) == 2 for h in auto.values())
+    probs = engine.capture_attention(ids)
+    share = probs[:, :, min(marks):, :][..., marks].sum(-1).mean(-1)
+    for layer, heads in auto.items():
+        others = [h for h in range(share.shape[1]) if h not in heads]
+        assert share[layer, heads].max() <= share[layer, others].min() + 1e-6
+
+
+def test_topk_attention_keeps_n_keys(engine):
+    ids = engine.encode(PROMPT)
+    probs = engine.capture_attention(ids, parse_inline("topk-attention:n=3").lenses)
+    assert ((probs > 0).sum(-1) <= 3).all() and ((probs > 0).sum(-1)[..., 5:] == 3).all()
+
+
+def test_lens_files_toml_json_and_errors(tmp_path):
+    toml = tmp_path / "v.toml"
+    toml.write_text('[[variant]]\nname = "focus"\n[[variant.lens]]\nkind = "emphasis"\nstrength = 2.5\n'
+                    '[[variant.lens]]\nkind = "steer"\ntoken = "happy"\nlayers = [1, 2]\n'
+                    '[[variant]]\nname = "warm"\n[[variant.lens]]\nkind = "temperature"\nstart = 1.5\n')
+    vs = parse(str(toml))
+    assert [v.name for v in vs] == ["focus", "warm"]
+    assert vs[0].lenses[1].layers == (1, 2) and vs[0].lenses[0].strength == 2.5
+    js = tmp_path / "one.json"
+    js.write_text(json.dumps({"kind": "emphasis", "strength": [[0, 0], [10, 4]]}))
+    (v,) = parse(str(js))
+    assert v.lenses[0].value_at("strength", 5) == pytest.approx(2.0)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[variant]]\nname = "x"\n[[variant.lens]]\nkind = "emphasis"\nstrenght = 1\n')
+    with pytest.raises(BadInput, match=r"bad.toml' variant 'x' lens 1: lens 'emphasis' has no key 'strenght'"):
+        parse(str(bad))
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[variant]\n")
+    with pytest.raises(BadInput, match="not valid TOML"):
+        parse(str(broken))
+
+
+def test_direction_files_never_unpickle(tmp_path, engine):
+    d = np.random.default_rng(0).standard_normal(engine.hidden_size).astype(np.float32)
+    path = directions.save(tmp_path / "d.npy", directions.unit(d, "d"))
+    assert np.allclose(directions.load(str(path), engine.hidden_size) @ directions.unit(d, "d"), 1.0)
+    st = directions.save(tmp_path / "d.safetensors", directions.unit(d, "d"))
+    assert np.allclose(directions.load(str(st), engine.hidden_size), directions.unit(d, "d"))
+    pickled = tmp_path / "evil.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(BadInput, match="unreadable"):
+        directions.load(str(pickled), engine.hidden_size)
+    with pytest.raises(BadInput, match="hidden size"):
+        directions.load(str(path), engine.hidden_size + 1)
+    res = engine.compare(Request(PROMPT, [parse_inline(f"steer:file={path},strength=30")], max_tokens=3)).run()
+    assert res.rows[1].kl_from_baseline[0] > 0
