@@ -50,7 +50,7 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3) -> dict[str, A
     mid = engine.n_layers // 2
     real = f"steer:layers={mid},strength=4,token=happy"
     seven = [real, "emphasis:strength=2", f"steer:layers={mid},strength=-4,token=sad", "emphasis:strength=4",
-             f"ablate:layers={mid},token=dog", f"steer:layers=0,strength=2,token=park", "identity"]
+             f"ablate:layers={mid},token=dog", "steer:layers=0,strength=2,token=park", "identity"]
     marks = [i for i, t in enumerate(ids) if "dog" in engine.token_text(t)] or [len(ids) - 1]
     _lenscope_decode_s_per_token(engine, [], 4, [])  # warm up both paths
     _plain_decode_s_per_token(engine, ids, 4)

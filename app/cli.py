@@ -89,12 +89,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lens", default=None, metavar="SPEC", help="apply this lens stack while capturing")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("run", help="a batch of comparisons: results.jsonl + report.md + report.html (+ SVG)")
+    _add_model(p)
+    p.add_argument("experiment", help="an experiment .toml file")
+    p.add_argument("--out", required=True, help="output folder")
+
     p = sub.add_parser("lenses", help="the lens kinds, their parameters, defaults and ranges")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("doctor", help="platform, MLX backend, BLAS, kernel self-tests, default model")
     _add_model(p)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("measure", help="measured lens effects on the model: recall by distance, mood counts")
+    _add_model(p)
+    p.add_argument("what", choices=["recall", "attribute"])
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC",
+                   help="lens rows to compare with the baseline (default: emphasis for recall, steering for attribute)")
+    p.add_argument("--n", type=_int_range(1, 10000, "--n"), default=None, help="episodes or samples per row")
+    p.add_argument("--distances", default=None, help="filler sentences, e.g. 0,4,8,16 (recall)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("direction", help="compute a steering direction from contrast prompts and save it")
+    _add_model(p)
+    p.add_argument("--positive", required=True, help="texts for the + side, separated by |")
+    p.add_argument("--negative", required=True, help="texts for the - side, separated by |")
+    p.add_argument("--layer", type=_int_range(0, 1023, "--layer"), required=True)
+    p.add_argument("--method", choices=["mean", "pca"], default="mean")
+    p.add_argument("--out", required=True, help="a .npy or .safetensors file")
 
     p = sub.add_parser("bench", help="performance ratios measured in one run")
     _add_model(p)
@@ -110,10 +132,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         maybe_reexec_with_openblas(sys.argv[1:])
         argv = sys.argv[1:]
+    argv = list(argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["tui", *argv]  # `lenscope --model M` starts the TUI
     try:
-        args = build_parser().parse_args(list(argv) or ["tui"])
-        if args.command is None:
-            args = build_parser().parse_args(["tui", *argv])
+        args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
     except BadInput as exc:
         print(f"lenscope: {exc}", file=sys.stderr)
@@ -204,6 +227,22 @@ def cmd_attention(args) -> None:
                             title=f"layer {layer}, {'head ' + str(args.head) if args.head is not None else 'mean of heads'}"))
 
 
+def cmd_run(args) -> None:
+    from pathlib import Path
+
+    from app import experiment
+
+    exp = experiment.load(args.experiment)
+    if args.model is None and exp["model"]:
+        args.model = exp["model"]
+    engine, _ = _load(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out '{args.out}': exists and is not a folder")
+    results = experiment.run(engine, exp, out, progress=lambda m: print(m, file=sys.stderr))
+    print(f"{len(results)} comparison(s): {out / 'results.jsonl'}, {out / 'report.md'}, {out / 'report.html'}")
+
+
 def cmd_lenses(args) -> None:
     from lenses.registry import describe
 
@@ -236,11 +275,44 @@ def cmd_bench(args) -> None:
     _emit(rep) if args.json else print(render(rep))
 
 
+def cmd_measure(args) -> None:
+    from app import measure
+
+    engine, _ = _load(args)
+    if args.what == "recall":
+        try:
+            distances = [int(x) for x in args.distances.split(",")] if args.distances else measure.DISTANCES
+        except ValueError:
+            raise BadInput(f"--distances must be integers separated by commas, got '{args.distances}'") from None
+        specs = args.lens or ["emphasis:strength=2", "emphasis:strength=4"]
+        rep = measure.recall(engine, specs, distances, n=args.n or 40)
+        _emit(rep) if args.json else print(measure.render_recall(rep))
+    else:
+        specs = args.lens or [measure.STEER_SPEC, measure.STEER_SPEC.replace("strength=6", "strength=-6")]
+        rep = measure.attribute(engine, specs, n=args.n or 24)
+        _emit(rep) if args.json else print(measure.render_attribute(rep))
+
+
+def cmd_direction(args) -> None:
+    from lenses import directions
+
+    if not args.out.endswith((".npy", ".safetensors")):
+        raise BadInput(f"--out '{args.out}': use .npy or .safetensors")
+    engine, _ = _load(args)
+    if args.layer >= engine.n_layers:
+        raise BadInput(f"--layer {args.layer}: the model has {engine.n_layers} layers")
+    pos = [t for t in args.positive.split("|") if t.strip()]
+    neg = [t for t in args.negative.split("|") if t.strip()]
+    d = directions.contrast(engine, args.layer, pos, neg, args.method)
+    path = directions.save(args.out, d)
+    print(f"saved a unit direction ({d.shape[0]} values, layer {args.layer}, {args.method}) to {path}")
+
+
 def cmd_tui(args) -> None:
     from app.tui import run_tui
 
     run_tui(args)
 
 
-COMMANDS = {"generate": cmd_generate, "attention": cmd_attention, "lenses": cmd_lenses,
-            "doctor": cmd_doctor, "bench": cmd_bench, "tui": cmd_tui}
+COMMANDS = {"generate": cmd_generate, "attention": cmd_attention, "lenses": cmd_lenses, "doctor": cmd_doctor,
+            "bench": cmd_bench, "measure": cmd_measure, "run": cmd_run, "direction": cmd_direction, "tui": cmd_tui}

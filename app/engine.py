@@ -221,8 +221,8 @@ class Comparison:
         B, P = len(self.variants), len(self.ids)
         rows = [list(v.lenses) for v in self.variants]
         state = HookState(rows, eng.n_layers, P, tuple(self.marks))
-        logit_lenses = [[l for l in r if type(l).logits is not Lens.logits] for r in rows]
-        temp_lenses = [[l for l in r if type(l).temperature is not Lens.temperature] for r in rows]
+        logit_lenses = [[x for x in r if type(x).logits is not Lens.logits] for r in rows]
+        temp_lenses = [[x for x in r if type(x).temperature is not Lens.temperature] for r in rows]
         keys = mx.random.split(mx.random.key(req.seed), max(req.max_tokens, 1))
         cache = make_prompt_cache(eng.model)
         raw: list[list[int]] = [[] for _ in range(B)]  # chosen token per step, EOS included

@@ -152,7 +152,7 @@ class HookState:
 
     @staticmethod
     def _score_rows(by_row: dict[int, list[Lens]] | None) -> set[int]:
-        return {r for r, lenses in (by_row or {}).items() if any(hasattr(l, "attention_scores") for l in lenses)}
+        return {r for r, lenses in (by_row or {}).items() if any(hasattr(x, "attention_scores") for x in lenses)}
 
     def _edit_scores(self, by_row, probs, queries, keys, scale, bias, sinks) -> mx.array:
         """Probabilities with score-editing lenses (e.g. top-k sparsity) applied on their rows."""

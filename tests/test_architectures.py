@@ -8,7 +8,7 @@ from mlx_lm.generate import generate_step
 
 from app.engine import Engine, Request
 from app.errors import BadInput
-from app.hooks import HookState, check_hookable, hooked
+from app.hooks import check_hookable
 from app.models import LoadedModel
 from lenses.spec import parse_inline
 from tiny_models import CONFIGS, build

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from app.engine import Engine, Request
+from app.engine import Request
 from app.errors import BadInput
-from app.hooks import HookState, hooked
 from lenses.base import Lens, Variant
 from lenses.spec import parse_inline
 

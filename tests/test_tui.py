@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 from textual.widgets import Input, TextArea
 
 from screens.app import LenscopeApp

@@ -1,0 +1,77 @@
+"""Batches (`lenscope run`) and session files: plain files that other programs read."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app import session as sessions
+from app.errors import BadInput
+from lenses.spec import parse_inline
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_run_writes_results_report_and_svgs(run_cli, tmp_path):
+    code, out, err = run_cli("run", str(EXAMPLES / "recall.toml"), "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    results = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["comparison"] for r in results] == ["a fact far back", "a happier story"]
+    first = results[0]
+    assert [r["name"] for r in first["rows"]][:3] == ["baseline", "emphasis:strength=3", "decay:strength=1"]
+    assert {"focus + calm", "ramp up emphasis"} <= {r["name"] for r in first["rows"]}
+    assert first["rows"][1]["attention_to_marks"][0] > first["rows"][0]["attention_to_marks"][0]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## a fact far back" in report and "heatmaps/001-0.svg" in report
+    svg = (tmp_path / "out" / first["heatmaps"][0]).read_text()
+    assert svg.startswith("<svg") and "▀" in svg
+    assert "<table>" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_run_bad_experiment(run_cli, tmp_path):
+    bad = tmp_path / "e.toml"
+    bad.write_text('[[comparison]]\nprompt = "hi"\nlenz = ["identity"]\n')
+    code, _, err = run_cli("run", str(bad), "--out", str(tmp_path / "o"))
+    assert code == 2 and "unknown key 'lenz'" in err and err.count("\n") == 1
+
+
+def test_session_round_trip_and_atomic_save(tmp_path):
+    s = sessions.Session(prompt="tom", marks=[0], variants=[parse_inline("emphasis:strength=2")], seed=4,
+                         temperature=0.5, max_tokens=9, result={"rows": []})
+    path = sessions.save(s, tmp_path / "s.json")
+    back = sessions.load(path)
+    assert (back.prompt, back.marks, back.seed, back.temperature, back.max_tokens) == ("tom", [0], 4, 0.5, 9)
+    assert back.variants[0].lenses[0].strength == 2.0
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]  # no temp files left behind
+
+    class Boom(Exception):
+        pass
+
+    before = path.read_text()
+    original = json.dumps
+
+    def failing(*a, **k):
+        raise Boom
+
+    sessions.json.dumps = failing
+    try:
+        with pytest.raises(Boom):
+            sessions.save(s, path)
+    finally:
+        sessions.json.dumps = original
+    assert path.read_text() == before
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("{oops", "not valid JSON"),
+    ('{"format": "other"}', "not a lenscope session"),
+    ('{"format": "lenscope-session", "version": 99}', "newer"),
+    ('{"format": "lenscope-session", "marks": ["x"]}', "must be numbers"),
+    ('{"format": "lenscope-session", "variants": [{"name": "v", "lens": [{"kind": "nope"}]}]}', "unknown lens kind"),
+])
+def test_corrupt_sessions_are_named(tmp_path, content, needle):
+    p = tmp_path / "bad.json"
+    p.write_text(content)
+    with pytest.raises(BadInput, match=needle):
+        sessions.load(p)
+    assert p.read_text() == content
