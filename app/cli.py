@@ -16,30 +16,27 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{self.prog}: {message}")
 
 
-def _int_range(lo: int, hi: int, what: str):
-    def conv(text: str) -> int:
+def _number(kind: type, lo: float, hi: float, what: str):
+    """An argparse type: a number of `kind` within [lo, hi], with a one-line error."""
+    def conv(text: str):
         try:
-            v = int(text)
+            v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got '{text}'") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{what} must be in [{lo}, {hi}], got {v}")
-        return v
-
-    return conv
-
-
-def _float_range(lo: float, hi: float, what: str):
-    def conv(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got '{text}'") from None
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{what} must be {noun}, got '{text}'") from None
         if not lo <= v <= hi:
             raise argparse.ArgumentTypeError(f"{what} must be in [{lo:g}, {hi:g}], got {v:g}")
         return v
 
     return conv
+
+
+def _int_range(lo: int, hi: int, what: str):
+    return _number(int, lo, hi, what)
+
+
+def _float_range(lo: float, hi: float, what: str):
+    return _number(float, lo, hi, what)
 
 
 def _token_list(text: str) -> list[int]:

@@ -47,6 +47,7 @@ class Engine:
         self.tokenizer = loaded.tokenizer
         self.n_layers = len(self.model.layers)
         self.eos_ids = set(getattr(self.tokenizer, "eos_token_ids", None) or [])
+        self._token_texts: dict[int, str] = {}
         self.current_ids: list[int] = []  # the prompt lenses prepare for (auto heads, patch spans)
         self.current_marks: list[int] = []
 
@@ -59,7 +60,10 @@ class Engine:
         return list(self.tokenizer.encode(text))
 
     def token_text(self, token_id: int) -> str:
-        return self.tokenizer.decode([int(token_id)])
+        text = self._token_texts.get(token_id)
+        if text is None:  # decoding is slow next to a small model's step: cache per id
+            text = self._token_texts[token_id] = self.tokenizer.decode([int(token_id)])
+        return text
 
     def token_spans(self, prompt: str, ids: list[int]) -> list[tuple[int, int]]:
         """Character span of each prompt token (empty for special tokens)."""

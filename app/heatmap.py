@@ -9,7 +9,7 @@ the space are mean-pooled to fit (or windowed by the caller through `row0`/`col0
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -36,6 +36,21 @@ def colormap(values: np.ndarray, stops: np.ndarray) -> np.ndarray:
     hi = np.minimum(lo + 1, len(stops) - 1)
     frac = (v - lo)[..., None]
     return (stops[lo] * (1 - frac) + stops[hi] * frac).round().astype(np.uint8)
+
+
+LEVELS = 256  # colours are quantised to this many levels so styles can be cached
+_PALETTES = {name: [Color.from_rgb(*rgb) for rgb in colormap(np.linspace(0, 1, LEVELS), stops).tolist()]
+             for name, stops in (("viridis", VIRIDIS), ("diverging", DIVERGING))}
+_STYLES: dict[tuple[str, int, int], Style] = {}
+
+
+def _cell_style(palette: str, top: int, bottom: int) -> Style:
+    key = (palette, top, bottom)
+    style = _STYLES.get(key)
+    if style is None:
+        colors = _PALETTES[palette]
+        style = _STYLES[key] = Style.from_color(colors[top], colors[bottom] if bottom >= 0 else None)
+    return style
 
 
 def pool(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -66,7 +81,6 @@ class Heatmap:
     row0: int = 0  # window origin when the caller scrolls instead of pooling
     col0: int = 0
     vmax: float | None = None
-    _rgb: np.ndarray | None = field(default=None, repr=False)
 
     def scaled(self, m: np.ndarray) -> np.ndarray:
         if self.diverging:
@@ -83,7 +97,8 @@ class Heatmap:
         rows = max(2, 2 * ((options.height or 2 * m.shape[0]) - self.col_label_height - 1))
         pooled = (m.shape[0] > rows) or (m.shape[1] > cols)
         view = pool(m, rows, cols) if pooled else m
-        rgb = colormap(self.scaled(view), DIVERGING if self.diverging else VIRIDIS).tolist()
+        levels = (np.clip(np.nan_to_num(self.scaled(view)), 0, 1) * (LEVELS - 1)).round().astype(int).tolist()
+        palette = "diverging" if self.diverging else "viridis"
         n_rows, n_cols = view.shape
         marked = set(self.marked)
         col_labels = list(self.col_labels)[self.col0 :]
@@ -103,7 +118,6 @@ class Heatmap:
             note = f"{m.shape[0]}x{m.shape[1]} pooled to {n_rows}x{n_cols}"
             yield Segment(" " * (lw + 1) + note[: max(0, width - lw - 1)], Style(dim=True, italic=True))
             yield Segment.line()
-        styles: dict[tuple, Style] = {}
         for i in range(0, n_rows, 2):
             if pooled:
                 label = f"{i * m.shape[0] // n_rows + self.row0}".rjust(lw)
@@ -118,15 +132,10 @@ class Heatmap:
             if not pooled and i + 1 < n_rows:
                 right = _label(row_labels[i + 1] if i + 1 < len(row_labels) else "", lw).strip()
                 rstyle = MARK_STYLE if (i + 1 + self.row0) in marked else rstyle
+            top = levels[i]
+            bottom = levels[i + 1] if i + 1 < n_rows else [-1] * n_cols
             for j in range(n_cols):
-                fg = tuple(rgb[i][j])
-                bg = tuple(rgb[i + 1][j]) if i + 1 < n_rows else None
-                key = (fg, bg)
-                style = styles.get(key)
-                if style is None:
-                    style = Style.from_color(Color.from_rgb(*fg), Color.from_rgb(*bg) if bg else None)
-                    styles[key] = style
-                yield Segment("▀", style)
+                yield Segment("▀", _cell_style(palette, top[j], bottom[j]))
             if right:
                 yield Segment(" ")
                 yield Segment(right, rstyle)

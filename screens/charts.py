@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import plotext as plt
+from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
@@ -48,15 +49,17 @@ class StepCharts(Widget):
         text = Text()
         if res.marked_token_indices:
             marks = {r.name: r.attention_to_marks for r in res.rows}
-            text.append_text(line_chart(marks, "attention on marks per step", w // 2 if w >= 100 else w,
+            text.append_text(line_chart(marks, "attention on marks per step", w // 2 - 1 if w >= 100 else w,
                                         h if w >= 100 else h // 2))
         kl = {r.name: r.kl_from_baseline for r in res.rows[1:]}
-        chart = line_chart(kl, "KL(baseline || row) per step", w // 2 if w >= 100 else w,
+        chart = line_chart(kl, "KL(baseline || row) per step", w // 2 - 1 if w >= 100 else w,
                            h if w >= 100 or not res.marked_token_indices else h // 2)
-        if w >= 100 and res.marked_token_indices:
-            from rich.columns import Columns  # side by side on wide terminals
-
-            return Columns([text, chart])  # type: ignore[return-value]
+        if w >= 100 and res.marked_token_indices:  # side by side on wide terminals
+            grid = Table.grid(expand=True)
+            grid.add_column(ratio=1)
+            grid.add_column(ratio=1)
+            grid.add_row(text, chart)
+            return grid  # type: ignore[return-value]
         if text:
             text.append("\n")
         text.append_text(chart)

@@ -30,8 +30,8 @@ def row_status(result: RunResult, r: int, running: bool, steps_per_s: float | No
         state = "[cyan]generating[/]"
     else:
         state = "done"
-    div = "" if r == 0 or row.first_divergence is None else f" · diverges @{row.first_divergence}"
-    speed = "" if steps_per_s is None else f" · {steps_per_s:.1f} tok/s"
+    div = "" if r == 0 or row.first_divergence is None else f" · differs @{row.first_divergence}"
+    speed = "" if steps_per_s is None else f" · {steps_per_s:.0f} tok/s"
     return f"{len(row.token_ids)} tok{speed} · {state}{div}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -11,7 +12,8 @@ from lenses.base import Variant
 
 def variant_line(i: int, v: Variant) -> str:
     stack = " + ".join(lens.label() for lens in v.lenses) or "(no lens)"
-    return f"[b]{i + 1}. {v.name}[/b]  [dim]{stack}[/dim]"
+    shown = "" if stack == v.name else f"  [dim]{escape(stack)}[/dim]"
+    return f"[b]{i + 1}. {escape(v.name)}[/b]{shown}"
 
 
 class VariantList(OptionList):

@@ -35,3 +35,21 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+_exit_status = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """MLX used from Textual's worker threads can abort in its exit-time destructors
+    (ml-explore/mlx#3126): once pytest has reported, leave with pytest's own status."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status["code"])

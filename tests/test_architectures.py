@@ -52,3 +52,21 @@ def test_unhookable_attention_is_named():
 
     with pytest.raises(BadInput, match="cannot hook"):
         check_hookable(Recurrent())
+
+
+def test_quantized_model_hooks_and_weight_lens(loaded):
+    import mlx.nn as nn
+
+    model = build("llama")
+    nn.quantize(model, group_size=32, bits=4)
+    assert isinstance(model.layers[0].mlp.down_proj, nn.QuantizedLinear)
+    eng = Engine(LoadedModel(model, loaded.tokenizer, "llama-q4", loaded.path))
+    before = {k: bytes(np.array(v)) for k, v in tree_flatten(model.parameters())}
+    ids = eng.encode(PROMPT)
+    plain = [int(t) for t, _ in generate_step(mx.array(ids), model, max_tokens=5)]
+    res = eng.compare(Request(PROMPT, [parse_inline("identity"), parse_inline("svd-remove:k=16,layers=0|1"),
+                                       parse_inline("emphasis:strength=5")], [2, 3], max_tokens=5,
+                              stop_at_eos=False, keep_logits=True)).run()
+    assert res.rows[0].token_ids == plain and res.rows[1].token_ids == plain
+    assert res.rows[2].kl_from_baseline[0] > 1e-4
+    assert {k: bytes(np.array(v)) for k, v in tree_flatten(model.parameters())} == before

@@ -1,0 +1,64 @@
+"""SVG snapshots of the main states at 80x24 and 120x40 (pytest-textual-snapshot).
+
+After an intended UI change: pytest tests/test_snapshots.py --snapshot-update
+"""
+
+import pytest
+from textual.widgets import Input
+
+from screens.app import LenscopeApp
+
+PROMPT = "the key is blue. tom went to the park. the sun was warm. question: what color is the key? answer: the key is"
+SIZES = [(80, 24), (120, 40)]
+
+
+def make_app():
+    return LenscopeApp(prompt=PROMPT, marks=["blue"], lens_specs=["emphasis:strength=3", "steer:token=happy,strength=20"],
+                       show_speed=False)
+
+
+async def loaded(pilot):
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def ran(pilot):
+    await loaded(pilot)
+    pilot.app.main.query_one("#max-tokens", Input).value = "12"
+    await pilot.press("ctrl+r")
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compose(snap_compare, size):
+    assert snap_compare(make_app(), terminal_size=size, run_before=loaded)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compare_after_run(snap_compare, size):
+    async def run_before(pilot):
+        await ran(pilot)
+        await pilot.press("right", "right", "down")
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_heatmap(snap_compare, size):
+    async def run_before(pilot):
+        await ran(pilot)
+        await pilot.press("f4", "]", "r")
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+def test_lens_form(snap_compare):
+    async def run_before(pilot):
+        await loaded(pilot)
+        pilot.app.main.query_one("#variants").focus()
+        await pilot.press("a", "down", "enter")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
