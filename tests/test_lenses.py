@@ -230,3 +230,16 @@ def test_direction_files_never_unpickle(tmp_path, engine):
         directions.load(str(path), engine.hidden_size + 1)
     res = engine.compare(Request(PROMPT, [parse_inline(f"steer:file={path},strength=30")], max_tokens=3)).run()
     assert res.rows[1].kl_from_baseline[0] > 0
+
+
+def test_patch_from_same_prompt_and_model_is_neutral_and_swap_acts(engine):
+    from app.models import DEMO_MODEL_DIR
+
+    n = len(engine.encode(PROMPT))
+    specs = [f"patch:source={PROMPT},span=0:{n}", f"patch:source={PROMPT},span=0:{n},model={DEMO_MODEL_DIR}",
+             "patch:mode=swap,span=1:3,other=5:7,layers=0|1|2"]
+    res = engine.compare(Request(PROMPT, [parse_inline(s) for s in specs], max_tokens=6)).run()
+    assert res.rows[1].token_ids == res.rows[0].token_ids == res.rows[2].token_ids
+    assert res.rows[3].kl_from_baseline[0] > 1e-5
+    with pytest.raises(BadInput, match="same length"):
+        engine.compare(Request(PROMPT, [parse_inline("patch:mode=swap,span=1:3,other=5:8")]))
