@@ -254,6 +254,12 @@ class Comparison:
                     self.logits.append(np.array(logits))
                 temps = [_chain_temperature(ctx, temp_lenses[r], req.temperature) for r in range(B)]
                 tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention)
+                if t + 1 < req.max_tokens:
+                    # start the next forward now and do the bookkeeping while it runs; rows that
+                    # stopped are fed their last token and ignored (rows never mix in a batch)
+                    state.begin(mx.array([P + t]))
+                    next_logits = eng.model(mx.array(tokens)[:, None], cache=cache)[:, -1, :]
+                    mx.async_eval(next_logits)
                 step_ids: list[int | None] = [None] * B
                 for r in range(B):
                     if not active[r]:
@@ -283,9 +289,7 @@ class Comparison:
                 yield Step(t, step_ids, [None if i is None else eng.token_text(i) for i in step_ids])
                 if not any(active) or t + 1 == req.max_tokens:
                     break
-                feed = [tokens[r] if active[r] else 0 for r in range(B)]
-                state.begin(mx.array([P + t]))
-                logits = eng.model(mx.array(feed)[:, None], cache=cache)[:, -1, :]
+                logits = next_logits
         decode_s = time.perf_counter() - t1 if req.max_tokens else 0.0
         res.timing["decode_s"] = decode_s
         res.timing["decode_tokens_per_s"] = steps_done / decode_s if decode_s > 0 else 0.0
