@@ -130,13 +130,19 @@ class RecallEpisode:
         return f"{self.prompt} {self.answer}."
 
 
-def recall_episode(rng: random.Random, filler_sentences: int) -> RecallEpisode:
-    thing = rng.choice(THINGS)
-    color = rng.choice(COLORS)
+def recall_episode(rng: random.Random, filler_sentences: int, distractors: int = 0) -> RecallEpisode:
+    """The fact comes first; `distractors` other facts (other things, other colours)
+    follow it, so the answer must be looked up by the thing, not guessed."""
+    if distractors:
+        things, colors = rng.sample(THINGS, 1 + distractors), rng.sample(COLORS, 1 + distractors)
+    else:  # drawn as phase 1 of the demo model's training drew them (reproducibility)
+        things, colors = [rng.choice(THINGS)], [rng.choice(COLORS)]
+    thing, color = things[0], colors[0]
+    others = " ".join(f"the {t} is {c}." for t, c in zip(things[1:], colors[1:]))
     filler = " ".join(sentence(rng) for _ in range(filler_sentences))
     return RecallEpisode(
         fact=f"the {thing} is {color}.",
-        filler=filler,
+        filler=f"{others} {filler}".strip(),
         cue=f"question: what color is the {thing}? answer: the {thing} is",
         answer=color,
     )
@@ -146,18 +152,31 @@ def recall_episode(rng: random.Random, filler_sentences: int) -> RecallEpisode:
 TRAIN_RECALL_FILLER = (0, 3)
 
 
-def training_documents(seed: int, n_docs: int) -> list[str]:
-    """The corpus: a fixed mixture of plain stories, mood stories and recall episodes."""
+def training_documents(seed: int, n_docs: int, recall_share: float | None = None) -> list[str]:
+    """The corpus. Default (phase 1): 45 % plain stories, 30 % mood stories, 25 % single-fact
+    recall episodes. With `recall_share` (phase 2): that share of recall episodes with
+    0-1 distractor facts, the rest split 60:40 between plain and mood stories."""
     rng = random.Random(seed)
     docs = []
+    if recall_share is None:
+        for _ in range(n_docs):
+            r = rng.random()
+            if r < 0.45:
+                docs.append(story(rng))
+            elif r < 0.75:
+                docs.append(story(rng, mood=rng.choice(["happy", "sad"])))
+            else:
+                docs.append(recall_episode(rng, rng.randint(*TRAIN_RECALL_FILLER)).text)
+        return docs
     for _ in range(n_docs):
         r = rng.random()
-        if r < 0.45:
+        if r < recall_share:
+            ep = recall_episode(rng, rng.randint(*TRAIN_RECALL_FILLER), distractors=rng.randint(0, 1))
+            docs.append(ep.text)
+        elif r < recall_share + (1 - recall_share) * 0.6:
             docs.append(story(rng))
-        elif r < 0.75:
-            docs.append(story(rng, mood=rng.choice(["happy", "sad"])))
         else:
-            docs.append(recall_episode(rng, rng.randint(*TRAIN_RECALL_FILLER)).text)
+            docs.append(story(rng, mood=rng.choice(["happy", "sad"])))
     return docs
 
 

@@ -27,6 +27,12 @@ SAD_TEXTS = ("tom was sad.", "anna cried and sighed.", "it was a sad day.", "the
 STEER_SPEC = "steer:layers=2,strength=6,positive={},negative={}".format("|".join(HAPPY_TEXTS), "|".join(SAD_TEXTS))
 
 
+def doc_start(engine: Engine) -> str:
+    """Episodes start as training documents do, after an end-of-text token; it also
+    keeps the attention sink at position 0 out of the marked fact."""
+    return getattr(engine.tokenizer, "eos_token", None) or ""
+
+
 def recall(engine: Engine, specs: Sequence[str], distances: Sequence[int] = DISTANCES, n: int = 40,
            seed: int = 1234) -> dict[str, Any]:
     """Accuracy by filler length (sentences; mean token distance reported too)."""
@@ -40,9 +46,10 @@ def recall(engine: Engine, specs: Sequence[str], distances: Sequence[int] = DIST
         token_dist = []
         for _ in range(n):
             ep = episodes.recall_episode(rng, d)
-            prompt = ep.prompt
+            prompt = doc_start(engine) + ep.prompt
             ids = engine.encode(prompt)
-            marks = sorted(overlapping(engine.token_spans(prompt, ids), 0, len(ep.fact)))
+            start = len(prompt) - len(ep.prompt)
+            marks = sorted(overlapping(engine.token_spans(prompt, ids), start, start + len(ep.fact)))
             token_dist.append(len(ids) - max(marks) - 1)
             res = engine.compare(Request(prompt, variants, marks, max_tokens=1)).run()
             for r, row in enumerate(res.rows):

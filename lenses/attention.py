@@ -23,7 +23,7 @@ class Emphasis(Lens):
     kind = "emphasis"
     summary = "attend more to the marked tokens: add `strength` to their attention logits (PASTA)"
     params = (
-        Param("strength", "float", 3.0, "log-space boost of attention to marked keys", -20, 20, keyframes=True),
+        Param("strength", "float", 3.0, "log-space boost of attention to marked keys", -50, 50, keyframes=True),
         LAYERS,
         HEADS,
         Param("auto_heads", "int", 0, "instead of `heads`: per layer, the k heads that attend least to the "

@@ -64,15 +64,8 @@ def test_generations_are_words_not_repeats(engine, prompt):
 
 
 def test_recall_reliable_near_and_fails_far(engine):
-    rng = random.Random(77)
+    from app.measure import recall
 
-    def accuracy(filler: int, n: int = 20) -> float:
-        hits = 0
-        for _ in range(n):
-            ep = episodes.recall_episode(rng, filler)
-            res = engine.compare(Request(ep.prompt, max_tokens=1)).run()
-            hits += res.rows[0].tokens[0].strip() == ep.answer
-        return hits / n
-
-    near, far = accuracy(1), accuracy(16)
+    rep = recall(engine, [], distances=(1, 16), n=20, seed=77)
+    near, far = (row["accuracy"]["baseline"] for row in rep["table"])
     assert near >= 0.8 and far <= near - 0.3, (near, far)

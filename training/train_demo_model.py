@@ -108,25 +108,32 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--minutes", type=float, default=40.0, help="stop early at this wall-clock budget")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recall-share", type=float, default=None,
+                    help="phase 2: share of recall episodes (with distractors); default: the phase-1 mixture")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="continue from this model folder (its weights and tokenizer) instead of from scratch")
     args = ap.parse_args()
 
     random.seed(args.seed)
     np.random.seed(args.seed)
     mx.random.seed(args.seed)
-    docs = episodes.training_documents(args.seed, args.docs)
-    held_out = episodes.training_documents(args.seed + 1, 2000)
-    tok = train_tokenizer(docs, CONFIG["vocab_size"])
+    docs = episodes.training_documents(args.seed, args.docs, args.recall_share)
+    held_out = episodes.training_documents(args.seed + 1, 2000, args.recall_share)
+    tok = Tokenizer.from_file(str(args.init / "tokenizer.json")) if args.init else \
+        train_tokenizer(docs, CONFIG["vocab_size"])
     data = pack(tok, docs, args.seq_len)
     val = pack(tok, [d for d in held_out], args.seq_len)
     print(f"corpus: {len(docs)} docs, {data.size // 2} tokens; held-out {val.size // 2} tokens", flush=True)
 
     model = llama.Model(llama.ModelArgs(**CONFIG))
+    if args.init:
+        model.load_weights(str(args.init / "model.safetensors"))
     mx.eval(model.parameters())
     n_params = sum(v.size for _, v in tree_flatten(model.parameters()))
     print(f"parameters: {n_params}", flush=True)
 
     schedule = optim.join_schedules(
-        [optim.linear_schedule(0.0, args.lr, 50), optim.cosine_decay(args.lr, args.steps - 50, args.lr * 0.05)],
+        [optim.linear_schedule(0.0, args.lr, 50), optim.cosine_decay(args.lr, max(1, args.steps - 50), args.lr * 0.05)],
         [50],
     )
     opt = optim.AdamW(learning_rate=schedule, weight_decay=0.05)
@@ -148,7 +155,8 @@ def main() -> None:
         return float(np.mean(losses))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / "train_log.jsonl", "w")
+    log = open(args.out / "train_log.jsonl", "a" if args.init else "w")
+    log.write(json.dumps({"phase": vars(args) | {"out": str(args.out), "init": str(args.init)}}) + "\n")
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     tokens_seen = 0
