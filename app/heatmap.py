@@ -4,7 +4,7 @@ Each terminal cell shows two matrix rows: the upper half block '▀' takes the t
 colour as foreground and the bottom row's as background; the top row's token is
 labelled on the left, the bottom row's on the right. Sequential data uses viridis;
 differences use a diverging blue-white-red map centred on zero. Matrices larger than
-the space are mean-pooled to fit (or windowed by the caller through `row0`/`col0`).
+the space are mean-pooled to fit, or cropped at 1:1 from (`row0`, `col0`) to scroll.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class Heatmap:
     row0: int = 0  # window origin when the caller scrolls instead of pooling
     col0: int = 0
     vmax: float | None = None
+    fit: bool = True  # pool to fit the space; False: crop at 1:1 from (row0, col0)
 
     def scaled(self, m: np.ndarray) -> np.ndarray:
         if self.diverging:
@@ -95,8 +96,8 @@ class Heatmap:
         m = np.asarray(self.matrix, dtype=np.float64)[self.row0 :, self.col0 :]
         cols = max(1, width - 2 * lw - 2)
         rows = max(2, 2 * ((options.height or 2 * m.shape[0]) - self.col_label_height - 1))
-        pooled = (m.shape[0] > rows) or (m.shape[1] > cols)
-        view = pool(m, rows, cols) if pooled else m
+        pooled = self.fit and ((m.shape[0] > rows) or (m.shape[1] > cols))
+        view = pool(m, rows, cols) if pooled else m[:rows, :cols]
         levels = (np.clip(np.nan_to_num(self.scaled(view)), 0, 1) * (LEVELS - 1)).round().astype(int).tolist()
         palette = "diverging" if self.diverging else "viridis"
         n_rows, n_cols = view.shape

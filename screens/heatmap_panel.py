@@ -19,7 +19,7 @@ class HeatmapPanel(Vertical, can_focus=True):
     DEFAULT_CSS = """
     HeatmapPanel { height: 1fr; }
     HeatmapPanel #heatmap-header { height: 1; background: $boost; padding: 0 1; }
-    HeatmapPanel HeatmapView { height: 2fr; }
+    HeatmapPanel HeatmapView { height: 3fr; }
     HeatmapPanel StepCharts { height: 1fr; }
     """
     BINDINGS = [
@@ -29,6 +29,11 @@ class HeatmapPanel(Vertical, can_focus=True):
         Binding("{", "head(-1)", "head-"),
         Binding("r", "row(1)", "row"),
         Binding("m", "mode", "mode"),
+        Binding("z", "fit", "fit/scroll"),
+        Binding("up", "scroll_view(-2, 0)", show=False),
+        Binding("down", "scroll_view(2, 0)", show=False),
+        Binding("left", "scroll_view(0, -4)", show=False),
+        Binding("right", "scroll_view(0, 4)", show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -36,6 +41,7 @@ class HeatmapPanel(Vertical, can_focus=True):
         self.result: RunResult | None = None
         self.attention: dict[int, np.ndarray] = {}  # row -> (layers, heads, T, T)
         self.row_index, self.layer_index, self.head_index, self.view_mode = 0, 0, -1, "lens"  # head -1: mean
+        self.fit, self.origin = True, (0, 0)  # scroll mode (fit off) shows tokens at 1:1 from origin
 
     def compose(self) -> ComposeResult:
         yield Static("", id="heatmap-header")
@@ -82,15 +88,26 @@ class HeatmapPanel(Vertical, can_focus=True):
             else:
                 n = min(a.shape[0], b.shape[0])
                 view.show(a[:n, :n] - b[:n, :n], self._tokens(self.row_index)[:n], self._tokens(self.row_index)[:n], marks,
-                          diverging=True, title=f"{row_name} minus baseline (blue: less, red: more)")
+                          diverging=True, title=f"{row_name} minus baseline (blue: less, red: more)",
+                          fit=self.fit, origin=self.origin)
         else:
             m = self._matrix(shown_row)
             name = self.result.rows[shown_row].name
             view.show(m, self._tokens(shown_row), self._tokens(shown_row), marks,
                       title=f"{name}: queries down, keys across",
-                      empty="capture skipped for this row (too long?)")
+                      empty="capture skipped for this row (too long?)", fit=self.fit, origin=self.origin)
+        where = "fit" if self.fit else f"scroll @{self.origin[0]},{self.origin[1]}"
         header.update(f"row [b]{row_name}[/] · layer [b]{self.layer_index}/{n_layers - 1}[/] · [b]{head}[/] · "
-                      f"mode [b]{self.view_mode}[/]   ([ ] layer  {{ }} head  r row  m mode)")
+                      f"mode [b]{self.view_mode}[/] · {where}   ([ ] layer  {{ }} head  r row  m mode  z fit)")
+
+    def action_fit(self) -> None:
+        self.fit = not self.fit
+        self.redraw()
+
+    def action_scroll_view(self, rows: int, cols: int) -> None:
+        if not self.fit:
+            self.origin = (max(0, self.origin[0] + rows), max(0, self.origin[1] + cols))
+            self.redraw()
 
     def action_layer(self, delta: int) -> None:
         self.layer_index += delta

@@ -25,10 +25,13 @@ class HeatmapView(Widget):
         self._diverging = False
         self._title = ""
         self._empty = "no attention captured yet: run a comparison (ctrl+r)"
+        self._fit, self._origin = True, (0, 0)
 
     def show(self, matrix: np.ndarray | None, rows: Sequence[str] = (), cols: Sequence[str] = (),
-             marks: Sequence[int] = (), diverging: bool = False, title: str = "", empty: str = "") -> None:
+             marks: Sequence[int] = (), diverging: bool = False, title: str = "", empty: str = "",
+             fit: bool = True, origin: tuple[int, int] = (0, 0)) -> None:
         self._matrix, self._rows, self._cols = matrix, rows, cols
+        self._fit, self._origin = fit, origin
         self._marks, self._diverging, self._title = marks, diverging, title
         if empty:
             self._empty = empty
@@ -37,5 +40,7 @@ class HeatmapView(Widget):
     def render(self):
         if self._matrix is None:
             return Text(self._empty, style="dim italic")
+        n_rows, n_cols = self._matrix.shape
+        row0, col0 = min(self._origin[0], max(0, n_rows - 1)), min(self._origin[1], max(0, n_cols - 1))
         return Heatmap(self._matrix, self._rows, self._cols, marked=self._marks, diverging=self._diverging,
-                       title=self._title)
+                       title=self._title, fit=self._fit, row0=row0, col0=col0)

@@ -25,6 +25,7 @@ HELP = """\
 | compare | `←` `→` `↑` `↓` | step through tokens / rows: alternatives show below |
 | heatmap | `[` `]` `{` `}` | layer − + · head − + (past the last head: mean) |
 | heatmap | `r` `m` | next row · mode: lens / baseline / difference |
+| heatmap | `z`, arrows | fit (mean-pool long sequences) or scroll at 1:1 with the arrows |
 
 Marked ("important") tokens are what `emphasis` attends to more.
 Tokens that differ from the baseline at the same step are highlighted in magenta.

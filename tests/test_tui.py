@@ -162,6 +162,9 @@ async def test_heatmap_navigation():
         assert panel.view_mode == "difference"
         header = str(panel.query_one("#heatmap-header").render())
         assert "difference" in header and "emphasis" in header
+        await pilot.press("z", "down", "down", "right")
+        assert not panel.fit and panel.origin == (4, 4)
+        assert "scroll @4,4" in str(panel.query_one("#heatmap-header").render())
 
 
 async def test_save_and_reopen_session(tmp_path):

@@ -46,7 +46,10 @@ def main() -> None:
     config = json.loads((out / "config.json").read_text())
     n_params = sum(v.size for _, v in tree_flatten(engine.model.parameters()))
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
-    final = next(x["final"] for x in log if "final" in x)
+    finals = [x["final"] for x in log if "final" in x]
+    phases = [x["phase"] for x in log if "phase" in x]
+    final = {**finals[-1], "step": sum(f["step"] for f in finals),
+             "tokens_seen": sum(f["tokens_seen"] for f in finals), "elapsed_s": sum(f["elapsed_s"] for f in finals)}
     prose = prose_loss(engine)
     rec = measure.recall(engine, ["emphasis:strength=2", "emphasis:strength=4"], n=args.n)
     samples = []
@@ -75,9 +78,16 @@ def main() -> None:
         f"- byte-level BPE tokenizer trained on the corpus, vocabulary {config['vocab_size']}; chat template "
         "`<|user|>…<|assistant|>`",
         f"- parameters: {n_params:,} ({size_mb:.1f} MB float32 safetensors)",
-        f"- AdamW, lr 3e-3 warmup 50 then cosine, batch 24 x 256 tokens, seed 0; "
-        f"{final['step']} steps, {final['tokens_seen']:,} tokens seen in {final['elapsed_s'] / 60:.1f} min "
+        f"- AdamW (weight decay 0.05), warmup 50 steps then cosine, batch 24 x 256 tokens, seed 0, "
+        f"in {len(finals)} phase(s): " + "; ".join(
+            f"{f['step']} steps, {f['tokens_seen']:,} tokens, {f['elapsed_s'] / 60:.1f} min" for f in finals),
+        f"- in all {final['step']} steps, {final['tokens_seen']:,} tokens seen in {final['elapsed_s'] / 60:.1f} min "
         f"({final['tokens_seen'] / final['elapsed_s']:.0f} tokens/s on 2 CPU cores with OpenBLAS)",
+        "- reproduce: `python training/train_demo_model.py --out app/demo_model` (phase 1, the default "
+        "mixture, lr 3e-3, 40 min budget), then `python training/train_demo_model.py --init app/demo_model "
+        "--out app/demo_model " + (" ".join(f"--{k.replace('_', '-')} {v}" for k, v in phases[-1].items()
+                                            if k in ("recall_share", "docs", "steps", "lr", "minutes"))
+                                   if phases else "") + "` (phase 2)",
         f"- final train loss {final['train_loss']:.3f}, held-out loss {final['held_out_loss']:.3f} "
         f"(held-out corpus mixture, seed 1); held-out prose-only loss {prose:.3f} nats/token "
         f"(log vocab = {math.log(config['vocab_size']):.3f})", "",
