@@ -289,7 +289,7 @@ def cmd_measure(args) -> None:
         rep = measure.recall(engine, specs, distances, n=args.n or 40)
         _emit(rep) if args.json else print(measure.render_recall(rep))
     else:
-        specs = args.lens or [measure.STEER_SPEC, measure.STEER_SPEC.replace("strength=6", "strength=-6")]
+        specs = args.lens or [measure.STEER_SPEC, measure.STEER_SPEC.replace("strength=30", "strength=-30")]
         rep = measure.attribute(engine, specs, n=args.n or 24)
         _emit(rep) if args.json else print(measure.render_attribute(rep))
 

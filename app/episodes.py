@@ -54,25 +54,27 @@ SAD_WORDS = {"sad", "unhappy", "lonely", "gloomy", "upset", "cried", "sighed", "
              "wept", "sobbed", "tears", "heavy", "sorrow", "sigh", "worst", "quiet"}
 
 
-def _pick_object(rng: random.Random, kind: str) -> str:
+def _pick_object(rng: random.Random, kind: str, colors: bool = True) -> str:
+    adjectives = SIZES + COLORS if colors else SIZES
     if kind == "place":
         return "the " + rng.choice(PLACES)
     if kind == "thing":
-        return f"the {rng.choice(SIZES + COLORS)} {rng.choice(THINGS)}"
+        return f"the {rng.choice(adjectives)} {rng.choice(THINGS)}"
     if kind == "animal":
-        return f"a {rng.choice(SIZES + COLORS)} {rng.choice(ANIMALS)}"
+        return f"a {rng.choice(adjectives)} {rng.choice(ANIMALS)}"
     if kind == "name":
         return rng.choice(NAMES)
     return rng.choice(FOODS)
 
 
-def sentence(rng: random.Random, name: str | None = None) -> str:
-    """One neutral story sentence, lower case, ending with a period."""
+def sentence(rng: random.Random, name: str | None = None, colors: bool = True) -> str:
+    """One neutral story sentence, lower case, ending with a period; `colors=False`
+    never names a colour (filler that cannot distract a colour recall)."""
     name = name or rng.choice(NAMES)
     form = rng.randrange(7)
     if form == 0:
         verb, kind = rng.choice(VERBS_PAST)
-        return f"{name} {verb} {_pick_object(rng, kind)}."
+        return f"{name} {verb} {_pick_object(rng, kind, colors)}."
     if form == 1:
         return f"{rng.choice(TIMES)}, {rng.choice(WEATHER)}."
     if form == 2:
@@ -80,9 +82,9 @@ def sentence(rng: random.Random, name: str | None = None) -> str:
     if form == 3:
         verb, kind = rng.choice(VERBS_PAST)
         other = rng.choice(NAMES)
-        return f"{name} and {other} {verb} {_pick_object(rng, kind)}."
+        return f"{name} and {other} {verb} {_pick_object(rng, kind, colors)}."
     if form == 4:
-        return f"the {rng.choice(ANIMALS)} was {rng.choice(SIZES)} and {rng.choice(COLORS)}."
+        return f"the {rng.choice(ANIMALS)} was {rng.choice(SIZES)} and {rng.choice(COLORS if colors else SIZES)}."
     if form == 5:
         return f"{name} said, \"let us go to the {rng.choice(PLACES)}.\""
     return f"then {name} {rng.choice(['sat down', 'went home', 'took a nap', 'waved', 'looked around'])}."
@@ -130,16 +132,18 @@ class RecallEpisode:
         return f"{self.prompt} {self.answer}."
 
 
-def recall_episode(rng: random.Random, filler_sentences: int, distractors: int = 0) -> RecallEpisode:
+def recall_episode(rng: random.Random, filler_sentences: int, distractors: int = 0,
+                   colored_filler: bool = True) -> RecallEpisode:
     """The fact comes first; `distractors` other facts (other things, other colours)
-    follow it, so the answer must be looked up by the thing, not guessed."""
+    follow it. Filler sentences may name colours (the evaluation default: the further
+    the fact, the more colours compete with it) or not (`colored_filler=False`)."""
     if distractors:
         things, colors = rng.sample(THINGS, 1 + distractors), rng.sample(COLORS, 1 + distractors)
     else:  # drawn as phase 1 of the demo model's training drew them (reproducibility)
         things, colors = [rng.choice(THINGS)], [rng.choice(COLORS)]
     thing, color = things[0], colors[0]
     others = " ".join(f"the {t} is {c}." for t, c in zip(things[1:], colors[1:]))
-    filler = " ".join(sentence(rng) for _ in range(filler_sentences))
+    filler = " ".join(sentence(rng, colors=colored_filler) for _ in range(filler_sentences))
     return RecallEpisode(
         fact=f"the {thing} is {color}.",
         filler=f"{others} {filler}".strip(),
@@ -152,10 +156,12 @@ def recall_episode(rng: random.Random, filler_sentences: int, distractors: int =
 TRAIN_RECALL_FILLER = (0, 3)
 
 
-def training_documents(seed: int, n_docs: int, recall_share: float | None = None) -> list[str]:
+def training_documents(seed: int, n_docs: int, recall_share: float | None = None,
+                       recall_style: str = "distractors") -> list[str]:
     """The corpus. Default (phase 1): 45 % plain stories, 30 % mood stories, 25 % single-fact
     recall episodes. With `recall_share` (phase 2): that share of recall episodes with
-    0-1 distractor facts, the rest split 60:40 between plain and mood stories."""
+    0-1 distractor facts, the rest split 60:40 between plain and mood stories.
+    `recall_style="colorless"` (phase 3): one fact and filler that names no colour."""
     rng = random.Random(seed)
     docs = []
     if recall_share is None:
@@ -171,7 +177,10 @@ def training_documents(seed: int, n_docs: int, recall_share: float | None = None
     for _ in range(n_docs):
         r = rng.random()
         if r < recall_share:
-            ep = recall_episode(rng, rng.randint(*TRAIN_RECALL_FILLER), distractors=rng.randint(0, 1))
+            if recall_style == "colorless":
+                ep = recall_episode(rng, rng.randint(*TRAIN_RECALL_FILLER), colored_filler=False)
+            else:
+                ep = recall_episode(rng, rng.randint(*TRAIN_RECALL_FILLER), distractors=rng.randint(0, 1))
             docs.append(ep.text)
         elif r < recall_share + (1 - recall_share) * 0.6:
             docs.append(story(rng))

@@ -24,7 +24,7 @@ HAPPY_TEXTS = ("tom was happy.", "anna smiled and laughed.", "it was a happy day
                "lily felt joy.", "max was glad and cheerful.")
 SAD_TEXTS = ("tom was sad.", "anna cried and sighed.", "it was a sad day.", "they wept and sobbed.",
              "lily felt sorrow.", "max was lonely and gloomy.")
-STEER_SPEC = "steer:layers=2,strength=6,positive={},negative={}".format("|".join(HAPPY_TEXTS), "|".join(SAD_TEXTS))
+STEER_SPEC = "steer:layers=1,strength=30,positive={},negative={}".format("|".join(HAPPY_TEXTS), "|".join(SAD_TEXTS))
 
 
 def doc_start(engine: Engine) -> str:

@@ -22,20 +22,21 @@ def unit(v: np.ndarray, what: str) -> np.ndarray:
     return (v / n).astype(np.float32)
 
 
-def mean_hidden(probe: Any, text: str, layer: int) -> np.ndarray:
+def text_state(probe: Any, text: str, layer: int) -> np.ndarray:
+    """A text's hidden state at a layer: its last token's, which has read all of it (as repeng does)."""
     ids = probe.encode(text)
     if not ids:
         raise BadInput(f"direction: text '{text}' has no tokens")
-    return np.array(probe.hidden_states(ids, [layer])[layer].astype(mx.float32)).mean(axis=0)
+    return np.array(probe.hidden_states(ids, [layer])[layer][-1].astype(mx.float32))
 
 
 def contrast(probe: Any, layer: int, positive: Sequence[str], negative: Sequence[str], method: str) -> np.ndarray:
-    """Mean of (positive - negative) hidden-state differences, or their first principal
-    component (as repeng does), oriented so that positive scores higher."""
+    """Mean of the paired (positive - negative) differences of the texts' states, or their
+    first principal component (as repeng does), oriented so that positive scores higher."""
     if not positive or not negative:
         raise BadInput("steer: needs 'positive' and 'negative' texts (or another source)")
-    pos = np.stack([mean_hidden(probe, t, layer) for t in positive])
-    neg = np.stack([mean_hidden(probe, t, layer) for t in negative])
+    pos = np.stack([text_state(probe, t, layer) for t in positive])
+    neg = np.stack([text_state(probe, t, layer) for t in negative])
     n = min(len(pos), len(neg))
     diffs = pos[:n] - neg[:n]
     mean = diffs.mean(axis=0)

@@ -36,7 +36,8 @@ class Patch(Lens):
         Param("span", "str", ":", "target prompt positions a:b (default: all; 'marked' = the marks)"),
         Param("source_span", "str", "", "source positions a:b (default: the last positions matching span)"),
         Param("other", "str", "", "mode=swap: the second span a:b"),
-        Param("layers", "ints", None, "layers whose output is patched (default: the middle layer)"),
+        Param("layers", "ints", None, "layers whose output is patched (default: the middle layer; "
+              "-1 alone: the token embeddings)"),
         Param("model", "str", "", "take the source from this model folder (same hidden size)"),
     )
 
@@ -44,6 +45,8 @@ class Patch(Lens):
         return True
 
     def residual_layers(self, n_layers: int) -> set[int]:
+        if self.layers == (-1,):  # before every block: what a one-layer copy head reads
+            return {-1}
         return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
 
     def prepare(self, probe: Any) -> None:

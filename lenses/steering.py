@@ -51,8 +51,9 @@ class Steer(Lens):
     summary = "add strength x a unit concept direction to the hidden states at chosen layers"
     params = (
         Param("layers", "ints", None, "layers whose output is steered (default: the middle layer)"),
-        Param("strength", "float", 4.0, "how far to move along the direction (hidden-state units)",
-              -200, 200, keyframes=True),
+        Param("strength", "float", 4.0, "how far to move along the direction", -10000, 10000, keyframes=True),
+        Param("unit", "choice", "absolute", "strength in hidden-state units, or as a fraction of each "
+              "token's own hidden-state norm", choices=("absolute", "norm")),
         *SOURCE_PARAMS,
         POSITIONS,
     )
@@ -70,7 +71,10 @@ class Steer(Lens):
     def residual(self, ctx: Ctx, h: mx.array) -> mx.array:
         d = self.direction[ctx.layer]
         s = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)[:, None]
-        return h + (position_gate(ctx, self.positions) * s * d[None, :])[None]
+        step = position_gate(ctx, self.positions) * s * d[None, :]  # (L, D)
+        if self.unit == "norm":
+            step = step * mx.linalg.norm(h.astype(mx.float32), axis=-1, keepdims=True)[0]
+        return (h + step[None]).astype(h.dtype)
 
 
 class Ablate(Lens):

@@ -31,7 +31,7 @@ CASES = {
     "rotate": ("rotate:angle=0,a=happy,b=sad", "rotate:angle=90,a=happy,b=sad"),
     "grouped": ("grouped:angle=0,scale=1", "grouped:angle=90,scale=1.5"),
     "path": ("path:t=0,concepts=happy|sad", "path:t=0.7,concepts=happy|sad,steps=2"),
-    "patch": ("patch:mode=reverse,span=3:4", "patch:mode=replace,source=the hat is red.,span=0:5"),
+    "patch": ("patch:mode=reverse,span=3:4", "patch:mode=replace,source=the hat is red.,span=0:5,layers=-1"),
     "blur": ("blur:sigma=0", "blur:sigma=4,layers=0|1|2|3"),
     "noise": ("noise:scale=0", "noise:scale=1,layers=0|1|2|3"),
     "head-scale": ("head-scale:scale=1,heads=0|1", "head-scale:scale=0,heads=0|1|2|3|4|5|6|7"),
@@ -153,9 +153,9 @@ def test_steering_matches_hand_finished_forward(engine):
         h = blk(h, mask="causal", cache=None)
     logits = engine.model.model.embed_tokens.as_linear(engine.model.model.norm(h))[0, -1]
     np.testing.assert_allclose(np.array(logits), lensed, atol=2e-4)
-    # and the direction is the normalised mean difference of the two prompts' states
-    pos = np.array(engine.hidden_states(engine.encode("tom was happy."), [layer])[layer]).mean(0)
-    neg = np.array(engine.hidden_states(engine.encode("tom was sad."), [layer])[layer]).mean(0)
+    # and the direction is the normalised difference of the two prompts' last-token states
+    pos = np.array(engine.hidden_states(engine.encode("tom was happy."), [layer])[layer])[-1]
+    neg = np.array(engine.hidden_states(engine.encode("tom was sad."), [layer])[layer])[-1]
     np.testing.assert_allclose(d, (pos - neg) / np.linalg.norm(pos - neg), atol=1e-5)
 
 

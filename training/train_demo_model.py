@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--recall-share", type=float, default=None,
                     help="phase 2: share of recall episodes (with distractors); default: the phase-1 mixture")
+    ap.add_argument("--recall-style", choices=["distractors", "colorless"], default="distractors",
+                    help="phase 2: 0-1 distractor facts; phase 3: one fact, filler without colours")
     ap.add_argument("--init", type=Path, default=None,
                     help="continue from this model folder (its weights and tokenizer) instead of from scratch")
     args = ap.parse_args()
@@ -117,8 +119,8 @@ def main() -> None:
     random.seed(args.seed)
     np.random.seed(args.seed)
     mx.random.seed(args.seed)
-    docs = episodes.training_documents(args.seed, args.docs, args.recall_share)
-    held_out = episodes.training_documents(args.seed + 1, 2000, args.recall_share)
+    docs = episodes.training_documents(args.seed, args.docs, args.recall_share, args.recall_style)
+    held_out = episodes.training_documents(args.seed + 1, 2000, args.recall_share, args.recall_style)
     tok = Tokenizer.from_file(str(args.init / "tokenizer.json")) if args.init else \
         train_tokenizer(docs, CONFIG["vocab_size"])
     data = pack(tok, docs, args.seq_len)
