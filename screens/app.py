@@ -402,6 +402,7 @@ class LenscopeApp(App):
         self.main.query_one(ProgressBar).update(progress=longest)
         if message.done:
             self.running = False
+            self.main.query_one(ProgressBar).update(total=max(longest, 1), progress=max(longest, 1))
             state = "cancelled" if message.result.cancelled else "done"
             rate = f" at {message.steps_per_s:.1f} steps/s" if self.show_speed else ""
             self.set_status(f"{state}: {longest} steps{rate}"

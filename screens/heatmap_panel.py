@@ -48,6 +48,10 @@ class HeatmapPanel(Vertical, can_focus=True):
         yield HeatmapView()
         yield StepCharts()
 
+    def on_resize(self) -> None:
+        # below ~28 rows the charts would leave the heatmap a few lines: heatmap only
+        self.query_one(StepCharts).display = self.size.height >= 28
+
     def set_data(self, result: RunResult | None, attention: dict[int, np.ndarray]) -> None:
         self.result, self.attention = result, attention
         if result is not None:
