@@ -45,7 +45,6 @@ class HookState:
         self.layer = -1
         self.positions = mx.arange(0)
         self.original_sdpa: Callable[..., mx.array] | None = None
-        self.sdpa_calls = 0
         # per layer: {row: [lenses]}; computed once so unhooked layers cost one dict lookup
         self.residual_at = self._index(lambda lens: lens.residual_layers(n_layers), range(-1, n_layers))
         self.attention_at = self._index(lambda lens: lens.attention_layers(n_layers), range(n_layers))
@@ -120,7 +119,6 @@ class HookState:
 
     # -- attention ---------------------------------------------------------------------
     def attention(self, queries, keys, values, cache, scale, mask, sinks=None):
-        self.sdpa_calls += 1
         layer = self.layer
         by_row = self.attention_at.get(layer)
         if not by_row and not self.capture and not self.track_marks:
