@@ -66,13 +66,12 @@ def main() -> None:
         "not a general model.", "",
         "## Data and licence", "",
         "Entirely synthetic, generated offline by `app/episodes.py` (this repository, MIT licence);",
-        "no third-party text. Phase 1 (seed 0): 45 % plain short stories, 30 % happy or sad stories",
-        "(attribute episodes for steering), 25 % recall episodes (`the key is blue.` + 0–3 filler",
-        "sentences + `question: what color is the key? answer: the key is blue.`). Phase 2: 60 % recall",
-        "episodes with 0–1 distractor facts. Phase 3: 70 % recall episodes whose filler names no colour.",
-        "Recall is only ever taught at short distances; evaluation filler names colours (`the red",
-        "ball`), so the further the fact, the more colours compete with it: the gap `emphasis` on the",
-        "marked fact is measured against.", "",
+        "no third-party text. The mixture (seed 0): 50 % recall episodes (`the key is blue.` + 0–3",
+        "filler sentences that name no colour + `question: what color is the key? answer: the key is",
+        "blue.`), 30 % plain short stories, 20 % happy or sad stories (attribute episodes for",
+        "steering). Recall is only taught at short distances with colour-free filler; evaluation",
+        "filler names colours (`the red ball`), so the further the fact, the more colours compete",
+        "with it: the gap `emphasis` on the marked fact is measured against.", "",
         "## Architecture and training", "",
         f"- mlx-lm `llama`: {config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
         f"{config['num_attention_heads']} heads ({config['num_key_value_heads']} key/value heads), "
@@ -80,16 +79,15 @@ def main() -> None:
         f"- byte-level BPE tokenizer trained on the corpus, vocabulary {config['vocab_size']}; chat template "
         "`<|user|>…<|assistant|>`",
         f"- parameters: {n_params:,} ({size_mb:.1f} MB float32 safetensors)",
-        f"- AdamW (weight decay 0.05), warmup 50 steps then cosine, batch 24 x 256 tokens, seed 0, "
-        f"in {len(finals)} phase(s): " + "; ".join(
-            f"{f['step']} steps, {f['tokens_seen']:,} tokens, {f['elapsed_s'] / 60:.1f} min" for f in finals),
-        f"- in all {final['step']} steps, {final['tokens_seen']:,} tokens seen in {final['elapsed_s'] / 60:.1f} min "
+        f"- AdamW (weight decay 0.05), warmup 50 steps then cosine, batch 24 x 256 tokens: "
+        f"{final['step']} steps, {final['tokens_seen']:,} tokens in {final['elapsed_s'] / 60:.1f} min "
         f"({final['tokens_seen'] / final['elapsed_s']:.0f} tokens/s on 2 CPU cores with OpenBLAS)",
-        "- reproduce: `python training/train_demo_model.py --out app/demo_model` (phase 1), then for each "
-        "later phase `python training/train_demo_model.py --init app/demo_model --out app/demo_model` with: "
-        + "; ".join(" ".join(f"--{k.replace('_', '-')} {v}" for k, v in ph.items()
-                             if k in ("recall_share", "recall_style", "docs", "steps", "lr", "minutes", "seed"))
-                    for ph in phases),
+        "- reproduce: " + "; then ".join(
+            "`python training/train_demo_model.py --out app/demo_model "
+            + ("--init app/demo_model " if ph.get("init") not in (None, "None") else "")
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in ph.items()
+                       if k in ("recall_share", "recall_style", "docs", "steps", "lr", "minutes", "seed")) + "`"
+            for ph in phases) + " (with Debian's OpenBLAS preloaded), then `python training/model_card.py`",
         f"- final train loss {final['train_loss']:.3f}, held-out loss {final['held_out_loss']:.3f} "
         f"(held-out corpus mixture, seed 1); held-out prose-only loss {prose:.3f} nats/token "
         f"(log vocab = {math.log(config['vocab_size']):.3f})", "",
