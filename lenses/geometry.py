@@ -10,7 +10,7 @@ import mlx.core as mx
 import numpy as np
 
 from lenses.base import Ctx, Lens, Param, layers_or_all
-from lenses.steering import POSITIONS, SOURCE_PARAMS, position_gate, resolve_direction
+from lenses.steering import POSITIONS, SOURCE_PARAMS, DirectionLens, position_gate
 from lenses import directions
 
 
@@ -37,16 +37,7 @@ def plane_rotation(h: mx.array, u: mx.array, v: mx.array, theta: mx.array) -> mx
     return h + (c - 1) * (hu * u + hv * v) + s * (hu * v - hv * u)
 
 
-class _DirectionLens(Lens):
-    def residual_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
-
-    def prepare(self, probe: Any) -> None:
-        self.direction = {layer: mx.array(resolve_direction(self, probe, layer))
-                          for layer in sorted(self.residual_layers(probe.n_layers))}
-
-
-class Slerp(_DirectionLens):
+class Slerp(DirectionLens):
     kind = "slerp"
     summary = "move hidden states along the great circle toward a concept by fraction t, keeping the norm"
     params = (

@@ -46,7 +46,19 @@ def position_gate(ctx: Ctx, mode: str) -> mx.array:
     return mx.array(gate.astype(np.float32))[:, None]
 
 
-class Steer(Lens):
+class DirectionLens(Lens):
+    """A lens that moves hidden states relative to one concept direction per layer
+    (the SOURCE_PARAMS name it); acts on the middle layer unless `layers` is given."""
+
+    def residual_layers(self, n_layers: int) -> set[int]:
+        return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
+
+    def prepare(self, probe: Any) -> None:
+        self.direction = {layer: mx.array(resolve_direction(self, probe, layer))
+                          for layer in sorted(self.residual_layers(probe.n_layers))}
+
+
+class Steer(DirectionLens):
     kind = "steer"
     summary = "add strength x a unit concept direction to the hidden states at chosen layers"
     params = (
@@ -61,13 +73,6 @@ class Steer(Lens):
     def is_neutral(self) -> bool:
         return not any(self.value_at("strength", [0, 1 << 20]))
 
-    def residual_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
-
-    def prepare(self, probe: Any) -> None:
-        self.direction = {layer: mx.array(resolve_direction(self, probe, layer))
-                          for layer in sorted(self.residual_layers(probe.n_layers))}
-
     def residual(self, ctx: Ctx, h: mx.array) -> mx.array:
         d = self.direction[ctx.layer]
         s = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)[:, None]
@@ -77,7 +82,7 @@ class Steer(Lens):
         return (h + step[None]).astype(h.dtype)
 
 
-class Ablate(Lens):
+class Ablate(DirectionLens):
     kind = "ablate"
     summary = "remove the component of the hidden states along a concept direction"
     params = (
@@ -92,10 +97,6 @@ class Ablate(Lens):
 
     def residual_layers(self, n_layers: int) -> set[int]:
         return layers_or_all(self.layers, n_layers, self.kind)
-
-    def prepare(self, probe: Any) -> None:
-        self.direction = {layer: mx.array(resolve_direction(self, probe, layer))
-                          for layer in sorted(self.residual_layers(probe.n_layers))}
 
     def residual(self, ctx: Ctx, h: mx.array) -> mx.array:
         d = self.direction[ctx.layer]
