@@ -130,9 +130,12 @@ class HookState:
         bias = _additive_mask(mask, L, S, queries.dtype)  # (1 or B, 1, L, S) or None
         if by_row:
             bias = _sum_bias(bias, self._lens_bias(by_row, B, H, L, S), queries.dtype)
+        edited = self._score_rows(by_row)
         if self.capture:
-            probs = self._edit_scores(by_row, attention_probs(queries, keys, scale, bias, sinks), queries, keys,
-                                      scale, bias, sinks)
+            probs = attention_probs(queries, keys, scale, bias, sinks)
+            if edited:
+                probs = mx.concatenate([self._edited_probs(r, by_row[r], queries, keys, scale, bias)
+                                        if r in edited else probs[r : r + 1] for r in range(B)], axis=0)
             self.captured[layer] = probs
             return _weighted_values(probs, values)
         if self.track_marks:
@@ -141,38 +144,27 @@ class HookState:
             marks = [m for m in self.marks if m < S]
             self.mark_attention.append(p_last[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
         out = mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=bias, sinks=sinks)
-        edited = self._score_rows(by_row)
-        if edited:
-            probs = self._edit_scores(by_row, None, queries, keys, scale, bias, sinks)
-            explicit = _weighted_values(probs, values)
-            out = mx.concatenate([explicit[r : r + 1] if r in edited else out[r : r + 1] for r in range(B)], axis=0)
+        if edited:  # only the edited rows are recomputed explicitly
+            out = mx.concatenate([_weighted_values(self._edited_probs(r, by_row[r], queries, keys, scale, bias),
+                                                   values[r : r + 1])
+                                  if r in edited else out[r : r + 1] for r in range(B)], axis=0)
         return out
 
     @staticmethod
     def _score_rows(by_row: dict[int, list[Lens]] | None) -> set[int]:
         return {r for r, lenses in (by_row or {}).items() if any(hasattr(x, "attention_scores") for x in lenses)}
 
-    def _edit_scores(self, by_row, probs, queries, keys, scale, bias, sinks) -> mx.array:
-        """Probabilities with score-editing lenses (e.g. top-k sparsity) applied on their rows."""
-        edited = self._score_rows(by_row)
-        if not edited:
-            return probs
-        B = queries.shape[0]
+    def _edited_probs(self, r: int, lenses: list[Lens], queries, keys, scale, bias) -> mx.array:
+        """Row r's probabilities with its score-editing lenses (e.g. top-k sparsity) applied."""
+        k = repeat_kv(keys[r : r + 1], queries.shape[1]).astype(mx.float32)
+        scores = (queries[r : r + 1].astype(mx.float32) * scale) @ k.swapaxes(-1, -2)
+        if bias is not None:
+            scores = scores + bias[r : r + 1 if bias.shape[0] > 1 else 1].astype(mx.float32)
         ctx = self.ctx(self.layer)
-        rows = []
-        for r in range(B):
-            if r not in edited:
-                rows.append(probs[r : r + 1] if probs is not None else mx.zeros((1,) + queries.shape[1:3] + (keys.shape[2],)))
-                continue
-            k = repeat_kv(keys[r : r + 1], queries.shape[1]).astype(mx.float32)
-            scores = (queries[r : r + 1].astype(mx.float32) * scale) @ k.swapaxes(-1, -2)
-            if bias is not None:
-                scores = scores + bias[r : r + 1 if bias.shape[0] > 1 else 1].astype(mx.float32)
-            for lens in by_row[r]:
-                if hasattr(lens, "attention_scores"):
-                    scores = lens.attention_scores(ctx, scores)
-            rows.append(mx.softmax(scores, axis=-1, precise=True))
-        return mx.concatenate(rows, axis=0)
+        for lens in lenses:
+            if hasattr(lens, "attention_scores"):
+                scores = lens.attention_scores(ctx, scores)
+        return mx.softmax(scores, axis=-1, precise=True)
 
 
 def _sum_bias(a: mx.array | None, b: mx.array, dtype: mx.Dtype) -> mx.array:
