@@ -31,7 +31,7 @@ from metal.attention_probs import repeat_kv
 from lenses.base import Ctx, Lens
 
 SDPA_NAME = "scaled_dot_product_attention"
-_SUBCLASSES: dict[type, type] = {}
+_SUBCLASSES: dict[tuple[str, type], type] = {}  # (role, original class) -> hooked subclass
 
 
 class HookState:
@@ -207,7 +207,7 @@ def _weighted_values(probs: mx.array, values: mx.array) -> mx.array:
 # -- installing and removing ------------------------------------------------------------
 def _subclass(cls: type) -> type:
     """A subclass of a block class whose __call__ reports its output to the hook state."""
-    if cls not in _SUBCLASSES:
+    if ("block", cls) not in _SUBCLASSES:
 
         def __call__(self, x, *args, **kwargs):
             state: HookState = self._lens_state
@@ -217,19 +217,19 @@ def _subclass(cls: type) -> type:
                 return (state.block_output(self._lens_index, out[0]),) + out[1:]
             return state.block_output(self._lens_index, out)
 
-        _SUBCLASSES[cls] = type(f"Hooked{cls.__name__}", (cls,), {"__call__": __call__})
-    return _SUBCLASSES[cls]
+        _SUBCLASSES["block", cls] = type(f"Hooked{cls.__name__}", (cls,), {"__call__": __call__})
+    return _SUBCLASSES["block", cls]
 
 
 def _linear_subclass(cls: type) -> type:
     """A subclass of a linear layer class that adds per-row weight deltas to its output."""
-    if cls not in _SUBCLASSES:
+    if ("linear", cls) not in _SUBCLASSES:
 
         def __call__(self, x):
             return self._lens_state.linear_output(self._lens_path, x, cls.__call__(self, x))
 
-        _SUBCLASSES[cls] = type(f"Delta{cls.__name__}", (cls,), {"__call__": __call__})
-    return _SUBCLASSES[cls]
+        _SUBCLASSES["linear", cls] = type(f"Delta{cls.__name__}", (cls,), {"__call__": __call__})
+    return _SUBCLASSES["linear", cls]
 
 
 def find_embedding(model: nn.Module) -> nn.Module | None:
