@@ -17,6 +17,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx_lm.models.cache import make_prompt_cache
 
+from app import budget
 from app.errors import BadInput
 from app.marks import overlapping
 from app.hooks import HookState, check_hookable, find_embedding, hooked
@@ -151,15 +152,37 @@ class Engine:
         self.current_ids, self.current_marks = list(ids), list(marks)
 
     # -- generation --------------------------------------------------------------------
-    def compare(self, request: Request) -> "Comparison":
+    def compare(self, request: Request, capture: bool = False) -> "Comparison":
+        """Validate and prepare a run; refuses (BadInput) what cannot fit before anything runs.
+
+        `capture`: the caller will capture attention over each row afterwards, so its size
+        is checked now rather than after generating."""
         if not request.prompt.strip():
             raise BadInput("prompt: empty")
         ids = self.encode(request.prompt)
         marks = self.check_marks(request.marks, len(ids))
+        rows = 1 + len(request.variants)
+        warnings = budget.check_comparison(self.model, rows, len(ids), request.max_tokens, PREFILL_CHUNK)
+        if capture:
+            self.check_capture(len(ids) + request.max_tokens)
         if marks or any(lens.attention_layers(self.n_layers) for v in request.variants for lens in v.lenses):
             check_hookable(self.model)
+        if not marks:
+            idle = sorted({lens.kind for v in request.variants for lens in v.lenses if lens.needs_marks()})
+            if idle:
+                warnings.append(f"{', '.join(idle)}: nothing is marked, so {'it acts' if len(idle) == 1 else 'they act'}"
+                                " on nothing (mark tokens with --mark, or space in the TUI)")
         self.prepare(request.variants, ids, marks)
-        return Comparison(self, request, ids, marks)
+        comparison = Comparison(self, request, ids, marks)
+        comparison.warnings = warnings
+        return comparison
+
+    def check_capture(self, n_tokens: int, layers: int | None = None) -> None:
+        size = budget.capture_bytes(budget.model_sizes(self.model), n_tokens, layers)
+        if size > CAPTURE_MAX_BYTES:
+            n = self.n_layers if layers is None else layers
+            raise BadInput(f"attention capture of {n_tokens} tokens x {n} layers needs {budget.gib(size)} per row "
+                           f"(limit {budget.gib(CAPTURE_MAX_BYTES)}); use a shorter prompt, fewer tokens or one --layer")
 
     def capture_attention(self, ids: list[int], lenses: Sequence[Lens] = (), prompt_len: int | None = None,
                           marks: Sequence[int] = (), layers: Sequence[int] | None = None) -> np.ndarray:
@@ -168,11 +191,7 @@ class Engine:
         One extra forward, never during decoding: the fused kernel returns no weights."""
         check_hookable(self.model)
         layers = list(range(self.n_layers)) if layers is None else list(layers)
-        n_heads = _n_heads(self.model)
-        size = len(layers) * n_heads * len(ids) ** 2 * 4
-        if size > CAPTURE_MAX_BYTES:
-            raise BadInput(f"attention capture of {len(ids)} tokens x {len(layers)} layers needs "
-                           f"{size / 2**20:.0f} MiB (limit {CAPTURE_MAX_BYTES / 2**20:.0f}); pick a --layer")
+        self.check_capture(len(ids), len(layers))
         self.prepare([Variant("capture", list(lenses))], ids[: prompt_len or len(ids)], marks)
         state = HookState([list(lenses)], self.n_layers, prompt_len or len(ids), tuple(marks))
         state.track_marks = False
@@ -210,6 +229,7 @@ class Comparison:
         )
         self._cancel = False
         self.logits: list[np.ndarray] = []
+        self.warnings: list[str] = []  # said before running: context overflow, lenses with nothing marked
 
     def cancel(self) -> None:
         self._cancel = True
@@ -231,65 +251,70 @@ class Comparison:
         cache = make_prompt_cache(eng.model)
         raw: list[list[int]] = [[] for _ in range(B)]  # chosen token per step, EOS included
         active = [True] * B
+
+        def forward(tokens: mx.array, positions: mx.array) -> mx.array:
+            # hooks live only while this forward's graph is built: a suspended generator
+            # (API use, two comparisons interleaved) never leaves its lenses on the model
+            with hooked(eng.model, state):
+                state.begin(positions)
+                return eng.model(tokens, cache=cache)[:, -1, :]
+
         t0 = time.perf_counter()
-        with hooked(eng.model, state):
-            x = mx.array([self.ids] * B)
-            for start in range(0, P, PREFILL_CHUNK):
-                state.begin(mx.arange(start, min(P, start + PREFILL_CHUNK)))
-                logits = eng.model(x[:, start : start + PREFILL_CHUNK], cache=cache)[:, -1, :]
-            mx.eval(logits)
-            res.timing["prefill_s"] = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            steps_done = 0
-            for t in range(req.max_tokens):
-                if self._cancel or should_stop():
-                    res.cancelled = True
-                    break
-                ctx = state.ctx(eng.n_layers)
-                logits = logits.astype(mx.float32)
-                if any(logit_lenses):
-                    logits = mx.concatenate([_chain_logits(ctx, logit_lenses[r], logits[r : r + 1])
-                                             for r in range(B)], axis=0)
-                if req.keep_logits:
-                    self.logits.append(np.array(logits))
-                temps = [_chain_temperature(ctx, temp_lenses[r], req.temperature) for r in range(B)]
-                tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention)
-                if t + 1 < req.max_tokens:
-                    # start the next forward now and do the bookkeeping while it runs; rows that
-                    # stopped are fed their last token and ignored (rows never mix in a batch)
-                    state.begin(mx.array([P + t]))
-                    next_logits = eng.model(mx.array(tokens)[:, None], cache=cache)[:, -1, :]
-                    mx.async_eval(next_logits)
-                step_ids: list[int | None] = [None] * B
-                for r in range(B):
-                    if not active[r]:
-                        continue
-                    row = res.rows[r]
-                    if not metrics["finite"][r]:
-                        row.finite = False
-                        active[r] = False
-                        continue
-                    tid = tokens[r]
-                    raw[r].append(tid)
-                    same_prefix = r == 0 or raw[r][:-1] == raw[0][: len(raw[r]) - 1] and len(raw[0]) >= len(raw[r])
-                    row.kl_from_baseline.append(metrics["kl"][r] if same_prefix else None)
-                    if row.first_divergence is None and r > 0 and same_prefix and raw[r][-1] != raw[0][t]:
-                        row.first_divergence = t
-                    if self.marks:
-                        row.attention_to_marks.append(metrics["marks"][r])
-                    row.top.append([Alternative(i, eng.token_text(i), p) for i, p in metrics["top"][r]])
-                    if req.stop_at_eos and tid in eng.eos_ids:
-                        row.finished = True
-                        active[r] = False
-                        continue
-                    row.token_ids.append(tid)
-                    row.tokens.append(eng.token_text(tid))
-                    step_ids[r] = tid
-                steps_done = t + 1
-                yield Step(t, step_ids, [None if i is None else eng.token_text(i) for i in step_ids])
-                if not any(active) or t + 1 == req.max_tokens:
-                    break
-                logits = next_logits
+        x = mx.array([self.ids] * B)
+        for start in range(0, P, PREFILL_CHUNK):
+            logits = forward(x[:, start : start + PREFILL_CHUNK], mx.arange(start, min(P, start + PREFILL_CHUNK)))
+            mx.eval(logits)  # one chunk's (B, chunk, vocab) logits at a time, not all of them
+        res.timing["prefill_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        steps_done = 0
+        for t in range(req.max_tokens):
+            if self._cancel or should_stop():
+                res.cancelled = True
+                break
+            ctx = state.ctx(eng.n_layers)
+            logits = logits.astype(mx.float32)
+            if any(logit_lenses):
+                logits = mx.concatenate([_chain_logits(ctx, logit_lenses[r], logits[r : r + 1])
+                                         for r in range(B)], axis=0)
+            if req.keep_logits:
+                self.logits.append(np.array(logits))
+            temps = [_chain_temperature(ctx, temp_lenses[r], req.temperature) for r in range(B)]
+            tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention)
+            if t + 1 < req.max_tokens:
+                # start the next forward now and do the bookkeeping while it runs; rows that
+                # stopped are fed their last token and ignored (rows never mix in a batch)
+                next_logits = forward(mx.array(tokens)[:, None], mx.array([P + t]))
+                mx.async_eval(next_logits)
+            step_ids: list[int | None] = [None] * B
+            for r in range(B):
+                if not active[r]:
+                    continue
+                row = res.rows[r]
+                if not metrics["finite"][r]:
+                    row.finite = False
+                    active[r] = False
+                    continue
+                tid = tokens[r]
+                raw[r].append(tid)
+                same_prefix = r == 0 or raw[r][:-1] == raw[0][: len(raw[r]) - 1] and len(raw[0]) >= len(raw[r])
+                row.kl_from_baseline.append(metrics["kl"][r] if same_prefix else None)
+                if row.first_divergence is None and r > 0 and same_prefix and raw[r][-1] != raw[0][t]:
+                    row.first_divergence = t
+                if self.marks:
+                    row.attention_to_marks.append(metrics["marks"][r])
+                row.top.append([Alternative(i, eng.token_text(i), p) for i, p in metrics["top"][r]])
+                if req.stop_at_eos and tid in eng.eos_ids:
+                    row.finished = True
+                    active[r] = False
+                    continue
+                row.token_ids.append(tid)
+                row.tokens.append(eng.token_text(tid))
+                step_ids[r] = tid
+            steps_done = t + 1
+            yield Step(t, step_ids, [None if i is None else eng.token_text(i) for i in step_ids])
+            if not any(active) or t + 1 == req.max_tokens:
+                break
+            logits = next_logits
         decode_s = time.perf_counter() - t1 if req.max_tokens else 0.0
         res.timing["decode_s"] = decode_s
         res.timing["decode_tokens_per_s"] = steps_done / decode_s if decode_s > 0 else 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,32 @@ def load(spec: str | None = None, trust_remote_code: bool = False) -> LoadedMode
         raise BadInput(f"model '{name}': no such folder")
     if looks_local and not (path / "config.json").is_file():
         raise BadInput(f"model '{name}': folder has no config.json (not an mlx-lm model)")
+    if looks_local and not trust_remote_code:
+        refuse_foreign_code(path, name)
     try:
-        model, tokenizer = mlx_lm.load(str(path) if looks_local else target, trust_remote_code=trust_remote_code)
+        # tokenizer_config reaches AutoTokenizer: an explicit False makes transformers refuse
+        # auto_map code instead of asking "[y/N]" on stdin (None) or running it (True)
+        model, tokenizer = mlx_lm.load(str(path) if looks_local else target, trust_remote_code=trust_remote_code,
+                                       tokenizer_config={"trust_remote_code": trust_remote_code})
     except Exception as exc:  # mlx_lm raises many types (hub, json, value): report, not crash
+        if "trust_remote_code" in str(exc):
+            raise BadInput(f"model '{name}': wants to run its own Python code; lenscope does not unless "
+                           f"you pass --trust-remote-code") from None
         offline = " (offline: only models already in the hub cache load)" if os.environ.get("HF_HUB_OFFLINE") else ""
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"model '{name}': cannot load: {first}{offline}") from None
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
+
+
+def refuse_foreign_code(path: Path, name: str) -> None:
+    """A model folder may name Python of its own (config `model_file`, an `auto_map` in
+    config.json or tokenizer_config.json): refuse it, naming the file and the flag."""
+    for file, keys in (("config.json", ("auto_map", "model_file")), ("tokenizer_config.json", ("auto_map",))):
+        try:
+            data = json.loads((path / file).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue  # missing or unreadable: mlx_lm's own load reports it
+        found = [k for k in keys if isinstance(data, dict) and data.get(k)]
+        if found:
+            raise BadInput(f"model '{name}': {file} asks to run the folder's own Python code ({found[0]}); "
+                           f"lenscope runs it only with --trust-remote-code")

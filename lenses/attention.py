@@ -36,6 +36,9 @@ class Emphasis(Lens):
     def depends_on_prompt(self) -> bool:
         return self.auto_heads > 0
 
+    def needs_marks(self) -> bool:
+        return True
+
     def attention_layers(self, n_layers: int) -> set[int]:
         return layers_or_all(self.layers, n_layers, "emphasis")
 
@@ -47,6 +50,8 @@ class Emphasis(Lens):
             return
         marks = list(probe.current_marks)
         probs = probe.capture_attention(list(probe.current_ids))  # (layers, H, L, L)
+        if self.auto_heads > probs.shape[1]:
+            raise BadInput(f"emphasis: auto_heads={self.auto_heads} but the model has {probs.shape[1]} heads per layer")
         share = probs[:, :, min(marks):, :][..., marks].sum(-1).mean(-1)  # (layers, H)
         self.auto = {layer: sorted(np.argsort(share[layer])[: self.auto_heads].tolist())
                      for layer in range(share.shape[0])}
@@ -89,6 +94,9 @@ class Decay(Lens):
 
     def is_neutral(self) -> bool:
         return not any(self.value_at("strength", [0, 1 << 20]))
+
+    def needs_marks(self) -> bool:
+        return self.scope == "marks"
 
     def attention_layers(self, n_layers: int) -> set[int]:
         return layers_or_all(self.layers, n_layers, "decay")

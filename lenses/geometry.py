@@ -9,6 +9,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from app.errors import BadInput
 from lenses.base import Ctx, Lens, Param, layers_or_all
 from lenses.steering import POSITIONS, SOURCE_PARAMS, DirectionLens, position_gate
 from lenses import directions
@@ -78,6 +79,10 @@ class Rotate(Lens):
     def prepare(self, probe: Any) -> None:
         u = _concept(probe, self.a, "rotate: a")
         v = _concept(probe, self.b, "rotate: b")
+        u = directions.unit(u, "rotate: a")
+        v = directions.unit(v, "rotate: b")
+        if abs(float(v @ u)) > 0.999:  # the plane of a and b is undefined: only noise is left
+            raise BadInput(f"rotate: a='{self.a}' and b='{self.b}' point the same way; pick two different concepts")
         v = directions.unit(v - (v @ u) * u, "rotate: b minus its part along a")
         self.u, self.v = mx.array(u), mx.array(v)
 
@@ -88,8 +93,6 @@ class Rotate(Lens):
 
 
 def _concept(probe: Any, text: str, what: str) -> np.ndarray:
-    from app.errors import BadInput
-
     if not text:
         raise BadInput(f"{what}: needs a word or a direction file")
     if text.endswith((".npy", ".safetensors")):
@@ -131,8 +134,6 @@ class Grouped(Lens):
         return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
 
     def prepare(self, probe: Any) -> None:
-        from app.errors import BadInput
-
         dim = probe.hidden_size
         if dim % self.group:
             raise BadInput(f"grouped: group={self.group} does not divide the hidden size {dim}")
@@ -164,8 +165,6 @@ class Path(Lens):
         return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
 
     def prepare(self, probe: Any) -> None:
-        from app.errors import BadInput
-
         if not self.concepts:
             raise BadInput("path: needs concepts, e.g. concepts=happy|sad")
         self.points = np.stack([directions.token_row(probe, c, "embedding") for c in self.concepts])

@@ -1,0 +1,33 @@
+"""The generation settings every front end takes (CLI flags, experiment keys, TUI fields,
+session files), declared once as `Param`s so they are validated one way everywhere."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from lenses.base import Param
+
+SETTINGS: dict[str, Param] = {p.name: p for p in (
+    Param("max_tokens", "int", 32, "tokens to generate per row", min=0, max=4096),
+    Param("temperature", "float", 0.0, "sampling temperature (0 = greedy)", min=0.0, max=10.0),
+    Param("seed", "int", 0, "seed of the shared sampling noise", min=0, max=2**31 - 1),
+    Param("capture_attention", "bool", False, "capture attention after generating"),
+)}
+
+
+def check(name: str, raw: Any, where: str) -> Any:
+    """One setting, validated by its Param (type, finiteness, range); BadInput names `where`."""
+    return SETTINGS[name].parse(raw, where)
+
+
+def defaults() -> dict[str, Any]:
+    return {name: p.default for name, p in SETTINGS.items()}
+
+
+def check_all(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Every known setting in `values`, validated, over the defaults."""
+    out = defaults()
+    for name, raw in values.items():
+        if name in SETTINGS:
+            out[name] = check(name, raw, where)
+    return out
