@@ -54,6 +54,9 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 def _add_prompt(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--prompt", required=required, help="the prompt text")
+    p.add_argument("--chat", action="store_true",
+                   help="wrap the prompt in the model's chat template (marks are searched in your text only)")
+    p.add_argument("--system", default=None, metavar="TEXT", help="a system message (with --chat)")
     p.add_argument("--mark", action="append", default=[], metavar="TEXT",
                    help="mark every prompt token overlapping each occurrence of TEXT (repeatable)")
     p.add_argument("--mark-tokens", type=_token_list, default=[], metavar="I,J,...", help="mark prompt tokens by index")
@@ -79,12 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capture-attention", action="store_true", help="add attention (mean over layers and heads)")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("score", help="log-probability of a continuation after the prompt, per row")
+    _add_model(p)
+    _add_prompt(p, required=True)
+    p.add_argument("--continuation", required=True, help="the text to score after the prompt")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("attention", help="attention matrix of one layer (mean over heads unless --head)")
     _add_model(p)
     _add_prompt(p, required=True)
     p.add_argument("--layer", type=_int_range(-1024, 1023, "--layer"), default=-1)
     p.add_argument("--head", type=_int_range(0, 1023, "--head"), default=None)
-    p.add_argument("--lens", default=None, metavar="SPEC", help="apply this lens stack while capturing")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="apply this lens stack while capturing")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="a batch of comparisons: results.jsonl + report.md + report.html (+ SVG)")
@@ -150,6 +160,11 @@ def _emit(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False))
 
 
+def _warn(warnings: Sequence[str]) -> None:
+    for w in warnings:
+        print(f"lenscope: warning: {w}", file=sys.stderr)
+
+
 def _load(args) -> tuple[Any, float]:
     from app import models
     from app.engine import Engine
@@ -159,9 +174,23 @@ def _load(args) -> tuple[Any, float]:
     return Engine(loaded), time.perf_counter() - t
 
 
-def _marks(engine, prompt: str, args) -> list[int]:
+def _prompt(engine, args) -> tuple[str, tuple[int, int] | None]:
+    """The text the model reads and where the user's own text sits in it (None: all of it)."""
+    if not args.prompt.strip():
+        raise BadInput("--prompt: empty")
+    if args.system is not None and not args.chat:
+        raise BadInput("--system needs --chat")
+    if not args.chat:
+        return args.prompt, None
+    from app.chat import apply
+
+    chat = apply(engine.tokenizer, args.prompt, args.system)
+    return chat.text, chat.user_span
+
+
+def _marks(engine, prompt: str, args, region: tuple[int, int] | None = None) -> list[int]:
     ids = engine.encode(prompt)
-    marks = engine.marks_from_text(prompt, ids, args.mark) if args.mark else []
+    marks = engine.marks_from_text(prompt, ids, args.mark, region) if args.mark else []
     return sorted(set(marks) | set(engine.check_marks(args.mark_tokens, len(ids))))
 
 
@@ -178,8 +207,11 @@ def cmd_generate(args) -> None:
         raise BadInput("--prompt: empty")
     variants = _variants(args.lens)
     engine, load_s = _load(args)
-    marks = _marks(engine, args.prompt, args)
-    run = engine.compare(Request(args.prompt, variants, marks, args.max_tokens, args.temperature, args.seed))
+    prompt, region = _prompt(engine, args)
+    marks = _marks(engine, prompt, args, region)
+    run = engine.compare(Request(prompt, variants, marks, args.max_tokens, args.temperature, args.seed),
+                         capture=args.capture_attention)
+    _warn(run.warnings)
     result = run.run()
     result.timing = {"load_s": load_s, **result.timing}
     if args.capture_attention:
@@ -197,12 +229,15 @@ def cmd_generate(args) -> None:
 def cmd_attention(args) -> None:
     if not args.prompt.strip():
         raise BadInput("--prompt: empty")
-    variants = _variants([args.lens]) if args.lens else []
+    if len(args.lens) > 1:
+        raise BadInput(f"--lens given {len(args.lens)} times; attention shows one stack (join lenses with +)")
+    variants = _variants(args.lens)
     if len(variants) > 1:
-        raise BadInput(f"--lens '{args.lens}': holds {len(variants)} variants; attention takes one")
+        raise BadInput(f"--lens '{args.lens[0]}': holds {len(variants)} variants; attention takes one")
     engine, _ = _load(args)
-    ids = engine.encode(args.prompt)
-    marks = _marks(engine, args.prompt, args)
+    prompt, region = _prompt(engine, args)
+    ids = engine.encode(prompt)
+    marks = _marks(engine, prompt, args, region)
     lenses = variants[0].lenses if variants else []
     engine.prepare(variants)
     n = engine.n_layers
@@ -226,6 +261,26 @@ def cmd_attention(args) -> None:
 
     Console().print(Heatmap(matrix, tokens, tokens, marked=marks,
                             title=f"layer {layer}, {'head ' + str(args.head) if args.head is not None else 'mean of heads'}"))
+
+
+def cmd_score(args) -> None:
+    from app.score import score
+
+    variants = _variants(args.lens)
+    engine, _ = _load(args)
+    prompt, region = _prompt(engine, args)
+    marks = _marks(engine, prompt, args, region)
+    _, c_ids, rows = score(engine, prompt, args.continuation, variants, marks)
+    tokens = [engine.token_text(i) for i in c_ids]
+    data = {"model": engine.loaded.name, "prompt": prompt, "continuation": args.continuation,
+            "rows": [r.to_json(tokens) for r in rows]}
+    if args.json:
+        _emit(data)
+        return
+    print(f"log p({args.continuation!r} | prompt), {len(c_ids)} tokens, natural log")
+    for row in data["rows"]:
+        total = "-inf" if row["logprob"] is None else f"{row['logprob']:.4f}"
+        print(f"  {row['name']}: {total}")
 
 
 def cmd_run(args) -> None:
@@ -264,8 +319,8 @@ def cmd_doctor(args) -> None:
 
     rep = report(args.model)
     _emit(rep) if args.json else print(render(rep))
-    if not rep["model"].get("loads"):
-        sys.exit(1)
+    if not rep["model"].get("loads"):  # the report is still useful; the failing input gets its line
+        raise BadInput(rep["model"].get("error") or f"model '{rep['model']['name']}': does not load")
 
 
 def cmd_bench(args) -> None:
@@ -312,8 +367,12 @@ def cmd_direction(args) -> None:
 def cmd_tui(args) -> None:
     from app.tui import run_tui
 
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise BadInput("the TUI needs a terminal (stdin or stdout is not one); for scripts use "
+                       "`lenscope generate` or `lenscope run`")
+
     run_tui(args)
 
 
 COMMANDS = {"generate": cmd_generate, "attention": cmd_attention, "lenses": cmd_lenses, "doctor": cmd_doctor,
-            "bench": cmd_bench, "measure": cmd_measure, "run": cmd_run, "direction": cmd_direction, "tui": cmd_tui}
+            "bench": cmd_bench, "measure": cmd_measure, "score": cmd_score, "run": cmd_run, "direction": cmd_direction, "tui": cmd_tui}

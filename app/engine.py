@@ -58,6 +58,10 @@ class Engine:
 
     # -- tokens ------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
+        # a chat-templated text already starts with the BOS token: do not add a second (as mlx_lm does)
+        bos = getattr(self.tokenizer, "bos_token", None)
+        if bos and text.startswith(bos):
+            return list(self.tokenizer.encode(text, add_special_tokens=False))
         return list(self.tokenizer.encode(text))
 
     def token_text(self, token_id: int) -> str:
@@ -82,14 +86,17 @@ class Engine:
             prev = end
         return spans
 
-    def marks_from_text(self, prompt: str, ids: list[int], texts: Sequence[str]) -> list[int]:
-        """Every prompt token overlapping each occurrence of each text."""
+    def marks_from_text(self, prompt: str, ids: list[int], texts: Sequence[str],
+                        region: tuple[int, int] | None = None) -> list[int]:
+        """Every prompt token overlapping each occurrence of each text (within `region`, the
+        user's own text in a chat template, when given)."""
         spans = self.token_spans(prompt, ids)
+        lo, hi = region or (0, len(prompt))
         marked: set[int] = set()
         for text in texts:
             if not text:
                 raise BadInput("--mark: empty text")
-            hits = [i for i in range(len(prompt)) if prompt.startswith(text, i)]
+            hits = [i for i in range(lo, hi - len(text) + 1) if prompt.startswith(text, i)]
             if not hits:
                 raise BadInput(f"--mark '{text}': does not occur in the prompt")
             for start in hits:
