@@ -197,6 +197,10 @@ class Lens:
         """True when this lens, as configured, cannot change anything."""
         return False
 
+    def needs_marks(self) -> bool:
+        """True when this lens acts only through the marked tokens (nothing marked: no effect)."""
+        return getattr(self, "positions", None) == "marked"
+
     # -- hooks -------------------------------------------------------------------------
     def prepare(self, probe: Any) -> None:
         pass
