@@ -111,11 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("measure", help="measured lens effects on the model: recall by distance, mood counts")
     _add_model(p)
-    p.add_argument("what", choices=["recall", "attribute"])
+    p.add_argument("what", choices=["recall", "attribute", "counterfact", "mood", "patch"],
+                   help="recall/attribute: the demo model's episodes; counterfact/mood/patch: English prompt "
+                        "sets for real models")
     p.add_argument("--lens", action="append", default=[], metavar="SPEC",
                    help="lens rows to compare with the baseline (default: emphasis for recall, steering for attribute)")
     p.add_argument("--n", type=_int_range(1, 10000, "--n"), default=None, help="episodes or samples per row")
-    p.add_argument("--distances", default=None, help="filler sentences, e.g. 0,4,8,16 (recall)")
+    p.add_argument("--distances", default=None, help="filler sentences, e.g. 0,4,8,16 (recall, counterfact)")
+    p.add_argument("--chat", action="store_true", help="counterfact/patch: use the chat template (mood always does)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("direction", help="compute a steering direction from contrast prompts and save it")
@@ -334,12 +337,15 @@ def cmd_bench(args) -> None:
 def cmd_measure(args) -> None:
     from app import measure
 
+    try:
+        distances = [int(x) for x in args.distances.split(",")] if args.distances else None
+    except ValueError:
+        raise BadInput(f"--distances must be integers separated by commas, got '{args.distances}'") from None
+    if args.what in ("counterfact", "mood", "patch"):
+        return _measure_real(args, distances)
     engine, _ = _load(args)
     if args.what == "recall":
-        try:
-            distances = [int(x) for x in args.distances.split(",")] if args.distances else measure.DISTANCES
-        except ValueError:
-            raise BadInput(f"--distances must be integers separated by commas, got '{args.distances}'") from None
+        distances = distances or measure.DISTANCES
         specs = args.lens or ["emphasis:strength=2", "emphasis:strength=4"]
         rep = measure.recall(engine, specs, distances, n=args.n or 40)
         _emit(rep) if args.json else print(measure.render_recall(rep))
@@ -347,6 +353,26 @@ def cmd_measure(args) -> None:
         specs = args.lens or [measure.STEER_SPEC, measure.STEER_SPEC.replace("strength=30", "strength=-30")]
         rep = measure.attribute(engine, specs, n=args.n or 24)
         _emit(rep) if args.json else print(measure.render_attribute(rep))
+
+
+def _measure_real(args, distances: list[int] | None) -> None:
+    from app import measure_real
+
+    progress = (lambda m: print(f"\r{m}   ", end="", file=sys.stderr)) if sys.stderr.isatty() else None
+    engine, _ = _load(args)
+    if args.what == "counterfact":
+        specs = args.lens or ["emphasis:strength=1", "emphasis:strength=2"]
+        rep = measure_real.counterfact(engine, specs, n=args.n or 48, filler=distances or [0], chat=args.chat,
+                                       progress=progress)
+    elif args.what == "mood":
+        if not args.lens:
+            raise BadInput("measure mood: give the steering rows with --lens")
+        rep = measure_real.mood(engine, args.lens, n=args.n or 40, progress=progress)
+    else:
+        rep = measure_real.patch(engine, n=args.n or 48, chat=args.chat, progress=progress)
+    if progress:
+        print(file=sys.stderr)
+    _emit(rep) if args.json else print(json.dumps(rep, indent=1, ensure_ascii=False))
 
 
 def cmd_direction(args) -> None:
