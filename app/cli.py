@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, NoReturn, Sequence
 
-from app.errors import BadInput
+from app.errors import BadInput, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -18,16 +18,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _number(kind: type, lo: float, hi: float, what: str):
-    """An argparse type: a number of `kind` within [lo, hi], with a one-line error."""
+    """An argparse type: a number of `kind` within [lo, hi], checked by a `Param` like
+    every lens value. A flag naming a generation setting (--max-tokens, --temperature,
+    --seed) takes its Param from app/settings.py, so the CLI, experiments and sessions
+    share one range."""
+    from app.settings import SETTINGS
+    from lenses.base import Param
+
+    param = SETTINGS.get(what.lstrip("-").replace("-", "_")) or \
+        Param(what, "int" if kind is int else "float", None, "", lo, hi)
+
     def conv(text: str):
         try:
-            v = kind(text)
-        except ValueError:
-            noun = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"{what} must be {noun}, got '{text}'") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{what} must be in [{lo:g}, {hi:g}], got {v:g}")
-        return v
+            return param.parse(text, "", label=what)
+        except BadInput as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return conv
 
@@ -50,6 +55,8 @@ def _token_list(text: str) -> list[int]:
 def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="local mlx-lm model folder or hub id (default: the bundled demo model)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code (off by default)")
+    p.add_argument("--precision", choices=["auto", "native", "float32", "float16"], default="auto",
+                   help="auto: a quantized model runs dequantized to float32 on a CPU with a fast BLAS")
 
 
 def _add_prompt(p: argparse.ArgumentParser, required: bool) -> None:
@@ -102,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="an experiment .toml file")
     p.add_argument("--out", required=True, help="output folder")
 
+    p = sub.add_parser("models", help="bundled, named (fetched or not), converted and hub-cached models")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("lenses", help="the lens kinds, their parameters, defaults and ranges")
     p.add_argument("--json", action="store_true")
 
@@ -138,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    _quiet_transformers()
     if argv is None:
         from app.blas import maybe_reexec_with_openblas
 
@@ -147,10 +158,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["tui", *argv]  # `lenscope --model M` starts the TUI
     try:
+        _check_utf8(argv)
         args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
-    except BadInput as exc:
-        print(f"lenscope: {exc}", file=sys.stderr)
+    except BadInput as exc:  # one line, whatever the input held (escapes, newlines, bad unicode)
+        print(f"lenscope: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -159,8 +171,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(0)
 
 
+def _quiet_transformers() -> None:
+    """Tokenizers log warnings (e.g. "sequence longer than 512") on stderr: lenscope says
+    what matters itself, and a stray line breaks the one-line error contract."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is imported
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.set_verbosity_error()
+
+
+def _check_utf8(argv: Sequence[str]) -> None:
+    """Bytes that are not UTF-8 arrive surrogate-escaped (PEP 383): refuse them here, as
+    text they could not be tokenized, printed or saved."""
+    for i, arg in enumerate(argv):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            flag = argv[i - 1] if i and argv[i - 1].startswith("-") else arg.split("=")[0] if arg.startswith("--") \
+                else f"argument {i + 1}"
+            raise BadInput(f"{flag}: not valid UTF-8 ({arg!r:.60})") from None
+
+
 def _emit(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False))
+    """stdout JSON: standard JSON only (NaN/inf as null), see app/datafile.py."""
+    from app.datafile import dumps
+
+    print(dumps(data))
 
 
 def _warn(warnings: Sequence[str]) -> None:
@@ -173,7 +208,8 @@ def _load(args) -> tuple[Any, float]:
     from app.engine import Engine
 
     t = time.perf_counter()
-    loaded = models.load(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, precision=args.precision,
+                         progress=lambda m: print(f"lenscope: {m}", file=sys.stderr))
     return Engine(loaded), time.perf_counter() - t
 
 
@@ -287,19 +323,28 @@ def cmd_score(args) -> None:
 
 
 def cmd_run(args) -> None:
-    from pathlib import Path
-
     from app import experiment
 
-    exp = experiment.load(args.experiment)
+    exp = experiment.load(args.experiment)  # the whole file checked, no model needed
+    out = experiment.check_out(args.out, experiment.outputs(exp))  # before any work
     if args.model is None and exp["model"]:
         args.model = exp["model"]
     engine, _ = _load(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out '{args.out}': exists and is not a folder")
-    results = experiment.run(engine, exp, out, progress=lambda m: print(m, file=sys.stderr))
-    print(f"{len(results)} comparison(s): {out / 'results.jsonl'}, {out / 'report.md'}, {out / 'report.html'}")
+    results = experiment.run(engine, exp, out, progress=lambda m: print(one_line(m), file=sys.stderr))
+    print(one_line(f"{len(results)} comparison(s): {out / 'results.jsonl'}, {out / 'report.md'}, "
+                   f"{out / 'report.html'}"))
+
+
+def cmd_models(args) -> None:
+    from app.model_sources import list_models
+
+    found = list_models()
+    if args.json:
+        _emit({"models": found})
+        return
+    for m in found:
+        state = "ready" if m["available"] else "not fetched (--model " + m["name"] + " fetches it)"
+        print(f"{m['name']:<24} {m['kind']:<8} {m['size_bytes'] / 2**20:8.1f} MiB  {state}  {m['path']}")
 
 
 def cmd_lenses(args) -> None:
@@ -320,7 +365,7 @@ def cmd_lenses(args) -> None:
 def cmd_doctor(args) -> None:
     from app.doctor import render, report
 
-    rep = report(args.model)
+    rep = report(args.model, args.precision)
     _emit(rep) if args.json else print(render(rep))
     if not rep["model"].get("loads"):  # the report is still useful; the failing input gets its line
         raise BadInput(rep["model"].get("error") or f"model '{rep['model']['name']}': does not load")
@@ -330,7 +375,13 @@ def cmd_bench(args) -> None:
     from app.bench import render, run_bench
 
     engine, _ = _load(args)
-    rep = run_bench(engine, tokens=args.tokens, repeats=args.repeats)
+    native = None
+    if "dequantized" in engine.loaded.precision:  # also time the stored, quantized path
+        from app import models
+        from app.engine import Engine
+
+        native = Engine(models.load(args.model, trust_remote_code=args.trust_remote_code, precision="native"))
+    rep = run_bench(engine, tokens=args.tokens, repeats=args.repeats, native=native)
     _emit(rep) if args.json else print(render(rep))
 
 
@@ -372,19 +423,26 @@ def _measure_real(args, distances: list[int] | None) -> None:
         rep = measure_real.patch(engine, n=args.n or 48, chat=args.chat, progress=progress)
     if progress:
         print(file=sys.stderr)
-    _emit(rep) if args.json else print(json.dumps(rep, indent=1, ensure_ascii=False))
+    from app.datafile import dumps
+
+    _emit(rep) if args.json else print(dumps(rep, indent=1))
 
 
 def cmd_direction(args) -> None:
     from lenses import directions
 
+    from app.session import check_writable
+
     if not args.out.endswith((".npy", ".safetensors")):
         raise BadInput(f"--out '{args.out}': use .npy or .safetensors")
+    check_writable(args.out, f"--out '{args.out}'")  # before computing anything
+    pos = [t for t in args.positive.split("|") if t.strip()]
+    neg = [t for t in args.negative.split("|") if t.strip()]
+    if not pos or not neg:
+        raise BadInput(f"--{'positive' if not pos else 'negative'}: no texts (separate several with |)")
     engine, _ = _load(args)
     if args.layer >= engine.n_layers:
         raise BadInput(f"--layer {args.layer}: the model has {engine.n_layers} layers")
-    pos = [t for t in args.positive.split("|") if t.strip()]
-    neg = [t for t in args.negative.split("|") if t.strip()]
     d = directions.contrast(engine, args.layer, pos, neg, args.method)
     path = directions.save(args.out, d)
     print(f"saved a unit direction ({d.shape[0]} values, layer {args.layer}, {args.method}) to {path}")
@@ -401,4 +459,4 @@ def cmd_tui(args) -> None:
 
 
 COMMANDS = {"generate": cmd_generate, "attention": cmd_attention, "lenses": cmd_lenses, "doctor": cmd_doctor,
-            "bench": cmd_bench, "measure": cmd_measure, "score": cmd_score, "run": cmd_run, "direction": cmd_direction, "tui": cmd_tui}
+            "bench": cmd_bench, "measure": cmd_measure, "score": cmd_score, "models": cmd_models, "run": cmd_run, "direction": cmd_direction, "tui": cmd_tui}

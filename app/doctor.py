@@ -19,7 +19,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def report(model: str | None = None) -> dict[str, Any]:
+def report(model: str | None = None, precision: str | None = None) -> dict[str, Any]:
     import mlx.core as mx
 
     from app import models
@@ -46,9 +46,10 @@ def report(model: str | None = None) -> dict[str, Any]:
     out["model"] = {"name": name, "path": target}
     t = time.perf_counter()
     try:
-        loaded = models.load(model)
-        out["model"].update(loads=True, load_s=round(time.perf_counter() - t, 3),
-                            layers=len(loaded.model.layers), model_type=getattr(loaded.model, "model_type", None))
+        loaded = models.load(model, precision=precision)
+        out["model"].update(loads=True, load_s=round(time.perf_counter() - t, 3), path=str(loaded.path),
+                            layers=len(loaded.model.layers), model_type=getattr(loaded.model, "model_type", None),
+                            precision=loaded.precision)
     except BadInput as exc:
         out["model"].update(loads=False, error=str(exc))
     return out
@@ -67,6 +68,7 @@ def render(rep: dict[str, Any]) -> str:
     for k in rep["kernels"]:
         lines.append(f"kernel      {k['name']}: {k['status']}" + (f" ({k['detail']})" if k.get("detail") else ""))
     m = rep["model"]
-    status = f"loads in {m['load_s']} s, {m['layers']} layers" if m.get("loads") else f"FAILS: {m.get('error')}"
+    status = (f"loads in {m['load_s']} s, {m['layers']} layers, runs {m['precision']}" if m.get("loads")
+              else f"FAILS: {m.get('error')}")
     lines.append(f"model       {m['name']} ({m['path']}): {status}")
     return "\n".join(lines)

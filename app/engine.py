@@ -229,7 +229,7 @@ class Comparison:
         self.variants = [Variant("baseline")] + list(request.variants)
         tok = engine.token_text
         self.result = RunResult(
-            model=engine.loaded.name, backend=engine.backend, seed=request.seed,
+            model=engine.loaded.name, backend=engine.backend, precision=engine.loaded.precision, seed=request.seed,
             temperature=request.temperature, prompt=request.prompt, prompt_token_ids=ids,
             prompt_tokens=[tok(i) for i in ids], marked_token_indices=marks,
             rows=[RowResult(name=v.name, lens=v.normalized()) for v in self.variants],

@@ -13,96 +13,309 @@ An experiment file holds optional top-level `model` and `[defaults]`, and one
 
 Writes DIR/results.jsonl (one `generate --json` object per line, plus "comparison"),
 DIR/report.md, DIR/report.html and DIR/heatmaps/*.svg (with capture_attention).
+
+Nothing is written until everything is checked: `load` checks the whole file (every
+comparison, lens spec and setting) without a model, `check_out` the output folder, and
+`run` every comparison against the model (marks, layers, sizes) before generating. A run
+holds DIR/.lenscope.lock (a second run into DIR is refused, naming the first's pid),
+writes into a temp folder inside DIR and, once every file is written, moves them in one
+by one with os.replace: a file of the same name is replaced whole, other files in DIR
+are left alone, and a failed run leaves DIR as it was (and no DIR if it made it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import html
-import json
-import tomllib
+import io
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 
+from app import chat, datafile, settings
 from app.errors import BadInput
 from app.heatmap import Heatmap
-from app.session import atomic_write
 
-KEYS = {"name", "prompt", "mark", "mark_tokens", "lens", "max_tokens", "temperature", "seed", "capture_attention"}
+TOP_KEYS = {"model", "defaults", "comparison"}
+KEYS = {"name", "prompt", "mark", "mark_tokens", "lens", "chat", "system", *settings.SETTINGS}
+REPORTS = ("results.jsonl", "report.md", "report.html")
+LOCK = ".lenscope.lock"
+TEMP_PREFIX = ".lenscope-run-"
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"experiment '{path}': not found")
-    try:
-        data = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"experiment '{path}': not valid TOML ({exc})") from None
+    """The whole experiment, checked: nothing needs a model or writes a file."""
+    from lenses.spec import parse
+
+    where = f"experiment '{path}'"
+    data = datafile.read(path, where, "toml")
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise BadInput(f"{where}: unknown key '{min(unknown)}' (keys: {', '.join(sorted(TOP_KEYS))})")
+    model = data.get("model")
+    if model is not None and not (isinstance(model, str) and model.strip()):
+        raise BadInput(f"{where}: 'model' must be a model folder or hub id (text)")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise BadInput(f"{where}: 'defaults' must be a table ([defaults])")
     comparisons = data.get("comparison")
     if not isinstance(comparisons, list) or not comparisons:
-        raise BadInput(f"experiment '{path}': needs at least one [[comparison]] table")
-    defaults = data.get("defaults", {})
+        raise BadInput(f"{where}: needs at least one [[comparison]] table")
     out = []
     for i, c in enumerate(comparisons):
+        cwhere = f"{where} comparison {i + 1}"
+        if not isinstance(c, dict):
+            raise BadInput(f"{cwhere}: must be a table ([[comparison]])")
         merged = {**defaults, **c}
-        where = f"experiment '{path}' comparison {i + 1}"
         unknown = set(merged) - KEYS
         if unknown:
-            raise BadInput(f"{where}: unknown key '{sorted(unknown)[0]}' (keys: {', '.join(sorted(KEYS))})")
-        if not isinstance(merged.get("prompt"), str) or not merged["prompt"].strip():
-            raise BadInput(f"{where}: 'prompt' must be non-empty text")
-        lenses = merged.get("lens", [])
-        merged["lens"] = [str((p.parent / s)) if s.endswith((".toml", ".json")) else s
-                          for s in ([lenses] if isinstance(lenses, str) else lenses)]
-        merged["mark"] = [merged["mark"]] if isinstance(merged.get("mark"), str) else list(merged.get("mark", []))
-        merged.setdefault("name", f"comparison {i + 1}")
-        out.append(merged)
-    return {"model": data.get("model"), "comparisons": out}
+            raise BadInput(f"{cwhere}: unknown key '{min(unknown)}' (keys: {', '.join(sorted(KEYS))})")
+        name = merged.get("name", f"comparison {i + 1}")
+        if not isinstance(name, str) or not name.strip():
+            raise BadInput(f"{cwhere}: 'name' must be non-empty text")
+        prompt = merged.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadInput(f"{cwhere}: 'prompt' must be non-empty text")
+        marks = _texts(merged.get("mark", []), "mark", cwhere)
+        if any(not m for m in marks):
+            raise BadInput(f"{cwhere}: 'mark' texts must not be empty")
+        mark_tokens = merged.get("mark_tokens", [])
+        mark_tokens = [mark_tokens] if _is_int(mark_tokens) else mark_tokens
+        if not isinstance(mark_tokens, list) or not all(_is_int(t) for t in mark_tokens):
+            raise BadInput(f"{cwhere}: 'mark_tokens' must be a list of token indices (integers)")
+        specs = [str(Path(path).parent / s) if s.endswith((".toml", ".json")) else s
+                 for s in _texts(merged.get("lens", []), "lens", cwhere)]
+        try:
+            variants = [v for s in specs for v in parse(s)]
+        except BadInput as exc:
+            raise BadInput(f"{cwhere}: {exc}") from None
+        chat, system = merged.get("chat", False), merged.get("system")
+        if not isinstance(chat, bool):
+            raise BadInput(f"{cwhere}: 'chat' must be true or false")
+        if system is not None and (not isinstance(system, str) or not chat):
+            raise BadInput(f"{cwhere}: 'system' must be text, and needs chat = true")
+        out.append({"name": name, "prompt": prompt, "mark": marks, "mark_tokens": mark_tokens, "lens": specs,
+                    "variants": variants, "chat": chat, "system": system, **settings.check_all(merged, cwhere)})
+    return {"model": model, "comparisons": out}
+
+
+def _texts(value: Any, key: str, where: str) -> list[str]:
+    """A text or a list of texts."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise BadInput(f"{where}: '{key}' must be text or a list of texts")
+    return values
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def outputs(experiment: dict[str, Any]) -> list[str]:
+    """Every file a run of `experiment` writes, relative to its folder."""
+    svgs = [_svg_name(i, r) for i, c in enumerate(experiment["comparisons"]) if c["capture_attention"]
+            for r in range(1 + len(c["variants"]))]
+    return [*svgs, *REPORTS]
+
+
+def _svg_name(i: int, r: int) -> str:
+    return f"heatmaps/{i + 1:03d}-{r}.svg"
+
+
+def check_out(out: str, names: list[str]) -> Path:
+    """Refuse (BadInput) an output folder that cannot take `names`, before the model loads."""
+    where = f"--out '{out}'"
+    if not out.strip():
+        raise BadInput("--out: empty (name a folder)")
+    p = Path(out).expanduser()
+    try:
+        if p.is_symlink() and not p.exists():
+            raise BadInput(f"{where}: is a broken symlink")
+        if p.exists():
+            if not p.is_dir():
+                raise BadInput(f"{where}: exists and is not a folder")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise BadInput(f"{where}: the folder is not writable")
+            for name in [LOCK, *names]:
+                q = p / name
+                if q.is_dir() or (q.parent != p and q.parent.exists() and not q.parent.is_dir()):
+                    raise BadInput(f"{where}: '{name}' in it is in the way (a folder where a file goes, or "
+                                   "a file where a folder goes)")
+        else:
+            ancestor = p.parent
+            while not ancestor.exists() and ancestor != ancestor.parent:
+                ancestor = ancestor.parent
+            if not ancestor.is_dir():
+                raise BadInput(f"{where}: '{ancestor}' is not a folder")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise BadInput(f"{where}: cannot create it, '{ancestor}' is not writable")
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{where}: {exc}") from None
+    return p
 
 
 def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[str], None] = print) -> list[dict]:
     from app.capture import row_attention
-    from app.engine import Request
-    from lenses.spec import parse
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    comparisons = _prepare(engine, experiment, progress)
     results = []
-    for i, c in enumerate(experiment["comparisons"]):
-        progress(f"[{i + 1}/{len(experiment['comparisons'])}] {c['name']}")
-        variants = [v for s in c["lens"] for v in parse(s)]
-        ids = engine.encode(c["prompt"])
-        marks = set(engine.marks_from_text(c["prompt"], ids, c["mark"])) if c["mark"] else set()
-        marks |= set(engine.check_marks(c.get("mark_tokens", []), len(ids)))
-        comparison = engine.compare(Request(c["prompt"], variants, sorted(marks), int(c.get("max_tokens", 32)),
-                                            float(c.get("temperature", 0.0)), int(c.get("seed", 0))))
-        result = comparison.run()
-        record = {"comparison": c["name"], **result.to_json()}
-        if c.get("capture_attention"):
-            svgs = []
-            for r, row in enumerate(result.rows):
-                probs = row_attention(engine, result, comparison.variants, r)
-                tokens = result.prompt_tokens + row.tokens
-                name = f"heatmaps/{i + 1:03d}-{r}.svg"
-                write_svg(out_dir / name, probs.mean(axis=(0, 1)), tokens, result.marked_token_indices,
-                          f"{c['name']} · {row.name} · mean over layers and heads")
-                svgs.append(name)
-            record["heatmaps"] = svgs
-        results.append(record)
-    atomic_write(out_dir / "results.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
-    atomic_write(out_dir / "report.md", markdown(results))
-    atomic_write(out_dir / "report.html", to_html(results))
+    with _output_folder(Path(out_dir)) as tmp:
+        for i, (c, comparison) in enumerate(zip(experiment["comparisons"], comparisons)):
+            progress(f"[{i + 1}/{len(comparisons)}] {c['name']}")
+            result = comparison.run()
+            record = {"comparison": c["name"], **result.to_json()}
+            if c["capture_attention"]:
+                svgs = []
+                for r, row in enumerate(result.rows):
+                    probs = row_attention(engine, result, comparison.variants, r)
+                    tokens = result.prompt_tokens + row.tokens
+                    write_svg(tmp / _svg_name(i, r), probs.mean(axis=(0, 1)), tokens, result.marked_token_indices,
+                              f"{c['name']} · {row.name} · mean over layers and heads")
+                    svgs.append(_svg_name(i, r))
+                record["heatmaps"] = svgs
+            results.append(record)
+            comparisons[i] = None  # its prepared lenses (weight deltas) can go
+        (tmp / "results.jsonl").write_text("".join(datafile.dumps(r) + "\n" for r in results), encoding="utf-8")
+        (tmp / "report.md").write_text(markdown(results), encoding="utf-8")
+        (tmp / "report.html").write_text(to_html(results), encoding="utf-8")
+        _publish(tmp, Path(out_dir))
     return results
+
+
+def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None]) -> list:
+    """Every comparison checked against the model and prepared, before anything runs."""
+    from app.engine import Request
+
+    comparisons, warnings = [], []
+    for c in experiment["comparisons"]:
+        try:
+            prompt, region = c["prompt"], None
+            if c["chat"]:  # the model reads its template; marks are found in the user's text only
+                templated = chat.apply(engine.tokenizer, prompt, c["system"])
+                prompt, region = templated.text, templated.user_span
+            ids = engine.encode(prompt)
+            marks = set(engine.marks_from_text(prompt, ids, c["mark"], region)) if c["mark"] else set()
+            marks |= set(engine.check_marks(c["mark_tokens"], len(ids)))
+            request = Request(prompt, c["variants"], sorted(marks), c["max_tokens"], c["temperature"], c["seed"])
+            comparison = engine.compare(request, capture=c["capture_attention"])
+        except BadInput as exc:
+            raise BadInput(f"comparison '{c['name']}': {exc}") from None
+        comparisons.append(comparison)
+        warnings += [f"comparison '{c['name']}': warning: {w}" for w in comparison.warnings]
+    for w in warnings:  # only once all passed: a failing run prints its error line alone
+        progress(w)
+    return comparisons
+
+
+@contextmanager
+def _output_folder(out: Path) -> Iterator[Path]:
+    """A temp folder inside `out` (made if missing) while holding its lock; on failure,
+    the temp folder goes, and so does `out` if this run made it."""
+    created = _make_dirs(out)
+    lock_existed = (out / LOCK).exists()
+    try:
+        lock = _lock(out)
+    except BaseException:
+        _remove_dirs(created)
+        raise
+    try:
+        for stale in out.glob(TEMP_PREFIX + "*"):  # a killed run's; none is live while we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        if not lock_existed:  # leave DIR as it was
+            (out / LOCK).unlink(missing_ok=True)
+        _remove_dirs(created)
+        raise
+    finally:
+        lock.close()
+
+
+def _make_dirs(out: Path) -> list[Path]:
+    """Make `out` and its missing parents; return those made, deepest first."""
+    missing = []
+    d = out
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    made: list[Path] = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.insert(0, d)
+    except OSError as exc:
+        _remove_dirs(made)
+        raise BadInput(f"--out '{out}': cannot create {d} ({exc.strerror or exc})") from None
+    return made
+
+
+def _remove_dirs(dirs: list[Path]) -> None:
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
+
+def _lock(out: Path):
+    try:
+        f = open(out / LOCK, "a+")  # noqa: SIM115 (held open for the run: the lock lives as long as it)
+    except OSError as exc:
+        raise BadInput(f"--out '{out}': cannot write there ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip()[:20] or "?"
+        f.close()
+        raise BadInput(f"--out '{out}': another lenscope run (pid {pid}) is writing there") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished files into `out`, each whole (os.replace), heatmaps before the
+    reports that link them; a file of the same name keeps its mode."""
+    files = sorted((p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file()),
+                   key=lambda rel: (rel.parts[0] != "heatmaps", str(rel)))
+    for rel in files:
+        if (out / rel).is_dir():
+            raise BadInput(f"--out '{out}': '{rel}' in it is a folder")
+    try:
+        for rel in files:
+            dst = out / rel
+            dst.parent.mkdir(exist_ok=True)
+            try:
+                os.chmod(tmp / rel, stat.S_IMODE(os.stat(dst).st_mode))
+            except FileNotFoundError:
+                pass
+            os.replace(tmp / rel, dst)
+    except OSError as exc:
+        raise BadInput(f"--out '{out}': cannot write there ({exc.strerror or exc})") from None
 
 
 def write_svg(path: Path, matrix: np.ndarray, tokens: list[str], marks: list[int], title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     width = min(220, len(tokens) + 20)
-    console = Console(record=True, width=width, file=open("/dev/null", "w"), color_system="truecolor")
+    console = Console(record=True, width=width, file=io.StringIO(), color_system="truecolor")
     console.print(Heatmap(matrix, tokens, tokens, marked=marks, title=title))
-    atomic_write(path, console.export_svg(title=title))
+    path.write_text(console.export_svg(title=title), encoding="utf-8")
 
 
 def _mean(xs: list) -> str:
@@ -110,20 +323,30 @@ def _mean(xs: list) -> str:
     return f"{np.mean(vals):.3f}" if vals else "-"
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~>-])")
+
+
+def _md(text: Any) -> str:
+    """Text that markdown shows as written: HTML escaped, markdown syntax backslashed,
+    on one line (a heading or a table cell cannot span lines)."""
+    text = html.escape(str(text), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s*[\r\n]+\s*", " ", text))
+
+
 def markdown(results: list[dict]) -> str:
     lines = ["# lenscope report", ""]
     for rec in results:
-        lines += [f"## {rec['comparison']}", "", f"Prompt: `{rec['prompt']}`", "",
-                  f"Model {rec['model']} · T={rec['temperature']} · seed {rec['seed']} · marked tokens: "
-                  f"{rec['marked_token_indices'] or 'none'}", "",
+        marked = rec["marked_token_indices"] or "none"
+        lines += [f"## {_md(rec['comparison'])}", "", f"Prompt: {_md(rec['prompt'])}", "",
+                  (f"Model {_md(rec['model'])} · T={rec['temperature']} · seed {rec['seed']} · marked tokens: "
+                   f"{_md(marked)}"), "",
                   "| row | output | first divergence | mean KL (same prefix) | attention on marks |",
                   "|---|---|---|---|---|"]
         for row in rec["rows"]:
-            text = row["text"].replace("|", "\\|").replace("\n", " ")
             div = "-" if row["first_divergence"] is None else row["first_divergence"]
             flag = "" if row["finite"] else " (NaN)"
-            lines.append(f"| {row['name']}{flag} | {text} | {div} | {_mean(row['kl_from_baseline'])} | "
-                         f"{_mean(row['attention_to_marks'])} |")
+            lines.append(f"| {_md(row['name'])}{flag} | {_md(row['text'])} | {div} | "
+                         f"{_mean(row['kl_from_baseline'])} | {_mean(row['attention_to_marks'])} |")
         for svg in rec.get("heatmaps", []):
             lines.append(f"\n![attention]({svg})")
         lines.append("")
@@ -132,8 +355,8 @@ def markdown(results: list[dict]) -> str:
 
 def to_html(results: list[dict]) -> str:
     parts = ["<!doctype html><meta charset='utf-8'><title>lenscope report</title>",
-             "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}td,th{border:1px solid #ccc;"
-             "padding:.3em;vertical-align:top}table{border-collapse:collapse}img{max-width:100%}</style>",
+             ("<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}td,th{border:1px solid #ccc;"
+              "padding:.3em;vertical-align:top}table{border-collapse:collapse}img{max-width:100%}</style>"),
              "<h1>lenscope report</h1>"]
     for rec in results:
         parts.append(f"<h2>{html.escape(rec['comparison'])}</h2><p>Prompt: <code>{html.escape(rec['prompt'])}</code>"

@@ -6,7 +6,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import mlx.nn as nn
 
 from app.errors import BadInput
 
@@ -20,6 +22,7 @@ class LoadedModel:
     tokenizer: Any  # mlx_lm TokenizerWrapper
     name: str  # what the user asked for ("lenscope-demo" for the bundled one)
     path: Path
+    precision: str = "native"  # what runs: native, or float32/float16 (dequantized)
 
     @property
     def n_layers(self) -> int:
@@ -27,17 +30,21 @@ class LoadedModel:
 
 
 def resolve(spec: str | None) -> tuple[str, str]:
-    """(display name, what to hand mlx_lm.load) for a --model value."""
+    """(display name, what the user asked for) without fetching or converting anything."""
     if not spec or spec == DEMO_MODEL_NAME:
         return DEMO_MODEL_NAME, str(DEMO_MODEL_DIR)
     return spec, spec
 
 
-def load(spec: str | None = None, trust_remote_code: bool = False) -> LoadedModel:
-    """Load with mlx_lm; every failure becomes one BadInput line naming the model."""
+def load(spec: str | None = None, trust_remote_code: bool = False, precision: str | None = None,
+         progress: Callable[[str], None] | None = None) -> LoadedModel:
+    """Load with mlx_lm (a .gguf or a named model is converted once into the cache first),
+    then pick the precision; every failure becomes one BadInput line naming the model."""
     import mlx_lm
 
-    name, target = resolve(spec)
+    from app.model_sources import resolve_model
+
+    name, target = resolve_model(spec, progress)
     path = Path(target).expanduser()
     looks_local = path.exists() or target.startswith((".", "/", "~")) or target.count("/") != 1
     if looks_local and not path.is_dir():
@@ -58,7 +65,27 @@ def load(spec: str | None = None, trust_remote_code: bool = False) -> LoadedMode
         offline = " (offline: only models already in the hub cache load)" if os.environ.get("HF_HUB_OFFLINE") else ""
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"model '{name}': cannot load: {first}{offline}") from None
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
+    loaded.precision = apply_precision(model, precision)
+    return loaded
+
+
+def apply_precision(model: Any, requested: str | None) -> str:
+    """Dequantize to float when asked, or (auto) when the CPU path is faster that way:
+    MLX's CPU quantized matmul costs linearly per row, float32 on OpenBLAS batches rows."""
+    import mlx.core as mx
+
+    from app import precision
+    from app.blas import blas_in_use
+
+    quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
+    backend = "gpu" if mx.default_device() == mx.gpu else "cpu"
+    fast_blas = backend == "cpu" and not blas_in_use().get("reference")
+    chosen = precision.pick_precision(requested, backend, fast_blas, precision.float_bytes(model))
+    if chosen == "native" or (chosen == "float32" and not quantized and requested in (None, "auto")):
+        return "native" + (" (quantized)" if quantized else "")
+    precision.to_float(model, chosen)
+    return chosen + (" (dequantized)" if quantized else "")
 
 
 def refuse_foreign_code(path: Path, name: str) -> None:

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from app.errors import one_line
 from app.results import RunResult
 
 
@@ -15,7 +16,7 @@ def row_text(result: RunResult, r: int) -> Text:
     text = Text()
     for t, (tid, tok) in enumerate(zip(result.rows[r].token_ids, result.rows[r].tokens)):
         differs = r > 0 and (t >= len(base) or base[t] != tid)
-        text.append(tok, style="bold magenta" if differs else "")
+        text.append(_printable(tok), style="bold magenta" if differs else "")
     return text
 
 
@@ -29,8 +30,14 @@ def print_comparison(result: RunResult, console: Console | None = None) -> None:
     for r, row in enumerate(result.rows):
         status = "" if row.finite else " [red](NaN)[/]"
         div = "-" if row.first_divergence is None else str(row.first_divergence)
-        table.add_row(row.name + status, row_text(result, r), div)
-    console.print(Text("prompt: ", style="dim") + Text(result.prompt))
+        # names come from lens specs and files: escape controls so none reaches the terminal raw
+        table.add_row(Text(one_line(row.name)) + Text.from_markup(status), row_text(result, r), div)
+    console.print(Text("prompt: ", style="dim") + Text(_printable(result.prompt)))
     console.print(table)
     t = result.timing
     console.print(f"[dim]prefill {t.get('prefill_s', 0):.3f}s · decode {t.get('decode_tokens_per_s', 0):.1f} steps/s[/]")
+
+
+def _printable(text: str) -> str:
+    """Multi-line text for the terminal: line breaks and tabs kept, other controls escaped."""
+    return "\n".join("\t".join(map(one_line, line.split("\t"))) for line in text.split("\n"))

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.errors import BadInput
+
 
 def _num(x: float | None) -> float | None:
     """JSON has no inf/nan: an infinite KL (a lens banned a likely token) becomes null."""
@@ -41,7 +43,7 @@ class RowResult:
             "attention_to_marks": [_num(x) for x in self.attention_to_marks],
             "first_divergence": self.first_divergence,
             "kl_from_baseline": [_num(x) for x in self.kl_from_baseline],
-            "top_alternatives": [[{"token_id": a.token_id, "token": a.token, "prob": round(a.prob, 6)}
+            "top_alternatives": [[{"token_id": a.token_id, "token": a.token, "prob": _num(a.prob)}
                                   for a in step] for step in self.top],
         }
 
@@ -69,10 +71,11 @@ class RunResult:
     timing: dict[str, float] = field(default_factory=dict)
     cancelled: bool = False
     attention: dict[str, Any] | None = None  # filled by --capture-attention
+    precision: str = "native"  # how the weights ran: native, or float32/float16 (dequantized)
 
     def to_json(self) -> dict[str, Any]:
         out = {
-            "model": self.model, "backend": self.backend, "seed": self.seed,
+            "model": self.model, "backend": self.backend, "precision": self.precision, "seed": self.seed,
             "temperature": self.temperature, "prompt": self.prompt,
             "prompt_token_ids": self.prompt_token_ids, "prompt_tokens": self.prompt_tokens,
             "marked_token_indices": self.marked_token_indices,
@@ -85,27 +88,93 @@ class RunResult:
         return out
 
 
-def from_json(data: dict[str, Any]) -> RunResult:
-    """A saved result back into objects (sessions replay their outputs)."""
+def from_json(data: dict[str, Any], where: str = "result") -> RunResult:
+    """A saved result back into objects (sessions replay their outputs). Every field is
+    checked against what `to_json` writes; BadInput names the first that is not."""
+    if not isinstance(data, dict):
+        raise BadInput(f"{where}: must be an object")
+    f = _Fields(data, where)
     rows = []
-    for r in data.get("rows", []):
-        row = RowResult(name=str(r.get("name", "?")), lens=r.get("lens"))
-        row.token_ids = [int(t) for t in r.get("token_ids", [])]
-        row.tokens = [str(t) for t in r.get("tokens", [])]
-        row.text = str(r.get("text", ""))
-        row.finite = bool(r.get("finite", True))
-        row.finished = bool(r.get("finished", False))
-        row.attention_to_marks = [float(x) for x in r.get("attention_to_marks", []) if x is not None]
-        row.kl_from_baseline = list(r.get("kl_from_baseline", []))
-        row.first_divergence = r.get("first_divergence")
-        row.top = [[Alternative(int(a["token_id"]), str(a["token"]), float(a["prob"])) for a in step]
-                   for step in r.get("top_alternatives", [])]
+    for i, r in enumerate(f.get("rows", list, [])):
+        if not isinstance(r, dict):
+            raise BadInput(f"{where}: row {i + 1} must be an object")
+        g = _Fields(r, f"{where} row {i + 1}")
+        lens = g.get("lens", (dict, type(None)), None)
+        row = RowResult(name=g.get("name", str, "?"), lens=lens)
+        row.token_ids = g.ints("token_ids")
+        row.tokens = g.list_of("tokens", str)
+        row.text = g.get("text", str, "")
+        row.finite = g.get("finite", bool, True)
+        row.finished = g.get("finished", bool, False)
+        row.attention_to_marks = [x for x in g.numbers("attention_to_marks") if x is not None]
+        row.kl_from_baseline = g.numbers("kl_from_baseline")
+        row.first_divergence = g.get("first_divergence", (int, type(None)), None)
+        row.top = [[_alternative(a, f"{where} row {i + 1} top_alternatives") for a in step]
+                   for step in g.list_of("top_alternatives", list)]
         rows.append(row)
+    timing = f.get("timing", dict, {})
     return RunResult(
-        model=str(data.get("model", "")), backend=str(data.get("backend", "")), seed=int(data.get("seed", 0)),
-        temperature=float(data.get("temperature", 0.0)), prompt=str(data.get("prompt", "")),
-        prompt_token_ids=[int(t) for t in data.get("prompt_token_ids", [])],
-        prompt_tokens=[str(t) for t in data.get("prompt_tokens", [])],
-        marked_token_indices=[int(t) for t in data.get("marked_token_indices", [])],
-        rows=rows, timing=dict(data.get("timing", {})), cancelled=bool(data.get("cancelled", False)),
+        model=f.get("model", str, ""), backend=f.get("backend", str, ""), seed=f.get("seed", int, 0),
+        temperature=_finite_or(f.get("temperature", (int, float), 0.0), 0.0), prompt=f.get("prompt", str, ""),
+        prompt_token_ids=f.ints("prompt_token_ids"), prompt_tokens=f.list_of("prompt_tokens", str),
+        marked_token_indices=f.ints("marked_token_indices"), rows=rows,
+        timing={str(k): float(v) for k, v in timing.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)},
+        cancelled=f.get("cancelled", bool, False),
     )
+
+
+class _Fields:
+    """Typed access to one JSON object's fields: a missing field takes its default, a
+    field of the wrong type is BadInput naming it (bools are never numbers here)."""
+
+    def __init__(self, data: dict[str, Any], where: str):
+        self.data, self.where = data, where
+
+    def get(self, key: str, types: type | tuple[type, ...], default: Any) -> Any:
+        value = self.data.get(key, default)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _tuple(types)):
+            raise BadInput(f"{self.where}: '{key}' must be {_names(types)}, got {type(value).__name__}")
+        return value
+
+    def list_of(self, key: str, item: type) -> list:
+        values = self.get(key, list, [])
+        if not all(isinstance(v, item) and not (isinstance(v, bool) and item is not bool) for v in values):
+            raise BadInput(f"{self.where}: '{key}' must be a list, each item {_names(item)}")
+        return values
+
+    def ints(self, key: str) -> list[int]:
+        return self.list_of(key, int)
+
+    def numbers(self, key: str) -> list[float | None]:
+        """Numbers or null (what `_num` writes); non-finite values read as null."""
+        values = self.get(key, list, [])
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+            raise BadInput(f"{self.where}: '{key}' must be a list of numbers or null")
+        return [None if v is None else _finite_or(float(v), None) for v in values]
+
+
+def _alternative(a: Any, where: str) -> Alternative:
+    if not isinstance(a, dict):
+        raise BadInput(f"{where}: each alternative must be an object")
+    f = _Fields(a, where)
+    for key in ("token_id", "token", "prob"):
+        if key not in a:
+            raise BadInput(f"{where}: an alternative has no '{key}'")
+    prob = f.get("prob", (int, float, type(None)), None)
+    return Alternative(f.get("token_id", int, 0), f.get("token", str, ""),
+                       math.nan if prob is None else float(prob))
+
+
+def _finite_or(x: float, default: Any) -> Any:
+    return x if math.isfinite(x) else default
+
+
+def _tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _names(types: type | tuple[type, ...]) -> str:
+    words = {str: "text", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+             dict: "an object", type(None): "null"}
+    return " or ".join(words.get(t, t.__name__) for t in _tuple(types))

@@ -16,6 +16,8 @@ The engine calls a lens only for its own row, so row 0 stays the plain model.
 
 from __future__ import annotations
 
+import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -74,7 +76,7 @@ class Param:
     """One lens parameter: its type, default, range and a one-line meaning."""
 
     name: str
-    type: str  # float | int | str | bool | ints | choice
+    type: str  # float | int | str | bool | ints | strs | choice
     default: Any
     help: str
     min: float | None = None
@@ -95,62 +97,143 @@ class Param:
             d["keyframes"] = True
         return d
 
-    def parse(self, raw: Any, where: str) -> Any:
-        """Validate a value from a spec or a file; `where` names it in errors."""
+    def parse(self, raw: Any, where: str, label: str | None = None) -> Any:
+        """Validate a value from a spec, a file or a flag: its type, finiteness, range and
+        choices. `where` (may be empty) and `label` (default: the name) name it in errors."""
+        label = label or self.name
+        at = f"{where}: " if where else ""
         try:
             value = self._convert(raw)
-        except (TypeError, ValueError):
-            raise BadInput(f"{where}: '{raw}' is not a valid {self.type} for '{self.name}'") from None
+        except (TypeError, ValueError, OverflowError):
+            raise BadInput(f"{at}{label} must be {self._noun()}, got {_show(raw)}") from None
+        lo, hi = self.bounds()
         for v in _numbers(value):
-            if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
-                raise BadInput(f"{where}: {self.name}={v:g} is out of range [{self.min:g}, {self.max:g}]")
+            if isinstance(v, float) and not math.isfinite(v):  # nan passes every range check
+                raise BadInput(f"{at}{label} must be a finite number, got {v}")
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise BadInput(f"{at}{label} must be in [{_g(lo, '-inf')}, {_g(hi, 'inf')}]; "
+                               f"{_g(v, '')} is out of range")
         if self.choices and value not in self.choices:
-            raise BadInput(f"{where}: {self.name}='{value}' is not one of {', '.join(self.choices)}")
+            raise BadInput(f"{at}{label} must be one of {', '.join(self.choices)}, got {_show(value)}")
         return value
+
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The declared range; integers without one stay within int32 (they reach MLX)."""
+        if self.type in ("int", "ints"):
+            return (-INT_LIMIT if self.min is None else self.min, INT_LIMIT if self.max is None else self.max)
+        return self.min, self.max
+
+    def _noun(self) -> str:
+        if self.type == "float" and self.keyframes:
+            return "a number or keyframes (value@step|value@step, or [[step, value], ...])"
+        if self.type == "choice":
+            return f"one of {', '.join(self.choices)}"
+        return _NOUNS[self.type]
 
     def _convert(self, raw: Any) -> Any:
         if self.type == "float":
-            if self.keyframes and isinstance(raw, str) and "@" in raw:
-                return Keyframes([(int(p.split("@")[1]), float(p.split("@")[0])) for p in raw.split("|")])
-            if self.keyframes and isinstance(raw, list):
-                return Keyframes([(int(s), float(v)) for s, v in raw])
-            if isinstance(raw, bool):
-                raise TypeError
-            return float(raw)
+            if self.keyframes and (isinstance(raw, list) or (isinstance(raw, str) and "@" in raw)):
+                return _keyframes(raw)
+            return _float(raw)
         if self.type == "int":
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise TypeError
-            return int(raw)
+            return _int(raw)
         if self.type == "bool":
             if isinstance(raw, bool):
                 return raw
-            if str(raw).lower() in ("1", "true", "yes", "on"):
+            if isinstance(raw, (str, int)) and str(raw).strip().lower() in ("1", "true", "yes", "on"):
                 return True
-            if str(raw).lower() in ("0", "false", "no", "off"):
+            if isinstance(raw, (str, int)) and str(raw).strip().lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
         if self.type == "ints":
             if raw is None or raw == "" or raw == "all":
                 return None
             if isinstance(raw, (list, tuple)):
-                return tuple(int(x) for x in raw)
-            if isinstance(raw, int) and not isinstance(raw, bool):
-                return (raw,)
-            return tuple(int(x) for x in str(raw).replace(";", "|").split("|") if x != "")
+                return tuple(_int(x) for x in raw)
+            if isinstance(raw, str):
+                return tuple(_int(x) for x in raw.replace(";", "|").split("|") if x.strip())
+            return (_int(raw),)
         if self.type == "strs":
             if isinstance(raw, (list, tuple)):
-                return tuple(str(x) for x in raw)
-            return tuple(x for x in str(raw).split("|") if x != "")
+                return tuple(_text(x) for x in raw)
+            return tuple(x for x in _text(raw).split("|") if x != "")
+        return _text(raw)
+
+
+INT_LIMIT = 2**31 - 1
+_NOUNS = {"float": "a number", "int": "an integer", "bool": "true or false", "ints": "integers (e.g. 1|2)",
+          "strs": "texts (e.g. a|b)", "str": "text"}
+
+
+def _float(raw: Any) -> float:
+    """A number from a file (int/float) or a spec (text); never a bool, list or table."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise TypeError
+    return float(raw)  # huge ints raise OverflowError; "nan"/"inf" are refused by parse
+
+
+def _int(raw: Any) -> int:
+    """An integer; a float only when whole (1e999 and nan are not), never a bool."""
+    if isinstance(raw, bool):
+        raise TypeError
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise ValueError
+        return int(raw)
+    if isinstance(raw, (int, str)):
+        return int(raw)
+    raise TypeError
+
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         return str(raw)
+    raise TypeError
 
 
-def _numbers(value: Any) -> list[float]:
+def _keyframes(raw: Any) -> Keyframes:
+    """`value@step|value@step` or `[[step, value], ...]`: at least one point, steps >= 0."""
+    if isinstance(raw, str):
+        points = []
+        for part in raw.split("|"):
+            value, at, step = part.partition("@")
+            if not at:
+                raise ValueError
+            points.append((_int(step), _float(value)))
+    else:
+        if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in raw):
+            raise ValueError
+        points = [(_int(s), _float(v)) for s, v in raw]
+    if not points or any(not 0 <= s <= INT_LIMIT for s, _ in points):
+        raise ValueError
+    return Keyframes(points)
+
+
+def _show(raw: Any) -> str:
+    """A value for an error message: short, and safe however large or nested it is."""
+    return _REPR.repr(raw)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+_REPR.maxlevel = 3
+
+
+def _g(x: float | None, none: str) -> str:
+    if x is None:
+        return none
+    return _show(x) if isinstance(x, int) else f"{x:g}"  # ints may be too large for a float
+
+
+def _numbers(value: Any) -> list[float | int]:
     if isinstance(value, Keyframes):
         return value.values()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [float(value)]
+        return [value]
     if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
-        return [float(v) for v in value]
+        return list(value)
     return []
 
 

@@ -6,6 +6,9 @@ file can point at data, never at code.
 
 from __future__ import annotations
 
+import io
+import json
+import struct
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +19,7 @@ from app.errors import BadInput
 
 
 def unit(v: np.ndarray, what: str) -> np.ndarray:
-    n = float(np.linalg.norm(v))
+    n = float(np.linalg.norm(v.astype(np.float64)))  # float64: a float32 norm overflows at 1e19
     if not np.isfinite(n) or n < 1e-8:
         raise BadInput(f"{what}: the direction is zero (the two sides give the same hidden states)")
     return (v / n).astype(np.float32)
@@ -57,33 +60,62 @@ def token_row(probe: Any, word: str, which: str) -> np.ndarray:
 
 
 def load(path: str, hidden_size: int) -> np.ndarray:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise BadInput(f"direction file '{path}': not found")
-    try:
-        if p.suffix == ".npy":
-            v = np.load(p, allow_pickle=False)
-        elif p.suffix == ".safetensors":
-            tensors = mx.load(str(p))
-            if len(tensors) != 1 and "direction" not in tensors:
-                raise BadInput(f"direction file '{path}': expected one tensor or one named 'direction'")
-            v = np.array(tensors.get("direction", next(iter(tensors.values()))).astype(mx.float32))
-        else:
-            raise BadInput(f"direction file '{path}': use .npy or .safetensors")
-    except BadInput:
-        raise
-    except Exception as exc:
-        raise BadInput(f"direction file '{path}': unreadable ({exc})") from None
-    v = np.asarray(v, dtype=np.float32).reshape(-1)
+    """A direction file as a unit vector of the model's hidden size (known only here)."""
+    v = read(path)
     if v.shape[0] != hidden_size:
         raise BadInput(f"direction file '{path}': has {v.shape[0]} values, the model's hidden size is {hidden_size}")
     return unit(v, f"direction file '{path}'")
 
 
+def read(path: str) -> np.ndarray:
+    """A direction file: a 1-D vector of finite floats (.npy or one safetensors tensor)."""
+    where = f"direction file '{path}'"
+    p = Path(path).expanduser()
+    if p.suffix not in (".npy", ".safetensors"):
+        raise BadInput(f"{where}: use .npy or .safetensors")
+    try:
+        if p.is_dir():
+            raise BadInput(f"{where}: is a folder, not a file")
+        if not p.is_file():
+            raise BadInput(f"{where}: not found")
+        if p.suffix == ".npy":
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)  # mmap: check the header before reading
+            if not isinstance(arr, np.ndarray):
+                raise BadInput(f"{where}: not a .npy array")
+            kind, shape = ("float" if arr.dtype.kind == "f" else str(arr.dtype)), arr.shape
+        else:
+            tensors = mx.load(str(p))
+            if len(tensors) != 1 and "direction" not in tensors:
+                raise BadInput(f"{where}: expected one tensor or one named 'direction'")
+            arr = tensors.get("direction", next(iter(tensors.values()), None))
+            if arr is None:
+                raise BadInput(f"{where}: holds no tensor")
+            kind, shape = ("float" if mx.issubdtype(arr.dtype, mx.floating) else str(arr.dtype)), arr.shape
+        if kind != "float" or len(shape) != 1:
+            raise BadInput(f"{where}: must be a 1-D vector of floats, holds {kind} of shape {tuple(shape)}")
+        with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
+            v = np.array(arr.astype(mx.float32) if isinstance(arr, mx.array) else arr, dtype=np.float32)
+    except BadInput:
+        raise
+    except Exception as exc:  # numpy/MLX parse errors of a corrupt or foreign file
+        raise BadInput(f"{where}: unreadable ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") \
+            from None
+    if not np.isfinite(v).all():
+        raise BadInput(f"{where}: holds NaN or infinite values (or values too large for float32)")
+    return v
+
+
 def save(path: str | Path, direction: np.ndarray) -> Path:
-    p = Path(path)
-    if p.suffix == ".npy":
-        np.save(p, direction.astype(np.float32), allow_pickle=False)
-    else:
-        mx.save_safetensors(str(p), {"direction": mx.array(direction.astype(np.float32))})
-    return p
+    """Write atomically (never half a file over a good one); .npy or .safetensors."""
+    from app.session import atomic_write
+
+    v = np.ascontiguousarray(direction, dtype=np.float32)
+    if Path(path).suffix == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, v, allow_pickle=False)
+        return atomic_write(path, buf.getvalue())
+    # safetensors: 8-byte header length, JSON header (padded to 8 bytes), raw little-endian data
+    header = json.dumps({"direction": {"dtype": "F32", "shape": [int(v.shape[0])],
+                                       "data_offsets": [0, v.nbytes]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return atomic_write(path, struct.pack("<Q", len(header)) + header + v.astype("<f4").tobytes())

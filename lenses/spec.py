@@ -9,11 +9,10 @@ Nothing in a spec or file is ever executed.
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from app import datafile
 from app.errors import BadInput
 from lenses.base import Lens, Variant
 from lenses.registry import KINDS
@@ -24,8 +23,9 @@ def build_lens(entry: dict[str, Any], where: str) -> Lens:
         raise BadInput(f"{where}: a lens must be a table with a 'kind'")
     entry = dict(entry)
     kind = entry.pop("kind", None)
-    if kind not in KINDS:
-        raise BadInput(f"{where}: unknown lens kind '{kind}' (known: {', '.join(KINDS)})")
+    if not isinstance(kind, str) or kind not in KINDS:
+        shown = f"'{kind}'" if isinstance(kind, str) else repr(kind)[:60]
+        raise BadInput(f"{where}: unknown lens kind {shown} (known: {', '.join(KINDS)})")
     cls = KINDS[kind]
     params = {p.name: p for p in cls.params}
     values = {}
@@ -56,20 +56,10 @@ def parse_inline(text: str) -> Variant:
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise BadInput(f"lens file '{path}': not found")
-    try:
-        if p.suffix == ".toml":
-            return tomllib.loads(p.read_text())
-        if p.suffix == ".json":
-            data = json.loads(p.read_text())
-            if not isinstance(data, dict):
-                raise BadInput(f"lens file '{path}': the top level must be an object")
-            return data
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"lens file '{path}': not valid {p.suffix[1:].upper()} ({exc})") from None
-    raise BadInput(f"lens file '{path}': use .toml or .json")
+    data = datafile.read(path, f"lens file '{path}'")
+    if not isinstance(data, dict):
+        raise BadInput(f"lens file '{path}': the top level must be an object")
+    return data
 
 
 def variants_from_data(data: dict[str, Any], where: str) -> list[Variant]:
@@ -79,12 +69,21 @@ def variants_from_data(data: dict[str, Any], where: str) -> list[Variant]:
             raise BadInput(f"{where}: 'variant' must be a non-empty list")
         out = []
         for i, v in enumerate(entries):
-            name = v.get("name") or f"variant {i + 1}" if isinstance(v, dict) else None
-            if name is None:
+            if not isinstance(v, dict):
                 raise BadInput(f"{where}: variant {i + 1} must be a table")
+            name = _name(v, f"variant {i + 1}", f"{where} variant {i + 1}")
             out.append(Variant(name, _stack(v, f"{where} variant '{name}'")))
         return out
-    return [Variant(data.get("name") or where, _stack(data, where))]
+    return [Variant(_name(data, where, where), _stack(data, where))]
+
+
+def _name(table: dict[str, Any], default: str, where: str) -> str:
+    name = table.get("name")
+    if name is None or name == "":
+        return default
+    if not isinstance(name, str):
+        raise BadInput(f"{where}: 'name' must be text, got {type(name).__name__}")
+    return name
 
 
 def _stack(table: dict[str, Any], where: str) -> list[Lens]:
