@@ -94,7 +94,8 @@ def mood(engine: Engine, specs: Sequence[str], n: int = 40, max_tokens: int = 40
 
 def patch(engine: Engine, n: int = 48, chat: bool = False,
           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Patch a second fake city (same token count) over the marked one, at every layer."""
+    """Patch a second fake city (same token count) over the marked one, at the embeddings
+    and after every block."""
     items = ps.counterfact(n)
     rng = random.Random(2)
     layers = "|".join(str(i) for i in range(engine.n_layers))
@@ -112,7 +113,9 @@ def patch(engine: Engine, n: int = 48, chat: bool = False,
         prompt, region = _prompt(engine, item.prompt(), chat)
         marks = _marks(engine, prompt, " " + item.answer, region)
         source = item.context.replace(item.answer + ".", other)
-        spec = f'patch:source="Remember this: {source}",span=marked,layers={layers}'
+        # the embeddings (-1) and every block's output: the span's keys and values at every
+        # layer are then the source prompt's, as if it had said the other city
+        spec = "+".join(f'patch:source="Remember this: {source}",span=marked,layers={ls}' for ls in ("-1", layers))
         res = engine.compare(Request(prompt, parse(spec), marks, max_tokens=6)).run()
         base = ps.answer_of(res.rows[0].text, [item.answer, item.known, other])
         lensed = ps.answer_of(res.rows[1].text, [item.answer, item.known, other])

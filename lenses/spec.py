@@ -37,20 +37,53 @@ def build_lens(entry: dict[str, Any], where: str) -> Lens:
     return cls(**values)
 
 
+def _split(text: str, sep: str, where: str) -> list[str]:
+    """Split on `sep` outside double quotes (a quoted value may hold , | + : or =)."""
+    parts, cur, quoted, i = [], [], False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and quoted and i + 1 < len(text):
+            cur.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        if ch == sep and not quoted:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    if quoted:
+        raise BadInput(f"{where}: a double quote is not closed")
+    return parts + ["".join(cur)]
+
+
+def _unquote(value: str) -> tuple[str, bool]:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\"), True
+    return value, False
+
+
 def parse_inline(text: str) -> Variant:
-    """`emphasis:strength=3+steer:layers=2` -> one Variant named by the text."""
+    """`emphasis:strength=3+steer:layers=2` -> one Variant named by the text.
+    `patch:source="a, b: c"` quotes a value; a quoted value is one item, never a list."""
     where = f"lens spec '{text}'"
     if not text.strip():
         raise BadInput("lens spec: empty")
     lenses = []
-    for part in text.split("+"):
+    for part in _split(text, "+", where):
         kind, _, rest = part.strip().partition(":")
         entry: dict[str, Any] = {"kind": kind.strip()}
-        for item in filter(None, (s.strip() for s in rest.split(","))):
+        cls = KINDS.get(kind.strip())
+        types = {p.name: p.type for p in cls.params} if cls else {}
+        for item in filter(None, (s.strip() for s in _split(rest, ",", where))):
             key, eq, value = item.partition("=")
             if not eq:
                 raise BadInput(f"{where}: '{item}' is not key=value")
-            entry[key.strip()] = value.strip()
+            value, quoted = _unquote(value.strip())
+            key = key.strip()
+            entry[key] = [value] if quoted and types.get(key) == "strs" else value
         lenses.append(build_lens(entry, where))
     return Variant(name=text.strip(), lenses=lenses)
 

@@ -20,6 +20,28 @@ def engine(loaded):
     return Engine(loaded)
 
 
+def real_model_or_skip(fetch):
+    """A real model's fixture: skipped when it cannot be fetched, unless CI demands it
+    (LENSCOPE_REQUIRE_REAL_MODEL=1 in .ci/run), where a skip would hide a failure."""
+    from app.errors import BadInput
+
+    try:
+        return fetch()
+    except BadInput as exc:
+        if os.environ.get("LENSCOPE_REQUIRE_REAL_MODEL"):
+            raise
+        pytest.skip(f"SmolLM2 unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def smollm2_engine():
+    """SmolLM2-135M-Instruct as lenscope runs it by default (auto precision)."""
+    from app import models
+    from app.engine import Engine
+
+    return Engine(real_model_or_skip(lambda: models.load("smollm2")))
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run `lenscope ARGS` in-process: (exit code, stdout, stderr)."""

