@@ -17,16 +17,8 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{self.prog}: {message}")
 
 
-def _number(kind: type, lo: float, hi: float, what: str):
-    """An argparse type: a number of `kind` within [lo, hi], checked by a `Param` like
-    every lens value. A flag naming a generation setting (--max-tokens, --temperature,
-    --seed) takes its Param from app/settings.py, so the CLI, experiments and sessions
-    share one range."""
-    from app.settings import SETTINGS
-    from lenses.base import Param
-
-    param = SETTINGS.get(what.lstrip("-").replace("-", "_")) or \
-        Param(what, "int" if kind is int else "float", None, "", lo, hi)
+def _checked(param, what: str):
+    """An argparse type: a value checked by a `Param`, like every lens value."""
 
     def conv(text: str):
         try:
@@ -38,11 +30,19 @@ def _number(kind: type, lo: float, hi: float, what: str):
 
 
 def _int_range(lo: int, hi: int, what: str):
-    return _number(int, lo, hi, what)
+    from lenses.base import Param  # imports MLX: only once parsing, after the BLAS re-exec
+
+    return _checked(Param(what, "int", None, "", lo, hi), what)
 
 
-def _float_range(lo: float, hi: float, what: str):
-    return _number(float, lo, hi, what)
+def _add_setting(p: argparse.ArgumentParser, name: str, **kw: Any) -> None:
+    """A generation setting's flag: type, range and default from app/settings.py, so the CLI,
+    the TUI, experiments and sessions share them."""
+    from app.settings import SETTINGS
+
+    param = SETTINGS[name]
+    flag = "--" + name.replace("_", "-")
+    p.add_argument(flag, type=_checked(param, flag), default=param.default, help=param.help, **kw)
 
 
 def _token_list(text: str) -> list[int]:
@@ -74,22 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", parser_class=_Parser)
 
     p = sub.add_parser("tui", help="the terminal app (default)")
+    p.set_defaults(func=cmd_tui)
     _add_model(p)
     _add_prompt(p, required=False)
     p.add_argument("--session", help="open a saved session file")
     p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="a lens variant column (repeatable)")
 
     p = sub.add_parser("generate", help="one comparison: baseline row + one row per --lens")
+    p.set_defaults(func=cmd_generate)
     _add_model(p)
     _add_prompt(p, required=True)
     p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
-    p.add_argument("--max-tokens", type=_int_range(0, 4096, "--max-tokens"), default=32)
-    p.add_argument("--temperature", type=_float_range(0, 10, "--temperature"), default=0.0)
-    p.add_argument("--seed", type=_int_range(0, 2**31 - 1, "--seed"), default=0)
+    for name in ("max_tokens", "temperature", "seed"):
+        _add_setting(p, name)
     p.add_argument("--capture-attention", action="store_true", help="add attention (mean over layers and heads)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("score", help="log-probability of a continuation after the prompt, per row")
+    p.set_defaults(func=cmd_score)
     _add_model(p)
     _add_prompt(p, required=True)
     p.add_argument("--continuation", required=True, help="the text to score after the prompt")
@@ -97,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("attention", help="attention matrix of one layer (mean over heads unless --head)")
+    p.set_defaults(func=cmd_attention)
     _add_model(p)
     _add_prompt(p, required=True)
     p.add_argument("--layer", type=_int_range(-1024, 1023, "--layer"), default=-1)
@@ -105,21 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="a batch of comparisons: results.jsonl + report.md + report.html (+ SVG)")
+    p.set_defaults(func=cmd_run)
     _add_model(p)
     p.add_argument("experiment", help="an experiment .toml file")
     p.add_argument("--out", required=True, help="output folder")
 
     p = sub.add_parser("models", help="bundled, named (fetched or not), converted and hub-cached models")
+    p.set_defaults(func=cmd_models)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("lenses", help="the lens kinds, their parameters, defaults and ranges")
+    p.set_defaults(func=cmd_lenses)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("doctor", help="platform, MLX backend, BLAS, kernel self-tests, default model")
+    p.set_defaults(func=cmd_doctor)
     _add_model(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("measure", help="measured lens effects on the model: recall by distance, mood counts")
+    p.set_defaults(func=cmd_measure)
     _add_model(p)
     p.add_argument("what", choices=["recall", "attribute", "counterfact", "mood", "patch"],
                    help="recall/attribute: the demo model's episodes; counterfact/mood/patch: English prompt "
@@ -132,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("direction", help="compute a steering direction from contrast prompts and save it")
+    p.set_defaults(func=cmd_direction)
     _add_model(p)
     p.add_argument("--positive", required=True, help="texts for the + side, separated by |")
     p.add_argument("--negative", required=True, help="texts for the - side, separated by |")
@@ -140,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a .npy or .safetensors file")
 
     p = sub.add_parser("bench", help="performance ratios measured in one run")
+    p.set_defaults(func=cmd_bench)
     _add_model(p)
     p.add_argument("--tokens", type=_int_range(4, 1024, "--tokens"), default=48)
     p.add_argument("--repeats", type=_int_range(1, 20, "--repeats"), default=3)
@@ -160,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         _check_utf8(argv)
         args = build_parser().parse_args(argv)
-        COMMANDS[args.command](args)
+        args.func(args)
     except BadInput as exc:  # one line, whatever the input held (escapes, newlines, bad unicode)
         print(f"lenscope: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
@@ -278,7 +288,6 @@ def cmd_attention(args) -> None:
     ids = engine.encode(prompt)
     marks = _marks(engine, prompt, args, region)
     lenses = variants[0].lenses if variants else []
-    engine.prepare(variants)
     n = engine.n_layers
     if not -n <= args.layer < n:
         raise BadInput(f"--layer {args.layer}: the model has {n} layers (0..{n - 1}, or negative from the end)")
@@ -429,9 +438,8 @@ def _measure_real(args, distances: list[int] | None) -> None:
 
 
 def cmd_direction(args) -> None:
+    from app.session import check_writable, save_direction
     from lenses import directions
-
-    from app.session import check_writable
 
     if not args.out.endswith((".npy", ".safetensors")):
         raise BadInput(f"--out '{args.out}': use .npy or .safetensors")
@@ -444,7 +452,7 @@ def cmd_direction(args) -> None:
     if args.layer >= engine.n_layers:
         raise BadInput(f"--layer {args.layer}: the model has {engine.n_layers} layers")
     d = directions.contrast(engine, args.layer, pos, neg, args.method)
-    path = directions.save(args.out, d)
+    path = save_direction(args.out, d)
     print(f"saved a unit direction ({d.shape[0]} values, layer {args.layer}, {args.method}) to {path}")
 
 
@@ -456,7 +464,3 @@ def cmd_tui(args) -> None:
                        "`lenscope generate` or `lenscope run`")
 
     run_tui(args)
-
-
-COMMANDS = {"generate": cmd_generate, "attention": cmd_attention, "lenses": cmd_lenses, "doctor": cmd_doctor,
-            "bench": cmd_bench, "measure": cmd_measure, "score": cmd_score, "models": cmd_models, "run": cmd_run, "direction": cmd_direction, "tui": cmd_tui}

@@ -20,9 +20,10 @@ from mlx_lm.models.cache import make_prompt_cache
 from app import budget
 from app.errors import BadInput
 from app.marks import overlapping
-from app.hooks import HookState, check_hookable, find_embedding, hooked
+from app.hooks import HookState, check_hookable, collect, find_embedding, hooked
 from app.models import LoadedModel
 from app.results import Alternative, RowResult, RunResult, Step
+from app.settings import SETTINGS
 from lenses.base import Lens, Variant
 
 TOP_K = 5
@@ -35,22 +36,24 @@ class Request:
     prompt: str
     variants: Sequence[Variant] = ()
     marks: Sequence[int] = ()
-    max_tokens: int = 32
-    temperature: float = 0.0
-    seed: int = 0
+    max_tokens: int = SETTINGS["max_tokens"].default
+    temperature: float = SETTINGS["temperature"].default
+    seed: int = SETTINGS["seed"].default
     stop_at_eos: bool = True
     keep_logits: bool = False  # keep each step's (rows, vocab) logits, for tests and analysis
 
 
 class Engine:
+    """Runs one model with lenses; also the `Probe` lenses read while they prepare."""
+
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.n_layers = len(self.model.layers)
         self.eos_ids = set(getattr(self.tokenizer, "eos_token_ids", None) or [])
         self._token_texts: dict[int, str] = {}
-        self.current_ids: list[int] = []  # the prompt lenses prepare for (auto heads, patch spans)
-        self.current_marks: list[int] = []
+        self._module_paths: dict[int, str] | None = None
+        self._others: dict[str, Engine] = {}
 
     @property
     def backend(self) -> str:
@@ -139,6 +142,24 @@ class Engine:
             return mx.dequantize(head.weight, head.scales, head.biases, head.group_size, head.bits)
         return head.weight
 
+    def linear(self, layer: int, name: str) -> tuple[str, nn.Module] | None:
+        module = self.model.layers[layer]
+        for part in name.split("."):
+            module = getattr(module, part, None)
+        if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
+            return None
+        if self._module_paths is None:  # module identities never change; hooks swap classes only
+            self._module_paths = {id(m): p for p, m in self.model.named_modules()}
+        return self._module_paths[id(module)], module
+
+    def other_model(self, spec: str) -> Engine:
+        """Another model for a lens to read (patching across models), loaded once per engine."""
+        if spec not in self._others:
+            from app import models
+
+            self._others[spec] = Engine(models.load(spec))
+        return self._others[spec]
+
     # -- probes for lenses -----------------------------------------------------------------
     def hidden_states(self, ids: list[int], layers: Sequence[int]) -> dict[int, mx.array]:
         """Residual stream (L, D) after each requested block (-1: embeddings), plain model."""
@@ -151,12 +172,10 @@ class Engine:
         return {k: v[0] for k, v in state.recorded.items()}
 
     def prepare(self, variants: Sequence[Variant], ids: Sequence[int] = (), marks: Sequence[int] = ()) -> None:
+        """Each lens's prepare, with this engine as its probe and the prompt it will run on."""
         for v in variants:
             for lens in v.lenses:
-                # set per lens: a lens's prepare may itself run probes that change these
-                self.current_ids, self.current_marks = list(ids), list(marks)
-                lens.ensure_prepared(self)
-        self.current_ids, self.current_marks = list(ids), list(marks)
+                lens.ensure_prepared(self, list(ids), list(marks))
 
     # -- generation --------------------------------------------------------------------
     def compare(self, request: Request, capture: bool = False) -> "Comparison":
@@ -172,14 +191,15 @@ class Engine:
         warnings = budget.check_comparison(self.model, rows, len(ids), request.max_tokens, PREFILL_CHUNK)
         if capture:
             self.check_capture(len(ids) + request.max_tokens)
-        if marks or any(lens.attention_layers(self.n_layers) for v in request.variants for lens in v.lenses):
-            check_hookable(self.model)
         if not marks:
             idle = sorted({lens.kind for v in request.variants for lens in v.lenses if lens.needs_marks()})
             if idle:
                 warnings.append(f"{', '.join(idle)}: nothing is marked, so {'it acts' if len(idle) == 1 else 'they act'}"
                                 " on nothing (mark tokens with --mark, or space in the TUI)")
         self.prepare(request.variants, ids, marks)
+        hooks = collect([list(v.lenses) for v in request.variants], self.n_layers)  # checks layers now
+        if marks or hooks["attention_bias"] or hooks["attention_scores"]:
+            check_hookable(self.model)
         comparison = Comparison(self, request, ids, marks)
         comparison.warnings = warnings
         return comparison
@@ -252,8 +272,8 @@ class Comparison:
         B, P = len(self.variants), len(self.ids)
         rows = [list(v.lenses) for v in self.variants]
         state = HookState(rows, eng.n_layers, P, tuple(self.marks))
-        logit_lenses = [[x for x in r if type(x).logits is not Lens.logits] for r in rows]
-        temp_lenses = [[x for x in r if type(x).temperature is not Lens.temperature] for r in rows]
+        logit_hooks = [state.step_hooks("logits", r) for r in range(B)]
+        temp_hooks = [state.step_hooks("temperature", r) for r in range(B)]
         keys = mx.random.split(mx.random.key(req.seed), max(req.max_tokens, 1))
         cache = make_prompt_cache(eng.model)
         raw: list[list[int]] = [[] for _ in range(B)]  # chosen token per step, EOS included
@@ -280,12 +300,11 @@ class Comparison:
                 break
             ctx = state.ctx(eng.n_layers)
             logits = logits.astype(mx.float32)
-            if any(logit_lenses):
-                logits = mx.concatenate([_chain_logits(ctx, logit_lenses[r], logits[r : r + 1])
-                                         for r in range(B)], axis=0)
+            if any(logit_hooks):
+                logits = mx.concatenate([_chain(ctx, logit_hooks[r], logits[r : r + 1]) for r in range(B)], axis=0)
             if req.keep_logits:
                 self.logits.append(np.array(logits))
-            temps = [_chain_temperature(ctx, temp_lenses[r], req.temperature) for r in range(B)]
+            temps = [_chain(ctx, temp_hooks[r], req.temperature) for r in range(B)]
             tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention)
             if t + 1 < req.max_tokens:
                 # start the next forward now and do the bookkeeping while it runs; rows that
@@ -329,16 +348,11 @@ class Comparison:
             row.text = eng.tokenizer.decode(row.token_ids)
 
 
-def _chain_logits(ctx, lenses: list[Lens], logits: mx.array) -> mx.array:
-    for lens in lenses:
-        logits = lens.logits(ctx, logits)
-    return logits
-
-
-def _chain_temperature(ctx, lenses: list[Lens], t: float) -> float:
-    for lens in lenses:
-        t = lens.temperature(ctx, t)
-    return t
+def _chain(ctx, fns: list[Callable], x):
+    """A row's logits or temperature through its hooks, in stack order."""
+    for fn in fns:
+        x = fn(ctx, x)
+    return x
 
 
 def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts) -> tuple[list[int], dict]:

@@ -2,13 +2,14 @@
 
 The CLI prints its message as one line on stderr and exits 2; the TUI shows it as a
 notification and keeps running. The message names the input and what is wrong.
+`BadInput` itself is defined in lenses/errors.py (the bottom layer) and re-exported here.
 """
 
 import re
 
+from lenses.errors import BadInput
 
-class BadInput(Exception):
-    pass
+__all__ = ["BadInput", "one_line"]
 
 
 # What must never reach a terminal raw: C0/C1 controls and DEL (escape sequences, bells,

@@ -11,6 +11,10 @@ Two techniques, both leave the model's code and weights untouched:
   from, for `HookState.attention`, which adds per-row biases, records attention on
   marks, and captures probabilities when asked.
 
+Linear layers a weight lens edits get a subclass the same way, adding the lens's
+x dW^T to its row's output. What each row's lenses hook is found in one place,
+`collect`, from each lens's `hooks()`.
+
 `hooked(model, state)` restores every class and module attribute on exit, also when
 the body raises.
 """
@@ -28,10 +32,31 @@ import numpy as np
 import metal
 from app.errors import BadInput
 from metal.attention_probs import repeat_kv
-from lenses.base import Ctx, Lens
+from lenses.base import HOOK_KINDS, Ctx, Lens
 
 SDPA_NAME = "scaled_dot_product_attention"
 _SUBCLASSES: dict[tuple[str, type], type] = {}  # (role, original class) -> hooked subclass
+
+# kind -> place (layer, module path, or None) -> row -> the row's hook functions, in stack order
+Table = dict[str, dict[Any, dict[int, list[Callable[..., Any]]]]]
+
+
+def collect(rows: list[list[Lens]], n_layers: int) -> Table:
+    """Every hook of every row's lenses, filed by kind and place: the one place the
+    engine asks lenses what they do. A neutral lens installs nothing."""
+    table: Table = {kind: {} for kind in HOOK_KINDS}
+    valid = {"residual": range(-1, n_layers), "attention_bias": range(n_layers), "attention_scores": range(n_layers)}
+    for r, lenses in enumerate(rows):
+        for lens in lenses:
+            if lens.is_neutral():
+                continue
+            for point, fn in lens.hooks(n_layers).items():
+                for place in point.places():
+                    if point.kind in valid and place not in valid[point.kind]:
+                        raise ValueError(f"lens '{lens.kind}': {point.kind} hook at layer {place}, "
+                                         f"outside {valid[point.kind]}")
+                    table[point.kind].setdefault(place, {}).setdefault(r, []).append(fn)
+    return table
 
 
 class HookState:
@@ -45,31 +70,22 @@ class HookState:
         self.layer = -1
         self.positions = mx.arange(0)
         self.original_sdpa: Callable[..., mx.array] | None = None
-        # per layer: {row: [lenses]}; computed once so unhooked layers cost one dict lookup
-        self.residual_at = self._index(lambda lens: lens.residual_layers(n_layers), range(-1, n_layers))
-        self.attention_at = self._index(lambda lens: lens.attention_layers(n_layers), range(n_layers))
+        # computed once, so an unhooked layer costs one dict lookup
+        self.hooks = collect(rows, n_layers)
+        self.residual_at = self.hooks["residual"]
+        self.bias_at = self.hooks["attention_bias"]
+        self.scores_at = self.hooks["attention_scores"]
+        self.deltas = self.hooks["weights"]  # module path -> {row: [x -> x dW^T]}
         self.record_layers: set[int] = set()
         self.recorded: dict[int, mx.array] = {}
         self.track_marks = bool(self.marks)
         self.mark_attention: list[mx.array] = []  # one (B,) array per layer, for the last query
         self.capture = False
         self.captured: dict[int, mx.array] = {}
-        # module path -> {row: summed dW} for weight lenses
-        self.deltas: dict[str, dict[int, mx.array]] = {}
-        for r, lenses in enumerate(rows):
-            for lens in lenses:
-                for path, dw in lens.weight_deltas().items():
-                    prev = self.deltas.setdefault(path, {}).get(r)
-                    self.deltas[path][r] = dw if prev is None else prev + dw
 
-    def _index(self, layers_of: Callable[[Lens], set[int]], layer_range: range) -> dict[int, dict[int, list[Lens]]]:
-        table: dict[int, dict[int, list[Lens]]] = {}
-        for r, lenses in enumerate(self.rows):
-            for lens in lenses:
-                for layer in layers_of(lens):
-                    if layer in layer_range:
-                        table.setdefault(layer, {}).setdefault(r, []).append(lens)
-        return table
+    def step_hooks(self, kind: str, row: int) -> list[Callable[..., Any]]:
+        """Row `row`'s logits or temperature hooks, in stack order."""
+        return self.hooks[kind].get(None, {}).get(row, [])
 
     def begin(self, positions: mx.array) -> None:
         self.positions = positions
@@ -87,22 +103,22 @@ class HookState:
             parts = []
             for r in range(h.shape[0]):
                 part = h[r : r + 1]
-                for lens in by_row.get(r, ()):
-                    part = lens.residual(ctx, part).astype(h.dtype)
+                for fn in by_row.get(r, ()):
+                    part = fn(ctx, part).astype(h.dtype)
                 parts.append(part)
             h = mx.concatenate(parts, axis=0)
         if layer in self.record_layers:
             self.recorded[layer] = h
         return h
 
-    def _lens_bias(self, by_row: dict[int, list[Lens]], B: int, H: int, L: int, S: int) -> mx.array:
-        """(B, 1 or H, L, S): each row's attention lenses summed; zeros for other rows."""
+    def _lens_bias(self, by_row: dict[int, list[Callable]], B: int, H: int, L: int, S: int) -> mx.array:
+        """(B, 1 or H, L, S): each row's attention biases summed; zeros for other rows."""
         ctx = self.ctx(self.layer)
         rows = []
         for r in range(B):
             b = mx.zeros((1, 1, L, S), dtype=mx.float32)
-            for lens in by_row.get(r, ()):
-                extra = lens.attention_bias(ctx, H, S)
+            for fn in by_row.get(r, ()):
+                extra = fn(ctx, H, S)
                 if extra is not None:
                     b = b + extra.reshape((1,) + extra.shape[-3:]) if extra.ndim >= 3 else b + extra
             rows.append(b)
@@ -113,29 +129,35 @@ class HookState:
         by_row = self.deltas.get(path)
         if not by_row:
             return out
-        parts = [out[r : r + 1] + (x[r : r + 1] @ by_row[r].T).astype(out.dtype) if r in by_row else out[r : r + 1]
-                 for r in range(out.shape[0])]
+        ctx = self.ctx(self.layer)
+        parts = []
+        for r in range(out.shape[0]):
+            part = out[r : r + 1]
+            for fn in by_row.get(r, ()):
+                part = part + fn(ctx, x[r : r + 1]).astype(out.dtype)
+            parts.append(part)
         return mx.concatenate(parts, axis=0)
 
     # -- attention ---------------------------------------------------------------------
     def attention(self, queries, keys, values, cache, scale, mask, sinks=None):
         layer = self.layer
-        by_row = self.attention_at.get(layer)
-        if not by_row and not self.capture and not self.track_marks:
+        biased = self.bias_at.get(layer)
+        edited = self.scores_at.get(layer) or {}  # row -> score functions; those rows run unfused
+        if not biased and not edited and not self.capture and not self.track_marks:
             return self.original_sdpa(queries, keys, values, cache, scale=scale, mask=mask, sinks=sinks)
         if isinstance(keys, tuple) or hasattr(cache, "bits"):
             raise BadInput("attention lenses and capture do not support a quantized KV cache")
         B, H, L, _ = queries.shape
         S = keys.shape[2]
         bias = _additive_mask(mask, L, S, queries.dtype)  # (1 or B, 1, L, S) or None
-        if by_row:
-            bias = _sum_bias(bias, self._lens_bias(by_row, B, H, L, S), queries.dtype)
-        edited = self._score_rows(by_row)
+        if biased:
+            bias = _sum_bias(bias, self._lens_bias(biased, B, H, L, S), queries.dtype)
         if self.capture:
             probs = attention_probs(queries, keys, scale, bias, sinks)
             if edited:
-                probs = mx.concatenate([self._edited_probs(r, by_row[r], queries, keys, scale, bias)
-                                        if r in edited else probs[r : r + 1] for r in range(B)], axis=0)
+                probs = mx.concatenate([self._edited_probs(edited[r], queries[r : r + 1], keys[r : r + 1], scale,
+                                                           bias, r) if r in edited else probs[r : r + 1]
+                                        for r in range(B)], axis=0)
             self.captured[layer] = probs
             return _weighted_values(probs, values)
         if self.track_marks:
@@ -145,25 +167,20 @@ class HookState:
             self.mark_attention.append(p_last[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
         out = mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=bias, sinks=sinks)
         if edited:  # only the edited rows are recomputed explicitly
-            out = mx.concatenate([_weighted_values(self._edited_probs(r, by_row[r], queries, keys, scale, bias),
-                                                   values[r : r + 1])
+            out = mx.concatenate([_weighted_values(self._edited_probs(edited[r], queries[r : r + 1], keys[r : r + 1],
+                                                                      scale, bias, r), values[r : r + 1])
                                   if r in edited else out[r : r + 1] for r in range(B)], axis=0)
         return out
 
-    @staticmethod
-    def _score_rows(by_row: dict[int, list[Lens]] | None) -> set[int]:
-        return {r for r, lenses in (by_row or {}).items() if any(hasattr(x, "attention_scores") for x in lenses)}
-
-    def _edited_probs(self, r: int, lenses: list[Lens], queries, keys, scale, bias) -> mx.array:
-        """Row r's probabilities with its score-editing lenses (e.g. top-k sparsity) applied."""
-        k = repeat_kv(keys[r : r + 1], queries.shape[1]).astype(mx.float32)
-        scores = (queries[r : r + 1].astype(mx.float32) * scale) @ k.swapaxes(-1, -2)
+    def _edited_probs(self, fns: list[Callable], q: mx.array, k: mx.array, scale, bias, r: int) -> mx.array:
+        """Row r's probabilities (1, H, L, S) with its score functions (e.g. top-k sparsity) applied."""
+        k = repeat_kv(k, q.shape[1]).astype(mx.float32)
+        scores = (q.astype(mx.float32) * scale) @ k.swapaxes(-1, -2)
         if bias is not None:
-            scores = scores + bias[r : r + 1 if bias.shape[0] > 1 else 1].astype(mx.float32)
+            scores = scores + (bias[r : r + 1] if bias.shape[0] > 1 else bias).astype(mx.float32)
         ctx = self.ctx(self.layer)
-        for lens in lenses:
-            if hasattr(lens, "attention_scores"):
-                scores = lens.attention_scores(ctx, scores)
+        for fn in fns:
+            scores = fn(ctx, scores)
         return mx.softmax(scores, axis=-1, precise=True)
 
 

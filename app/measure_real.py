@@ -3,9 +3,10 @@
 - counterfact: share of answers that follow an in-context fact contradicting what the
   model knows (the fact sentence marked), per row; with `filler` sentences between
   fact and question it is recall by distance;
-- mood: positive/negative word counts in sampled continuations per row, and each row's
-  fluency (mean log-probability of its text under the plain model, via `score`), so a
-  strength that produces gibberish shows as such;
+- mood: positive/negative word counts in sampled continuations per row, each row's
+  fluency (mean log-probability of its text under the plain model, via `score`) and its
+  share of distinct tokens (repetition scores well on fluency), so a strength that
+  produces gibberish shows as such;
 - patch: the fake city patched in from another prompt (all layers, the city's tokens):
   share of answers that name the patched city.
 Every item is one batched comparison: the rows share prompt, cache and noise.
@@ -71,6 +72,7 @@ def mood(engine: Engine, specs: Sequence[str], n: int = 40, max_tokens: int = 40
     variants = [v for s in specs for v in parse(s)]
     names = ["baseline"] + [v.name for v in variants]
     pos, neg, fluency = np.zeros(len(names)), np.zeros(len(names)), [[] for _ in names]
+    distinct = [[] for _ in names]  # repetition ("!!!!!") scores well on fluency: report it apart
     example = {}
     for seed in range(n):
         if progress:
@@ -83,13 +85,16 @@ def mood(engine: Engine, specs: Sequence[str], n: int = 40, max_tokens: int = 40
             pos[r] += p
             neg[r] += q
             example.setdefault(names[r], row.text.strip())
+            if row.token_ids:
+                distinct[r].append(len(set(row.token_ids)) / len(row.token_ids))
             if row.text.strip():  # fluency: the plain model's view of what this row wrote
                 fluency[r].append(score(engine, prompt, row.text)[2][0].logprob / max(len(row.token_ids), 1))
     return {"samples_per_row": n, "max_tokens": max_tokens, "temperature": temperature, "chat": chat,
             "rows": [{"name": nm, "positive_words": int(p), "negative_words": int(q),
                       "positive_share": round(float(p / max(p + q, 1)), 3),
-                      "fluency": round(float(np.mean(f)), 3) if f else None, "example": example[nm]}
-                     for nm, p, q, f in zip(names, pos, neg, fluency)]}
+                      "fluency": round(float(np.mean(f)), 3) if f else None,
+                      "distinct_tokens": round(float(np.mean(u)), 3) if u else None, "example": example[nm]}
+                     for nm, p, q, f, u in zip(names, pos, neg, fluency, distinct)]}
 
 
 def patch(engine: Engine, n: int = 48, chat: bool = False,

@@ -18,7 +18,7 @@ import numpy as np
 
 from app.errors import BadInput
 from app.hooks import HookState, hooked
-from lenses.base import Lens, Variant
+from lenses.base import Variant
 
 
 @dataclass
@@ -74,23 +74,23 @@ def score(engine, prompt: str, continuation: str, variants: Sequence[Variant] = 
     target = mx.array(c_ids)
     out = []
     for r, v in enumerate(rows):
-        lg = _logit_lenses(state, v.lenses, logits[r])
+        lg = _logit_hooks(state, r, logits[r])
         lp = lg - mx.logsumexp(lg, axis=-1, keepdims=True)
         picked = np.array(mx.take_along_axis(lp, target[:, None], axis=-1)[:, 0])
         out.append(RowScore(v.name, v.normalized(), [float(x) if np.isfinite(x) else float("-inf") for x in picked]))
     return p_ids, c_ids, out
 
 
-def _logit_lenses(state: HookState, lenses: Sequence[Lens], logits: mx.array) -> mx.array:
-    """Each scored step's logits through the row's logit lenses, with that step's context."""
-    chain = [x for x in lenses if type(x).logits is not Lens.logits]
+def _logit_hooks(state: HookState, row: int, logits: mx.array) -> mx.array:
+    """Each scored step's logits through the row's logit hooks, with that step's context."""
+    chain = state.step_hooks("logits", row)
     if not chain:
         return logits
     steps = []
     for t in range(logits.shape[0]):
         state.begin(mx.array([state.prompt_len - 1 + t]))
         lg = logits[t : t + 1]
-        for lens in chain:
-            lg = lens.logits(state.ctx(state.n_layers), lg)
+        for fn in chain:
+            lg = fn(state.ctx(state.n_layers), lg)
         steps.append(lg)
     return mx.concatenate(steps, axis=0)

@@ -8,7 +8,6 @@ or hand-edited file is one BadInput line, never a traceback later in the TUI.
 from __future__ import annotations
 
 import glob
-import json  # noqa: F401  (tests reach json.dumps as app.session.json to fail a save)
 import os
 import secrets
 import stat
@@ -17,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app import datafile, settings
 from app.errors import BadInput
+from lenses import directions
 from lenses.base import INT_LIMIT, Variant
 from lenses.spec import to_data, variants_from_data
 
@@ -33,9 +35,9 @@ class Session:
     marks: list[int] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
     model: str | None = None
-    seed: int = 0
-    temperature: float = 0.0
-    max_tokens: int = 48
+    seed: int = settings.SETTINGS["seed"].default
+    temperature: float = settings.SETTINGS["temperature"].default
+    max_tokens: int = settings.SETTINGS["max_tokens"].default
     result: dict[str, Any] | None = None  # RunResult.to_json() of the last run
 
     def to_json(self) -> dict[str, Any]:
@@ -121,6 +123,11 @@ def save(session: Session, path: str | Path) -> Path:
     return atomic_write(path, datafile.dumps(session.to_json(), indent=1) + "\n")
 
 
+def save_direction(path: str | Path, direction: np.ndarray) -> Path:
+    """A direction file (.npy or .safetensors), written atomically like a session."""
+    return atomic_write(path, directions.to_bytes(direction, Path(path).suffix))
+
+
 def load(path: str | Path) -> Session:
     where = f"session '{path}'"
     data = datafile.read(path, where, "json")
@@ -137,7 +144,7 @@ def load(path: str | Path) -> Session:
     given = data.get("settings") or {}
     if not isinstance(given, dict):
         raise BadInput(f"{where}: 'settings' must be an object")
-    values = {"seed": 0, "temperature": 0.0, "max_tokens": 48, **given}
+    values = {**settings.defaults(), **given}
     checked = {k: settings.check(k, values[k], f"{where} settings") for k in ("seed", "temperature", "max_tokens")}
     prompt = data.get("prompt", "")
     if not isinstance(prompt, str):

@@ -7,13 +7,12 @@ attention by exp(-strength) and renormalising.
 
 from __future__ import annotations
 
-from typing import Any
-
 import mlx.core as mx
 import numpy as np
 
-from app.errors import BadInput
-from lenses.base import Ctx, Lens, Param, layers_or_all
+from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenses.errors import BadInput
+from lenses.probe import Probe
 
 LAYERS = Param("layers", "ints", None, "decoder layers to act on, e.g. 1|2 (default: all)")
 HEADS = Param("heads", "ints", None, "attention heads to act on, e.g. 0|3 (default: all)")
@@ -31,7 +30,7 @@ class Emphasis(Lens):
     )
 
     def is_neutral(self) -> bool:
-        return not any(self.value_at("strength", [0, 1 << 20]))
+        return self.always("strength", 0)
 
     def depends_on_prompt(self) -> bool:
         return self.auto_heads > 0
@@ -39,17 +38,16 @@ class Emphasis(Lens):
     def needs_marks(self) -> bool:
         return True
 
-    def attention_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers, n_layers, "emphasis")
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("attention_bias", self.layers_in(n_layers)): self.attention_bias}
 
-    def prepare(self, probe: Any) -> None:
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         """auto_heads: measure each head's attention on the marks (from the queries after
-        the first mark) on the current prompt, and keep the k lowest per layer."""
+        the first mark) on this prompt, and keep the k lowest per layer."""
         self.auto = None
-        if not self.auto_heads or not probe.current_marks:
+        if not self.auto_heads or not marks:
             return
-        marks = list(probe.current_marks)
-        probs = probe.capture_attention(list(probe.current_ids))  # (layers, H, L, L)
+        probs = probe.capture_attention(ids)  # (layers, H, L, L)
         if self.auto_heads > probs.shape[1]:
             raise BadInput(f"emphasis: auto_heads={self.auto_heads} but the model has {probs.shape[1]} heads per layer")
         share = probs[:, :, min(marks):, :][..., marks].sum(-1).mean(-1)  # (layers, H)
@@ -93,13 +91,13 @@ class Decay(Lens):
     )
 
     def is_neutral(self) -> bool:
-        return not any(self.value_at("strength", [0, 1 << 20]))
+        return self.always("strength", 0)
 
     def needs_marks(self) -> bool:
         return self.scope == "marks"
 
-    def attention_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers, n_layers, "decay")
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("attention_bias", self.layers_in(n_layers)): self.attention_bias}
 
     def attention_bias(self, ctx: Ctx, n_heads: int, n_keys: int) -> mx.array | None:
         keys = mx.arange(n_keys)
@@ -128,8 +126,8 @@ class TopKAttention(Lens):
     def is_neutral(self) -> bool:
         return self.n == 0
 
-    def attention_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers, n_layers, self.kind)
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("attention_scores", self.layers_in(n_layers)): self.attention_scores}
 
     def attention_scores(self, ctx: Ctx, scores: mx.array) -> mx.array:
         """scores (1, H, L, S) with the causal mask applied; keep the top n per query."""

@@ -1,17 +1,24 @@
 """The lens protocol: what a lens is, where it acts, and its parameters.
 
-A lens is a small object with optional hooks, each a pure function of MLX arrays:
+A lens is a small object with `Param`s. It declares where it acts together with what it
+does there in one method, `hooks(n_layers) -> {HookPoint: function}`, which the engine
+reads and nothing else (app/hooks.py `collect`). The functions, per hook point kind:
 
-- `residual(ctx, h)`: transform one row's hidden states (1, L, D) after block `ctx.layer`
-  (`ctx.layer == -1` is the embedding output);
-- `attention_bias(ctx, n_heads, n_keys)`: an additive bias (H or 1, L, S) on that row's
-  attention logits at layer `ctx.layer`, or None;
-- `logits(ctx, logits)` and `temperature(ctx, t)`: act on that row's next-token
-  distribution and sampling temperature;
-- `prepare(probe)`: compute what the lens needs from the model (directions, source
-  activations) before the run starts.
+- `residual`: `fn(ctx, h) -> h`, one row's hidden states (1, L, D) after block
+  `ctx.layer` (layer -1: the token embeddings);
+- `attention_bias`: `fn(ctx, n_heads, n_keys) -> (H or 1, L, S) | None`, added to that
+  row's attention logits at `ctx.layer`;
+- `attention_scores`: `fn(ctx, scores) -> scores` on the masked scores (1, H, L, S); the
+  row's attention at that layer is then computed explicitly, not fused;
+- `weights`: `fn(ctx, x) -> x dW^T`, added to the output of the linear layer at `path`
+  for that row (the model's weights are never written);
+- `logits`: `fn(ctx, logits) -> logits`, and `temperature`: `fn(ctx, t) -> t`, on that
+  row's next-token distribution and sampling temperature.
 
-The engine calls a lens only for its own row, so row 0 stays the plain model.
+`prepare(probe, ids, marks)` computes what the hooks need (directions, source states,
+weight deltas) from the model (a `Probe`) and the prompt, before the run. A lens whose
+`is_neutral()` is true installs no hook. The engine calls a lens only for its own row,
+so row 0 stays the plain model.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ from __future__ import annotations
 import math
 import reprlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import mlx.core as mx
 import numpy as np
 
-from app.errors import BadInput
+from lenses.errors import BadInput
+from lenses.probe import Probe
 
 
 @dataclass(frozen=True)
@@ -245,12 +253,42 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+HOOK_KINDS = ("residual", "attention_bias", "attention_scores", "weights", "logits", "temperature")
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """Where a hook acts: `kind` (one of HOOK_KINDS) at `layers` (residual and attention
+    kinds), at the linear layer `path` (weights), or once per step (logits, temperature)."""
+
+    kind: str
+    layers: frozenset[int] = frozenset()
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in HOOK_KINDS:  # a typo would otherwise install nothing, silently
+            raise ValueError(f"hook point kind '{self.kind}' is not one of {', '.join(HOOK_KINDS)}")
+        object.__setattr__(self, "layers", frozenset(self.layers))
+
+    def places(self) -> tuple[Any, ...]:
+        """The keys the engine files this hook under: layers, a module path, or None."""
+        if self.kind == "weights":
+            return (self.path,)
+        if self.kind in ("logits", "temperature"):
+            return (None,)
+        return tuple(sorted(self.layers))
+
+
+Hooks = dict[HookPoint, Callable[..., Any]]
+
+
 class Lens:
-    """Base class: every hook is a no-op; subclasses override the ones they need."""
+    """Base class: no hooks, never neutral; subclasses declare `params` and `hooks`."""
 
     kind: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    default_layers: ClassVar[str] = "all"  # `layers` unset: every layer, or "middle"
 
     def __init__(self, **values: Any):
         given = dict(values)
@@ -276,54 +314,46 @@ class Lens:
             return v.at(steps)
         return np.full(np.shape(steps), float(v))
 
+    def always(self, name: str, value: float) -> bool:
+        """True when a numeric parameter is `value` at every step. Keyframes interpolate
+        linearly between points and hold at the ends, so checking the points suffices."""
+        v = getattr(self, name)
+        return all(x == value for x in (v.values() if isinstance(v, Keyframes) else [v]))
+
     def is_neutral(self) -> bool:
-        """True when this lens, as configured, cannot change anything."""
+        """True when this lens, as configured, cannot change anything: it installs no hook."""
         return False
 
     def needs_marks(self) -> bool:
         """True when this lens acts only through the marked tokens (nothing marked: no effect)."""
         return getattr(self, "positions", None) == "marked"
 
-    # -- hooks -------------------------------------------------------------------------
-    def prepare(self, probe: Any) -> None:
-        pass
+    def layers_in(self, n_layers: int) -> set[int]:
+        """The `layers` parameter on this model: checked, negatives from the end; unset is
+        every layer, or the middle one where `default_layers = "middle"`."""
+        layers = getattr(self, "layers", None)
+        if self.default_layers == "middle":
+            layers = layers or (n_layers // 2,)
+        return layers_or_all(layers, n_layers, self.kind)
+
+    # -- preparing and hooking ---------------------------------------------------------
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
+        """Compute what the hooks need from the model and the prompt (ids, marked indices)."""
 
     def depends_on_prompt(self) -> bool:
-        """True when prepare() reads the current prompt (then it reruns when that changes)."""
+        """True when prepare() reads the prompt or marks (then it reruns when they change)."""
         return False
 
-    def ensure_prepared(self, probe: Any) -> None:
+    def ensure_prepared(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         """prepare() once per model (and prompt, if it matters): results are reused across runs."""
-        key = (id(probe), tuple(probe.current_ids), tuple(probe.current_marks)) if self.depends_on_prompt() \
-            else (id(probe),)
+        key = (id(probe), tuple(ids), tuple(marks)) if self.depends_on_prompt() else (id(probe),)
         if getattr(self, "_prepared_key", None) != key:
-            self.prepare(probe)
+            self.prepare(probe, list(ids), list(marks))
             self._prepared_key = key
 
-    def residual_layers(self, n_layers: int) -> set[int]:
-        return set()
-
-    def residual(self, ctx: Ctx, h: mx.array) -> mx.array:
-        return h
-
-    def attention_layers(self, n_layers: int) -> set[int]:
-        return set()
-
-    def attention_bias(self, ctx: Ctx, n_heads: int, n_keys: int) -> mx.array | None:
-        return None
-
-    # attention_scores(ctx, scores) -> scores: optional; when a lens defines it, its row's
-    # attention is computed explicitly (not fused) so the full score matrix can be edited.
-
-    def weight_deltas(self) -> dict[str, mx.array]:
-        """Module path -> dW for linear layers: the row computes x (W + dW)^T, W untouched."""
+    def hooks(self, n_layers: int) -> Hooks:
+        """Every place this lens acts, with the function that acts there (after prepare)."""
         return {}
-
-    def logits(self, ctx: Ctx, logits: mx.array) -> mx.array:
-        return logits
-
-    def temperature(self, ctx: Ctx, t: float) -> float:
-        return t
 
 
 @dataclass

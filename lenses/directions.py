@@ -1,7 +1,8 @@
 """Concept directions in the residual stream: from contrast prompts, tokens or files.
 
 Files are read with safetensors (mx.load) or numpy with allow_pickle=False: a lens
-file can point at data, never at code.
+file can point at data, never at code. Writing one is app's (`app.session.save_direction`,
+atomic); `to_bytes` gives its contents.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import io
 import json
 import struct
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import mlx.core as mx
 import numpy as np
 
-from app.errors import BadInput
+from lenses.errors import BadInput
+from lenses.probe import Probe
 
 
 def unit(v: np.ndarray, what: str) -> np.ndarray:
@@ -25,7 +27,7 @@ def unit(v: np.ndarray, what: str) -> np.ndarray:
     return (v / n).astype(np.float32)
 
 
-def text_state(probe: Any, text: str, layer: int) -> np.ndarray:
+def text_state(probe: Probe, text: str, layer: int) -> np.ndarray:
     """A text's hidden state at a layer: its last token's, which has read all of it (as repeng does)."""
     ids = probe.encode(text)
     if not ids:
@@ -33,7 +35,7 @@ def text_state(probe: Any, text: str, layer: int) -> np.ndarray:
     return np.array(probe.hidden_states(ids, [layer])[layer][-1].astype(mx.float32))
 
 
-def contrast(probe: Any, layer: int, positive: Sequence[str], negative: Sequence[str], method: str) -> np.ndarray:
+def contrast(probe: Probe, layer: int, positive: Sequence[str], negative: Sequence[str], method: str) -> np.ndarray:
     """Mean of the paired (positive - negative) differences of the texts' states, or their
     first principal component (as repeng does), oriented so that positive scores higher."""
     if not positive or not negative:
@@ -51,7 +53,7 @@ def contrast(probe: Any, layer: int, positive: Sequence[str], negative: Sequence
     return unit(pc if pc @ mean >= 0 else -pc, "steer")
 
 
-def token_row(probe: Any, word: str, which: str) -> np.ndarray:
+def token_row(probe: Probe, word: str, which: str) -> np.ndarray:
     ids = probe.encode(word)
     if not ids:
         raise BadInput(f"direction: '{word}' has no tokens")
@@ -105,17 +107,15 @@ def read(path: str) -> np.ndarray:
     return v
 
 
-def save(path: str | Path, direction: np.ndarray) -> Path:
-    """Write atomically (never half a file over a good one); .npy or .safetensors."""
-    from app.session import atomic_write
-
+def to_bytes(direction: np.ndarray, suffix: str) -> bytes:
+    """A direction file's contents, as `read` reads them back: .npy or .safetensors."""
     v = np.ascontiguousarray(direction, dtype=np.float32)
-    if Path(path).suffix == ".npy":
+    if suffix == ".npy":
         buf = io.BytesIO()
         np.save(buf, v, allow_pickle=False)
-        return atomic_write(path, buf.getvalue())
+        return buf.getvalue()
     # safetensors: 8-byte header length, JSON header (padded to 8 bytes), raw little-endian data
     header = json.dumps({"direction": {"dtype": "F32", "shape": [int(v.shape[0])],
                                        "data_offsets": [0, v.nbytes]}}).encode()
     header += b" " * (-len(header) % 8)
-    return atomic_write(path, struct.pack("<Q", len(header)) + header + v.astype("<f4").tobytes())
+    return struct.pack("<Q", len(header)) + header + v.astype("<f4").tobytes()

@@ -4,15 +4,15 @@ transforms, and a playlist of concepts visited in order."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import mlx.core as mx
 import numpy as np
 
-from app.errors import BadInput
-from lenses.base import Ctx, Lens, Param, layers_or_all
-from lenses.steering import POSITIONS, SOURCE_PARAMS, DirectionLens, position_gate
 from lenses import directions
+from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenses.errors import BadInput
+from lenses.probe import Probe
+from lenses.steering import POSITIONS, SOURCE_PARAMS, DirectionLens, position_gate
 
 
 def slerp_to(h: mx.array, d: mx.array, t: mx.array) -> mx.array:
@@ -51,7 +51,7 @@ class Slerp(DirectionLens):
     )
 
     def is_neutral(self) -> bool:
-        return not any(self.value_at("t", [0, 1 << 20]))
+        return self.always("t", 0)
 
     def residual(self, ctx: Ctx, h: mx.array) -> mx.array:
         t = mx.array(self.value_at("t", ctx.steps), dtype=mx.float32)[:, None] * position_gate(ctx, self.positions)
@@ -70,13 +70,16 @@ class Rotate(Lens):
         POSITIONS,
     )
 
+    default_layers = "middle"
+
     def is_neutral(self) -> bool:
-        return not any(self.value_at("angle", [0, 1 << 20]) % 360)
+        first = float(self.value_at("angle", 0))  # one angle throughout: 0@0|360@10 passes 180
+        return self.always("angle", first) and first % 360 == 0
 
-    def residual_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("residual", self.layers_in(n_layers)): self.residual}
 
-    def prepare(self, probe: Any) -> None:
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         u = _concept(probe, self.a, "rotate: a")
         v = _concept(probe, self.b, "rotate: b")
         u = directions.unit(u, "rotate: a")
@@ -92,7 +95,7 @@ class Rotate(Lens):
         return plane_rotation(h.astype(mx.float32), self.u, self.v, theta).astype(h.dtype)
 
 
-def _concept(probe: Any, text: str, what: str) -> np.ndarray:
+def _concept(probe: Probe, text: str, what: str) -> np.ndarray:
     if not text:
         raise BadInput(f"{what}: needs a word or a direction file")
     if text.endswith((".npy", ".safetensors")):
@@ -127,13 +130,15 @@ class Grouped(Lens):
         POSITIONS,
     )
 
+    default_layers = "middle"
+
     def is_neutral(self) -> bool:
         return self.angle % 360 == 0 and self.scale == 1.0
 
-    def residual_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("residual", self.layers_in(n_layers)): self.residual}
 
-    def prepare(self, probe: Any) -> None:
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         dim = probe.hidden_size
         if dim % self.group:
             raise BadInput(f"grouped: group={self.group} does not divide the hidden size {dim}")
@@ -158,13 +163,15 @@ class Path(Lens):
         Param("layers", "ints", None, "layers whose output moves (default: the middle layer)"),
     )
 
+    default_layers = "middle"
+
     def is_neutral(self) -> bool:
-        return not self.concepts or not any(self.value_at("t", [0, 1 << 20]))
+        return self.always("t", 0)
 
-    def residual_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("residual", self.layers_in(n_layers)): self.residual}
 
-    def prepare(self, probe: Any) -> None:
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         if not self.concepts:
             raise BadInput("path: needs concepts, e.g. concepts=happy|sad")
         self.points = np.stack([directions.token_row(probe, c, "embedding") for c in self.concepts])

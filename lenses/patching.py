@@ -3,13 +3,12 @@ prompt's own hidden states swapped or reversed between segments."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import mlx.core as mx
 import numpy as np
 
-from app.errors import BadInput
-from lenses.base import Ctx, Lens, Param, layers_or_all
+from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenses.errors import BadInput
+from lenses.probe import Probe
 
 
 def parse_span(text: str, n: int, what: str) -> tuple[int, int]:
@@ -41,26 +40,31 @@ class Patch(Lens):
         Param("model", "str", "", "take the source from this model folder (same hidden size)"),
     )
 
+    default_layers = "middle"
+
     def depends_on_prompt(self) -> bool:
         return True
 
-    def residual_layers(self, n_layers: int) -> set[int]:
+    def layers_in(self, n_layers: int) -> set[int]:
         if self.layers == (-1,):  # before every block: what a one-layer copy head reads
             return {-1}
-        return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
+        return super().layers_in(n_layers)
 
-    def prepare(self, probe: Any) -> None:
-        n = len(probe.current_ids)
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("residual", self.layers_in(n_layers)): self.residual}
+
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
+        n = len(ids)
         if n == 0:
             raise BadInput("patch: needs a prompt")
         if self.span == "marked":
-            if not probe.current_marks:
+            if not marks:
                 raise BadInput("patch: span=marked but nothing is marked")
-            self.positions = np.array(sorted(probe.current_marks))
+            self.positions = np.array(sorted(marks))
         else:
             a, b = parse_span(self.span, n, "span")
             self.positions = np.arange(a, b)
-        layers = sorted(self.residual_layers(probe.n_layers))
+        layers = sorted(self.layers_in(probe.n_layers))
         if self.mode == "replace":
             self.sources = self._source_states(probe, layers)
         elif self.mode == "swap":
@@ -71,15 +75,12 @@ class Patch(Lens):
                 raise BadInput("patch: swap spans must have the same length")
             self.other_positions = np.arange(c, d)
 
-    def _source_states(self, probe: Any, layers: list[int]) -> dict[int, mx.array]:
+    def _source_states(self, probe: Probe, layers: list[int]) -> dict[int, mx.array]:
         if not self.source:
             raise BadInput("patch: mode=replace needs source=TEXT")
         src_probe = probe
         if self.model:
-            from app import models
-            from app.engine import Engine
-
-            src_probe = Engine(models.load(self.model))
+            src_probe = probe.other_model(self.model)
             if src_probe.hidden_size != probe.hidden_size or src_probe.n_layers < max(layers) + 1:
                 raise BadInput(f"patch: model '{self.model}' has hidden size {src_probe.hidden_size}, "
                                f"this model {probe.hidden_size}")

@@ -7,12 +7,12 @@ still sees the same noise, so differences come from the lens alone.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import mlx.core as mx
 
-from app.errors import BadInput
-from lenses.base import Ctx, Lens, Param
+from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenses.errors import BadInput
+from lenses.probe import Probe
 
 
 class Temperature(Lens):
@@ -33,6 +33,9 @@ class Temperature(Lens):
             return self.start * (self.end / self.start) ** f
         return self.start + (self.end - self.start) * f
 
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("temperature"): self.temperature}
+
     def temperature(self, ctx: Ctx, t: float) -> float:
         return self.value(ctx.step)
 
@@ -47,6 +50,9 @@ class Explore(Lens):
 
     def is_neutral(self) -> bool:
         return self.exclude_top == 0 and self.flatten == 0
+
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("logits"): self.logits}
 
     def logits(self, ctx: Ctx, logits: mx.array) -> mx.array:
         if self.flatten:
@@ -70,7 +76,10 @@ class Bias(Lens):
     def is_neutral(self) -> bool:
         return self.value == 0 or (not self.words and not self.tokens)
 
-    def prepare(self, probe: Any) -> None:
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("logits"): self.logits}
+
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         ids = set(self.tokens or ())
         for word in self.words:
             for form in (word, " " + word):

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app import datafile
-from app.errors import BadInput
+from lenses import files
 from lenses.base import Lens, Variant
+from lenses.errors import BadInput
 from lenses.registry import KINDS
 
 
@@ -89,7 +89,7 @@ def parse_inline(text: str) -> Variant:
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
-    data = datafile.read(path, f"lens file '{path}'")
+    data = files.read(path, f"lens file '{path}'")
     if not isinstance(data, dict):
         raise BadInput(f"lens file '{path}': the top level must be an object")
     return data

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import mlx.core as mx
 import numpy as np
 
 from lenses import directions
-from lenses.base import Ctx, Lens, Param, layers_or_all
+from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenses.probe import Probe
 
 SOURCE_PARAMS = (
     Param("positive", "strs", (), "texts for the + side of a contrast, separated by |"),
@@ -23,7 +22,7 @@ POSITIONS = Param("positions", "choice", "all", "which positions to act on",
                   choices=("all", "prompt", "generated", "marked"))
 
 
-def resolve_direction(lens: Lens, probe: Any, layer: int) -> np.ndarray:
+def resolve_direction(lens: Lens, probe: Probe, layer: int) -> np.ndarray:
     """The unit direction a steering-like lens names, computed at `layer`."""
     if lens.file:
         return directions.load(lens.file, probe.hidden_size)
@@ -48,14 +47,20 @@ def position_gate(ctx: Ctx, mode: str) -> mx.array:
 
 class DirectionLens(Lens):
     """A lens that moves hidden states relative to one concept direction per layer
-    (the SOURCE_PARAMS name it); acts on the middle layer unless `layers` is given."""
+    (the SOURCE_PARAMS name it) with its `residual`; acts on the middle layer unless
+    `layers` is given."""
 
-    def residual_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers or (n_layers // 2,), n_layers, self.kind)
+    default_layers = "middle"
 
-    def prepare(self, probe: Any) -> None:
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         self.direction = {layer: mx.array(resolve_direction(self, probe, layer))
-                          for layer in sorted(self.residual_layers(probe.n_layers))}
+                          for layer in sorted(self.layers_in(probe.n_layers))}
+
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("residual", self.layers_in(n_layers)): self.residual}
+
+    def residual(self, ctx: Ctx, h: mx.array) -> mx.array:
+        raise NotImplementedError
 
 
 class Steer(DirectionLens):
@@ -71,7 +76,7 @@ class Steer(DirectionLens):
     )
 
     def is_neutral(self) -> bool:
-        return not any(self.value_at("strength", [0, 1 << 20]))
+        return self.always("strength", 0)
 
     def residual(self, ctx: Ctx, h: mx.array) -> mx.array:
         d = self.direction[ctx.layer]
@@ -92,11 +97,10 @@ class Ablate(DirectionLens):
         POSITIONS,
     )
 
-    def is_neutral(self) -> bool:
-        return not any(self.value_at("fraction", [0, 1 << 20]))
+    default_layers = "all"
 
-    def residual_layers(self, n_layers: int) -> set[int]:
-        return layers_or_all(self.layers, n_layers, self.kind)
+    def is_neutral(self) -> bool:
+        return self.always("fraction", 0)
 
     def residual(self, ctx: Ctx, h: mx.array) -> mx.array:
         d = self.direction[ctx.layer]

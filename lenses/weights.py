@@ -1,21 +1,23 @@
 """Weight lenses ("blurs"): reversible edits of chosen linear layers.
 
-Each computes dW once (from a dequantized copy when the layer is quantized) and the
-engine adds x dW^T to its own row only: the model's arrays are never written, so the
-baseline row and every later run see the original weights, byte for byte.
+Each computes dW once (from a dequantized copy when the layer is quantized) and hooks
+each edited layer with `x -> x dW^T`, which the engine adds to its own row's output
+only: the model's arrays are never written, so the baseline row and every later run
+see the original weights, byte for byte.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from app.errors import BadInput
-from lenses.base import Lens, Param, layers_or_all
+from lenses.base import HookPoint, Hooks, Lens, Param
+from lenses.errors import BadInput
+from lenses.probe import Probe
 
 TARGETS = ("mlp.down_proj", "mlp.up_proj", "mlp.gate_proj", "self_attn.o_proj", "self_attn.q_proj",
            "self_attn.k_proj", "self_attn.v_proj")
@@ -50,30 +52,31 @@ def gaussian_blur(w: np.ndarray, sigma: float, axis: int) -> np.ndarray:
 class _WeightLens(Lens):
     """Finds the target modules; subclasses turn a dense W into W'."""
 
-    def targets(self, probe: Any) -> dict[str, nn.Module]:
-        paths = {id(m): p for p, m in probe.model.named_modules()}
-        layers = layers_or_all(self.layers, probe.n_layers, self.kind)
+    def targets(self, probe: Probe) -> dict[str, nn.Module]:
         found = {}
-        for i in sorted(layers):
-            module = probe.model.layers[i]
-            for part in self.target.split("."):
-                module = getattr(module, part, None)
-            if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
+        for i in sorted(self.layers_in(probe.n_layers)):
+            hit = probe.linear(i, self.target)
+            if hit is None:
                 raise BadInput(f"{self.kind}: layer {i} has no linear '{self.target}' in this model")
-            found[paths[id(module)]] = module
+            found[hit[0]] = hit[1]
         return found
 
-    def prepare(self, probe: Any) -> None:
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         self.deltas = {}
         for path, module in self.targets(probe).items():
             w = dense_weight(module)
             self.deltas[path] = mx.array((self.transform(w, probe) - w).astype(np.float32))
 
-    def weight_deltas(self) -> dict[str, mx.array]:
-        return getattr(self, "deltas", {})
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("weights", path=path): _added_output(dw) for path, dw in self.deltas.items()}
 
-    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+    def transform(self, w: np.ndarray, probe: Probe) -> np.ndarray:
         raise NotImplementedError
+
+
+def _added_output(dw: mx.array) -> Callable[[Any, mx.array], mx.array]:
+    """What W + dW adds to a linear layer's output: x dW^T."""
+    return lambda ctx, x: x @ dw.T
 
 
 LAYERS = Param("layers", "ints", None, "layers to edit (default: all)")
@@ -92,7 +95,7 @@ class Blur(_WeightLens):
     def is_neutral(self) -> bool:
         return self.sigma == 0
 
-    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+    def transform(self, w: np.ndarray, probe: Probe) -> np.ndarray:
         return gaussian_blur(w, self.sigma, 0 if self.axis == "rows" else 1)
 
 
@@ -108,7 +111,7 @@ class Noise(_WeightLens):
     def is_neutral(self) -> bool:
         return self.scale == 0
 
-    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+    def transform(self, w: np.ndarray, probe: Probe) -> np.ndarray:
         rng = np.random.default_rng(self.seed)
         return w + self.scale * float(w.std()) * rng.standard_normal(w.shape).astype(np.float32)
 
@@ -126,7 +129,7 @@ class HeadScale(_WeightLens):
     def is_neutral(self) -> bool:
         return self.scale == 1.0
 
-    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+    def transform(self, w: np.ndarray, probe: Probe) -> np.ndarray:
         n_heads = probe.n_heads
         head_dim = w.shape[1] // n_heads
         bad = [h for h in self.heads if not 0 <= h < n_heads]
@@ -149,7 +152,7 @@ class SvdRemove(_WeightLens):
     def is_neutral(self) -> bool:
         return self.k == 0
 
-    def transform(self, w: np.ndarray, probe: Any) -> np.ndarray:
+    def transform(self, w: np.ndarray, probe: Probe) -> np.ndarray:
         if self.k == 0:
             return w.copy()
         u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)

@@ -182,7 +182,7 @@ def test_direction_file_size_and_format(tmp_path):
 def test_direction_save_round_trip(tmp_path):
     v = np.arange(1, 9, dtype=np.float32)
     for name in ("d.npy", "d.safetensors"):
-        directions.save(tmp_path / name, v)
+        sessions.save_direction(tmp_path / name, v)
         assert np.array_equal(directions.read(str(tmp_path / name)), v)
 
 

@@ -8,7 +8,7 @@ from mlx.utils import tree_flatten
 
 from app.engine import Request
 from app.errors import BadInput
-from lenses.base import Lens, Variant
+from lenses.base import HookPoint, Lens, Variant
 from lenses.spec import parse_inline
 
 PROMPTS = [
@@ -73,8 +73,8 @@ def test_parameters_byte_identical_after_runs(engine):
     class Boom(Lens):
         kind = "boom"
 
-        def residual_layers(self, n):
-            return {1}
+        def hooks(self, n_layers):
+            return {HookPoint("residual", {1}): self.residual}
 
         def residual(self, ctx, h):
             if ctx.step >= 3:
@@ -149,8 +149,8 @@ def test_nan_row_stops_others_continue(engine):
     class Poison(Lens):
         kind = "poison"
 
-        def residual_layers(self, n):
-            return {0}
+        def hooks(self, n_layers):
+            return {HookPoint("residual", {0}): self.residual}
 
         def residual(self, ctx, h):
             return h * (mx.nan if ctx.step >= 2 else 1.0)

@@ -1,6 +1,9 @@
 """Batches (`lenscope run`) and session files: plain files that other programs read."""
 
+import builtins
+import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -36,7 +39,7 @@ def test_run_bad_experiment(run_cli, tmp_path):
     assert code == 2 and "unknown key 'lenz'" in err and err.count("\n") == 1
 
 
-def test_session_round_trip_and_atomic_save(tmp_path):
+def test_session_round_trip(tmp_path):
     s = sessions.Session(prompt="tom", marks=[0], variants=[parse_inline("emphasis:strength=2")], seed=4,
                          temperature=0.5, max_tokens=9, result={"rows": []})
     path = sessions.save(s, tmp_path / "s.json")
@@ -45,22 +48,58 @@ def test_session_round_trip_and_atomic_save(tmp_path):
     assert back.variants[0].lenses[0].strength == 2.0
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]  # no temp files left behind
 
-    class Boom(Exception):
-        pass
 
-    before = path.read_text()
-    original = json.dumps
+class _Crash(Exception):
+    pass
 
-    def failing(*a, **k):
-        raise Boom
 
-    sessions.json.dumps = failing
-    try:
-        with pytest.raises(Boom):
-            sessions.save(s, path)
-    finally:
-        sessions.json.dumps = original
-    assert path.read_text() == before
+@pytest.mark.parametrize("where", ["write", "replace"])
+def test_session_save_crashing_mid_write_keeps_the_old_file(tmp_path, monkeypatch, where):
+    """The save dies after part of the new bytes went out (a full disk, a kill) or just
+    before the rename: the old session must still be there, whole, and no temp left."""
+    path = sessions.save(sessions.Session(prompt="old"), tmp_path / "s.json")
+    before = path.read_bytes()
+    new = sessions.Session(prompt="new " * 5000)
+    if where == "write":  # however the bytes are written, half of them land, then the disk is full
+        real_open, real_write = io.open, os.write
+
+        class HalfFile:
+            def __init__(self, f):
+                self._f = f
+
+            def write(self, data):
+                self._f.write(data[: len(data) // 2])
+                self._f.flush()
+                raise _Crash
+
+            def __getattr__(self, name):
+                return getattr(self._f, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self._f.close()
+
+        def open_half(file, mode="r", *a, **k):
+            f = real_open(file, mode, *a, **k)
+            return HalfFile(f) if set(mode) & set("wax+") else f
+
+        def write_half(fd, data):
+            real_write(fd, bytes(data)[: len(data) // 2])
+            raise _Crash
+
+        monkeypatch.setattr(io, "open", open_half)
+        monkeypatch.setattr(builtins, "open", open_half)
+        monkeypatch.setattr(os, "write", write_half)
+    else:
+        monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(_Crash()))
+        monkeypatch.setattr(os, "rename", lambda *a: (_ for _ in ()).throw(_Crash()))
+    with pytest.raises(_Crash):
+        sessions.save(new, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
 
 
 @pytest.mark.parametrize("content,needle", [

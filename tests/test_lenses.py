@@ -1,7 +1,9 @@
 """The lens library: neutral settings are exact no-ops, real settings change the computation,
 and the math each lens claims holds."""
 
+import ast
 import json
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -10,9 +12,11 @@ from mlx.utils import tree_flatten
 
 from app.engine import Request
 from app.errors import BadInput
-from app.hooks import HookState, hooked
+from app.hooks import HookState, collect, hooked
+from app.session import save_direction
 from lenses import directions
 from lenses.geometry import grouped_matrix, plane_rotation, slerp_to
+from lenses.probe import Probe
 from lenses.registry import KINDS
 from lenses.spec import parse, parse_inline
 from lenses.weights import gaussian_blur
@@ -39,7 +43,9 @@ CASES = {
     "temperature": ("temperature:start=0,end=0", "temperature:start=3,end=3"),
     "explore": ("explore:exclude_top=0", "explore:exclude_top=1"),
     "bias": ("bias:words=happy,value=0", "bias:words=happy,value=50"),
+    "scale": ("scale:factor=1@0|1@9", "scale:factor=3,layers=0|1"),
 }
+NOT_NEUTRAL_BY_DECLARATION = {"patch", "temperature"}  # no-ops by their values, not by is_neutral
 
 
 def test_every_kind_has_a_case():
@@ -57,10 +63,72 @@ def test_neutral_is_baseline_and_active_changes(engine, kind):
     res.run()
     rows = res.result.rows
     assert rows[1].token_ids == rows[0].token_ids, f"{neutral} changed the output"
-    assert rows[1].kl_from_baseline[0] == pytest.approx(0.0, abs=1e-6)
+    assert all(np.array_equal(step[1], step[0]) for step in res.logits), f"{neutral} changed the logits"
     if active:
-        changed = rows[2].token_ids != rows[0].token_ids or (rows[2].kl_from_baseline[0] or 1.0) > 1e-4
-        assert changed, f"{active} changed nothing"
+        # a lens that does nothing gives the baseline's logits exactly; sampling lenses
+        # (temperature) leave the logits and change the tokens
+        moved = any(not np.array_equal(step[2], step[0]) for step in res.logits)
+        assert moved or rows[2].token_ids != rows[0].token_ids, f"{active} changed nothing"
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_neutral_lens_installs_no_hook(engine, kind):
+    neutral, active = CASES[kind]
+    lens = parse_inline(neutral).lenses[0]
+    assert lens.is_neutral() is (kind not in NOT_NEUTRAL_BY_DECLARATION)
+    if lens.is_neutral():
+        assert not any(collect([[lens]], engine.n_layers).values())
+    if active:
+        assert not parse_inline(active).lenses[0].is_neutral()
+
+
+@pytest.mark.parametrize("spec,neutral", [
+    ("emphasis:strength=0@0|3@5|0@10", False),  # zero at both ends, not in between
+    ("emphasis:strength=0@0|0@7", True),
+    ("rotate:angle=360,a=x,b=y", True),
+    ("rotate:angle=0@0|360@10,a=x,b=y", False),  # passes 180 on the way
+    ("scale:factor=1@0|2@4", False),
+    ("grouped:angle=-360,scale=1", True),
+])
+def test_neutral_means_at_every_step(spec, neutral):
+    assert parse_inline(spec).lenses[0].is_neutral() is neutral
+
+
+def test_scale_matches_hand_finished_forward(engine):
+    """Multiply a captured hidden state by the factor and finish the forward by hand."""
+    layer, factor = 1, 0.5
+    run = engine.compare(Request(PROMPT, [parse_inline(f"scale:layers={layer},factor={factor}")], max_tokens=1,
+                                 keep_logits=True))
+    run.run()
+    ids = engine.encode(PROMPT)
+    h = (engine.hidden_states(ids, [layer])[layer] * factor)[None]
+    for blk in engine.model.model.layers[layer + 1 :]:
+        h = blk(h, mask="causal", cache=None)
+    logits = engine.model.model.embed_tokens.as_linear(engine.model.model.norm(h))[0, -1]
+    np.testing.assert_allclose(np.array(logits), run.logits[0][1], atol=2e-4)
+    assert not np.allclose(run.logits[0][1], run.logits[0][0], atol=1e-3)
+    # keyframed: 1 (the identity) at step 0, so the first step is the baseline's exactly
+    res = engine.compare(Request(PROMPT, [parse_inline("scale:factor=1@0|0.2@1,layers=0|1|2")], max_tokens=4,
+                                 keep_logits=True))
+    res.run()
+    assert res.result.rows[1].kl_from_baseline[0] == pytest.approx(0.0, abs=1e-6)
+    assert not np.array_equal(res.logits[1][1], res.logits[1][0])
+
+
+def test_engine_offers_the_whole_probe(engine):
+    members = {n for n in vars(Probe) if not n.startswith("_")} | set(Probe.__annotations__)
+    assert members >= {"hidden_states", "other_model", "capture_attention", "n_layers"}
+    assert [n for n in sorted(members) if not hasattr(engine, n)] == []
+
+
+def test_lenses_import_nothing_from_app():
+    """lenses/ is the bottom layer: errors, the Probe protocol, the lenses; never app/ or screens/."""
+    for path in sorted((Path(__file__).resolve().parents[1] / "lenses").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):  # also imports inside functions
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad = [n for n in names if n.split(".")[0] in ("app", "screens")]
+            assert not bad, f"{path.name}:{node.lineno} imports {bad[0]}"
 
 
 def test_slerp_keeps_norms_and_hits_endpoints():
@@ -218,9 +286,9 @@ def test_lens_files_toml_json_and_errors(tmp_path):
 
 def test_direction_files_never_unpickle(tmp_path, engine):
     d = np.random.default_rng(0).standard_normal(engine.hidden_size).astype(np.float32)
-    path = directions.save(tmp_path / "d.npy", directions.unit(d, "d"))
+    path = save_direction(tmp_path / "d.npy", directions.unit(d, "d"))
     assert np.allclose(directions.load(str(path), engine.hidden_size) @ directions.unit(d, "d"), 1.0)
-    st = directions.save(tmp_path / "d.safetensors", directions.unit(d, "d"))
+    st = save_direction(tmp_path / "d.safetensors", directions.unit(d, "d"))
     assert np.allclose(directions.load(str(st), engine.hidden_size), directions.unit(d, "d"))
     pickled = tmp_path / "evil.npy"
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
