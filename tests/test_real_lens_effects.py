@@ -59,23 +59,40 @@ def test_patching_moves_the_fact(smollm2_engine):
 
 
 def test_steering_shifts_mood_both_ways(smollm2_engine):
-    """A contrast direction at layer 15, +-0.5 of each token's norm: more positive words one
-    way, fewer the other, over the same sampled stories (shared noise)."""
-    variants = [v for v in parse("examples/lenses/mood_smollm2.toml") if v.name in ("mean -0.5", "mean +0.5")]
-    share = _positive_share(smollm2_engine, variants)
-    assert share["mean +0.5"] > share["baseline"] > share["mean -0.5"]
+    """A contrast direction at layer 15, +-0.1 of each token's norm: more positive words one
+    way, fewer the other, over the same sampled stories (shared noise). README, n=40:
+    positive share 0.61 -> 0.98 and 0.08."""
+    variants = [v for v in parse("examples/lenses/mood_smollm2.toml") if v.name in ("mean -0.1", "mean +0.1")]
+    pos, neg = _mood_words(smollm2_engine, variants)
+    assert pos["mean +0.1"] > pos["baseline"] and neg["mean +0.1"] <= neg["baseline"]
+    assert neg["mean -0.1"] > neg["baseline"] and pos["mean -0.1"] <= pos["baseline"]
 
 
-def _positive_share(engine, variants) -> dict[str, float]:
+def _mood_words(engine, variants) -> tuple[dict[str, int], dict[str, int]]:
     from app.chat import apply
 
     pos = {"baseline": 0, **{v.name: 0 for v in variants}}
-    tot = dict.fromkeys(pos, 0)
+    neg = dict.fromkeys(pos, 0)
     for seed in range(6):
         prompt = apply(engine.tokenizer, ps.STORY_PROMPTS[seed % len(ps.STORY_PROMPTS)]).text
         res = engine.compare(Request(prompt, variants, max_tokens=32, temperature=0.8, seed=seed)).run()
         for row in res.rows:
             p, q = ps.mood_counts(row.text)
             pos[row.name] += p
-            tot[row.name] += p + q
-    return {k: pos[k] / max(tot[k], 1) for k in pos}
+            neg[row.name] += q
+    return pos, neg
+
+
+def test_smollm2_example_says_what_its_comments_claim(smollm2_engine, run_cli, tmp_path, monkeypatch):
+    import json
+
+    from app import models
+
+    monkeypatch.setattr(models, "load", lambda *a, **k: smollm2_engine.loaded)  # loaded once per session
+    code, _, err = run_cli("run", "examples/smollm2.toml", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    first = lambda rec: [row["text"].split(".")[0].strip() for row in rec["rows"]]  # noqa: E731
+    assert first(lines[0]) == ["Beijing", "Oslo", "Oslo"]
+    assert first(lines[1]) == ["Paris", "Berlin"]
+    assert lines[2]["rows"][0]["text"].startswith("The capital of France is Paris")
