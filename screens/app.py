@@ -6,32 +6,36 @@ batched progress messages; the UI stays responsive while they run.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
-from textual.widgets import Input, ProgressBar, Static, TabbedContent, TextArea
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, ProgressBar, Static, TabbedContent, TextArea
 from textual.worker import get_current_worker
 
 from app import session as sessions
+from app import settings
 from app.errors import BadInput
 from app.marks import carry_marks, overlapping
 from app.results import RunResult, from_json
 from lenses.base import Variant
-from lenses.spec import parse, to_data
+from lenses.spec import expand_points, parse, to_data
 from screens.comparison import ComparisonView
 from screens.heatmap_panel import HeatmapPanel
 from screens.help import HelpScreen
-from screens.lens_dialogs import LensForm, LensPicker, PathPrompt, SpecEditor
-from screens.main import MainScreen
-from screens.token_chips import TokenChips
+from screens.lens_dialogs import LensForm, LensPicker, ModelShape, PathPrompt, SpecEditor, variant_problem
+from screens.main import MainScreen, tokens_label
+from screens.token_chips import TokenChips, chip_text
 from screens.variant_list import VariantList
 
 FLUSH_S = 0.05  # tokens reach the screen in batches at most this often
@@ -48,12 +52,19 @@ class RunProgress(Message):
 
 @dataclass
 class CaptureReady(Message):
+    """The end of a run (or of capturing a reopened session's outputs): the run is over."""
+
+    result: RunResult
     attention: dict[int, np.ndarray]
     note: str
 
 
 class LenscopeCommands(Provider):
-    """Every app action in the command palette."""
+    """Every app action in the command palette, listed before anything is typed."""
+
+    async def discover(self) -> Hits:
+        for name, action, help_text in self.app.PALETTE:  # type: ignore[attr-defined]
+            yield DiscoveryHit(name, lambda a=action: self.app.run_action(a), help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -72,7 +83,8 @@ class LenscopeApp(App):
         Binding("escape", "cancel", "cancel", show=False),
         Binding("ctrl+s", "save_session", "save"),
         Binding("ctrl+o", "open_session", "open"),
-        Binding("ctrl+k", "mark_selection", "mark selection", show=False),
+        # priority: TextArea's own ctrl+k (delete to the end of the line) must not run first
+        Binding("ctrl+k", "mark_selection", "mark selection", show=False, priority=True),
         Binding("f1", "help", "help"),
         Binding("f2", "tab('compose')", "compose", show=False),
         Binding("f3", "tab('compare')", "compare", show=False),
@@ -94,6 +106,7 @@ class LenscopeApp(App):
         ("Show compose tab", "tab('compose')", "prompt, tokens, variants (f2)"),
         ("Show compare tab", "tab('compare')", "the rows side by side (f3)"),
         ("Show heatmap tab", "tab('heatmap')", "attention heatmaps and charts (f4)"),
+        ("Toggle charts", "toggle_charts", "per-step charts under the heatmap, in its place when small (c)"),
         ("Help", "help", "every key (f1)"),
     ]
 
@@ -115,20 +128,34 @@ class LenscopeApp(App):
         self.prompt_tokens: list[str] = []
         self.marks: set[int] = set()
         self.result: RunResult | None = None
+        self.result_inputs: str | None = None  # inputs_key() the result was made from: differs = stale
+        self.run_inputs: str | None = None  # inputs_key() of the run in progress
         self.attention: dict[int, np.ndarray] = {}
-        self.running = False
+        self.running = False  # generating or capturing: the engine is busy until CaptureReady
+
+    def notify(self, message: str, *, markup: bool = False, **kwargs) -> None:
+        # messages quote user text (paths, specs, prompts): never read them as markup
+        super().notify(message, markup=markup, **kwargs)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # ctrl+r and ctrl+k are priority keys (the prompt must not eat ctrl+k): not over a dialog
+        if action in ("run", "mark_selection") and isinstance(self.screen, ModalScreen) \
+                and not isinstance(self.screen, CommandPalette):
+            return False
+        return True
 
     # -- start-up ------------------------------------------------------------------------
     async def on_mount(self) -> None:
         self.main = MainScreen()
         await self.push_screen(self.main)
+        self.main.query_one(ComparisonView).raw_token = self.raw_token
         self.main.query_one("#prompt", TextArea).text = self.initial_prompt
         for spec in self.initial_specs:
             try:
                 self.variants += parse(spec)
             except BadInput as exc:
                 self.notify(str(exc), severity="error", timeout=8)
-        self.main.query_one(VariantList).show(self.variants)
+        self.show_variants()
         if self.session_path:
             self.open_session(self.session_path)
         self.set_status("loading model…")
@@ -144,9 +171,13 @@ class LenscopeApp(App):
             t = time.perf_counter()
             loaded = models.load(self.model_spec, trust_remote_code=self.trust_remote_code)
             engine = Engine(loaded)
-            self.call_from_thread(self.model_ready, engine, time.perf_counter() - t)
         except BadInput as exc:
             self.call_from_thread(self.model_failed, str(exc))
+            return
+        except Exception as exc:  # anything else from a model folder: say so, keep the app
+            self.call_from_thread(self.model_failed, f"model: {type(exc).__name__}: {exc}")
+            return
+        self.call_from_thread(self.model_ready, engine, time.perf_counter() - t)
 
     def model_ready(self, engine: Any, seconds: float) -> None:
         self.engine = engine
@@ -161,11 +192,23 @@ class LenscopeApp(App):
                                                           self.initial_mark_texts)))
             except BadInput as exc:
                 self.notify(str(exc), severity="error", timeout=8)
+        if self.result is not None and not self.attention:  # a session opened before the model was there
+            self.recapture()
+
+    def model_shape(self) -> ModelShape | None:
+        return (self.engine.n_layers, self.engine.n_heads) if self.engine is not None else None
+
+    def raw_token(self, token_id: int) -> str | None:
+        """The tokenizer's own entry for a token (e.g. '<0xE2>'), for tokens that are part of a character."""
+        try:
+            return str(self.engine.tokenizer.convert_ids_to_tokens(int(token_id)))
+        except Exception:  # a tokenizer without it, or an id from another model's session
+            return None
 
     def model_failed(self, message: str) -> None:
         self.load_error = message
         self.main.query_one(ProgressBar).update(total=1, progress=0)
-        self.set_status(f"[red]{message}[/]")
+        self.set_status(f"[red]{escape(message)}[/]")
         self.notify(message, severity="error", timeout=12)
 
     def set_status(self, text: str) -> None:
@@ -188,19 +231,40 @@ class LenscopeApp(App):
         if self.prompt_tokens:
             self.marks = carry_marks(self.prompt_tokens, tokens, self.marks)
         else:  # first tokenization (marks from the command line or a session): keep them
-            self.marks = {m for m in self.marks if m < len(tokens)}
+            self.marks = {m for m in self.marks if 0 <= m < len(tokens)}
         self.prompt_ids, self.prompt_tokens = ids, tokens
         chips = self.main.query_one(TokenChips)
-        chips.tokens = tokens
+        chips.tokens = [chip_text(t, self.raw_token(i) if "\ufffd" in t else None)
+                        for i, t in zip(ids, tokens)]
         chips.marks = set(self.marks)
+        self.main.query_one("#tokens-label", Label).update(tokens_label(len(tokens)))
+        self.refresh_stale()
 
     def set_marks(self, marks: set[int]) -> None:
         self.marks = set(marks)
         self.main.query_one(TokenChips).marks = set(marks)
+        self.refresh_stale()
 
     @on(TokenChips.MarksChanged)
     def marks_changed(self, event: TokenChips.MarksChanged) -> None:
         self.marks = set(event.marks)
+        self.refresh_stale()
+
+    # -- staleness: the result on screen no longer matches the inputs -----------------------
+    def inputs_key(self) -> str:
+        fields = [self.main.query_one(f"#{name}", Input).value.strip()
+                  for name in ("max-tokens", "temperature", "seed")]
+        return json.dumps([self.current_prompt(), sorted(self.marks), to_data(self.variants), fields],
+                          default=str)
+
+    def refresh_stale(self) -> None:
+        stale = self.result is not None and self.result_inputs != self.inputs_key()
+        self.main.query_one(ComparisonView).set_stale(stale)
+        self.main.query_one(HeatmapPanel).set_stale(stale)
+
+    @on(Input.Changed, "#settings Input")
+    def settings_changed(self) -> None:
+        self.refresh_stale()
 
     def action_mark_selection(self) -> None:
         area = self.main.query_one("#prompt", TextArea)
@@ -225,20 +289,29 @@ class LenscopeApp(App):
         idx = self.main.query_one(VariantList).highlighted
         return idx if self.variants and idx is not None and idx < len(self.variants) else None
 
+    def show_variants(self, highlight: int | None = None) -> None:
+        self.main.query_one(VariantList).show(self.variants, highlight)
+        self.refresh_stale()
+
     def _set_variant(self, index: int | None, variant: Variant | None) -> None:
+        """Add (index None) or replace a variant; `points=k` becomes k rows, as on the command line."""
         if variant is None:
             return
+        rows = expand_points(variant)
         if index is None:
-            self.variants.append(variant)
-            index = len(self.variants) - 1
+            index = len(self.variants)
+            self.variants += rows
         else:
-            self.variants[index] = variant
-        self.main.query_one(VariantList).show(self.variants, index)
+            self.variants[index:index + 1] = rows
+        self.show_variants(index)
+        if len(rows) > 1:
+            self.notify(f"{variant.name}: {len(rows)} rows, one per point")
 
     def action_add_variant(self) -> None:
         def picked(kind: str | None) -> None:
             if kind:
-                self.push_screen(LensForm(kind), lambda v: self._set_variant(None, v))
+                self.push_screen(LensForm(kind, shape=self.model_shape()),
+                                 lambda v: self._set_variant(None, v))
 
         self.push_screen(LensPicker(), picked)
 
@@ -249,7 +322,8 @@ class LenscopeApp(App):
             return
         v = self.variants[i]
         if len(v.lenses) == 1:
-            self.push_screen(LensForm(v.lenses[0].kind, v), lambda nv: self._set_variant(i, nv))
+            self.push_screen(LensForm(v.lenses[0].kind, v, self.model_shape()),
+                             lambda nv: self._set_variant(i, nv))
         else:
             self.action_edit_variant_spec()
 
@@ -257,13 +331,14 @@ class LenscopeApp(App):
         i = self._highlighted()
         v = self.variants[i] if i is not None else None
         spec = "+".join(lens.label() for lens in v.lenses) if v else ""
-        self.push_screen(SpecEditor(spec, v.name if v else ""), lambda nv: self._set_variant(i, nv))
+        self.push_screen(SpecEditor(spec, v.name if v else "", self.model_shape()),
+                         lambda nv: self._set_variant(i, nv))
 
     def action_remove_variant(self) -> None:
         i = self._highlighted()
         if i is not None:
             removed = self.variants.pop(i)
-            self.main.query_one(VariantList).show(self.variants, i)
+            self.show_variants(i)
             self.notify(f"removed {removed.name}")
 
     def action_move_variant(self, delta: int) -> None:
@@ -271,7 +346,7 @@ class LenscopeApp(App):
         if i is None or not 0 <= i + delta < len(self.variants):
             return
         self.variants[i], self.variants[i + delta] = self.variants[i + delta], self.variants[i]
-        self.main.query_one(VariantList).show(self.variants, i + delta)
+        self.show_variants(i + delta)
 
     def action_load_lens_file(self) -> None:
         def chosen(path: str | None) -> None:
@@ -284,7 +359,7 @@ class LenscopeApp(App):
                     self.notify(str(exc), severity="error", timeout=8)
                     return
                 self.variants += new
-                self.main.query_one(VariantList).show(self.variants, len(self.variants) - 1)
+                self.show_variants(len(self.variants) - 1)
                 self.notify(f"loaded {len(new)} variant(s) from {path}")
 
         self.push_screen(PathPrompt("Load lens file (.toml or .json)", "lenses.toml"), chosen)
@@ -310,18 +385,12 @@ class LenscopeApp(App):
 
     # -- running -------------------------------------------------------------------------
     def _settings(self) -> tuple[int, float, int]:
-        def read(widget_id: str, conv, lo, hi, what):
-            raw = self.main.query_one(widget_id, Input).value.strip()
-            try:
-                value = conv(raw)
-            except ValueError:
-                raise BadInput(f"{what}: '{raw}' is not a number") from None
-            if not lo <= value <= hi:
-                raise BadInput(f"{what}: {value} is outside [{lo}, {hi}]")
-            return value
+        """max tokens, temperature, seed from their fields, validated as everywhere (app/settings.py)."""
+        def read(name: str) -> Any:
+            raw = self.main.query_one(f"#{name.replace('_', '-')}", Input).value.strip()
+            return settings.check(name, raw, "settings")
 
-        return (read("#max-tokens", int, 1, 4096, "max tokens"), read("#temperature", float, 0, 10, "temperature"),
-                read("#seed", int, 0, 2**31 - 1, "seed"))
+        return read("max_tokens"), read("temperature"), read("seed")
 
     def action_run(self) -> None:
         if self.engine is None:
@@ -336,6 +405,10 @@ class LenscopeApp(App):
             if not prompt.strip():
                 raise BadInput("prompt: empty")
             max_tokens, temperature, seed = self._settings()
+            for v in self.variants:
+                problem = variant_problem(v, self.model_shape())
+                if problem:
+                    raise BadInput(problem)
         except BadInput as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
@@ -343,6 +416,7 @@ class LenscopeApp(App):
 
         request = Request(prompt, list(self.variants), sorted(self.marks), max_tokens, temperature, seed)
         self.running = True
+        self.run_inputs = self.inputs_key()
         self.attention = {}
         self.main.query_one(ProgressBar).update(total=max_tokens, progress=0)
         self.set_status("prefill…")
@@ -353,10 +427,17 @@ class LenscopeApp(App):
     @work(thread=True, exclusive=True, group="run")
     def generate(self, request) -> None:
         worker = get_current_worker()
+        # prepare one variant at a time (compare reuses the work), so a failure names its variant
+        for v in request.variants:
+            try:
+                self.engine.prepare([v], self.engine.encode(request.prompt), request.marks)
+            except Exception as exc:
+                self.call_from_thread(self.run_failed, f"variant '{v.name}': {_reason(exc)}")
+                return
         try:
             run = self.engine.compare(request)
-        except BadInput as exc:
-            self.call_from_thread(self.run_failed, str(exc))
+        except Exception as exc:
+            self.call_from_thread(self.run_failed, _reason(exc))
             return
         last = time.perf_counter()
         t0 = last
@@ -372,28 +453,53 @@ class LenscopeApp(App):
             self.call_from_thread(self.run_failed, f"run failed: {type(exc).__name__}: {exc}")
             return
         self.post_message(RunProgress(run.result, steps / max(time.perf_counter() - t0, 1e-9), True))
-        if not run.result.cancelled:
-            self.capture(run)
+        attention, note = ({}, "") if run.result.cancelled else self.capture(run.result, run.variants)
+        self.post_message(CaptureReady(run.result, attention, note))
 
-    def capture(self, run) -> None:
-        """After generation: one forward per row with capture on, for the heatmap."""
+    def capture(self, result: RunResult, variants: list[Variant]) -> tuple[dict[int, np.ndarray], str]:
+        """After generation: one forward per row with capture on, for the heatmap (worker thread)."""
         from app.capture import row_attention
 
+        worker = get_current_worker()
         attention, skipped = {}, []
-        for r in range(len(run.result.rows)):
+        for r in range(len(result.rows)):
+            if worker.is_cancelled:
+                return attention, "capture cancelled"
             try:
-                attention[r] = row_attention(self.engine, run.result, run.variants, r)
-            except BadInput:
-                skipped.append(run.result.rows[r].name)
-        note = f"capture skipped for {', '.join(skipped)} (too long)" if skipped else ""
-        self.post_message(CaptureReady(attention, note))
+                attention[r] = row_attention(self.engine, result, variants, r)
+            except Exception as exc:
+                skipped.append(f"{result.rows[r].name} ({_reason(exc)})")
+        return attention, f"capture skipped for {', '.join(skipped)}" if skipped else ""
+
+    @work(thread=True, exclusive=True, group="run")
+    def capture_saved(self, result: RunResult, variants: list[Variant]) -> None:
+        attention, note = self.capture(result, variants)
+        self.post_message(CaptureReady(result, attention, note))
+
+    def recapture(self) -> None:
+        """A reopened session's outputs, made by this model from these inputs: capture their attention
+        again (sessions do not save it); otherwise say how to get it."""
+        res = self.result
+        names = ["baseline"] + [v.name for v in self.variants]
+        if self.engine is None:
+            return  # model_ready calls this again
+        if (self.running or res is None or res.model != self.engine.loaded.name or res.cancelled
+                or [r.name for r in res.rows] != names
+                or self.engine.encode(res.prompt) != res.prompt_token_ids):
+            self.set_status("saved outputs shown · attention is not saved in sessions: ctrl+r runs again")
+            return
+        self.running = True
+        self.set_status("saved outputs shown · capturing their attention…")
+        self.capture_saved(res, [Variant("baseline")] + list(self.variants))
 
     def run_failed(self, message: str) -> None:
         self.running = False
-        self.set_status(f"[red]{message}[/]")
+        self.set_status(f"[red]{escape(message)}[/]")
         self.notify(message, severity="error", timeout=10)
 
     def on_run_progress(self, message: RunProgress) -> None:
+        if self.result is not message.result:
+            self.result_inputs = self.run_inputs
         self.result = message.result
         view = self.main.query_one(ComparisonView)
         speed = message.steps_per_s if self.show_speed else None
@@ -401,7 +507,6 @@ class LenscopeApp(App):
         longest = max(len(r.top) for r in message.result.rows)
         self.main.query_one(ProgressBar).update(progress=longest)
         if message.done:
-            self.running = False
             self.main.query_one(ProgressBar).update(total=max(longest, 1), progress=max(longest, 1))
             state = "cancelled" if message.result.cancelled else "done"
             rate = f" at {message.steps_per_s:.1f} steps/s" if self.show_speed else ""
@@ -410,11 +515,16 @@ class LenscopeApp(App):
             self.main.query_one(HeatmapPanel).set_data(message.result, {})
         else:
             self.set_status(f"generating… step {longest}")
+        self.refresh_stale()
 
     def on_capture_ready(self, message: CaptureReady) -> None:
+        self.running = False
+        if message.result is not self.result or message.result.cancelled:
+            return
         self.attention = message.attention
         self.main.query_one(HeatmapPanel).set_data(self.result, self.attention)
-        self.set_status("attention captured · f4 shows the heatmap" + (f" · {message.note}" if message.note else ""))
+        note = f" · {message.note}" if message.note else ""
+        self.set_status(escape(f"attention captured · f4 shows the heatmap{note}"))
 
     def action_cancel(self) -> None:
         if self.running:
@@ -426,7 +536,8 @@ class LenscopeApp(App):
         try:
             max_tokens, temperature, seed = self._settings()
         except BadInput:
-            max_tokens, temperature, seed = 48, 0.0, 0
+            d = settings.defaults()
+            max_tokens, temperature, seed = d["max_tokens"], d["temperature"], d["seed"]
         return sessions.Session(prompt=self.current_prompt(), marks=sorted(self.marks), variants=self.variants,
                                 model=self.model_spec, seed=seed, temperature=temperature, max_tokens=max_tokens,
                                 result=self.result.to_json() if self.result else None)
@@ -449,27 +560,35 @@ class LenscopeApp(App):
                          lambda p: self.open_session(p) if p else None)
 
     def open_session(self, path: str) -> None:
+        if self.running:
+            self.notify("a run is in progress: escape cancels it, then open the session", severity="warning")
+            return
         try:
-            s = sessions.load(path)
-        except BadInput as exc:
-            self.notify(str(exc), severity="error", timeout=10)
+            s, result, fields = read_session(path)
+        except Exception as exc:  # whatever a bad file does, one line, and nothing here changes
+            reason = _reason(exc).removeprefix(f"session '{path}': ")
+            self.notify(f"session '{path}': {reason}", severity="error", timeout=10)
             return
         self.session_path = path
         self.main.query_one("#prompt", TextArea).text = s.prompt
         self.variants = list(s.variants)
-        self.main.query_one(VariantList).show(self.variants)
-        self.main.query_one("#max-tokens", Input).value = str(s.max_tokens)
-        self.main.query_one("#temperature", Input).value = f"{s.temperature:g}"
-        self.main.query_one("#seed", Input).value = str(s.seed)
+        for name, value in fields.items():
+            self.main.query_one(f"#{name}", Input).value = value
         self.prompt_tokens = []  # marks come from the file, not carried from the old prompt
+        self.marks = set(s.marks)
         self.retokenize()
-        self.set_marks(set(s.marks))
-        self.result = from_json(s.result) if s.result else None
-        self.main.query_one(ComparisonView).set_result(self.result)
-        self.main.query_one(HeatmapPanel).set_data(self.result, {})
+        self.set_marks(self.marks)
+        self.result, self.attention = result, {}
+        self.result_inputs = self.inputs_key()
+        self.show_variants()
+        self.main.query_one(ComparisonView).set_result(result)
+        empty = "attention is not saved in sessions: ctrl+r runs again" if result else ""
+        self.main.query_one(HeatmapPanel).set_data(result, {}, empty=empty)
         if self.model_spec is None and s.model:
             self.notify(f"session was made with model {s.model}; start with --model to use it")
-        self.notify(f"opened {path}" + (" with saved outputs (ctrl+r runs again)" if self.result else ""))
+        self.notify(f"opened {path}" + (" with saved outputs (ctrl+r runs again)" if result else ""))
+        if result is not None:
+            self.recapture()
 
     # -- navigation ------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
@@ -477,5 +596,32 @@ class LenscopeApp(App):
         target = {"compose": "#prompt", "compare": ComparisonView, "heatmap": HeatmapPanel}[tab]
         self.main.query_one(target).focus()
 
+    def action_toggle_charts(self) -> None:
+        self.action_tab("heatmap")
+        self.main.query_one(HeatmapPanel).action_charts()
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one line: BadInput says it all, anything else is named."""
+    text = str(exc) if isinstance(exc, BadInput) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]
+
+
+def read_session(path: str) -> tuple[sessions.Session, RunResult | None, dict[str, str]]:
+    """A session, its result and its settings as field text: all checked before any of it is shown."""
+    if Path(path).expanduser().is_dir():
+        raise BadInput(f"session '{path}': is a folder")
+    s = sessions.load(path)
+    result = from_json(s.result, f"session '{path}' result") if s.result else None
+    # text the screen cannot draw or write back (a lone surrogate) fails here, not mid-render
+    json.dumps(s.to_json(), ensure_ascii=False).encode("utf-8")
+    marks = [int(m) for m in s.marks]
+    if any(m < 0 for m in marks):
+        raise BadInput(f"session '{path}': marks must be token indices (0 or more)")
+    s.marks = marks
+    fields = {"max-tokens": str(int(s.max_tokens)), "temperature": f"{float(s.temperature):g}",
+              "seed": str(int(s.seed))}
+    return s, result, fields

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import plotext as plt
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
@@ -12,22 +15,36 @@ from app.results import RunResult
 COLORS = ["white", "cyan", "magenta", "green", "yellow", "red", "blue", "orange"]
 
 
-def line_chart(series: dict[str, list[float]], title: str, width: int, height: int) -> Text:
+def row_color(r: int) -> str:
+    """Row r's colour in every chart, so one legend serves them all."""
+    return COLORS[r % len(COLORS)]
+
+
+def line_chart(series: list[tuple[int, list[float | None]]], title: str, width: int, height: int) -> Text:
+    """One line per (row index, values); None values (e.g. KL after divergence) are gaps."""
     plt.clear_figure()
     plt.plotsize(max(20, width), max(5, height))
     plt.theme("clear")
     plotted = False
-    for i, (name, values) in enumerate(series.items()):
+    for r, values in series:
         pts = [(t, v) for t, v in enumerate(values) if v is not None]
         if pts:
-            plt.plot([p[0] for p in pts], [p[1] for p in pts], label=name[:16], color=COLORS[i % len(COLORS)],
-                     marker="braille")
+            plt.plot([p[0] for p in pts], [p[1] for p in pts], color=row_color(r), marker="braille")
             plotted = True
     if not plotted:
         return Text(f"{title}: nothing to plot yet", style="dim italic")
     plt.title(title)
     plt.xlabel("step")
-    return Text.from_ansi(plt.build())
+    return Text.from_ansi(plt.build().rstrip("\n"))  # a trailing newline would push the legend off
+
+
+def legend(names: list[str]) -> Text:
+    """A line under the charts (plotext's own legend sits over the lines of a small chart)."""
+    text = Text()
+    for r, name in enumerate(names):
+        text.append("━━ ", style=row_color(r))
+        text.append(f"{name[:24]}   ")
+    return text
 
 
 class StepCharts(Widget):
@@ -41,26 +58,25 @@ class StepCharts(Widget):
         self.result = result
         self.refresh()
 
-    def render(self) -> Text:
+    def render(self):
         res = self.result
         if res is None:
             return Text("charts appear after a run", style="dim italic")
-        w, h = self.size.width, self.size.height
-        text = Text()
+        key = legend([row.name for row in res.rows])
+        w = self.size.width
+        h = self.size.height - math.ceil(key.cell_len / max(1, w))  # the legend's lines go under the charts
+        wide = w >= 100 and bool(res.marked_token_indices)  # side by side on wide terminals
+        cw, ch = (w // 2 - 1, h) if wide else (w, h // 2 if res.marked_token_indices else h)
+        charts = []
         if res.marked_token_indices:
-            marks = {r.name: r.attention_to_marks for r in res.rows}
-            text.append_text(line_chart(marks, "attention on marks per step", w // 2 - 1 if w >= 100 else w,
-                                        h if w >= 100 else h // 2))
-        kl = {r.name: r.kl_from_baseline for r in res.rows[1:]}
-        chart = line_chart(kl, "KL(baseline || row) per step", w // 2 - 1 if w >= 100 else w,
-                           h if w >= 100 or not res.marked_token_indices else h // 2)
-        if w >= 100 and res.marked_token_indices:  # side by side on wide terminals
+            charts.append(line_chart([(r, row.attention_to_marks) for r, row in enumerate(res.rows)],
+                                     "attention on marks per step", cw, ch))
+        charts.append(line_chart([(r, row.kl_from_baseline) for r, row in enumerate(res.rows) if r > 0],
+                                 "KL(baseline || row) per step", cw, ch))
+        if wide:
             grid = Table.grid(expand=True)
             grid.add_column(ratio=1)
             grid.add_column(ratio=1)
-            grid.add_row(text, chart)
-            return grid  # type: ignore[return-value]
-        if text:
-            text.append("\n")
-        text.append_text(chart)
-        return text
+            grid.add_row(*charts)
+            return Group(grid, key)
+        return Group(*charts, key)

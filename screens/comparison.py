@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
@@ -50,17 +52,18 @@ def row_text(result: RunResult, r: int, cursor: int | None) -> Text:
 
 
 class RowColumn(Vertical):
+    # no id: columns are reused and removed asynchronously, an id could collide with a new one
     DEFAULT_CSS = """
-    RowColumn { width: 1fr; min-width: 26; border: round $panel; padding: 0 1; }
+    RowColumn { width: 1fr; border: round $panel; padding: 0 1; }
     RowColumn.-focused { border: round $accent; }
-    RowColumn .row-status { color: $text-muted; height: 1; }
+    RowColumn .row-status { color: $text-muted; height: auto; }
     RowColumn VerticalScroll { height: 1fr; }
     """
 
     def __init__(self, index: int, name: str) -> None:
-        super().__init__(id=f"row-{index}")
+        super().__init__()
         self.index = index
-        self.border_title = name
+        self.rename(name)
         self.status = Static("", classes="row-status")
         self.body = Static("", classes="row-text")
 
@@ -69,9 +72,21 @@ class RowColumn(Vertical):
         with VerticalScroll():
             yield self.body
 
+    def rename(self, name: str) -> None:
+        self.row_name = name
+        self.border_title = Text(name)  # Text: a name is never read as markup
+
     def update(self, text: Text, status: str) -> None:
         self.body.update(text)
         self.status.update(status)
+
+
+MIN_COLUMN_WIDTH = 26  # below this a column shows too few characters per line to read
+
+
+def columns_on_screen(n_rows: int, width: int) -> int:
+    """How many columns fit side by side (at least one); the rest scroll horizontally."""
+    return max(1, min(n_rows, width // MIN_COLUMN_WIDTH))
 
 
 class ComparisonView(Widget, can_focus=True):
@@ -79,6 +94,7 @@ class ComparisonView(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     ComparisonView { height: 1fr; }
+    ComparisonView #compare-info { height: 1; padding: 0 1; color: $text-muted; }
     ComparisonView HorizontalScroll { height: 1fr; }
     ComparisonView #alternatives { height: auto; max-height: 8; border-top: solid $panel; padding: 0 1; }
     """
@@ -98,23 +114,81 @@ class ComparisonView(Widget, can_focus=True):
         super().__init__(**kwargs)
         self.result: RunResult | None = None
         self.running = False
+        self.stale = False  # the inputs changed since this result was made
         self.steps_per_s: float | None = None
+        self.raw_token: Callable[[int], str | None] = lambda token_id: None  # the app knows the tokenizer
+        self._columns: list[RowColumn] = []  # the live columns, in row order (removed ones are not here)
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="compare-info")
         yield HorizontalScroll(id="columns")
         yield Static("", id="alternatives")
 
+    def on_mount(self) -> None:
+        self.watch(self.query_one("#columns", HorizontalScroll), "scroll_x", self._show_info, init=False)
+
     def set_result(self, result: RunResult | None, running: bool = False, steps_per_s: float | None = None) -> None:
-        """Show a (possibly growing) result; rebuilds columns only when the rows change."""
+        """Show a (possibly growing) result; columns are added or removed only when the rows change."""
         self.result, self.running, self.steps_per_s = result, running, steps_per_s
-        columns = self.query_one("#columns", HorizontalScroll)
         names = [r.name for r in result.rows] if result else []
-        if [c.border_title for c in columns.query(RowColumn)] != names:
-            columns.remove_children()
-            columns.mount_all([RowColumn(i, n) for i, n in enumerate(names)])
-            self.call_after_refresh(self.redraw)
-        else:
-            self.redraw()
+        if [c.row_name for c in self._columns] != names:
+            self._sync_columns(names)
+        if result is not None:
+            self.focused_row = min(self.focused_row, len(result.rows) - 1)
+        self.redraw()
+
+    def _sync_columns(self, names: list[str]) -> None:
+        # reuse the columns there are, rename them, then drop or add the difference
+        for col in self._columns[len(names):]:
+            col.remove()
+        del self._columns[len(names):]
+        for col, name in zip(self._columns, names):
+            col.rename(name)
+        new = [RowColumn(i, name) for i, name in enumerate(names) if i >= len(self._columns)]
+        if new:
+            self.query_one("#columns", HorizontalScroll).mount_all(new)
+            self._columns += new
+        self._size_columns()
+
+    def set_stale(self, stale: bool) -> None:
+        self.stale = stale
+        self._show_info()
+
+    def on_resize(self) -> None:
+        self._size_columns()
+
+    def _size_columns(self) -> None:
+        """Equal widths that fill the view exactly with as many columns as are readable."""
+        if not self._columns:
+            return self._show_info()
+        width = self.size.width
+        shown = columns_on_screen(len(self._columns), width)
+        for col in self._columns:
+            col.styles.width = "1fr" if shown == len(self._columns) else width // shown
+        self._show_info()
+
+    def visible_rows(self) -> tuple[int, int]:
+        """First and last row (0-based) whose column is on screen."""
+        n = len(self._columns)
+        shown = columns_on_screen(n, self.size.width)
+        if n <= shown:
+            return 0, n - 1
+        col_width = max(1, self.size.width // shown)
+        first = min(n - shown, round(self.query_one("#columns", HorizontalScroll).scroll_x / col_width))
+        return first, first + shown - 1
+
+    def _show_info(self) -> None:
+        text = Text()
+        n = len(self._columns)
+        if n:
+            first, last = self.visible_rows()
+            text.append(f"rows {first + 1}-{last + 1} of {n}" if last > first else f"row {first + 1} of {n}",
+                        style="bold" if last + 1 < n or first > 0 else "")
+            if last + 1 < n or first > 0:
+                text.append(" · ↑↓ scroll to the others")
+        if self.stale:
+            text.append("  stale: inputs changed since this run · ctrl+r runs again", style="bold yellow")
+        self.query_one("#compare-info", Static).update(text)
 
     def redraw(self) -> None:
         if self.result is None:
@@ -123,7 +197,7 @@ class ComparisonView(Widget, can_focus=True):
             return
         longest = max((len(r.tokens) for r in self.result.rows), default=0)
         self.cursor = min(self.cursor, max(0, longest - 1))
-        for col in self.query(RowColumn):
+        for col in self._columns:
             if col.index < len(self.result.rows):
                 cursor = self.cursor if self.has_focus else None
                 col.update(row_text(self.result, col.index, cursor),
@@ -138,10 +212,10 @@ class ComparisonView(Widget, can_focus=True):
             return Text("no tokens yet", style="dim")
         for idx, label in ((r, res.rows[r].name), (0, "baseline")) if r else ((0, "baseline"),):
             row = res.rows[idx]
-            text.append(f"{label[:18]} @{t}: ", style="bold")
+            text.append(f"{label if len(label) <= 24 else label[:23] + '…'} @{t}: ", style="bold")
             if t < len(row.top):
                 for alt in row.top[t]:
-                    text.append(f"{chip_text(alt.token)} ", style="cyan")
+                    text.append(f"{chip_text(alt.token, self.raw_token(alt.token_id))} ", style="cyan")
                     text.append(f"{alt.prob:.2f}  ", style="dim")
             else:
                 text.append("(stopped)", style="dim")
@@ -154,9 +228,9 @@ class ComparisonView(Widget, can_focus=True):
 
     def watch_focused_row(self) -> None:
         self.redraw()
-        for col in self.query(RowColumn):
-            if col.index == self.focused_row:
-                self.query_one("#columns", HorizontalScroll).scroll_to_widget(col, animate=False)
+        if self.focused_row < len(self._columns):
+            self.query_one("#columns", HorizontalScroll).scroll_to_widget(self._columns[self.focused_row],
+                                                                          animate=False)
 
     def on_focus(self) -> None:
         self.redraw()

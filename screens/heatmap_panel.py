@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -13,12 +14,15 @@ from screens.charts import StepCharts
 from screens.heatmap_view import HeatmapView
 
 MODES = ("lens", "baseline", "difference")
+CHARTS_MIN_HEIGHT = 28  # below this the heatmap and the charts do not both fit: one at a time
+HEATMAP_CHROME = 6  # title, column labels (4) and the pooled/scroll note: lines that are not matrix rows
 
 
 class HeatmapPanel(Vertical, can_focus=True):
     DEFAULT_CSS = """
     HeatmapPanel { height: 1fr; }
     HeatmapPanel #heatmap-header { height: 1; background: $boost; padding: 0 1; }
+    HeatmapPanel #heatmap-scale { height: 1; padding: 0 1; }
     HeatmapPanel HeatmapView { height: 3fr; }
     HeatmapPanel StepCharts { height: 1fr; }
     """
@@ -29,11 +33,16 @@ class HeatmapPanel(Vertical, can_focus=True):
         Binding("{", "head(-1)", "head-"),
         Binding("r", "row(1)", "row"),
         Binding("m", "mode", "mode"),
+        Binding("c", "charts", "charts"),
         Binding("z", "fit", "fit/scroll"),
-        Binding("up", "scroll_view(-2, 0)", show=False),
-        Binding("down", "scroll_view(2, 0)", show=False),
-        Binding("left", "scroll_view(0, -4)", show=False),
-        Binding("right", "scroll_view(0, 4)", show=False),
+        Binding("up", "scroll_view(-1, 0)", show=False),
+        Binding("down", "scroll_view(1, 0)", show=False),
+        Binding("left", "scroll_view(0, -1)", show=False),
+        Binding("right", "scroll_view(0, 1)", show=False),
+        Binding("pageup", "page(-1)", show=False),
+        Binding("pagedown", "page(1)", show=False),
+        Binding("home", "scroll_to(0)", show=False),
+        Binding("end", "scroll_to(-1)", show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -42,20 +51,40 @@ class HeatmapPanel(Vertical, can_focus=True):
         self.attention: dict[int, np.ndarray] = {}  # row -> (layers, heads, T, T)
         self.row_index, self.layer_index, self.head_index, self.view_mode = 0, 0, -1, "lens"  # head -1: mean
         self.fit, self.origin = True, (0, 0)  # scroll mode (fit off) shows tokens at 1:1 from origin
+        self.charts_wanted: bool | None = None  # None: shown when there is room; c toggles
+        self.stale = False
+        self.empty_note = "no attention captured yet: run a comparison (ctrl+r)"
 
     def compose(self) -> ComposeResult:
         yield Static("", id="heatmap-header")
         yield HeatmapView()
+        yield Static("", id="heatmap-scale")
         yield StepCharts()
 
     def on_resize(self) -> None:
-        # below ~28 rows the charts would leave the heatmap a few lines: heatmap only
-        self.query_one(StepCharts).display = self.size.height >= 28
+        self._layout()
 
-    def set_data(self, result: RunResult | None, attention: dict[int, np.ndarray]) -> None:
+    def charts_shown(self) -> bool:
+        return self.size.height >= CHARTS_MIN_HEIGHT if self.charts_wanted is None else self.charts_wanted
+
+    def _layout(self) -> None:
+        charts = self.charts_shown()
+        self.query_one(StepCharts).display = charts
+        # too small for both: the charts, asked for, take the heatmap's place
+        heatmap = not charts or self.size.height >= CHARTS_MIN_HEIGHT
+        self.query_one(HeatmapView).display = heatmap
+        self.query_one("#heatmap-scale").display = heatmap
+
+    def set_data(self, result: RunResult | None, attention: dict[int, np.ndarray], empty: str = "") -> None:
         self.result, self.attention = result, attention
+        if empty:
+            self.empty_note = empty
         if result is not None:
             self.row_index = min(self.row_index, len(result.rows) - 1)
+        self.redraw()
+
+    def set_stale(self, stale: bool) -> None:
+        self.stale = stale
         self.redraw()
 
     def _tokens(self, r: int) -> list[str]:
@@ -68,13 +97,24 @@ class HeatmapPanel(Vertical, can_focus=True):
         layer = a[self.layer_index % a.shape[0]]
         return layer.mean(axis=0) if self.head_index < 0 else layer[self.head_index % a.shape[1]]
 
+    def _shown_size(self) -> tuple[int, int]:
+        """(query rows, key columns) of the matrix on screen now, (0, 0) if none."""
+        if not self.attention or self.result is None:
+            return 0, 0
+        r = 0 if self.view_mode == "baseline" else self.row_index
+        m = self._matrix(r)
+        return (0, 0) if m is None else m.shape
+
     def redraw(self) -> None:
         view = self.query_one(HeatmapView)
+        scale = self.query_one("#heatmap-scale", Static)
         self.query_one(StepCharts).show(self.result)
         header = self.query_one("#heatmap-header", Static)
+        stale = "[b yellow]stale[/] · " if self.stale else ""
         if self.result is None or not self.attention:
-            header.update("attention heatmap")
-            view.show(None)
+            header.update(f"{stale}attention heatmap   (c charts)")
+            view.show(None, empty=self.empty_note)
+            scale.update("")
             return
         first = next(iter(self.attention.values()))
         n_layers, n_heads = first.shape[:2]
@@ -82,7 +122,7 @@ class HeatmapPanel(Vertical, can_focus=True):
         if self.head_index >= n_heads:
             self.head_index = -1
         row_name = self.result.rows[self.row_index].name
-        head = "mean of heads" if self.head_index < 0 else f"head {self.head_index}/{n_heads - 1}"
+        head = "head mean" if self.head_index < 0 else f"head {self.head_index}/{n_heads - 1}"
         marks = self.result.marked_token_indices
         shown_row = 0 if self.view_mode == "baseline" else self.row_index
         if self.view_mode == "difference" and self.row_index != 0:
@@ -91,7 +131,8 @@ class HeatmapPanel(Vertical, can_focus=True):
                 view.show(None, empty="capture missing for this row")
             else:
                 n = min(a.shape[0], b.shape[0])
-                view.show(a[:n, :n] - b[:n, :n], self._tokens(self.row_index)[:n], self._tokens(self.row_index)[:n], marks,
+                tokens = self._tokens(self.row_index)[:n]
+                view.show(a[:n, :n] - b[:n, :n], tokens, tokens, marks,
                           diverging=True, title=f"{row_name} minus baseline (blue: less, red: more)",
                           fit=self.fit, origin=self.origin)
         else:
@@ -100,18 +141,41 @@ class HeatmapPanel(Vertical, can_focus=True):
             view.show(m, self._tokens(shown_row), self._tokens(shown_row), marks,
                       title=f"{name}: queries down, keys across",
                       empty="capture skipped for this row (too long?)", fit=self.fit, origin=self.origin)
+        scale.update(view.scale() or "")
         where = "fit" if self.fit else f"scroll @{self.origin[0]},{self.origin[1]}"
-        header.update(f"row [b]{row_name}[/] · layer [b]{self.layer_index}/{n_layers - 1}[/] · [b]{head}[/] · "
-                      f"mode [b]{self.view_mode}[/] · {where}   ([ ] layer  {{ }} head  r row  m mode  z fit)")
+        header.update(f"{stale}row [b]{self.row_index}: {escape(row_name)}[/] · "
+                      f"layer [b]{self.layer_index}/{n_layers - 1}[/] · [b]{head}[/] · "
+                      f"[b]{self.view_mode}[/] · "
+                      f"{where}  [dim]keys [ ] {{ }} r m c z[/]")
 
     def action_fit(self) -> None:
         self.fit = not self.fit
         self.redraw()
 
+    def _scroll(self, row: int, col: int) -> None:
+        """Scroll mode at origin (row, col), kept inside the matrix; a scroll key leaves fit mode."""
+        n_rows, n_cols = self._shown_size()
+        self.fit = False
+        self.origin = (max(0, min(row, n_rows - 1)), max(0, min(col, n_cols - 1)))
+        self.redraw()
+
+    def _page_rows(self) -> int:
+        return max(2, 2 * (self.query_one(HeatmapView).size.height - HEATMAP_CHROME))  # a cell shows 2 rows
+
     def action_scroll_view(self, rows: int, cols: int) -> None:
-        if not self.fit:
-            self.origin = (max(0, self.origin[0] + rows), max(0, self.origin[1] + cols))
-            self.redraw()
+        self._scroll(self.origin[0] + rows, self.origin[1] + cols)
+
+    def action_page(self, pages: int) -> None:
+        self._scroll(self.origin[0] + pages * self._page_rows(), self.origin[1])
+
+    def action_scroll_to(self, where: int) -> None:
+        """Home: the first query; End: the last page of queries."""
+        last = max(0, self._shown_size()[0] - self._page_rows())
+        self._scroll(0 if where == 0 else last, self.origin[1])
+
+    def action_charts(self) -> None:
+        self.charts_wanted = not self.charts_shown()
+        self._layout()
 
     def action_layer(self, delta: int) -> None:
         self.layer_index += delta

@@ -22,13 +22,16 @@ HELP = """\
 | variants | `a` `e` `t` `x` | add (picker) · edit · edit as spec · remove |
 | variants | `ctrl+↑` `ctrl+↓` | reorder |
 | variants | `l` / `w` | load / write a lens file (.toml/.json) |
-| compare | `←` `→` `↑` `↓` | step through tokens / rows: alternatives show below |
+| compare | `←` `→` `↑` `↓` | step through tokens / rows (columns scroll): alternatives show below |
 | heatmap | `[` `]` `{` `}` | layer − + · head − + (past the last head: mean) |
 | heatmap | `r` `m` | next row · mode: lens / baseline / difference |
-| heatmap | `z`, arrows | fit (mean-pool long sequences) or scroll at 1:1 with the arrows |
+| heatmap | `z`, arrows | fit (mean-pool long sequences) or scroll at 1:1, one row or column a key |
+| heatmap | `PgUp` `PgDn` `Home` `End` | scroll a page of queries / to the first / to the last |
+| heatmap | `c` | charts on / off (on a small terminal they take the heatmap's place) |
 
 Marked ("important") tokens are what `emphasis` attends to more.
 Tokens that differ from the baseline at the same step are highlighted in magenta.
+Results turn *stale* when the prompt, marks, variants or settings change after a run.
 """
 
 

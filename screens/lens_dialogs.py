@@ -10,9 +10,52 @@ from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from app.errors import BadInput
-from lenses.base import Lens, Variant
+from lenses.base import Lens, Variant, layers_or_all
 from lenses.registry import KINDS
 from lenses.spec import build_lens, parse_inline
+
+ModelShape = tuple[int, int]  # (layers, heads) of the loaded model
+
+
+def fit_problems(lens: Lens, shape: ModelShape | None) -> dict[str, str]:
+    """Parameter -> why it does not fit the loaded model (layers and heads it does not have)."""
+    if shape is None:
+        return {}
+    n_layers, n_heads = shape
+    problems = {}
+    layers = getattr(lens, "layers", None)
+    if layers is not None:
+        try:
+            layers_or_all(layers, n_layers, lens.kind)
+        except BadInput as exc:
+            problems["layers"] = str(exc)
+    bad = [h for h in getattr(lens, "heads", None) or () if not 0 <= h < n_heads]
+    if bad:
+        problems["heads"] = f"{lens.kind}: head {bad[0]} does not exist (heads are 0..{n_heads - 1})"
+    if getattr(lens, "auto_heads", 0) > n_heads:
+        problems["auto_heads"] = f"{lens.kind}: auto_heads={lens.auto_heads}, the model has {n_heads} heads"
+    return problems
+
+
+def variant_problem(variant: Variant, shape: ModelShape | None) -> str | None:
+    """The first reason a variant cannot run on the loaded model, naming it; None if it fits."""
+    for lens in variant.lenses:
+        for problem in fit_problems(lens, shape).values():
+            return f"variant '{variant.name}': {problem}"
+    return None
+
+
+def number(x: float) -> str:
+    """A range bound as a person writes it: 1048576, not 1.04858e+06; 0.5 stays 0.5."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def shown_default(value) -> str:
+    if value is None or value == ():
+        return "-"
+    if isinstance(value, tuple):
+        return "|".join(str(v) for v in value)
+    return number(value) if isinstance(value, float) else str(value)
 
 DIALOG_CSS = """
 .dialog { width: 90%; max-width: 100; height: auto; max-height: 90%; border: thick $accent;
@@ -55,14 +98,16 @@ class LensForm(ModalScreen[Variant | None]):
     """One input per parameter, validated as you type; ctrl+s or the button applies."""
 
     CSS = DIALOG_CSS
+    AUTO_FOCUS = "Input"  # typing goes to the first field at once
     BINDINGS = [Binding("escape", "dismiss(None)", "cancel"), Binding("ctrl+s", "apply", "apply", priority=True)]
 
-    def __init__(self, kind: str, variant: Variant | None = None) -> None:
+    def __init__(self, kind: str, variant: Variant | None = None, shape: ModelShape | None = None) -> None:
         super().__init__()
         self.kind = kind
         self.cls = KINDS[kind]
         self.variant = variant
         self.lens = variant.lenses[0] if variant and variant.lenses else None
+        self.shape = shape  # the loaded model's (layers, heads): layers and heads are checked against it
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -71,17 +116,21 @@ class LensForm(ModalScreen[Variant | None]):
                 yield Label("column name")
                 yield Input(self.variant.name if self.variant else "", placeholder="(from the spec)", id="name")
                 for p in self.cls.params:
-                    rng = f" [{p.min:g}, {p.max:g}]" if p.min is not None else ""
+                    bounded = p.min is not None and p.max is not None
+                    rng = f" [{number(p.min)}, {number(p.max)}]" if bounded else ""
                     choices = f" one of {'|'.join(p.choices)}" if p.choices else ""
                     keyframes = " · keyframes: 0@0|4@10" if p.keyframes else ""
                     yield Label(f"[b]{p.name}[/b] ({p.type}{rng}{choices}) — {p.help}{keyframes}")
                     value = _raw(self.lens, p.name) if self.lens else ""
-                    yield Input(value, placeholder=f"default: {p.default if p.default not in (None, ()) else '-'}",
-                                id=f"p-{p.name}")
-            yield Static("", classes="error", id="error")
+                    yield Input(value, placeholder=f"default: {shown_default(p.default)}", id=f"p-{p.name}")
+            yield Static("", classes="error", id="error", markup=False)  # errors quote user text
             with Horizontal(classes="buttons"):
                 yield Button("Apply (ctrl+s)", variant="primary", id="apply")
                 yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        # focusing the first field scrolls the form past its label: back to the top
+        self.call_after_refresh(self.query_one(VerticalScroll).scroll_home, animate=False)
 
     def _entry(self) -> dict:
         entry = {"kind": self.kind}
@@ -106,8 +155,11 @@ class LensForm(ModalScreen[Variant | None]):
         except BadInput as exc:
             error.update(str(exc))
             return None
-        error.update("")
-        return lens
+        problems = fit_problems(lens, self.shape)
+        for name in problems:
+            self.query(f"#p-{name}").add_class("-invalid")
+        error.update("\n".join(problems.values()))
+        return None if problems else lens
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.validate()
@@ -130,11 +182,12 @@ class SpecEditor(ModalScreen[Variant | None]):
     """Edit a variant as an inline spec (stacks: `emphasis:strength=3+steer:token=happy`)."""
 
     CSS = DIALOG_CSS
+    AUTO_FOCUS = "Input"
     BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
 
-    def __init__(self, spec: str = "", name: str = "") -> None:
+    def __init__(self, spec: str = "", name: str = "", shape: ModelShape | None = None) -> None:
         super().__init__()
-        self.spec, self.name_ = spec, name
+        self.spec, self.name_, self.shape = spec, name, shape
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -142,7 +195,7 @@ class SpecEditor(ModalScreen[Variant | None]):
             yield Input(self.spec, id="spec", placeholder="emphasis:strength=3+steer:token=happy")
             yield Label("column name (optional)")
             yield Input(self.name_, id="name")
-            yield Static("", classes="error", id="error")
+            yield Static("", classes="error", id="error", markup=False)  # errors quote user text
             yield Static("enter applies · esc cancels", classes="help")
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -152,6 +205,9 @@ class SpecEditor(ModalScreen[Variant | None]):
         spec = self.query_one("#spec", Input)
         try:
             variant = parse_inline(spec.value)
+            problem = variant_problem(variant, self.shape)
+            if problem:
+                raise BadInput(problem)
         except BadInput as exc:
             self.query_one("#error", Static).update(str(exc))
             spec.add_class("-invalid")
@@ -173,6 +229,7 @@ class PathPrompt(ModalScreen[str | None]):
     """Ask for a file path (save/open sessions and lens files)."""
 
     CSS = DIALOG_CSS
+    AUTO_FOCUS = "Input"
     BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
 
     def __init__(self, title: str, value: str = "") -> None:

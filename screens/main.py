@@ -7,31 +7,38 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static, TabbedContent, TabPane, TextArea
 
+from app.settings import SETTINGS
 from screens.comparison import ComparisonView
 from screens.heatmap_panel import HeatmapPanel
 from screens.token_chips import TokenChips
 from screens.variant_list import VariantList
 
 
+def tokens_label(n: int | None) -> str:
+    count = "" if n is None else f" ({n})"
+    return f"tokens{count} ([b]space[/b] marks important · [b]ctrl+k[/b] marks the selection)"
+
+
 class MainScreen(Screen):
+    AUTO_FOCUS = "#prompt"  # typing works at once
+
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with TabbedContent(initial="compose", id="tabs"):
             with TabPane("Compose F2", id="compose"):
                 with Vertical(id="compose-body"):
                     yield TextArea(id="prompt", soft_wrap=True, show_line_numbers=False)
-                    yield Label("tokens ([b]space[/b] marks important · [b]ctrl+k[/b] marks the selection)",
-                                classes="section")
+                    yield Label(tokens_label(None), classes="section", id="tokens-label")
                     yield TokenChips(id="chips")
                     yield Label("lens variants ([b]a[/b] add · [b]e[/b] edit · [b]x[/b] remove)", classes="section")
                     yield VariantList(id="variants")
                     with Horizontal(id="settings"):
                         yield Label("max tokens")
-                        yield Input("48", id="max-tokens", type="integer")
+                        yield Input(str(SETTINGS["max_tokens"].default), id="max-tokens", type="integer")
                         yield Label("temperature")
-                        yield Input("0", id="temperature", type="number")
+                        yield Input(f"{SETTINGS['temperature'].default:g}", id="temperature", type="number")
                         yield Label("seed")
-                        yield Input("0", id="seed", type="integer")
+                        yield Input(str(SETTINGS["seed"].default), id="seed", type="integer")
             with TabPane("Compare F3", id="compare"):
                 yield ComparisonView(id="comparison")
             with TabPane("Heatmap F4", id="heatmap"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
@@ -14,8 +16,31 @@ MARK_STYLE = Style(bgcolor="dark_goldenrod", color="black", bold=True)
 CURSOR_STYLE = Style(reverse=True, underline=True)
 
 
-def chip_text(token: str) -> str:
-    """Whitespace made visible: spaces as '·', newlines as '⏎', tabs as '→'."""
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2 byte-level BPE spells each byte as one printable character: undo that."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{chr(b): b for b in printable}, **{chr(256 + i): b for i, b in enumerate(others)}}
+
+
+BYTE_DECODER = _byte_decoder()
+
+
+def byte_text(raw: str) -> str:
+    """A raw vocabulary entry as its bytes: '<0xE2>' stays, byte-level 'â' becomes '<0xE2>'."""
+    if re.fullmatch(r"(<0x[0-9A-Fa-f]{2}>)+", raw) or not all(ch in BYTE_DECODER for ch in raw):
+        return raw
+    return "".join(chip_text(chr(b)) if 0x20 <= b < 0x7F else f"<0x{b:02X}>"
+                   for b in map(BYTE_DECODER.get, raw))
+
+
+def chip_text(token: str, raw: str | None = None) -> str:
+    """How a token shows on screen: whitespace made visible (spaces '·', newlines '⏎', tabs '→');
+    a token that is only part of a character (it decodes to U+FFFD) by its bytes, from `raw`,
+    the tokenizer's own entry for it (e.g. '<0xE2>')."""
+    if raw and "\ufffd" in token:
+        return byte_text(raw)
     return token.replace(" ", "·").replace("\n", "⏎").replace("\t", "→") or "∅"
 
 
@@ -34,7 +59,7 @@ class TokenChips(Widget, can_focus=True):
             super().__init__()
             self.marks = marks
 
-    tokens: reactive[list[str]] = reactive(list, always_update=True, layout=True)
+    tokens: reactive[list[str]] = reactive(list, always_update=True, layout=True)  # as shown: chip_text()
     marks: reactive[set[int]] = reactive(set, always_update=True)
     cursor: reactive[int] = reactive(0)
 
@@ -46,7 +71,7 @@ class TokenChips(Widget, can_focus=True):
             style = MARK_STYLE if i in self.marks else CHIP_STYLES[i % 2]
             if i == self.cursor and self.has_focus:
                 style = style + CURSOR_STYLE
-            text.append(chip_text(tok), style + Style(meta={"@click": f"click({i})"}))
+            text.append(tok, style + Style(meta={"@click": f"click({i})"}))
         return text
 
     def watch_tokens(self) -> None:

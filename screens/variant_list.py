@@ -34,5 +34,5 @@ class VariantList(OptionList):
             self.add_option(Option("[dim]no variants yet: press [b]a[/b] to add a lens[/dim]", disabled=True))
             return
         self.add_options([Option(variant_line(i, v)) for i, v in enumerate(variants)])
-        if highlight is not None:
-            self.highlighted = max(0, min(highlight, len(variants) - 1))
+        # always one highlighted, so e, t and x act at once
+        self.highlighted = max(0, min(highlight or 0, len(variants) - 1))

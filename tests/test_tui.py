@@ -162,9 +162,11 @@ async def test_heatmap_navigation():
         assert panel.view_mode == "difference"
         header = str(panel.query_one("#heatmap-header").render())
         assert "difference" in header and "emphasis" in header
-        await pilot.press("z", "down", "down", "right")
-        assert not panel.fit and panel.origin == (4, 4)
-        assert "scroll @4,4" in str(panel.query_one("#heatmap-header").render())
+        await pilot.press("z", "down", "down", "right")  # one query row / key column per key
+        assert not panel.fit and panel.origin == (2, 1)
+        assert "scroll @2,1" in str(panel.query_one("#heatmap-header").render())
+        await pilot.press("up")
+        assert panel.origin == (1, 1)
 
 
 async def test_save_and_reopen_session(tmp_path):
