@@ -282,8 +282,10 @@ class Comparison:
         def forward(tokens: mx.array, positions: mx.array) -> mx.array:
             # hooks live only while this forward's graph is built: a suspended generator
             # (API use, two comparisons interleaved) never leaves its lenses on the model
+            state.begin(positions)
+            if state.idle:  # plain rows only: the stock model, no classes swapped
+                return eng.model(tokens, cache=cache)[:, -1, :]
             with hooked(eng.model, state):
-                state.begin(positions)
                 return eng.model(tokens, cache=cache)[:, -1, :]
 
         t0 = time.perf_counter()

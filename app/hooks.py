@@ -55,8 +55,25 @@ def collect(rows: list[list[Lens]], n_layers: int) -> Table:
                     if point.kind in valid and place not in valid[point.kind]:
                         raise ValueError(f"lens '{lens.kind}': {point.kind} hook at layer {place}, "
                                          f"outside {valid[point.kind]}")
-                    table[point.kind].setdefault(place, {}).setdefault(r, []).append(fn)
+                    table[point.kind].setdefault(place, {}).setdefault(r, []).append(_named(lens, fn))
     return table
+
+
+def _named(lens: Lens, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A hook whose failure names its lens: a run of many rows otherwise says only what
+    broke, not which variant to fix."""
+    if not callable(fn):
+        return fn
+
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BadInput as exc:
+            raise BadInput(f"lens '{lens.label()}': {exc}") from None
+        except Exception as exc:
+            raise BadInput(f"lens '{lens.label()}' failed: {type(exc).__name__}: {exc}") from exc
+
+    return call
 
 
 class HookState:
@@ -82,6 +99,12 @@ class HookState:
         self.mark_attention: list[mx.array] = []  # one (B,) array per layer, for the last query
         self.capture = False
         self.captured: dict[int, mx.array] = {}
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to do inside the model: no lens hooks in it, no marks, no recording."""
+        inside = ("residual", "attention_bias", "attention_scores", "weights")
+        return not (any(self.hooks[k] for k in inside) or self.track_marks or self.capture or self.record_layers)
 
     def step_hooks(self, kind: str, row: int) -> list[Callable[..., Any]]:
         """Row `row`'s logits or temperature hooks, in stack order."""

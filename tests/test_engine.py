@@ -81,7 +81,7 @@ def test_parameters_byte_identical_after_runs(engine):
                 raise RuntimeError("boom")
             return h * 1.5
 
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(BadInput, match="failed: RuntimeError: boom"):
         engine.compare(Request(PROMPTS[0], [Variant("boom", [Boom()])], max_tokens=10)).run()
     assert _snapshot(engine.model) == before
     # hooks are gone: the model is the plain model class again and generates as before

@@ -133,3 +133,17 @@ def test_doctor_names_a_model_that_does_not_load(run_cli):
     code, out, err = run_cli("doctor", "--model", "/nonexistent/model")
     assert code == 2 and "/nonexistent/model" in err and len(err.strip().splitlines()) == 1
     assert "mlx" in out  # the rest of the report still prints
+
+
+def test_a_lens_failing_mid_run_is_named(engine, monkeypatch):
+    from lenses.scale import Scale
+
+    def boom(self, ctx, h):
+        if ctx.step >= 2:  # fails while decoding, after the prompt went through
+            raise RuntimeError("kaboom")
+        return h
+
+    monkeypatch.setattr(Scale, "residual", boom)
+    run = engine.compare(Request(PROMPT, parse("scale:factor=2"), max_tokens=5))
+    with pytest.raises(BadInput, match=r"lens 'scale:factor=2' failed: RuntimeError: kaboom"):
+        run.run()
