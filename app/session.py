@@ -39,13 +39,15 @@ class Session:
     temperature: float = settings.SETTINGS["temperature"].default
     max_tokens: int = settings.SETTINGS["max_tokens"].default
     result: dict[str, Any] | None = None  # RunResult.to_json() of the last run
+    chat: bool = False  # the prompt is the user's text inside the model's chat template
+    system: str | None = None  # the system message, in chat mode
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "version": VERSION, "model": self.model, "prompt": self.prompt,
             "marks": self.marks, "variants": to_data(self.variants)["variant"],
             "settings": {"seed": self.seed, "temperature": self.temperature, "max_tokens": self.max_tokens},
-            "result": self.result,
+            "result": self.result, "chat": self.chat, "system": self.system,
         }
 
 
@@ -160,7 +162,13 @@ def load(path: str | Path) -> Session:
         if not (isinstance(result, dict) and isinstance(result.get("rows"), list)):
             raise BadInput(f"{where}: 'result' is not a comparison result")
         from_json(result, f"{where} result")  # check it now: the TUI replays it later
-    return Session(prompt=prompt, marks=marks, variants=variants, model=model, result=result, **checked)
+    chat, system = data.get("chat", False), data.get("system")
+    if not isinstance(chat, bool):
+        raise BadInput(f"{where}: 'chat' must be true or false")
+    if system is not None and not isinstance(system, str):
+        raise BadInput(f"{where}: 'system' must be text")
+    return Session(prompt=prompt, marks=marks, variants=variants, model=model, result=result, chat=chat,
+                   system=system, **checked)
 
 
 def _is_int(x: Any) -> bool:

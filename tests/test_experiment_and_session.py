@@ -115,3 +115,17 @@ def test_corrupt_sessions_are_named(tmp_path, content, needle):
     with pytest.raises(BadInput, match=needle):
         sessions.load(p)
     assert p.read_text() == content
+
+
+def test_session_keeps_chat_mode_and_checks_it(tmp_path):
+    from app import session
+
+    path = tmp_path / "s.json"
+    session.save(session.Session(prompt="hi", chat=True, system="be brief"), path)
+    back = session.load(path)
+    assert back.chat is True and back.system == "be brief"
+    data = json.loads(path.read_text())
+    data["chat"] = "yes"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BadInput, match="'chat' must be true or false"):
+        session.load(path)
