@@ -60,12 +60,20 @@ class Emphasis(Lens):
         return self.heads
 
     def attention_bias(self, ctx: Ctx, n_heads: int, n_keys: int) -> mx.array | None:
-        marks = [m for m in ctx.marks if m < n_keys]
-        if not marks:
+        memo = getattr(self, "_memo", None)
+        # every layer of one forward asks for the same (L, S) bias: build it once per forward
+        # (holding `positions` keeps its id from being reused by a later forward's array)
+        if memo is None or memo[0] is not ctx.positions or memo[1] != n_keys or memo[2] != ctx.marks:
+            marks = [m for m in ctx.marks if m < n_keys]
+            bias = None
+            if marks:
+                key_mask = mx.zeros((n_keys,)).at[mx.array(marks)].add(1.0)
+                strength = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)  # (L,)
+                bias = strength[:, None] * key_mask[None, :]  # (L, S)
+            self._memo = memo = (ctx.positions, n_keys, ctx.marks, bias)
+        bias = memo[3]
+        if bias is None:
             return None
-        key_mask = mx.zeros((n_keys,)).at[mx.array(marks)].add(1.0)
-        strength = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)  # (L,)
-        bias = strength[:, None] * key_mask[None, :]  # (L, S)
         heads = self.selected_heads(ctx.layer)
         if heads is None:
             return bias[None]
