@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.errors import BadInput
+from app.marks import overlapping
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,48 @@ def apply(tokenizer, user: str, system: str | None = None) -> ChatPrompt:
     if start < 0:
         raise BadInput("--chat: the chat template does not keep the user's text verbatim")
     return ChatPrompt(text, (start, start + len(user)))
+
+
+# -- for the TUI (kept free of Textual) ------------------------------------------------------
+_PLACEHOLDER = "\ue000lenscope-user\ue001"  # private-use characters: no template writes these
+_CHAT_HINTS = ("instruct", "chat", "-it", "_it", "sft", "dpo", "rlhf", "assistant")
+
+
+def apply_located(tokenizer, user: str, system: str | None = None) -> ChatPrompt:
+    """`apply`, with the user's span found by rendering the template once more around a
+    placeholder: `rfind` alone can land in the template's own text after the user's turn
+    (a prompt 'a' inside '<|assistant|>'). Falls back to `apply`'s span when the template
+    changes the user's text (e.g. trims it)."""
+    prompt = apply(tokenizer, user, system)
+    try:
+        probe = apply(tokenizer, _PLACEHOLDER, system)
+    except BadInput:
+        return prompt
+    start, end = probe.user_span
+    if prompt.text == probe.text[:start] + user + probe.text[end:]:
+        return ChatPrompt(prompt.text, (start, start + len(user)))
+    return prompt
+
+
+def suggests_chat(tokenizer, name: str, demo: bool = False) -> bool:
+    """Chat mode on by default? The model has a chat template, is not the bundled demo model
+    (its template is a toy) and its name does not say it is a base model."""
+    if demo or not getattr(tokenizer, "chat_template", None):
+        return False
+    words = str(name).lower()
+    if any(hint in words for hint in _CHAT_HINTS):
+        return True
+    return not any(part == "base" for part in words.replace("_", "-").replace("/", "-").split("-"))
+
+
+def move_marks(marks, old_spans, old_start: int, new_spans, new_start: int) -> set[int]:
+    """Marks on the user's text carried to another tokenization of the same text (with the
+    chat template around it or without, another system message): each marked token's
+    characters, shifted by where the user's text starts, mark the new tokens they overlap."""
+    moved: set[int] = set()
+    for m in marks:
+        if 0 <= m < len(old_spans):
+            a, b = old_spans[m]
+            if b > a:
+                moved |= overlapping(new_spans, a - old_start + new_start, b - old_start + new_start)
+    return moved

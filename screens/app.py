@@ -6,6 +6,7 @@ batched progress messages; the UI stays responsive while they run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ from textual.binding import Binding
 from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, ProgressBar, Static, TabbedContent, TextArea
+from textual.widgets import Checkbox, Input, Label, ProgressBar, Static, TabbedContent, TextArea
 from textual.worker import get_current_worker
 
+from app import chat
 from app import session as sessions
 from app import settings
 from app.errors import BadInput
@@ -34,13 +36,15 @@ from screens.comparison import ComparisonView
 from screens.heatmap_panel import HeatmapPanel
 from screens.help import HelpScreen
 from screens.lens_dialogs import LensForm, LensPicker, ModelShape, PathPrompt, SpecEditor, variant_problem
-from screens.main import MainScreen, tokens_label
+from screens.main import MainScreen, chat_label, tokens_label
 from screens.token_chips import TokenChips, chip_text
 from screens.variant_list import VariantList
 
 FLUSH_S = 0.05  # tokens reach the screen in batches at most this often
 DEFAULT_PROMPT = ("the key is blue. one day, tom went to the park. the sun was warm. "
                   "question: what color is the key? answer: the key is")
+# sessions save chat mode once app/session.py has these fields; until then the TUI stores nothing of it
+CHAT_IN_SESSIONS = {"chat", "system"} <= {f.name for f in dataclasses.fields(sessions.Session)}
 
 
 @dataclass
@@ -85,6 +89,7 @@ class LenscopeApp(App):
         Binding("ctrl+o", "open_session", "open"),
         # priority: TextArea's own ctrl+k (delete to the end of the line) must not run first
         Binding("ctrl+k", "mark_selection", "mark selection", show=False, priority=True),
+        Binding("ctrl+t", "toggle_chat", "chat", show=False),
         Binding("f1", "help", "help"),
         Binding("f2", "tab('compose')", "compose", show=False),
         Binding("f3", "tab('compare')", "compare", show=False),
@@ -103,6 +108,7 @@ class LenscopeApp(App):
         ("Open session", "open_session", "load a saved session and show its outputs"),
         ("Mark selection", "mark_selection", "mark every token the prompt selection overlaps"),
         ("Clear marks", "clear_marks", "unmark every token"),
+        ("Toggle chat mode", "toggle_chat", "the model's chat template around the prompt (ctrl+t)"),
         ("Show compose tab", "tab('compose')", "prompt, tokens, variants (f2)"),
         ("Show compare tab", "tab('compare')", "the rows side by side (f3)"),
         ("Show heatmap tab", "tab('heatmap')", "attention heatmaps and charts (f4)"),
@@ -112,7 +118,8 @@ class LenscopeApp(App):
 
     def __init__(self, model: str | None = None, prompt: str | None = None, marks: list[str] | None = None,
                  lens_specs: list[str] | None = None, session: str | None = None,
-                 trust_remote_code: bool = False, show_speed: bool = True) -> None:
+                 trust_remote_code: bool = False, show_speed: bool = True, chat: bool | None = None,
+                 system: str | None = None) -> None:
         super().__init__()
         self.show_speed = show_speed  # off in snapshot tests: timings differ run to run
         self.model_spec = model
@@ -126,7 +133,17 @@ class LenscopeApp(App):
         self.variants: list[Variant] = []
         self.prompt_ids: list[int] = []
         self.prompt_tokens: list[str] = []
-        self.marks: set[int] = set()
+        self.marks: set[int] = set()  # indices into prompt_tokens: the templated prompt's in chat mode
+        # chat mode: None until decided (the model's default: chat.suggests_chat), or as asked / opened
+        self.chat_choice: bool | None = True if system else chat
+        self.initial_system = system or ""
+        self.chat = False
+        self.chat_template: str | None = None  # chat.template_name() of the loaded model
+        self.chat_error = ""  # the template failed on this text: shown, and the run refuses
+        self.model_text = ""  # what the model reads: the prompt, or the templated prompt in chat mode
+        self.user_span: tuple[int, int] | None = None  # the user's text in model_text (chat mode)
+        self.prompt_spans: list[tuple[int, int]] | None = None  # token character spans (chat mode)
+        self.template_tokens: set[int] = set()  # the template's own tokens: dimmed, not markable
         self.result: RunResult | None = None
         self.result_inputs: str | None = None  # inputs_key() the result was made from: differs = stale
         self.run_inputs: str | None = None  # inputs_key() of the run in progress
@@ -139,7 +156,7 @@ class LenscopeApp(App):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # ctrl+r and ctrl+k are priority keys (the prompt must not eat ctrl+k): not over a dialog
-        if action in ("run", "mark_selection") and isinstance(self.screen, ModalScreen) \
+        if action in ("run", "mark_selection", "toggle_chat") and isinstance(self.screen, ModalScreen) \
                 and not isinstance(self.screen, CommandPalette):
             return False
         return True
@@ -150,6 +167,7 @@ class LenscopeApp(App):
         await self.push_screen(self.main)
         self.main.query_one(ComparisonView).raw_token = self.raw_token
         self.main.query_one("#prompt", TextArea).text = self.initial_prompt
+        self.main.query_one("#system", Input).value = self.initial_system
         for spec in self.initial_specs:
             try:
                 self.variants += parse(spec)
@@ -180,16 +198,26 @@ class LenscopeApp(App):
         self.call_from_thread(self.model_ready, engine, time.perf_counter() - t)
 
     def model_ready(self, engine: Any, seconds: float) -> None:
+        from app.models import DEMO_MODEL_NAME
+
         self.engine = engine
-        self.sub_title = f"{engine.loaded.name} · {engine.backend} · {engine.n_layers} layers"
+        self.chat_template = chat.template_name(engine.tokenizer)
+        on = self.chat_choice
+        if on is None:
+            on = chat.suggests_chat(engine.tokenizer, engine.loaded.name, demo=engine.loaded.name == DEMO_MODEL_NAME)
+        box = self.main.query_one("#chat", Checkbox)
+        box.label = chat_label(self.chat_template)
+        box.disabled = not self.chat_template
+        self.show_chat(on)
         self.main.query_one(ProgressBar).update(total=1, progress=1)
         took = f" in {seconds:.1f}s" if self.show_speed else ""
-        self.set_status(f"model loaded{took} · ctrl+r runs · f1 help")
+        chat_note = f" · chat: {self.chat_template}" if self.chat else ""
+        self.set_status(f"model loaded{took}{chat_note} · ctrl+r runs · f1 help")
         self.retokenize()
-        if self.initial_mark_texts:
+        if self.initial_mark_texts and not self.chat_error:
             try:
-                self.set_marks(set(engine.marks_from_text(self.current_prompt(), self.prompt_ids,
-                                                          self.initial_mark_texts)))
+                self.set_marks(set(engine.marks_from_text(self.model_text, self.prompt_ids, self.initial_mark_texts,
+                                                          self.user_span)) - self.template_tokens)
             except BadInput as exc:
                 self.notify(str(exc), severity="error", timeout=8)
         if self.result is not None and not self.attention:  # a session opened before the model was there
@@ -214,6 +242,86 @@ class LenscopeApp(App):
     def set_status(self, text: str) -> None:
         self.main.query_one("#status", Static).update(text)
 
+    def update_header(self) -> None:
+        """Model, the precision that runs, backend, layers, and the chat template when chat is on."""
+        e = self.engine
+        if e is None:
+            return
+        chat_part = [f"chat: {self.chat_template}"] if self.chat else []  # before what a narrow header cuts
+        parts = [e.loaded.name, getattr(e.loaded, "precision", "native"), *chat_part, e.backend, f"{e.n_layers} layers"]
+        self.sub_title = " · ".join(parts)
+
+    # -- chat mode -------------------------------------------------------------------------
+    def show_chat(self, on: bool) -> bool:
+        """Set chat mode and the widgets that show it (no retokenizing): on only with a template."""
+        if on and self.engine is not None and not self.chat_template:
+            self.notify("chat mode: this model has no chat template; the prompt goes in as written",
+                        severity="warning")
+            on = False
+        self.chat = on
+        self.main.query_one("#chat", Checkbox).value = on  # its Changed message finds chat == value: nothing
+        self.main.query_one("#system", Input).disabled = not on
+        self.update_header()
+        return on
+
+    def set_chat(self, on: bool) -> None:
+        """Chat mode on or off: marks stay on the same characters of the user's text."""
+        on = self.show_chat(on)
+        self.chat_choice = on
+        lost = self.retokenize(remap=True)
+        kept = f" · {lost} mark(s) could not be kept" if lost else ""
+        if on:
+            self.set_status(escape(f"chat: {self.chat_template} template around the prompt · dimmed tokens are "
+                                   f"the template's{kept}"))
+        else:
+            self.set_status(escape(f"chat off: the prompt goes in as written{kept}"))
+        if lost:
+            self.notify(f"{lost} mark(s) could not be kept", severity="warning")
+
+    def action_toggle_chat(self) -> None:
+        if self.engine is None:
+            self.notify("the model is still loading" if not self.load_error else f"no model loaded: {self.load_error}",
+                        severity="warning")
+            return
+        if not self.chat_template:
+            self.notify("chat mode: this model has no chat template", severity="warning")
+            return
+        self.set_chat(not self.chat)
+
+    @on(Checkbox.Changed, "#chat")
+    def chat_toggled(self, event: Checkbox.Changed) -> None:
+        if event.checkbox.value != self.chat:  # a person toggled it (set_chat keeps the two equal)
+            self.set_chat(event.checkbox.value)
+
+    @on(Input.Changed, "#system")
+    def system_changed(self) -> None:
+        if self.chat:
+            self.retokenize(remap=True)
+        else:
+            self.refresh_stale()
+
+    def system_text(self) -> str | None:
+        text = self.main.query_one("#system", Input).value
+        return text if text.strip() else None
+
+    def model_prompt(self) -> tuple[str, tuple[int, int] | None]:
+        """What the model reads and where the user's text sits in it (None: plain, all of it).
+        Raises BadInput when the chat template fails on this text."""
+        user = self.current_prompt()
+        if not self.chat or self.engine is None:
+            return user, None
+        templated = chat.apply_located(self.engine.tokenizer, user, self.system_text())
+        return templated.text, templated.user_span
+
+    def plain_marks(self) -> set[int]:
+        """The marks as indices into the user's text tokenized alone (no template)."""
+        if not self.chat or self.user_span is None or self.prompt_spans is None:
+            return set(self.marks)
+        user = self.current_prompt()
+        ids = self.engine.encode(user) if user else []
+        return chat.move_marks(self.marks, self.prompt_spans, self.user_span[0],
+                               self.engine.token_spans(user, ids), 0)
+
     # -- prompt and marks ------------------------------------------------------------------
     def current_prompt(self) -> str:
         return self.main.query_one("#prompt", TextArea).text
@@ -222,23 +330,46 @@ class LenscopeApp(App):
     def prompt_changed(self) -> None:
         self.retokenize()
 
-    def retokenize(self) -> None:
+    def retokenize(self, remap: bool = False) -> int:
+        """Tokenize what the model reads (the templated prompt in chat mode) and keep the marks:
+        carried over the user's edits (carry_marks) or, with `remap` (chat toggled, another system
+        message), moved onto the same characters of the user's text. Returns how many were lost."""
         if self.engine is None:
-            return
-        prompt = self.current_prompt()
-        ids = self.engine.encode(prompt) if prompt else []
+            return 0
+        try:
+            text, span = self.model_prompt()
+        except BadInput as exc:  # e.g. a template that refuses a system message: say so, change nothing
+            self.chat_error = str(exc)
+            self.main.query_one("#tokens-label", Label).update(f"[red]{escape(self.chat_error)}[/]")
+            self.refresh_stale()
+            return 0
+        self.chat_error = ""
+        ids = self.engine.encode(text) if self.current_prompt() else []
         tokens = [self.engine.token_text(i) for i in ids]
-        if self.prompt_tokens:
-            self.marks = carry_marks(self.prompt_tokens, tokens, self.marks)
+        spans = self.engine.token_spans(text, ids) if span is not None or remap else None
+        template = set(range(len(ids))) - overlapping(spans, *span) if span is not None else set()
+        lost = 0
+        if remap and self.prompt_tokens:
+            old = self.prompt_spans if self.prompt_spans is not None else \
+                self.engine.token_spans(self.model_text, self.prompt_ids)
+            old_start, new_start = (self.user_span or (0, 0))[0], (span or (0, 0))[0]
+            moved = {m: chat.move_marks({m}, old, old_start, spans, new_start) - template for m in self.marks}
+            marks = set().union(*moved.values()) if moved else set()
+            lost = sum(1 for hit in moved.values() if not hit)
+        elif self.prompt_tokens:
+            marks = carry_marks(self.prompt_tokens, tokens, self.marks) - template
         else:  # first tokenization (marks from the command line or a session): keep them
-            self.marks = {m for m in self.marks if 0 <= m < len(tokens)}
-        self.prompt_ids, self.prompt_tokens = ids, tokens
+            marks = {m for m in self.marks if 0 <= m < len(tokens)} - template
+        self.model_text, self.user_span, self.prompt_spans = text, span, spans if span is not None else None
+        self.prompt_ids, self.prompt_tokens, self.marks, self.template_tokens = ids, tokens, marks, template
         chips = self.main.query_one(TokenChips)
         chips.tokens = [chip_text(t, self.raw_token(i) if "\ufffd" in t else None)
                         for i, t in zip(ids, tokens)]
+        chips.fixed = set(template)
         chips.marks = set(self.marks)
-        self.main.query_one("#tokens-label", Label).update(tokens_label(len(tokens)))
+        self.main.query_one("#tokens-label", Label).update(tokens_label(len(tokens), len(template)))
         self.refresh_stale()
+        return lost
 
     def set_marks(self, marks: set[int]) -> None:
         self.marks = set(marks)
@@ -254,7 +385,8 @@ class LenscopeApp(App):
     def inputs_key(self) -> str:
         fields = [self.main.query_one(f"#{name}", Input).value.strip()
                   for name in ("max-tokens", "temperature", "seed")]
-        return json.dumps([self.current_prompt(), sorted(self.marks), to_data(self.variants), fields],
+        chat_key = [self.chat, self.system_text()] if self.chat else False
+        return json.dumps([self.current_prompt(), sorted(self.marks), to_data(self.variants), fields, chat_key],
                           default=str)
 
     def refresh_stale(self) -> None:
@@ -271,10 +403,16 @@ class LenscopeApp(App):
         if self.engine is None or area.selection.is_empty:
             self.notify("select some prompt text first (shift+arrows), then ctrl+k", severity="warning")
             return
+        if self.chat_error:
+            self.notify(self.chat_error, severity="error")
+            return
         doc = area.document
         a, b = sorted((doc.get_index_from_location(area.selection.start),
                        doc.get_index_from_location(area.selection.end)))
-        hit = overlapping(self.engine.token_spans(self.current_prompt(), self.prompt_ids), a, b)
+        start = self.user_span[0] if self.user_span else 0  # the prompt's place in the templated text
+        spans = self.prompt_spans if self.prompt_spans is not None else \
+            self.engine.token_spans(self.model_text, self.prompt_ids)
+        hit = overlapping(spans, a + start, b + start) - self.template_tokens
         if not hit:
             self.notify("the selection overlaps no token", severity="warning")
             return
@@ -400,10 +538,10 @@ class LenscopeApp(App):
         if self.running:
             self.notify("a run is in progress: escape cancels it", severity="warning")
             return
-        prompt = self.current_prompt()
         try:
-            if not prompt.strip():
+            if not self.current_prompt().strip():
                 raise BadInput("prompt: empty")
+            prompt, _ = self.model_prompt()  # the templated prompt in chat mode
             max_tokens, temperature, seed = self._settings()
             for v in self.variants:
                 problem = variant_problem(v, self.model_shape())
@@ -538,9 +676,13 @@ class LenscopeApp(App):
         except BadInput:
             d = settings.defaults()
             max_tokens, temperature, seed = d["max_tokens"], d["temperature"], d["seed"]
-        return sessions.Session(prompt=self.current_prompt(), marks=sorted(self.marks), variants=self.variants,
+        if CHAT_IN_SESSIONS:
+            marks, extra = sorted(self.marks), {"chat": self.chat, "system": self.system_text() if self.chat else None}
+        else:  # a session without chat fields is a plain prompt: its marks index the prompt's own tokens
+            marks, extra = sorted(self.plain_marks()), {}
+        return sessions.Session(prompt=self.current_prompt(), marks=marks, variants=self.variants,
                                 model=self.model_spec, seed=seed, temperature=temperature, max_tokens=max_tokens,
-                                result=self.result.to_json() if self.result else None)
+                                result=self.result.to_json() if self.result else None, **extra)
 
     def action_save_session(self) -> None:
         def chosen(path: str | None) -> None:
@@ -552,6 +694,10 @@ class LenscopeApp(App):
                     return
                 self.session_path = str(saved)
                 self.notify(f"saved session to {saved}")
+                if self.chat and not CHAT_IN_SESSIONS:
+                    self.notify("chat mode and the system message are not in the session (no field for them "
+                                "yet): it opens as a plain prompt, marks on the same words", severity="warning",
+                                timeout=8)
 
         self.push_screen(PathPrompt("Save session as (JSON)", self.session_path or "session.json"), chosen)
 
@@ -574,6 +720,9 @@ class LenscopeApp(App):
         self.variants = list(s.variants)
         for name, value in fields.items():
             self.main.query_one(f"#{name}", Input).value = value
+        # without chat fields in the file, its prompt is what the model read: chat off
+        self.main.query_one("#system", Input).value = getattr(s, "system", None) or ""
+        self.chat_choice = self.show_chat(bool(getattr(s, "chat", False)))
         self.prompt_tokens = []  # marks come from the file, not carried from the old prompt
         self.marks = set(s.marks)
         self.retokenize()

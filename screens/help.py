@@ -18,6 +18,7 @@ HELP = """\
 | anywhere | `ctrl+p` | command palette: every action |
 | anywhere | `f1` | this help · `ctrl+q` quits |
 | prompt | `ctrl+k` | mark every token the selection overlaps |
+| compose | `ctrl+t` | chat mode on/off: the model's chat template around the prompt (optional system message) |
 | tokens | `←` `→` `space` `c` | move · mark/unmark · clear marks (click works too) |
 | variants | `a` `e` `t` `x` | add (picker) · edit · edit as spec · remove |
 | variants | `ctrl+↑` `ctrl+↓` | reorder |
@@ -30,6 +31,8 @@ HELP = """\
 | heatmap | `c` | charts on / off (on a small terminal they take the heatmap's place) |
 
 Marked ("important") tokens are what `emphasis` attends to more.
+In chat mode the tokens show the whole templated prompt: the template's own tokens are
+dimmed and cannot be marked; marks stay on the same words when chat mode is toggled.
 Tokens that differ from the baseline at the same step are highlighted in magenta.
 Results turn *stale* when the prompt, marks, variants or settings change after a run.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Checkbox, Footer, Header, Input, Label, ProgressBar, Static, TabbedContent, TabPane, TextArea
 
 from app.settings import SETTINGS
 from screens.comparison import ComparisonView
@@ -14,9 +14,17 @@ from screens.token_chips import TokenChips
 from screens.variant_list import VariantList
 
 
-def tokens_label(n: int | None) -> str:
-    count = "" if n is None else f" ({n})"
+def tokens_label(n: int | None, template: int = 0) -> str:
+    """`template`: how many of the n tokens are the chat template's (dimmed, not markable)."""
+    count = "" if n is None else f" ({n}, {template} template)" if template else f" ({n})"
     return f"tokens{count} ([b]space[/b] marks important · [b]ctrl+k[/b] marks the selection)"
+
+
+def chat_label(template: str | None, loaded: bool = True) -> str:
+    """The chat toggle's label: which template chat mode puts around the prompt."""
+    if not loaded:
+        return "chat"
+    return f"chat: {template}" if template else "chat: no template"
 
 
 class MainScreen(Screen):
@@ -39,6 +47,11 @@ class MainScreen(Screen):
                         yield Input(f"{SETTINGS['temperature'].default:g}", id="temperature", type="number")
                         yield Label("seed")
                         yield Input(str(SETTINGS["seed"].default), id="seed", type="integer")
+                    with Horizontal(id="chat-row"):
+                        yield Checkbox(chat_label(None, loaded=False), False, id="chat", disabled=True, compact=True,
+                                       tooltip="the model's chat template around the prompt (ctrl+t)")
+                        yield Label("system", id="system-label")
+                        yield Input(placeholder="optional system message (chat mode)", id="system", disabled=True)
             with TabPane("Compare F3", id="compare"):
                 yield ComparisonView(id="comparison")
             with TabPane("Heatmap F4", id="heatmap"):

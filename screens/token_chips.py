@@ -1,4 +1,7 @@
-"""The prompt's tokens as chips: move with the arrows, toggle "important" with space or a click."""
+"""The prompt's tokens as chips: move with the arrows, toggle "important" with space or a click.
+
+In chat mode the chips show the whole templated prompt; the template's own tokens are
+dimmed and cannot be marked (`fixed`)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import re
 
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
@@ -14,6 +18,8 @@ from textual.widget import Widget
 CHIP_STYLES = (Style(bgcolor="grey23"), Style(bgcolor="grey35"))  # alternate: boundaries stay visible
 MARK_STYLE = Style(bgcolor="dark_goldenrod", color="black", bold=True)
 CURSOR_STYLE = Style(reverse=True, underline=True)
+MAX_LINES = 5  # the chips show this many lines at most, scrolled to the cursor
+FIXED_STYLES = (Style(color="grey54", bgcolor="grey11"), Style(color="grey54", bgcolor="grey19"))  # chat template
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -61,18 +67,44 @@ class TokenChips(Widget, can_focus=True):
 
     tokens: reactive[list[str]] = reactive(list, always_update=True, layout=True)  # as shown: chip_text()
     marks: reactive[set[int]] = reactive(set, always_update=True)
+    fixed: reactive[set[int]] = reactive(set, always_update=True)  # the chat template's tokens: not markable
     cursor: reactive[int] = reactive(0)
+    _top = 0  # first wrapped line shown when there are more than MAX_LINES
 
     def render(self) -> Text:
         if not self.tokens:
             return Text("(no tokens yet: type a prompt above)", style="dim italic")
         text = Text()
         for i, tok in enumerate(self.tokens):
-            style = MARK_STYLE if i in self.marks else CHIP_STYLES[i % 2]
+            if i in self.fixed:
+                style = FIXED_STYLES[i % 2]
+            else:
+                style = MARK_STYLE if i in self.marks else CHIP_STYLES[i % 2]
             if i == self.cursor and self.has_focus:
                 style = style + CURSOR_STYLE
-            text.append(tok, style + Style(meta={"@click": f"click({i})"}))
-        return text
+            # plain meta, not "@click": a link's colours would override the chip's (template chips dimmed)
+            text.append(tok, style + Style(meta={"chip": i}))
+        return self._window(text)
+
+    def _window(self, text: Text) -> Text:
+        """At most MAX_LINES wrapped lines, moved to keep the cursor's line in view (a chat
+        template puts lines of its own before the user's tokens)."""
+        width = self.content_size.width
+        if width <= 0:
+            return text
+        lines = text.wrap(self.app.console, width)
+        if len(lines) <= MAX_LINES:
+            self._top = 0
+            return text
+        offset = sum(len(t) for t in self.tokens[: self.cursor])
+        line, start = len(lines) - 1, 0
+        for n, piece in enumerate(lines):
+            if start + len(piece) > offset:
+                line = n
+                break
+            start += len(piece)
+        self._top = max(0, min(max(self._top, line - MAX_LINES + 1), line, len(lines) - MAX_LINES))
+        return Text("\n").join(lines[self._top : self._top + MAX_LINES])
 
     def watch_tokens(self) -> None:
         self.cursor = min(self.cursor, max(0, len(self.tokens) - 1))
@@ -89,18 +121,32 @@ class TokenChips(Widget, can_focus=True):
         if self.tokens:
             self.cursor = index % len(self.tokens)
 
+    def toggle(self, index: int) -> None:
+        if index in self.fixed:
+            self.app.notify("that token is the chat template's, not your text: it cannot be marked",
+                            severity="warning", timeout=3)
+            return
+        self.set_marks(self.marks ^ {index})
+
     def action_toggle(self) -> None:
         if self.tokens:
-            self.set_marks(self.marks ^ {self.cursor})
+            self.toggle(self.cursor)
 
     def action_click(self, index: int) -> None:
         self.cursor = index
-        self.set_marks(self.marks ^ {index})
+        self.toggle(index)
+
+    def on_click(self, event: events.Click) -> None:
+        index = event.style.meta.get("chip")
+        if isinstance(index, int):
+            self.action_click(index)
 
     def action_clear(self) -> None:
         self.set_marks(set())
 
     def on_focus(self) -> None:
+        if self.cursor in self.fixed:  # chat mode: start on the user's first token, not the template's
+            self.cursor = next((i for i in range(len(self.tokens)) if i not in self.fixed), self.cursor)
         self.refresh()
 
     def on_blur(self) -> None:

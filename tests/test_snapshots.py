@@ -84,3 +84,16 @@ def test_lens_form(snap_compare):
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_compose_chat(snap_compare):
+    """Chat mode: the template's tokens dimmed around the user's, a system message, the header."""
+    app = LenscopeApp(prompt="what color is the key? the key is blue.", marks=["blue"], chat=True,
+                      system="answer in one word", show_speed=False)
+
+    async def run_before(pilot):
+        await loaded(pilot)
+        pilot.app.main.query_one("#variants").focus()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
