@@ -30,42 +30,38 @@ def template_name(tokenizer) -> str | None:
     return "the model's own"
 
 
-def apply(tokenizer, user: str, system: str | None = None) -> ChatPrompt:
-    """The user's text (and an optional system message) through the chat template, with a
-    generation prompt for the assistant's reply."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise BadInput("--chat: this model has no chat template")
+_PLACEHOLDER = "\ue000lenscope-user\ue001"  # private-use characters: no template writes these
+
+
+def _render(tokenizer, user: str, system: str | None) -> str:
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
     try:
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     except Exception as exc:  # a template may refuse a system role, or fail to render
-        raise BadInput(f"--chat: the model's chat template failed: {str(exc).splitlines()[0] if str(exc) else exc}") \
-            from None
-    start = text.rfind(user)  # the user's turn is the last one; a system text may repeat it
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadInput(f"--chat: the model's chat template failed: {first}") from None
+
+
+def apply(tokenizer, user: str, system: str | None = None) -> ChatPrompt:
+    """The user's text (and an optional system message) through the chat template, with a
+    generation prompt for the assistant's reply. The user's span is found by rendering the
+    template around a placeholder: searching for the text itself can land in the template's
+    own words (a prompt 'a' inside '<|assistant|>')."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise BadInput("--chat: this model has no chat template")
+    text = _render(tokenizer, user, system)
+    probe = _render(tokenizer, _PLACEHOLDER, system)
+    start = probe.find(_PLACEHOLDER)
+    if start >= 0 and text == probe[:start] + user + probe[start + len(_PLACEHOLDER):]:
+        return ChatPrompt(text, (start, start + len(user)))
+    start = text.rfind(user)  # the template changed the text around it (e.g. trimmed it)
     if start < 0:
         raise BadInput("--chat: the chat template does not keep the user's text verbatim")
     return ChatPrompt(text, (start, start + len(user)))
 
 
 # -- for the TUI (kept free of Textual) ------------------------------------------------------
-_PLACEHOLDER = "\ue000lenscope-user\ue001"  # private-use characters: no template writes these
 _CHAT_HINTS = ("instruct", "chat", "-it", "_it", "sft", "dpo", "rlhf", "assistant")
-
-
-def apply_located(tokenizer, user: str, system: str | None = None) -> ChatPrompt:
-    """`apply`, with the user's span found by rendering the template once more around a
-    placeholder: `rfind` alone can land in the template's own text after the user's turn
-    (a prompt 'a' inside '<|assistant|>'). Falls back to `apply`'s span when the template
-    changes the user's text (e.g. trims it)."""
-    prompt = apply(tokenizer, user, system)
-    try:
-        probe = apply(tokenizer, _PLACEHOLDER, system)
-    except BadInput:
-        return prompt
-    start, end = probe.user_span
-    if prompt.text == probe.text[:start] + user + probe.text[end:]:
-        return ChatPrompt(prompt.text, (start, start + len(user)))
-    return prompt
 
 
 def suggests_chat(tokenizer, name: str, demo: bool = False) -> bool:

@@ -310,7 +310,7 @@ class LenscopeApp(App):
         user = self.current_prompt()
         if not self.chat or self.engine is None:
             return user, None
-        templated = chat.apply_located(self.engine.tokenizer, user, self.system_text())
+        templated = chat.apply(self.engine.tokenizer, user, self.system_text())
         return templated.text, templated.user_span
 
     def plain_marks(self) -> set[int]:

@@ -91,3 +91,9 @@ def test_generate_chat_applies_the_template(run_cli):
 def test_logprob_math_is_natural_log(engine):
     _, _, rows = score(engine, PROMPT, " blue")
     assert rows[0].logprob <= 0 and math.isfinite(rows[0].logprob)
+
+
+def test_chat_span_is_the_users_turn_even_for_text_the_template_repeats(engine):
+    chat = apply(engine.tokenizer, "a")  # "a" also occurs in "<|assistant|>", after the user's turn
+    a, b = chat.user_span
+    assert chat.text[a:b] == "a" and chat.text[:a] == "<|user|>"
