@@ -24,9 +24,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, ProgressBar, Static, TabbedContent, TextArea
 from textual.worker import get_current_worker
 
-from app import chat
+from app import chat, settings
 from app import session as sessions
-from app import settings
 from app.errors import BadInput
 from app.marks import carry_marks, overlapping
 from app.results import RunResult, from_json

@@ -5,7 +5,18 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Checkbox, Footer, Header, Input, Label, ProgressBar, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import (
+    Checkbox,
+    Footer,
+    Header,
+    Input,
+    Label,
+    ProgressBar,
+    Static,
+    TabbedContent,
+    TabPane,
+    TextArea,
+)
 
 from app.settings import SETTINGS
 from screens.comparison import ComparisonView
