@@ -10,7 +10,8 @@ def run_tui(args) -> None:
     from screens.app import LenscopeApp
 
     app = LenscopeApp(model=args.model, prompt=args.prompt, marks=args.mark, lens_specs=args.lens,
-                      session=args.session, trust_remote_code=args.trust_remote_code)
+                      session=args.session, trust_remote_code=args.trust_remote_code,
+                      chat=True if args.chat else None, system=args.system)
     app.run()
     # MLX used from worker threads can abort in its exit-time destructors
     # (ml-explore/mlx#3126); everything is saved by now, so leave without them.

@@ -6,7 +6,6 @@ batched progress messages; the UI stays responsive while they run.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -42,8 +41,6 @@ from screens.variant_list import VariantList
 FLUSH_S = 0.05  # tokens reach the screen in batches at most this often
 DEFAULT_PROMPT = ("the key is blue. one day, tom went to the park. the sun was warm. "
                   "question: what color is the key? answer: the key is")
-# sessions save chat mode once app/session.py has these fields; until then the TUI stores nothing of it
-CHAT_IN_SESSIONS = {"chat", "system"} <= {f.name for f in dataclasses.fields(sessions.Session)}
 
 
 @dataclass
@@ -312,16 +309,6 @@ class LenscopeApp(App):
         templated = chat.apply(self.engine.tokenizer, user, self.system_text())
         return templated.text, templated.user_span
 
-    def plain_marks(self) -> set[int]:
-        """The marks as indices into the user's text tokenized alone (no template)."""
-        if not self.chat or self.user_span is None or self.prompt_spans is None:
-            return set(self.marks)
-        user = self.current_prompt()
-        ids = self.engine.encode(user) if user else []
-        return chat.move_marks(self.marks, self.prompt_spans, self.user_span[0],
-                               self.engine.token_spans(user, ids), 0)
-
-    # -- prompt and marks ------------------------------------------------------------------
     def current_prompt(self) -> str:
         return self.main.query_one("#prompt", TextArea).text
 
@@ -675,13 +662,11 @@ class LenscopeApp(App):
         except BadInput:
             d = settings.defaults()
             max_tokens, temperature, seed = d["max_tokens"], d["temperature"], d["seed"]
-        if CHAT_IN_SESSIONS:
-            marks, extra = sorted(self.marks), {"chat": self.chat, "system": self.system_text() if self.chat else None}
-        else:  # a session without chat fields is a plain prompt: its marks index the prompt's own tokens
-            marks, extra = sorted(self.plain_marks()), {}
-        return sessions.Session(prompt=self.current_prompt(), marks=marks, variants=self.variants,
+        # marks index the tokens the model reads: the templated prompt's in chat mode
+        return sessions.Session(prompt=self.current_prompt(), marks=sorted(self.marks), variants=self.variants,
                                 model=self.model_spec, seed=seed, temperature=temperature, max_tokens=max_tokens,
-                                result=self.result.to_json() if self.result else None, **extra)
+                                result=self.result.to_json() if self.result else None, chat=self.chat,
+                                system=self.system_text() if self.chat else None)
 
     def action_save_session(self) -> None:
         def chosen(path: str | None) -> None:
@@ -693,10 +678,6 @@ class LenscopeApp(App):
                     return
                 self.session_path = str(saved)
                 self.notify(f"saved session to {saved}")
-                if self.chat and not CHAT_IN_SESSIONS:
-                    self.notify("chat mode and the system message are not in the session (no field for them "
-                                "yet): it opens as a plain prompt, marks on the same words", severity="warning",
-                                timeout=8)
 
         self.push_screen(PathPrompt("Save session as (JSON)", self.session_path or "session.json"), chosen)
 
@@ -720,8 +701,8 @@ class LenscopeApp(App):
         for name, value in fields.items():
             self.main.query_one(f"#{name}", Input).value = value
         # without chat fields in the file, its prompt is what the model read: chat off
-        self.main.query_one("#system", Input).value = getattr(s, "system", None) or ""
-        self.chat_choice = self.show_chat(bool(getattr(s, "chat", False)))
+        self.main.query_one("#system", Input).value = s.system or ""
+        self.chat_choice = self.show_chat(s.chat)
         self.prompt_tokens = []  # marks come from the file, not carried from the old prompt
         self.marks = set(s.marks)
         self.retokenize()

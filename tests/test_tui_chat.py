@@ -12,7 +12,7 @@ from textual.widgets import Checkbox, Input, TextArea
 from textual.widgets.text_area import Selection
 
 from app import chat
-from screens.app import CHAT_IN_SESSIONS, LenscopeApp
+from screens.app import LenscopeApp
 from screens.token_chips import TokenChips, chip_text
 
 PROMPT = "the key is blue. tom went to the park. question: what color is the key? answer: the key is"
@@ -194,13 +194,8 @@ async def test_session_with_chat_on_saves_and_reopens(tmp_path):
     async with b.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         assert b.current_prompt() == PROMPT and marked_words(b) == [" blue"]
-        if CHAT_IN_SESSIONS:
-            assert data["chat"] is True and data["system"] == "be brief" and data["marks"] == chat_marks
-            assert b.chat and b.main.query_one("#system", Input).value == "be brief"
-        else:  # no field for it: stored as a plain prompt, marks on the same words, and said so
-            assert any("not in the session" in m for m in messages(a))
-            assert data["marks"] == sorted(b.engine.marks_from_text(PROMPT, b.engine.encode(PROMPT), ["blue"]))
-            assert not b.chat and b.template_tokens == set()
+        assert data["chat"] is True and data["system"] == "be brief" and data["marks"] == chat_marks
+        assert b.chat and b.main.query_one("#system", Input).value == "be brief"
         assert b.result.prompt == data["result"]["prompt"]
 
 
