@@ -60,6 +60,16 @@ def apply(tokenizer, user: str, system: str | None = None) -> ChatPrompt:
     return ChatPrompt(text, (start, start + len(user)))
 
 
+def model_prompt(tokenizer, text: str, chat: bool, system: str | None = None) -> tuple[str, tuple[int, int] | None]:
+    """What the model reads for the user's `text`, and where that text sits in it (None:
+    all of it): the one path from a prompt to a model prompt for the CLI, experiments,
+    measurements and the TUI."""
+    if not chat:
+        return text, None
+    templated = apply(tokenizer, text, system)
+    return templated.text, templated.user_span
+
+
 # -- for the TUI (kept free of Textual) ------------------------------------------------------
 _CHAT_HINTS = ("instruct", "chat", "-it", "_it", "sft", "dpo", "rlhf", "assistant")
 

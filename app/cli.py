@@ -228,12 +228,9 @@ def _prompt(engine, args) -> tuple[str, tuple[int, int] | None]:
         raise BadInput("--prompt: empty")
     if args.system is not None and not args.chat:
         raise BadInput("--system needs --chat")
-    if not args.chat:
-        return args.prompt, None
-    from app.chat import apply
+    from app.chat import model_prompt
 
-    chat = apply(engine.tokenizer, args.prompt, args.system)
-    return chat.text, chat.user_span
+    return model_prompt(engine.tokenizer, args.prompt, args.chat, args.system)
 
 
 def _marks(engine, prompt: str, args, region: tuple[int, int] | None = None) -> list[int]:

@@ -198,10 +198,8 @@ def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None]
     comparisons, warnings = [], []
     for c in experiment["comparisons"]:
         try:
-            prompt, region = c["prompt"], None
-            if c["chat"]:  # the model reads its template; marks are found in the user's text only
-                templated = chat.apply(engine.tokenizer, prompt, c["system"])
-                prompt, region = templated.text, templated.user_span
+            # in chat mode the model reads its template; marks are found in the user's text only
+            prompt, region = chat.model_prompt(engine.tokenizer, c["prompt"], c["chat"], c["system"])
             ids = engine.encode(prompt)
             marks = set(engine.marks_from_text(prompt, ids, c["mark"], region)) if c["mark"] else set()
             marks |= set(engine.check_marks(c["mark_tokens"], len(ids)))

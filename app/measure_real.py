@@ -20,17 +20,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from app import prompt_sets as ps
-from app.chat import apply
+from app.chat import model_prompt
 from app.engine import Engine, Request
 from app.score import score
 from lenses.spec import parse
-
-
-def _prompt(engine: Engine, text: str, chat: bool) -> tuple[str, tuple[int, int] | None]:
-    if not chat:
-        return text, None
-    c = apply(engine.tokenizer, text)
-    return c.text, c.user_span
 
 
 def _marks(engine: Engine, prompt: str, text: str, region) -> list[int]:
@@ -50,7 +43,7 @@ def counterfact(engine: Engine, specs: Sequence[str], n: int = 48, filler: Seque
         for i, item in enumerate(items):
             if progress:
                 progress(f"counterfact filler={d} {i + 1}/{len(items)}")
-            prompt, region = _prompt(engine, item.prompt(ps.filler(rng, d)), chat)
+            prompt, region = model_prompt(engine.tokenizer, item.prompt(ps.filler(rng, d)), chat)
             marks = _marks(engine, prompt, item.context, region)
             res = engine.compare(Request(prompt, variants, marks, max_tokens=6)).run()
             for r, row in enumerate(res.rows):
@@ -77,7 +70,7 @@ def mood(engine: Engine, specs: Sequence[str], n: int = 40, max_tokens: int = 40
     for seed in range(n):
         if progress:
             progress(f"mood {seed + 1}/{n}")
-        prompt, _ = _prompt(engine, ps.STORY_PROMPTS[seed % len(ps.STORY_PROMPTS)], chat)
+        prompt, _ = model_prompt(engine.tokenizer, ps.STORY_PROMPTS[seed % len(ps.STORY_PROMPTS)], chat)
         res = engine.compare(Request(prompt, variants, max_tokens=max_tokens, temperature=temperature,
                                      seed=seed)).run()
         for r, row in enumerate(res.rows):
@@ -115,7 +108,7 @@ def patch(engine: Engine, n: int = 48, chat: bool = False,
         if not others:
             continue
         other = rng.choice(others)
-        prompt, region = _prompt(engine, item.prompt(), chat)
+        prompt, region = model_prompt(engine.tokenizer, item.prompt(), chat)
         marks = _marks(engine, prompt, " " + item.answer, region)
         source = item.context.replace(item.answer + ".", other)
         # the embeddings (-1) and every block's output: the span's keys and values at every

@@ -303,11 +303,9 @@ class LenscopeApp(App):
     def model_prompt(self) -> tuple[str, tuple[int, int] | None]:
         """What the model reads and where the user's text sits in it (None: plain, all of it).
         Raises BadInput when the chat template fails on this text."""
-        user = self.current_prompt()
-        if not self.chat or self.engine is None:
-            return user, None
-        templated = chat.apply(self.engine.tokenizer, user, self.system_text())
-        return templated.text, templated.user_span
+        if self.engine is None:
+            return self.current_prompt(), None
+        return chat.model_prompt(self.engine.tokenizer, self.current_prompt(), self.chat, self.system_text())
 
     def current_prompt(self) -> str:
         return self.main.query_one("#prompt", TextArea).text
