@@ -9,14 +9,7 @@ from screens.comparison import ComparisonView, RowColumn
 from screens.heatmap_panel import HeatmapPanel
 from screens.lens_dialogs import LensForm, LensPicker
 from screens.token_chips import TokenChips, chip_text
-
-PROMPT = "the key is blue. tom went to the park. question: what color is the key? answer: the key is"
-
-
-async def ready(pilot):
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    assert pilot.app.engine is not None
+from tui_helpers import PROMPT, app, ready
 
 
 async def run_and_wait(pilot):
@@ -24,10 +17,6 @@ async def run_and_wait(pilot):
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
-
-
-def app(**kw):
-    return LenscopeApp(prompt=kw.pop("prompt", PROMPT), show_speed=False, **kw)
 
 
 async def test_mark_with_keys_and_click():

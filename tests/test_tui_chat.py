@@ -14,22 +14,7 @@ from textual.widgets.text_area import Selection
 from app import chat
 from screens.app import LenscopeApp
 from screens.token_chips import TokenChips, chip_text
-
-PROMPT = "the key is blue. tom went to the park. question: what color is the key? answer: the key is"
-
-
-def app(**kw):
-    return LenscopeApp(prompt=kw.pop("prompt", PROMPT), show_speed=False, **kw)
-
-
-async def ready(pilot):
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    assert pilot.app.engine is not None
-
-
-def messages(a):
-    return [n.message for n in a._notifications]
+from tui_helpers import PROMPT, app, messages, ready
 
 
 def marked_words(a):

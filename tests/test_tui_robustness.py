@@ -9,7 +9,6 @@ from textual.widgets import Input, OptionList, TextArea
 from textual.widgets.text_area import Selection
 
 from lenses.spec import parse
-from screens.app import LenscopeApp
 from screens.charts import StepCharts
 from screens.comparison import ComparisonView, RowColumn
 from screens.heatmap_panel import HeatmapPanel
@@ -17,19 +16,9 @@ from screens.heatmap_view import HeatmapView
 from screens.lens_dialogs import LensForm, PathPrompt, SpecEditor, number
 from screens.token_chips import TokenChips, chip_text
 from screens.variant_list import VariantList
+from tui_helpers import PROMPT, app, messages, ready
 
-PROMPT = "the key is blue. tom went to the park. question: what color is the key? answer: the key is"
 SIX = ["identity", "emphasis:strength=2", "emphasis:strength=4", "steer:token=happy,strength=10", "decay"]
-
-
-def app(**kw):
-    return LenscopeApp(prompt=kw.pop("prompt", PROMPT), show_speed=False, **kw)
-
-
-async def ready(pilot):
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    assert pilot.app.engine is not None
 
 
 async def run_and_wait(pilot, max_tokens="3"):
@@ -38,10 +27,6 @@ async def run_and_wait(pilot, max_tokens="3"):
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
-
-
-def messages(a):
-    return [n.message for n in a._notifications]
 
 
 def text_of(widget) -> str:
