@@ -70,10 +70,15 @@ def available_bytes() -> int | None:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    try:  # macOS has no /proc: physical memory is the bound Metal shares
+    return physical_bytes() or None  # macOS has no /proc: physical memory is the bound Metal shares
+
+
+def physical_bytes() -> int:
+    """Physical memory of this machine (0 when the OS does not say)."""
+    try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
-        return None
+        return 0
 
 
 def gib(n: float) -> str:

@@ -7,12 +7,11 @@ the quantized kernels are the fast path, so the model stays as it was stored.
 
 from __future__ import annotations
 
-import os
-
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
+from app.budget import physical_bytes
 from app.errors import BadInput
 
 PRECISIONS = ("auto", "native", "float32", "float16")
@@ -67,14 +66,6 @@ def float_bytes(model: nn.Module, dtype=mx.float32) -> int:
     return total
 
 
-def memory_bytes() -> int:
-    """Physical memory of this machine (0 when the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
 def pick_precision(requested: str | None, backend: str, blas_is_fast: bool, model_bytes: int,
                    memory: int | None = None) -> str:
     """'native', 'float32' or 'float16' for a --precision value.
@@ -87,7 +78,7 @@ def pick_precision(requested: str | None, backend: str, blas_is_fast: bool, mode
         raise BadInput(f"--precision '{requested}': expected one of {', '.join(PRECISIONS)}")
     if requested != "auto":
         return requested
-    memory = memory_bytes() if memory is None else memory
+    memory = physical_bytes() if memory is None else memory
     if backend == "cpu" and blas_is_fast and memory and model_bytes <= memory // 4:
         return "float32"
     return "native"
