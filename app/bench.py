@@ -14,9 +14,9 @@ from typing import Any, Callable
 import mlx.core as mx
 import numpy as np
 
-from app.engine import Engine, Request
-from lenses.base import Variant
-from lenses.spec import parse_inline
+from lenscope.app.engine import Engine, Request
+from lenscope.lenses.base import Variant
+from lenscope.lenses.spec import parse_inline
 
 PROMPT = "one day, tom went to the park. the sun was warm and tom saw a little dog."
 
@@ -106,7 +106,7 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
                "emphasis_vs_plain": 1.3, "eight_rows_vs_one": 2.5}
     if native is not None:  # a speed-up: the target is a floor, kept apart from the ceilings below
         ratios["float_vs_native_decode_speedup"] = m["plain_native"] / m["plain_mlx_lm"]
-    from app.blas import blas_in_use
+    from lenscope.app.blas import blas_in_use
 
     return {
         "model": engine.loaded.name, "backend": engine.backend, "tokens": tokens, "repeats": repeats,
@@ -126,7 +126,7 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
 def _heatmap_render_s(repeats: int) -> float:
     from rich.console import Console
 
-    from app.heatmap import Heatmap
+    from lenscope.app.heatmap import Heatmap
 
     rng = np.random.default_rng(0)
     matrix = rng.random((64, 64))

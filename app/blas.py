@@ -68,7 +68,7 @@ def maybe_reexec_with_openblas(argv: list[str]) -> None:
     env["LD_PRELOAD"] = ":".join(filter(None, [lib, env.get("LD_PRELOAD", "")]))
     env.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
     try:
-        os.execve(sys.executable, [sys.executable, "-m", "app", *argv], env)
+        os.execve(sys.executable, [sys.executable, "-m", "lenscope", *argv], env)
     except OSError:
         return  # keep going on the reference BLAS; doctor will say so
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from app.errors import BadInput
+from lenscope.app.errors import BadInput
 
 MAX_ROWS = 128  # a comparison is read side by side; larger sweeps belong in `lenscope run`
 MEMORY_SHARE = 0.8  # refuse a run estimated above this share of the memory available now

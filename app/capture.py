@@ -6,8 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from app.results import RunResult
-from lenses.base import Variant
+from lenscope.app.results import RunResult
+from lenscope.lenses.base import Variant
 
 
 def row_attention(engine, result: RunResult, variants: Sequence[Variant], row: int) -> np.ndarray:

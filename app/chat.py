@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.errors import BadInput
-from app.marks import overlapping
+from lenscope.app.errors import BadInput
+from lenscope.app.marks import overlapping
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, NoReturn, Sequence
 
-from app.errors import BadInput, one_line
+from lenscope.app.errors import BadInput, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +29,7 @@ def _checked(param, what: str):
 
 
 def _int_range(lo: int, hi: int, what: str):
-    from lenses.base import Param  # imports MLX: only once parsing, after the BLAS re-exec
+    from lenscope.lenses.base import Param  # imports MLX: only once parsing, after the BLAS re-exec
 
     return _checked(Param(what, "int", None, "", lo, hi), what)
 
@@ -37,7 +37,7 @@ def _int_range(lo: int, hi: int, what: str):
 def _add_setting(p: argparse.ArgumentParser, name: str, **kw: Any) -> None:
     """A generation setting's flag: type, range and default from app/settings.py, so the CLI,
     the TUI, experiments and sessions share them."""
-    from app.settings import SETTINGS
+    from lenscope.app.settings import SETTINGS
 
     param = SETTINGS[name]
     flag = "--" + name.replace("_", "-")
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     _quiet_transformers()
     if argv is None:
-        from app.blas import maybe_reexec_with_openblas
+        from lenscope.app.blas import maybe_reexec_with_openblas
 
         maybe_reexec_with_openblas(sys.argv[1:])
         argv = sys.argv[1:]
@@ -202,7 +202,7 @@ def _check_utf8(argv: Sequence[str]) -> None:
 
 def _emit(data: Any) -> None:
     """stdout JSON: standard JSON only (NaN/inf as null), see app/datafile.py."""
-    from app.datafile import dumps
+    from lenscope.app.datafile import dumps
 
     print(dumps(data))
 
@@ -213,8 +213,8 @@ def _warn(warnings: Sequence[str]) -> None:
 
 
 def _load(args) -> tuple[Any, float]:
-    from app import models
-    from app.engine import Engine
+    from lenscope.app import models
+    from lenscope.app.engine import Engine
 
     t = time.perf_counter()
     loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, precision=args.precision,
@@ -228,7 +228,7 @@ def _prompt(engine, args) -> tuple[str, tuple[int, int] | None]:
         raise BadInput("--prompt: empty")
     if args.system is not None and not args.chat:
         raise BadInput("--system needs --chat")
-    from app.chat import model_prompt
+    from lenscope.app.chat import model_prompt
 
     return model_prompt(engine.tokenizer, args.prompt, args.chat, args.system)
 
@@ -240,13 +240,13 @@ def _marks(engine, prompt: str, args, region: tuple[int, int] | None = None) -> 
 
 
 def _variants(specs: Sequence[str]):
-    from lenses.spec import parse
+    from lenscope.lenses.spec import parse
 
     return [v for s in specs for v in parse(s)]
 
 
 def cmd_generate(args) -> None:
-    from app.engine import Request
+    from lenscope.app.engine import Request
 
     if not args.prompt.strip():
         raise BadInput("--prompt: empty")
@@ -260,13 +260,13 @@ def cmd_generate(args) -> None:
     result = run.run()
     result.timing = {"load_s": load_s, **result.timing}
     if args.capture_attention:
-        from app.capture import attention_summary
+        from lenscope.app.capture import attention_summary
 
         result.attention = attention_summary(engine, result, run.variants)
     if args.json:
         _emit(result.to_json())
         return
-    from app.report import print_comparison
+    from lenscope.app.report import print_comparison
 
     print_comparison(result)
 
@@ -301,14 +301,14 @@ def cmd_attention(args) -> None:
         return
     from rich.console import Console
 
-    from app.heatmap import Heatmap
+    from lenscope.app.heatmap import Heatmap
 
     Console().print(Heatmap(matrix, tokens, tokens, marked=marks,
                             title=f"layer {layer}, {'head ' + str(args.head) if args.head is not None else 'mean of heads'}"))
 
 
 def cmd_score(args) -> None:
-    from app.score import score
+    from lenscope.app.score import score
 
     variants = _variants(args.lens)
     engine, _ = _load(args)
@@ -328,7 +328,7 @@ def cmd_score(args) -> None:
 
 
 def cmd_run(args) -> None:
-    from app import experiment
+    from lenscope.app import experiment
 
     exp = experiment.load(args.experiment)  # the whole file checked, no model needed
     out = experiment.check_out(args.out, experiment.outputs(exp))  # before any work
@@ -341,7 +341,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_models(args) -> None:
-    from app.model_sources import list_models
+    from lenscope.app.model_sources import list_models
 
     found = list_models()
     if args.json:
@@ -353,7 +353,7 @@ def cmd_models(args) -> None:
 
 
 def cmd_lenses(args) -> None:
-    from lenses.registry import describe
+    from lenscope.lenses.registry import describe
 
     kinds = describe()
     if args.json:
@@ -368,7 +368,7 @@ def cmd_lenses(args) -> None:
 
 
 def cmd_doctor(args) -> None:
-    from app.doctor import render, report
+    from lenscope.app.doctor import render, report
 
     rep = report(args.model, args.precision)
     _emit(rep) if args.json else print(render(rep))
@@ -377,13 +377,13 @@ def cmd_doctor(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from app.bench import render, run_bench
+    from lenscope.app.bench import render, run_bench
 
     engine, _ = _load(args)
     native = None
     if "dequantized" in engine.loaded.precision:  # also time the stored, quantized path
-        from app import models
-        from app.engine import Engine
+        from lenscope.app import models
+        from lenscope.app.engine import Engine
 
         native = Engine(models.load(args.model, trust_remote_code=args.trust_remote_code, precision="native"))
     rep = run_bench(engine, tokens=args.tokens, repeats=args.repeats, native=native)
@@ -391,7 +391,7 @@ def cmd_bench(args) -> None:
 
 
 def cmd_measure(args) -> None:
-    from app import measure
+    from lenscope.app import measure
 
     try:
         distances = [int(x) for x in args.distances.split(",")] if args.distances else None
@@ -412,7 +412,7 @@ def cmd_measure(args) -> None:
 
 
 def _measure_real(args, distances: list[int] | None) -> None:
-    from app import measure_real
+    from lenscope.app import measure_real
 
     progress = (lambda m: print(f"\r{m}   ", end="", file=sys.stderr)) if sys.stderr.isatty() else None
     engine, _ = _load(args)
@@ -428,14 +428,14 @@ def _measure_real(args, distances: list[int] | None) -> None:
         rep = measure_real.patch(engine, n=args.n or 48, chat=args.chat, progress=progress)
     if progress:
         print(file=sys.stderr)
-    from app.datafile import dumps
+    from lenscope.app.datafile import dumps
 
     _emit(rep) if args.json else print(dumps(rep, indent=1))
 
 
 def cmd_direction(args) -> None:
-    from app.session import check_writable, save_direction
-    from lenses import directions
+    from lenscope.app.session import check_writable, save_direction
+    from lenscope.lenses import directions
 
     if not args.out.endswith((".npy", ".safetensors")):
         raise BadInput(f"--out '{args.out}': use .npy or .safetensors")
@@ -453,7 +453,7 @@ def cmd_direction(args) -> None:
 
 
 def cmd_tui(args) -> None:
-    from app.tui import run_tui
+    from lenscope.app.tui import run_tui
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise BadInput("the TUI needs a terminal (stdin or stdout is not one); for scripts use "

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from lenses.files import MAX_DEPTH, check, read  # noqa: F401  (reading is shared with lens files)
+from lenscope.lenses.files import MAX_DEPTH, check, read  # noqa: F401  (reading is shared with lens files)
 
 
 def dumps(data: Any, indent: int | None = None) -> str:

@@ -8,8 +8,8 @@ import time
 from importlib import metadata
 from typing import Any
 
-from app import blas
-from app.errors import BadInput
+from lenscope.app import blas
+from lenscope.app.errors import BadInput
 
 
 def _version(dist: str) -> str | None:
@@ -22,8 +22,8 @@ def _version(dist: str) -> str | None:
 def report(model: str | None = None, precision: str | None = None) -> dict[str, Any]:
     import mlx.core as mx
 
-    from app import models
-    from metal import selftest_all
+    from lenscope.app import models
+    from lenscope.metal import selftest_all
 
     out: dict[str, Any] = {
         "python": sys.version.split()[0],

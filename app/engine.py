@@ -17,14 +17,14 @@ import mlx.nn as nn
 import numpy as np
 from mlx_lm.models.cache import make_prompt_cache
 
-from app import budget
-from app.errors import BadInput
-from app.marks import overlapping
-from app.hooks import HookState, check_hookable, collect, find_embedding, hooked
-from app.models import LoadedModel
-from app.results import Alternative, RowResult, RunResult, Step
-from app.settings import SETTINGS
-from lenses.base import Lens, Variant
+from lenscope.app import budget
+from lenscope.app.errors import BadInput
+from lenscope.app.hooks import HookState, check_hookable, collect, find_embedding, hooked
+from lenscope.app.marks import overlapping
+from lenscope.app.models import LoadedModel
+from lenscope.app.results import Alternative, RowResult, RunResult, Step
+from lenscope.app.settings import SETTINGS
+from lenscope.lenses.base import Lens, Variant
 
 TOP_K = 5
 PREFILL_CHUNK = 512
@@ -155,7 +155,7 @@ class Engine:
     def other_model(self, spec: str) -> Engine:
         """Another model for a lens to read (patching across models), loaded once per engine."""
         if spec not in self._others:
-            from app import models
+            from lenscope.app import models
 
             self._others[spec] = Engine(models.load(spec))
         return self._others[spec]

@@ -7,7 +7,7 @@ notification and keeps running. The message names the input and what is wrong.
 
 import re
 
-from lenses.errors import BadInput
+from lenscope.lenses.errors import BadInput
 
 __all__ = ["BadInput", "one_line"]
 

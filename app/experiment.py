@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from app import chat, datafile, settings
-from app.errors import BadInput
-from app.heatmap import Heatmap
+from lenscope.app import chat, datafile, settings
+from lenscope.app.errors import BadInput
+from lenscope.app.heatmap import Heatmap
 
 TOP_KEYS = {"model", "defaults", "comparison"}
 KEYS = {"name", "prompt", "mark", "mark_tokens", "lens", "chat", "system", *settings.SETTINGS}
@@ -54,7 +54,7 @@ TEMP_PREFIX = ".lenscope-run-"
 
 def load(path: str | Path) -> dict[str, Any]:
     """The whole experiment, checked: nothing needs a model or writes a file."""
-    from lenses.spec import parse
+    from lenscope.lenses.spec import parse
 
     where = f"experiment '{path}'"
     data = datafile.read(path, where, "toml")
@@ -164,7 +164,7 @@ def check_out(out: str, names: list[str]) -> Path:
 
 
 def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[str], None] = print) -> list[dict]:
-    from app.capture import row_attention
+    from lenscope.app.capture import row_attention
 
     comparisons = _prepare(engine, experiment, progress)
     results = []
@@ -193,7 +193,7 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
 
 def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None]) -> list:
     """Every comparison checked against the model and prepared, before anything runs."""
-    from app.engine import Request
+    from lenscope.app.engine import Request
 
     comparisons, warnings = [], []
     for c in experiment["comparisons"]:

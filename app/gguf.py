@@ -21,7 +21,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from app.errors import BadInput
+from lenscope.app.errors import BadInput
 
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0")
 # llama-quantize gives the output (or tied embedding) matrix a k-quant even in Q4_0/Q8_0

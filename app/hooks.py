@@ -29,10 +29,10 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-import metal
-from app.errors import BadInput
-from metal.attention_probs import repeat_kv
-from lenses.base import HOOK_KINDS, Ctx, Lens
+import lenscope.metal
+from lenscope.app.errors import BadInput
+from lenscope.lenses.base import HOOK_KINDS, Ctx, Lens
+from lenscope.metal.attention_probs import repeat_kv
 
 SDPA_NAME = "scaled_dot_product_attention"
 _SUBCLASSES: dict[tuple[str, type], type] = {}  # (role, original class) -> hooked subclass
@@ -230,7 +230,7 @@ def _additive_mask(mask: Any, L: int, S: int, dtype: mx.Dtype) -> mx.array | Non
 def attention_probs(queries, keys, scale, bias=None, sinks=None) -> mx.array:
     """softmax(Q K^T * scale + bias) in float32, (B, H, L, S); sinks take mass but are dropped."""
     if sinks is None:
-        return metal.attention_probs(queries, keys, scale, bias)
+        return lenscope.metal.attention_probs(queries, keys, scale, bias)
     keys = repeat_kv(keys, queries.shape[1])
     scores = (queries.astype(mx.float32) * scale) @ keys.astype(mx.float32).swapaxes(-1, -2)
     if bias is not None:

@@ -13,10 +13,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from app import episodes
-from app.engine import Engine, Request
-from app.marks import overlapping
-from lenses.spec import parse
+from lenscope.app import episodes
+from lenscope.app.engine import Engine, Request
+from lenscope.app.marks import overlapping
+from lenscope.lenses.spec import parse
 
 DISTANCES = (0, 2, 4, 8, 12, 16, 20)
 STORY_PROMPT = "one day, tom went to the park."

@@ -19,11 +19,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from app import prompt_sets as ps
-from app.chat import model_prompt
-from app.engine import Engine, Request
-from app.score import score
-from lenses.spec import parse
+from lenscope.app import prompt_sets as ps
+from lenscope.app.chat import model_prompt
+from lenscope.app.engine import Engine, Request
+from lenscope.app.score import score
+from lenscope.lenses.spec import parse
 
 
 def _marks(engine: Engine, prompt: str, text: str, region) -> list[int]:

@@ -18,8 +18,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from app.errors import BadInput
-from app.models import DEMO_MODEL_DIR, DEMO_MODEL_NAME
+from lenscope.app.errors import BadInput
+from lenscope.app.models import DEMO_MODEL_DIR, DEMO_MODEL_NAME
 
 Progress = Callable[[str], None] | None
 
@@ -85,7 +85,7 @@ def file_sha256(path: Path, progress: Progress = None) -> str:
 
 def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str | None = None) -> Path:
     """The mlx-lm folder for a GGUF file: converted on first use, reused after."""
-    from app import gguf
+    from lenscope.app import gguf
 
     path = Path(path).expanduser()
     if not path.is_file():

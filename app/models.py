@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import mlx.nn as nn
 
-from app.errors import BadInput
+from lenscope.app.errors import BadInput
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
 DEMO_MODEL_NAME = "lenscope-demo"
@@ -42,7 +42,7 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
     then pick the precision; every failure becomes one BadInput line naming the model."""
     import mlx_lm
 
-    from app.model_sources import resolve_model
+    from lenscope.app.model_sources import resolve_model
 
     name, target = resolve_model(spec, progress)
     path = Path(target).expanduser()
@@ -75,8 +75,8 @@ def apply_precision(model: Any, requested: str | None) -> str:
     MLX's CPU quantized matmul costs linearly per row, float32 on OpenBLAS batches rows."""
     import mlx.core as mx
 
-    from app import precision
-    from app.blas import blas_in_use
+    from lenscope.app import precision
+    from lenscope.app.blas import blas_in_use
 
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     backend = "gpu" if mx.default_device() == mx.gpu else "cpu"

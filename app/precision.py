@@ -11,8 +11,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
-from app.budget import physical_bytes
-from app.errors import BadInput
+from lenscope.app.budget import physical_bytes
+from lenscope.app.errors import BadInput
 
 PRECISIONS = ("auto", "native", "float32", "float16")
 DTYPES = {"float32": mx.float32, "float16": mx.float16}

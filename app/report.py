@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from app.errors import one_line
-from app.results import RunResult
+from lenscope.app.errors import one_line
+from lenscope.app.results import RunResult
 
 
 def row_text(result: RunResult, r: int) -> Text:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import BadInput
+from lenscope.app.errors import BadInput
 
 
 def _num(x: float | None) -> float | None:

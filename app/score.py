@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import mlx.core as mx
 import numpy as np
 
-from app.errors import BadInput
-from app.hooks import HookState, hooked
-from lenses.base import Variant
+from lenscope.app.errors import BadInput
+from lenscope.app.hooks import HookState, hooked
+from lenscope.lenses.base import Variant
 
 
 @dataclass

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from app import datafile, settings
-from app.errors import BadInput
-from lenses import directions
-from lenses.base import INT_LIMIT, Variant
-from lenses.spec import to_data, variants_from_data
+from lenscope.app import datafile, settings
+from lenscope.app.errors import BadInput
+from lenscope.lenses import directions
+from lenscope.lenses.base import INT_LIMIT, Variant
+from lenscope.lenses.spec import to_data, variants_from_data
 
 FORMAT = "lenscope-session"
 VERSION = 1
@@ -157,7 +157,7 @@ def load(path: str | Path) -> Session:
     variants = variants_from_data({"variant": data["variants"]}, where) if data.get("variants") else []
     result = data.get("result")
     if result is not None:
-        from app.results import from_json
+        from lenscope.app.results import from_json
 
         if not (isinstance(result, dict) and isinstance(result.get("rows"), list)):
             raise BadInput(f"{where}: 'result' is not a comparison result")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from lenses.base import Param
+from lenscope.lenses.base import Param
 
 SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("max_tokens", "int", 32, "tokens to generate per row", min=0, max=4096),

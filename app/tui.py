@@ -7,7 +7,7 @@ import sys
 
 
 def run_tui(args) -> None:
-    from screens.app import LenscopeApp
+    from lenscope.screens.app import LenscopeApp
 
     app = LenscopeApp(model=args.model, prompt=args.prompt, marks=args.mark, lens_specs=args.lens,
                       session=args.session, trust_remote_code=args.trust_remote_code,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
-from lenses.errors import BadInput
-from lenses.probe import Probe
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.errors import BadInput
+from lenscope.lenses.probe import Probe
 
 LAYERS = Param("layers", "ints", None, "decoder layers to act on, e.g. 1|2 (default: all)")
 HEADS = Param("heads", "ints", None, "attention heads to act on, e.g. 0|3 (default: all)")

@@ -31,8 +31,8 @@ from typing import Any, Callable, ClassVar
 import mlx.core as mx
 import numpy as np
 
-from lenses.errors import BadInput
-from lenses.probe import Probe
+from lenscope.lenses.errors import BadInput
+from lenscope.lenses.probe import Probe
 
 
 @dataclass(frozen=True)

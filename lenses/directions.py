@@ -16,8 +16,8 @@ from typing import Sequence
 import mlx.core as mx
 import numpy as np
 
-from lenses.errors import BadInput
-from lenses.probe import Probe
+from lenscope.lenses.errors import BadInput
+from lenscope.lenses.probe import Probe
 
 
 def unit(v: np.ndarray, what: str) -> np.ndarray:

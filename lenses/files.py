@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from lenses.errors import BadInput
+from lenscope.lenses.errors import BadInput
 
 MAX_DEPTH = 32  # our files nest ~6 deep; far deeper is corrupt or hostile (and recursion-unsafe)
 

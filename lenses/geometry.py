@@ -8,11 +8,11 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from lenses import directions
-from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
-from lenses.errors import BadInput
-from lenses.probe import Probe
-from lenses.steering import POSITIONS, SOURCE_PARAMS, DirectionLens, position_gate
+from lenscope.lenses import directions
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.errors import BadInput
+from lenscope.lenses.probe import Probe
+from lenscope.lenses.steering import POSITIONS, SOURCE_PARAMS, DirectionLens, position_gate
 
 
 def slerp_to(h: mx.array, d: mx.array, t: mx.array) -> mx.array:

@@ -1,6 +1,6 @@
 """`identity`: changes nothing. Its row must equal the baseline, bit for bit."""
 
-from lenses.base import Lens
+from lenscope.lenses.base import Lens
 
 
 class Identity(Lens):

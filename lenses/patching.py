@@ -6,9 +6,9 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
-from lenses.errors import BadInput
-from lenses.probe import Probe
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.errors import BadInput
+from lenscope.lenses.probe import Probe
 
 
 def parse_span(text: str, n: int, what: str) -> tuple[int, int]:

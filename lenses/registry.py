@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lenses import attention, geometry, identity, patching, sampling, scale, steering, weights
-from lenses.base import Lens
+from lenscope.lenses import attention, geometry, identity, patching, sampling, scale, steering, weights
+from lenscope.lenses.base import Lens
 
 KINDS: dict[str, type[Lens]] = {cls.kind: cls for cls in (
     identity.Identity,

@@ -10,9 +10,9 @@ import math
 
 import mlx.core as mx
 
-from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
-from lenses.errors import BadInput
-from lenses.probe import Probe
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.errors import BadInput
+from lenscope.lenses.probe import Probe
 
 
 class Temperature(Lens):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
-from lenses.steering import POSITIONS, position_gate
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.steering import POSITIONS, position_gate
 
 
 class Scale(Lens):

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lenses import files
-from lenses.base import Lens, Variant
-from lenses.errors import BadInput
-from lenses.registry import KINDS
+from lenscope.lenses import files
+from lenscope.lenses.base import Lens, Variant
+from lenscope.lenses.errors import BadInput
+from lenscope.lenses.registry import KINDS
 
 
 def build_lens(entry: dict[str, Any], where: str) -> Lens:

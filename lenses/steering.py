@@ -5,9 +5,9 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from lenses import directions
-from lenses.base import Ctx, HookPoint, Hooks, Lens, Param
-from lenses.probe import Probe
+from lenscope.lenses import directions
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.probe import Probe
 
 SOURCE_PARAMS = (
     Param("positive", "strs", (), "texts for the + side of a contrast, separated by |"),

@@ -15,9 +15,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from lenses.base import HookPoint, Hooks, Lens, Param
-from lenses.errors import BadInput
-from lenses.probe import Probe
+from lenscope.lenses.base import HookPoint, Hooks, Lens, Param
+from lenscope.lenses.errors import BadInput
+from lenscope.lenses.probe import Probe
 
 TARGETS = ("mlp.down_proj", "mlp.up_proj", "mlp.gate_proj", "self_attn.o_proj", "self_attn.q_proj",
            "self_attn.k_proj", "self_attn.v_proj")

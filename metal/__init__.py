@@ -9,7 +9,7 @@ from typing import Callable
 
 import mlx.core as mx
 
-from metal import attention_probs as _ap
+from lenscope.metal import attention_probs as _ap
 
 TOLERANCE = 1e-4
 

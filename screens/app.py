@@ -23,20 +23,27 @@ from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, ProgressBar, Static, TabbedContent, TextArea
 from textual.worker import get_current_worker
 
-from app import chat, settings
-from app import session as sessions
-from app.errors import BadInput
-from app.marks import carry_marks, overlapping
-from app.results import RunResult, from_json
-from lenses.base import Variant
-from lenses.spec import expand_points, parse, to_data
-from screens.comparison import ComparisonView
-from screens.heatmap_panel import HeatmapPanel
-from screens.help import HelpScreen
-from screens.lens_dialogs import LensForm, LensPicker, ModelShape, PathPrompt, SpecEditor, variant_problem
-from screens.main import MainScreen, chat_label, tokens_label
-from screens.token_chips import TokenChips, chip_text
-from screens.variant_list import VariantList
+from lenscope.app import chat, settings
+from lenscope.app import session as sessions
+from lenscope.app.errors import BadInput
+from lenscope.app.marks import carry_marks, overlapping
+from lenscope.app.results import RunResult, from_json
+from lenscope.lenses.base import Variant
+from lenscope.lenses.spec import expand_points, parse, to_data
+from lenscope.screens.comparison import ComparisonView
+from lenscope.screens.heatmap_panel import HeatmapPanel
+from lenscope.screens.help import HelpScreen
+from lenscope.screens.lens_dialogs import (
+    LensForm,
+    LensPicker,
+    ModelShape,
+    PathPrompt,
+    SpecEditor,
+    variant_problem,
+)
+from lenscope.screens.main import MainScreen, chat_label, tokens_label
+from lenscope.screens.token_chips import TokenChips, chip_text
+from lenscope.screens.variant_list import VariantList
 
 FLUSH_S = 0.05  # tokens reach the screen in batches at most this often
 DEFAULT_PROMPT = ("the key is blue. one day, tom went to the park. the sun was warm. "
@@ -178,8 +185,8 @@ class LenscopeApp(App):
 
     @work(thread=True, exclusive=True, group="load")
     def load_model(self) -> None:
-        from app import models
-        from app.engine import Engine
+        from lenscope.app import models
+        from lenscope.app.engine import Engine
 
         try:
             t = time.perf_counter()
@@ -194,7 +201,7 @@ class LenscopeApp(App):
         self.call_from_thread(self.model_ready, engine, time.perf_counter() - t)
 
     def model_ready(self, engine: Any, seconds: float) -> None:
-        from app.models import DEMO_MODEL_NAME
+        from lenscope.app.models import DEMO_MODEL_NAME
 
         self.engine = engine
         self.chat_template = chat.template_name(engine.tokenizer)
@@ -534,7 +541,7 @@ class LenscopeApp(App):
         except BadInput as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
-        from app.engine import Request
+        from lenscope.app.engine import Request
 
         request = Request(prompt, list(self.variants), sorted(self.marks), max_tokens, temperature, seed)
         self.running = True
@@ -580,7 +587,7 @@ class LenscopeApp(App):
 
     def capture(self, result: RunResult, variants: list[Variant]) -> tuple[dict[int, np.ndarray], str]:
         """After generation: one forward per row with capture on, for the heatmap (worker thread)."""
-        from app.capture import row_attention
+        from lenscope.app.capture import row_attention
 
         worker = get_current_worker()
         attention, skipped = {}, []

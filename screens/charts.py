@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
-from app.results import RunResult
+from lenscope.app.results import RunResult
 
 COLORS = ["white", "cyan", "magenta", "green", "yellow", "red", "blue", "orange"]
 

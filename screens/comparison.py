@@ -13,8 +13,8 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
-from app.results import RunResult
-from screens.token_chips import chip_text
+from lenscope.app.results import RunResult
+from lenscope.screens.token_chips import chip_text
 
 DIFF_STYLE = Style(color="black", bgcolor="magenta")
 CURSOR_STYLE = Style(reverse=True, bold=True)

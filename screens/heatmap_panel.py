@@ -9,9 +9,9 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from app.results import RunResult
-from screens.charts import StepCharts
-from screens.heatmap_view import HeatmapView
+from lenscope.app.results import RunResult
+from lenscope.screens.charts import StepCharts
+from lenscope.screens.heatmap_view import HeatmapView
 
 MODES = ("lens", "baseline", "difference")
 CHARTS_MIN_HEIGHT = 28  # below this the heatmap and the charts do not both fit: one at a time

@@ -9,10 +9,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from app.errors import BadInput
-from lenses.base import Lens, Variant, layers_or_all
-from lenses.registry import KINDS
-from lenses.spec import build_lens, parse_inline
+from lenscope.app.errors import BadInput
+from lenscope.lenses.base import Lens, Variant, layers_or_all
+from lenscope.lenses.registry import KINDS
+from lenscope.lenses.spec import build_lens, parse_inline
 
 ModelShape = tuple[int, int]  # (layers, heads) of the loaded model
 

@@ -18,11 +18,11 @@ from textual.widgets import (
     TextArea,
 )
 
-from app.settings import SETTINGS
-from screens.comparison import ComparisonView
-from screens.heatmap_panel import HeatmapPanel
-from screens.token_chips import TokenChips
-from screens.variant_list import VariantList
+from lenscope.app.settings import SETTINGS
+from lenscope.screens.comparison import ComparisonView
+from lenscope.screens.heatmap_panel import HeatmapPanel
+from lenscope.screens.token_chips import TokenChips
+from lenscope.screens.variant_list import VariantList
 
 
 def tokens_label(n: int | None, template: int = 0) -> str:

@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from lenses.base import Variant
+from lenscope.lenses.base import Variant
 
 
 def variant_line(i: int, v: Variant) -> str:

@@ -8,14 +8,14 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def loaded():
-    from app import models
+    from lenscope.app import models
 
     return models.load(None)
 
 
 @pytest.fixture(scope="session")
 def engine(loaded):
-    from app.engine import Engine
+    from lenscope.app.engine import Engine
 
     return Engine(loaded)
 
@@ -23,7 +23,7 @@ def engine(loaded):
 def real_model_or_skip(fetch):
     """A real model's fixture: skipped when it cannot be fetched, unless CI demands it
     (LENSCOPE_REQUIRE_REAL_MODEL=1 in .ci/run), where a skip would hide a failure."""
-    from app.errors import BadInput
+    from lenscope.app.errors import BadInput
 
     try:
         return fetch()
@@ -36,8 +36,8 @@ def real_model_or_skip(fetch):
 @pytest.fixture(scope="session")
 def smollm2_engine():
     """SmolLM2-135M-Instruct as lenscope runs it by default (auto precision)."""
-    from app import models
-    from app.engine import Engine
+    from lenscope.app import models
+    from lenscope.app.engine import Engine
 
     return Engine(real_model_or_skip(lambda: models.load("smollm2")))
 
@@ -45,7 +45,7 @@ def smollm2_engine():
 @pytest.fixture
 def run_cli(capsys):
     """Run `lenscope ARGS` in-process: (exit code, stdout, stderr)."""
-    from app.cli import main
+    from lenscope.app.cli import main
 
     def run(*args: str):
         code = 0

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 from mlx_lm.generate import generate_step
-
-from app.engine import Engine, Request
-from app.errors import BadInput
-from app.hooks import check_hookable
-from app.models import LoadedModel
-from lenses.spec import parse_inline
 from tiny_models import CONFIGS, build
+
+from lenscope.app.engine import Engine, Request
+from lenscope.app.errors import BadInput
+from lenscope.app.hooks import check_hookable
+from lenscope.app.models import LoadedModel
+from lenscope.lenses.spec import parse_inline
 
 PROMPT = "one day, tom went to the park."
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import datafile, experiment, results
-from app import session as sessions
-from app.errors import BadInput
-from lenses import directions
-from lenses.spec import parse
+from lenscope.app import datafile, experiment, results
+from lenscope.app import session as sessions
+from lenscope.app.errors import BadInput
+from lenscope.lenses import directions
+from lenscope.lenses.spec import parse
 
 DEEP_JSON = "[" * 100_000 + "]" * 100_000  # RecursionError in json
 DEEP_TOML = "x = " + "[" * 5000 + "]" * 5000  # RecursionError in tomllib
@@ -51,7 +51,7 @@ def snapshot(root: Path) -> dict[str, tuple]:
 @pytest.fixture
 def fast_model(monkeypatch, loaded):
     """The CLI's model load, answered from the session's already loaded model."""
-    from app import models
+    from lenscope.app import models
 
     monkeypatch.setattr(models, "load", lambda *a, **k: loaded)
     return loaded
@@ -60,7 +60,7 @@ def fast_model(monkeypatch, loaded):
 @pytest.fixture
 def no_model(monkeypatch):
     """The case must fail before any model is loaded (checked before computing)."""
-    from app import models
+    from lenscope.app import models
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the input was checked")
@@ -221,7 +221,7 @@ def test_cli_one_line(run_cli, no_model, args, needle):
 
 def test_invalid_utf8_argv_in_a_real_process():
     """On Linux, argv bytes that are not UTF-8 arrive surrogate-escaped."""
-    proc = subprocess.run([sys.executable, "-m", "app", "generate", "--prompt", b"caf\xff"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "lenscope", "generate", "--prompt", b"caf\xff"], capture_output=True,
                           env={**os.environ, "LENSCOPE_BLAS": "reference"}, timeout=120, check=False)
     assert proc.returncode == 2 and proc.stdout == b""
     assert proc.stderr.count(b"\n") == 1 and b"--prompt: not valid UTF-8" in proc.stderr, proc.stderr
@@ -229,7 +229,7 @@ def test_invalid_utf8_argv_in_a_real_process():
 
 def test_long_prompt_adds_no_transformers_warning():
     prompt = "the cat sat. " * 200  # ~800 tokens, past the tokenizer's model_max_length of 512
-    proc = subprocess.run([sys.executable, "-m", "app", "generate", "--prompt", prompt, "--max-tokens", "1",
+    proc = subprocess.run([sys.executable, "-m", "lenscope", "generate", "--prompt", prompt, "--max-tokens", "1",
                            "--json"], capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "LENSCOPE_BLAS": "reference"})
     assert proc.returncode == 0, proc.stderr
@@ -237,7 +237,7 @@ def test_long_prompt_adds_no_transformers_warning():
 
 
 def test_emit_never_prints_nan(capsys):
-    from app.cli import _emit
+    from lenscope.app.cli import _emit
 
     _emit({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -math.inf}})
     out = capsys.readouterr().out
@@ -357,7 +357,7 @@ def test_failing_run_leaves_nothing(run_cli, fast_model, tmp_path, monkeypatch):
                    "comparison 'c': --mark 'dog': does not occur")
     assert snapshot(tmp_path) == before
 
-    from app.engine import Comparison
+    from lenscope.app.engine import Comparison
 
     exp.write_text(GOOD_EXPERIMENT + "capture_attention = true\n" + GOOD_EXPERIMENT)
     real_run, calls = Comparison.run, []

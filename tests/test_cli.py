@@ -89,7 +89,7 @@ def test_bad_input_one_line_exit_2(run_cli, args, needle):
 
 def test_console_entry_point_offline(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "app", "doctor", "--json"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "lenscope", "doctor", "--json"], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from app.engine import Request
-from app.errors import BadInput
-from lenses.base import HookPoint, Lens, Variant
-from lenses.spec import parse_inline
+from lenscope.app.engine import Request
+from lenscope.app.errors import BadInput
+from lenscope.lenses.base import HookPoint, Lens, Variant
+from lenscope.lenses.spec import parse_inline
 
 PROMPTS = [
     "one day, tom went to the park.",

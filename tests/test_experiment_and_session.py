@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app import session as sessions
-from app.errors import BadInput
-from lenses.spec import parse_inline
+from lenscope.app import session as sessions
+from lenscope.app.errors import BadInput
+from lenscope.lenses.spec import parse_inline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -118,7 +118,7 @@ def test_corrupt_sessions_are_named(tmp_path, content, needle):
 
 
 def test_session_keeps_chat_mode_and_checks_it(tmp_path):
-    from app import session
+    from lenscope.app import session
 
     path = tmp_path / "s.json"
     session.save(session.Session(prompt="hi", chat=True, system="be brief"), path)

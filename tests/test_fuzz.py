@@ -23,11 +23,11 @@ import tomli_w
 from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
-from app import datafile, experiment, results
-from app import session as sessions
-from app.errors import BadInput
-from app.settings import SETTINGS
-from lenses.spec import parse
+from lenscope.app import datafile, experiment, results
+from lenscope.app import session as sessions
+from lenscope.app.errors import BadInput
+from lenscope.app.settings import SETTINGS
+from lenscope.lenses.spec import parse
 
 EXAMPLES = int(os.environ.get("LENSCOPE_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -222,7 +222,7 @@ def test_session_files(raw):
 # -- the command line ---------------------------------------------------------------------
 @pytest.fixture
 def fast_model(monkeypatch, loaded):
-    from app import models
+    from lenscope.app import models
 
     monkeypatch.setattr(models, "load", lambda *a, **k: loaded)
 

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from app.engine import Request
-from app.errors import BadInput
-from app.hooks import HookState, collect, hooked
-from app.session import save_direction
-from lenses import directions
-from lenses.geometry import grouped_matrix, plane_rotation, slerp_to
-from lenses.probe import Probe
-from lenses.registry import KINDS
-from lenses.spec import parse, parse_inline
-from lenses.weights import gaussian_blur
+from lenscope.app.engine import Request
+from lenscope.app.errors import BadInput
+from lenscope.app.hooks import HookState, collect, hooked
+from lenscope.app.session import save_direction
+from lenscope.lenses import directions
+from lenscope.lenses.geometry import grouped_matrix, plane_rotation, slerp_to
+from lenscope.lenses.probe import Probe
+from lenscope.lenses.registry import KINDS
+from lenscope.lenses.spec import parse, parse_inline
+from lenscope.lenses.weights import gaussian_blur
 
 PROMPT = "the hat is green. tom saw a big dog. question: what color is the hat? answer: the hat is"
 
@@ -127,7 +127,7 @@ def test_lenses_import_nothing_from_app():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):  # also imports inside functions
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            bad = [n for n in names if n.split(".")[0] in ("app", "screens")]
+            bad = [n for n in names if n.startswith(("lenscope.app", "lenscope.screens", "app.", "screens."))]
             assert not bad, f"{path.name}:{node.lineno} imports {bad[0]}"
 
 
@@ -301,7 +301,7 @@ def test_direction_files_never_unpickle(tmp_path, engine):
 
 
 def test_patch_from_same_prompt_and_model_is_neutral_and_swap_acts(engine):
-    from app.models import DEMO_MODEL_DIR
+    from lenscope.app.models import DEMO_MODEL_DIR
 
     n = len(engine.encode(PROMPT))
     specs = [f"patch:source={PROMPT},span=0:{n}", f"patch:source={PROMPT},span=0:{n},model={DEMO_MODEL_DIR}",

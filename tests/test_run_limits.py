@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from app import budget
-from app.engine import Request
-from app.errors import BadInput
-from app.models import DEMO_MODEL_DIR
-from lenses.spec import parse
+from lenscope.app import budget
+from lenscope.app.engine import Request
+from lenscope.app.errors import BadInput
+from lenscope.app.models import DEMO_MODEL_DIR
+from lenscope.lenses.spec import parse
 
 PROMPT = "the key is blue. one day, tom went to the park. question: what color is the key? answer: the key is"
 
@@ -76,11 +76,11 @@ def test_prompt_past_the_context_warns(engine):
 
 
 def test_capture_limit_is_checked_before_generating(run_cli, monkeypatch):
-    import app.engine
+    import lenscope.app.engine
 
     calls = []
-    monkeypatch.setattr(app.engine.Comparison, "run", lambda self, *a: calls.append(1))
-    monkeypatch.setattr(app.engine, "CAPTURE_MAX_BYTES", 1 << 16)
+    monkeypatch.setattr(lenscope.app.engine.Comparison, "run", lambda self, *a: calls.append(1))
+    monkeypatch.setattr(lenscope.app.engine, "CAPTURE_MAX_BYTES", 1 << 16)
     code, _, err = run_cli("generate", "--prompt", PROMPT, "--max-tokens", "4", "--capture-attention")
     assert code == 2 and "attention capture" in err and calls == []
 
@@ -136,7 +136,7 @@ def test_doctor_names_a_model_that_does_not_load(run_cli):
 
 
 def test_a_lens_failing_mid_run_is_named(engine, monkeypatch):
-    from lenses.scale import Scale
+    from lenscope.lenses.scale import Scale
 
     def boom(self, ctx, h):
         if ctx.step >= 2:  # fails while decoding, after the prompt went through

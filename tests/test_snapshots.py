@@ -6,7 +6,7 @@ After an intended UI change: pytest tests/test_snapshots.py --snapshot-update
 import pytest
 from textual.widgets import Input
 
-from screens.app import LenscopeApp
+from lenscope.screens.app import LenscopeApp
 
 PROMPT = "the key is blue. tom went to the park. the sun was warm. question: what color is the key? answer: the key is"
 SIZES = [(80, 24), (120, 40)]

@@ -3,13 +3,13 @@
 import json
 
 from textual.widgets import Input, TextArea
-
-from screens.app import LenscopeApp
-from screens.comparison import ComparisonView, RowColumn
-from screens.heatmap_panel import HeatmapPanel
-from screens.lens_dialogs import LensForm, LensPicker
-from screens.token_chips import TokenChips, chip_text
 from tui_helpers import PROMPT, app, ready
+
+from lenscope.screens.app import LenscopeApp
+from lenscope.screens.comparison import ComparisonView, RowColumn
+from lenscope.screens.heatmap_panel import HeatmapPanel
+from lenscope.screens.lens_dialogs import LensForm, LensPicker
+from lenscope.screens.token_chips import TokenChips, chip_text
 
 
 async def run_and_wait(pilot):
@@ -219,7 +219,7 @@ async def test_help_and_palette_list_actions():
         await ready(pilot)
         await pilot.press("f1")
         await pilot.pause()
-        from screens.help import HelpScreen
+        from lenscope.screens.help import HelpScreen
 
         assert isinstance(a.screen, HelpScreen)
         await pilot.press("escape")

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 from textual.command import CommandPalette
 from textual.widgets import Checkbox, Input, TextArea
 from textual.widgets.text_area import Selection
-
-from app import chat
-from screens.app import LenscopeApp
-from screens.token_chips import TokenChips, chip_text
 from tui_helpers import PROMPT, app, messages, ready
+
+from lenscope.app import chat
+from lenscope.screens.app import LenscopeApp
+from lenscope.screens.token_chips import TokenChips, chip_text
 
 
 def marked_words(a):

@@ -7,16 +7,16 @@ import pytest
 from textual.command import CommandPalette
 from textual.widgets import Input, OptionList, TextArea
 from textual.widgets.text_area import Selection
-
-from lenses.spec import parse
-from screens.charts import StepCharts
-from screens.comparison import ComparisonView, RowColumn
-from screens.heatmap_panel import HeatmapPanel
-from screens.heatmap_view import HeatmapView
-from screens.lens_dialogs import LensForm, PathPrompt, SpecEditor, number
-from screens.token_chips import TokenChips, chip_text
-from screens.variant_list import VariantList
 from tui_helpers import PROMPT, app, messages, ready
+
+from lenscope.lenses.spec import parse
+from lenscope.screens.charts import StepCharts
+from lenscope.screens.comparison import ComparisonView, RowColumn
+from lenscope.screens.heatmap_panel import HeatmapPanel
+from lenscope.screens.heatmap_view import HeatmapView
+from lenscope.screens.lens_dialogs import LensForm, PathPrompt, SpecEditor, number
+from lenscope.screens.token_chips import TokenChips, chip_text
+from lenscope.screens.variant_list import VariantList
 
 SIX = ["identity", "emphasis:strength=2", "emphasis:strength=4", "steer:token=happy,strength=10", "decay"]
 
@@ -97,7 +97,7 @@ async def test_columns_follow_rows_without_waiting():
         full = a.result
         fewer = json.loads(json.dumps(full.to_json()))
         fewer["rows"] = fewer["rows"][:1]
-        from app.results import from_json
+        from lenscope.app.results import from_json
 
         view.set_result(from_json(fewer))
         view.set_result(full)
@@ -337,7 +337,7 @@ async def test_reopened_session_captures_attention_again(tmp_path):
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await run_and_wait(pilot)
-        from app import session as sessions
+        from lenscope.app import session as sessions
 
         sessions.save(a.current_session(), path)
         shape = a.attention[1].shape
@@ -398,7 +398,7 @@ async def test_form_ranges_and_byte_chips_and_alternatives():
         assert "<0xC3>" in chips.tokens and "<0xA9>" in chips.tokens
         assert not any("\ufffd" in t for t in chips.tokens)
         labels = {}
-        from lenses.registry import KINDS
+        from lenscope.lenses.registry import KINDS
 
         for kind in KINDS:  # every form opens (help texts are markup-safe)
             a.push_screen(LensForm(kind))
@@ -412,7 +412,7 @@ async def test_form_ranges_and_byte_chips_and_alternatives():
         view = a.main.query_one(ComparisonView)
         byte_id = a.prompt_ids[3]
         assert view.raw_token(byte_id) == "Ã"
-        from app.results import Alternative
+        from lenscope.app.results import Alternative
 
         a.result.rows[0].top[0] = [Alternative(byte_id, "\ufffd", 0.5)]
         view.cursor = 0
@@ -525,7 +525,7 @@ async def test_unreadable_session(tmp_path, monkeypatch):
 
 async def test_any_loader_error_keeps_the_app(tmp_path, monkeypatch):
     """Whatever app/session.py raises (not only BadInput), the app says so in one line and goes on."""
-    from app import session as sessions
+    from lenscope.app import session as sessions
 
     def broken(path):
         raise RuntimeError("loader bug\nsecond line")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from screens.app import LenscopeApp
+from lenscope.screens.app import LenscopeApp
 
 PROMPT = "the key is blue. tom went to the park. question: what color is the key? answer: the key is"
 

@@ -9,16 +9,14 @@ import argparse
 import json
 import math
 import random
-import sys
 from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from app import episodes, measure, models  # noqa: E402
-from app.engine import Engine, Request  # noqa: E402
+from lenscope.app import episodes, measure, models  # noqa: E402
+from lenscope.app.engine import Engine, Request  # noqa: E402
 
 SAMPLE_PROMPTS = ["one day, tom went to the park.", "in the morning, lily was happy.", "anna had a little cat named"]
 

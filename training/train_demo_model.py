@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -22,12 +21,10 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten
+from mlx_lm.models import llama  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from app import episodes  # noqa: E402
-
-from mlx_lm.models import llama  # noqa: E402
+from lenscope.app import episodes  # noqa: E402
 
 EOS = "<|endoftext|>"
 SPECIALS = [EOS, "<|user|>", "<|assistant|>"]

@@ -1,0 +1,4 @@
+"""`python -m lenscope`: the same as the `lenscope` command."""
+from lenscope.app.cli import main
+
+main()

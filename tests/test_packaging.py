@@ -1,0 +1,43 @@
+"""The wheel installs one top-level package, `lenscope`, and it runs from there."""
+import json
+import os
+import site
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_installs_only_lenscope(tmp_path):
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)]
+    subprocess.run(build, check=True, capture_output=True, cwd=tmp_path)
+    wheel = next(wheels.glob("lenscope-*.whl"))
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    py = env_dir / "bin" / "python"
+    target = Path(subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 check=True, capture_output=True, text=True).stdout.strip())
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", str(wheel)],
+                   check=True, capture_output=True)
+    top = sorted(p.name for p in target.iterdir() if p.name != "__pycache__")
+    assert [n for n in top if not n.startswith("lenscope")] == []
+    assert "lenscope" in top and any(n.endswith(".dist-info") for n in top)
+    installed = target / "lenscope"
+    assert {"app", "lenses", "metal", "screens", "__main__.py"} <= {p.name for p in installed.iterdir()}
+    assert (installed / "app" / "demo_model" / "config.json").is_file()
+    assert (installed / "screens" / "lenscope.tcss").is_file()
+
+    # The installed copy runs: dependencies come from this environment (PYTHONPATH holds no
+    # `lenscope` folder; the editable install here is a .pth hook that PYTHONPATH does not run).
+    deps = os.pathsep.join(site.getsitepackages())
+    proc = subprocess.run([py, "-m", "lenscope", "lenses", "--json"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": deps}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "emphasis" in {k["kind"] for k in json.loads(proc.stdout)["kinds"]}
+    where = subprocess.run([py, "-c", "import lenscope.app; print(lenscope.app.__file__)"], capture_output=True,
+                           text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": deps}, check=True).stdout
+    assert where.startswith(str(target))
