@@ -85,8 +85,15 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
         engine.capture_attention(long_ids)
         return time.perf_counter() - t
 
+    def views_capture() -> float:  # attention and the residual stream, as the views read them
+        t = time.perf_counter()
+        engine.inspect(long_ids)
+        return time.perf_counter() - t
+
     prefill()
     capture()
+    views_capture()
+    m["views_capture_256"] = _best(views_capture, repeats)
     m["prefill_256"] = _best(prefill, repeats)
     m["capture_256"] = _best(capture, repeats)
     m["heatmap_64_render"] = _heatmap_render_s(repeats)
@@ -99,10 +106,12 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
         "seven_lenses_vs_plain": m["baseline_7_lenses"] / m["plain_mlx_lm"],
         "marks_tracking_vs_baseline": m["baseline_marked"] / m["baseline"],
         "capture_vs_prefill": m["capture_256"] / m["prefill_256"],
+        "views_capture_vs_prefill": m["views_capture_256"] / m["prefill_256"],
         "emphasis_vs_plain": m["baseline_emphasis"] / m["plain_mlx_lm"],
         "eight_rows_vs_one": m["eight_plain_rows"] / m["baseline"],
     }
     targets = {"identity_overhead": 0.03, "one_lens_vs_plain": 1.2, "capture_vs_prefill": 1.5,
+               "views_capture_vs_prefill": 1.5,
                "emphasis_vs_plain": 1.3, "eight_rows_vs_one": 2.5}
     if native is not None:  # a speed-up: the target is a floor, kept apart from the ceilings below
         ratios["float_vs_native_decode_speedup"] = m["plain_native"] / m["plain_mlx_lm"]
@@ -120,6 +129,7 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
         "precision": engine.loaded.precision,
         "heatmap_64_ms": round(m["heatmap_64_render"] * 1000, 2),
         "heatmap_target_ms": 10.0,
+        "views_ms": {k: round(v * 1000, 2) for k, v in views_render_s(repeats).items()},
     }
 
 
@@ -143,6 +153,52 @@ def _heatmap_render_s(repeats: int) -> float:
     return statistics.median(once() for _ in range(max(repeats, 5)))
 
 
+def views_render_s(repeats: int, layers: int = 30, heads: int = 9, tokens: int = 256) -> dict[str, float]:
+    """Median seconds to draw each view at 120x40 for SmolLM2's sizes, from a capture: what a
+    key press costs (picking the numbers from the capture, then rendering them)."""
+    from rich.console import Console
+
+    from lenscope.app import geometry
+    from lenscope.app.attention_text import AttentionText
+    from lenscope.app.attention_views import head_means, head_shares, rollout, token_weights
+    from lenscope.app.head_map import HeadMap
+    from lenscope.app.heatmap import Heatmap
+    from lenscope.app.logit_lens_table import LogitLensTable
+
+    rng = np.random.default_rng(0)
+    att = np.tril(rng.random((layers, heads, tokens, tokens), dtype=np.float32))
+    att /= att.sum(-1, keepdims=True)
+    hidden = rng.normal(size=(layers + 1, tokens, 64)).astype(np.float32)
+    labels = [f" t{i}" for i in range(tokens)]
+    q, marks = tokens - 1, [3, 4, 5]
+    cos, _ = geometry.compare(hidden, hidden + 0.1)
+    rolled, means = rollout(att), head_means(att)  # once per row when the mode is picked, like a capture
+    lens_tokens = [[f"w{i}" for _ in range(16)] for i in range(layers + 1)]
+    console = Console(width=120, height=40, file=open("/dev/null", "w"), color_system="truecolor")
+    options = console.options.update(height=40)
+    views = {
+        "attention_text": lambda: AttentionText(labels, token_weights(att, q), q, marks),
+        "attention_text_rollout": lambda: AttentionText(labels, token_weights(att, q, use_rollout=True,
+                                                                                        means=means), q, marks),
+        "head_map": lambda: HeadMap(head_shares(att, marks, q), cursor=(0, 0)),
+        "logit_lens": lambda: LogitLensTable(lens_tokens, rng.random((layers + 1, 16)),
+                                             np.zeros((layers + 1, 16), bool), labels[:16]),
+        "rollout_heatmap": lambda: Heatmap(rolled, labels, labels),
+        "geometry_strip": lambda: Heatmap(cos, [f"L{i}" for i in range(layers + 1)], labels, diverging=True),
+    }
+
+    def once(make) -> float:
+        t = time.perf_counter()
+        list(console.render(make(), options))
+        return time.perf_counter() - t
+
+    out = {}
+    for name, make in views.items():
+        once(make)
+        out[name] = statistics.median(once(make) for _ in range(max(repeats, 5)))
+    return out
+
+
 def render(rep: dict[str, Any]) -> str:
     s, r = rep["seconds"], rep["ratios"]
     lines = [f"bench on {rep['model']} ({rep['backend']}, {rep['precision']}, blas: {rep['blas']}), {rep['tokens']} tokens, "
@@ -157,7 +213,10 @@ def render(rep: dict[str, Any]) -> str:
              f"  + emphasis (2 rows)      x{r['emphasis_vs_plain']:.3f} of plain  (target <= 1.3)",
              f"  marks tracked            x{r['marks_tracking_vs_baseline']:.3f} of baseline",
              f"  capture 256 tokens       x{r['capture_vs_prefill']:.3f} of prefill  (target <= 1.5)",
-             f"  heatmap 64x64 render     {rep['heatmap_64_ms']:.2f} ms  (target <= 10 ms)"]
+             f"  heatmap 64x64 render     {rep['heatmap_64_ms']:.2f} ms  (target <= 10 ms)",
+             f"  views capture 256 tokens x{r['views_capture_vs_prefill']:.3f} of prefill  (target <= 1.5)",
+             "  views at 120x40, 30 layers x 9 heads, 256 tokens (target <= 10 ms each): "
+             + ", ".join(f"{k} {v:.1f} ms" for k, v in rep["views_ms"].items())]
     if "float_vs_native_decode_speedup" in r:
         lines.insert(2, f"  {rep['precision']} vs quantized plain decode  x{r['float_vs_native_decode_speedup']:.2f} "
                         f"faster  (target >= 2)")

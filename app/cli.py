@@ -106,6 +106,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="apply this lens stack while capturing")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("logit-lens", help="per layer and position, the token the model would predict there")
+    p.set_defaults(func=cmd_logit_lens)
+    _add_model(p)
+    _add_prompt(p, required=True)
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
+    for name in ("max_tokens", "temperature", "seed"):
+        _add_setting(p, name)
+    p.add_argument("--positions", default="last", metavar="last|all|I,J,...",
+                   help="which positions of prompt + output to decode (default: the last)")
+    p.add_argument("--top-k", type=_int_range(1, 50, "--top-k"), default=5)
+    p.add_argument("--pin", action="append", default=[], metavar="TOKEN",
+                   help="follow this token's probability across layers (its first token; repeatable)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("geometry", help="per layer and position, how far each row's hidden states are from the baseline's")
+    p.set_defaults(func=cmd_geometry)
+    _add_model(p)
+    _add_prompt(p, required=True)
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
+    for name in ("max_tokens", "temperature", "seed"):
+        _add_setting(p, name)
+    p.add_argument("--layer", type=_int_range(-1024, 1024, "--layer"), default=-1,
+                   help="hidden state for the PCA (0: embeddings, l + 1: after block l; default the last)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("heads", help="head roles measured on the model: previous-token, induction, attention sink")
+    p.set_defaults(func=cmd_heads)
+    _add_model(p)
+    p.add_argument("--length", type=_int_range(4, 512, "--length"), default=32,
+                   help="length of the random sequence that is repeated")
+    _add_setting(p, "seed")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("run", help="a batch of comparisons: results.jsonl + report.md + report.html (+ SVG)")
     p.set_defaults(func=cmd_run)
     _add_model(p)
@@ -305,6 +338,91 @@ def cmd_attention(args) -> None:
 
     Console().print(Heatmap(matrix, tokens, tokens, marked=marks,
                             title=f"layer {layer}, {'head ' + str(args.head) if args.head is not None else 'mean of heads'}"))
+
+
+def _compare_and_capture(args):
+    """The comparison `generate` would run, then each row captured for the views."""
+    from lenscope.app.engine import Request
+    from lenscope.app.inspection import capture_row
+
+    if not args.prompt.strip():
+        raise BadInput("--prompt: empty")
+    variants = _variants(args.lens)
+    engine, _ = _load(args)
+    prompt, region = _prompt(engine, args)
+    marks = _marks(engine, prompt, args, region)
+    run = engine.compare(Request(prompt, variants, marks, args.max_tokens, args.temperature, args.seed), capture=True)
+    _warn(run.warnings)
+    result = run.run()
+    return engine, result, [capture_row(engine, result, run.variants, r) for r in range(len(result.rows))]
+
+
+def _positions(text: str, n: int) -> list[int]:
+    if text == "last":
+        return [n - 1]
+    if text == "all":
+        return list(range(n))
+    try:
+        picked = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise BadInput(f"--positions: 'last', 'all' or indices like 3,7,-1; got '{text}'") from None
+    bad = [p for p in picked if not -n <= p < n]
+    if bad or not picked:
+        raise BadInput(f"--positions: {bad[0] if bad else text!r} is outside prompt + output (0..{n - 1})")
+    return [p % n for p in picked]
+
+
+def cmd_logit_lens(args) -> None:
+    from lenscope.app.inspection import logit_lens_json
+
+    engine, result, caps = _compare_and_capture(args)
+    pinned = []
+    for text in args.pin:
+        ids = engine.encode(text)
+        if not ids:
+            raise BadInput(f"--pin '{text}': encodes to no token")
+        pinned.append(ids[0])
+    rows = [logit_lens_json(engine, c, _positions(args.positions, len(c.ids)), args.top_k, pinned) for c in caps]
+    data = {"model": engine.loaded.name, "layers": engine.n_layers, "prompt_len": len(result.prompt_token_ids),
+            "rows": rows}
+    if args.json:
+        _emit(data)
+        return
+    from lenscope.app.report import print_logit_lens
+
+    print_logit_lens(data)
+
+
+def cmd_geometry(args) -> None:
+    from lenscope.app.inspection import geometry_json
+
+    engine, _, caps = _compare_and_capture(args)
+    n = engine.n_layers + 1
+    if not -n <= args.layer < n:
+        raise BadInput(f"--layer {args.layer}: hidden states are 0..{n - 1} (0: embeddings), or negative from the end")
+    data = {"model": engine.loaded.name, **geometry_json(caps, args.layer)}
+    if args.json:
+        _emit(data)
+        return
+    from lenscope.app.report import print_geometry
+
+    print_geometry(data)
+
+
+def cmd_heads(args) -> None:
+    from lenscope.app import head_roles
+
+    engine, _ = _load(args)
+    roles = head_roles.measure(engine, args.length, args.seed)
+    data = {"model": engine.loaded.name, "layers": engine.n_layers, "heads": engine.n_heads, **roles.to_json()}
+    if args.json:
+        _emit(data)
+        return
+    for role in head_roles.ROLES:
+        heads = roles.heads(role)
+        shown = ", ".join(f"L{layer}.H{h} {roles.scores[role][layer, h]:.2f}" for layer, h in heads[:12])
+        more = f" (+{len(heads) - 12} more)" if len(heads) > 12 else ""
+        print(f"{role:>10}: {len(heads)} head(s) {shown}{more}")
 
 
 def cmd_score(args) -> None:

@@ -216,6 +216,14 @@ class Engine:
         """Attention probabilities (layers, heads, L, L) over `ids`, with `lenses` applied.
 
         One extra forward, never during decoding: the fused kernel returns no weights."""
+        return self.inspect(ids, lenses, prompt_len, marks, layers, hidden=False)[0]
+
+    def inspect(self, ids: list[int], lenses: Sequence[Lens] = (), prompt_len: int | None = None,
+                marks: Sequence[int] = (), layers: Sequence[int] | None = None,
+                hidden: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """One forward over `ids` with `lenses` applied, capturing what the views read:
+        attention (layers, heads, L, L) and, with `hidden`, the residual stream
+        (n_layers + 1, L, D): the embeddings, then the output of each block."""
         check_hookable(self.model)
         layers = list(range(self.n_layers)) if layers is None else list(layers)
         self.check_capture(len(ids), len(layers))
@@ -223,11 +231,26 @@ class Engine:
         state = HookState([list(lenses)], self.n_layers, prompt_len or len(ids), tuple(marks))
         state.track_marks = False
         state.capture = True
+        if hidden:
+            state.record_layers = set(range(-1, self.n_layers))
         with hooked(self.model, state):
             state.begin(mx.arange(len(ids)))
             self.model(mx.array([ids]))
-            mx.eval(list(state.captured.values()))
-        return np.stack([np.array(state.captured[i][0]) for i in layers])
+            mx.eval(list(state.captured.values()) + list(state.recorded.values()))
+        attention = np.stack([np.array(state.captured[i][0]) for i in layers])
+        states = np.stack([np.array(state.recorded[i][0].astype(mx.float32)) for i in range(-1, self.n_layers)]) \
+            if hidden else None
+        return attention, states
+
+    def decode_hidden(self, h: mx.array) -> mx.array:
+        """Logits the model would give if decoding stopped at hidden state(s) `h` (..., D):
+        its final norm and unembedding (the logit lens). At the last block it is the model's output."""
+        inner = getattr(self.model, "model", self.model)
+        norm = getattr(inner, "norm", None)
+        if norm is not None:
+            h = norm(h)
+        head = getattr(self.model, "lm_head", None)
+        return head(h) if head is not None else find_embedding(self.model).as_linear(h)
 
 
 def _n_heads(model) -> int:

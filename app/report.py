@@ -41,3 +41,41 @@ def print_comparison(result: RunResult, console: Console | None = None) -> None:
 def _printable(text: str) -> str:
     """Multi-line text for the terminal: line breaks and tabs kept, other controls escaped."""
     return "\n".join("\t".join(map(one_line, line.split("\t"))) for line in text.split("\n"))
+
+
+def print_logit_lens(data: dict, console: Console | None = None) -> None:
+    """Per row and position: the top token at every layer, with its probability."""
+    console = console or Console()
+    for row in data["rows"]:
+        for pos in row["positions"]:
+            table = Table(title=f"{one_line(row['name'])} · position {pos['position']} "
+                                f"({one_line(pos['input'])!r} → {one_line(pos['prediction'])!r}, "
+                                f"top-1 from {pos['first_top1_layer']})", expand=False)
+            table.add_column("layer", style="dim")
+            table.add_column("top tokens")
+            for k in pos["pinned"]:
+                table.add_column(f"p({one_line(k)!r})", justify="right")
+            for i, layer in enumerate(pos["layers"]):
+                tops = "  ".join(f"{one_line(t)!r} {p:.2f}" for t, p in layer["top"])
+                table.add_row(layer["layer"], tops, *(f"{v[i]:.3f}" for v in pos["pinned"].values()))
+            console.print(table)
+
+
+def print_geometry(data: dict, console: Console | None = None) -> None:
+    """Per lens row: cosine to the baseline at each hidden state (mean over positions), and
+    the smallest; 1.00 everywhere means the lens did not move the residual stream."""
+    console = console or Console()
+    table = Table(title="cosine to the baseline, mean over positions (min)", expand=False)
+    table.add_column("layer", style="dim")
+    rows = data["rows"][1:]
+    for row in rows:
+        table.add_column(one_line(row["name"]), justify="right")
+    for i, layer in enumerate(data["layers"]):
+        cells = []
+        for row in rows:
+            values = [v for v in row["cosine"][i] if v is not None]
+            cells.append(f"{sum(values) / len(values):.3f} ({min(values):.3f})" if values else "-")
+        table.add_row(layer, *cells)
+    console.print(table)
+    console.print(f"[dim]PCA at {data['pca_layer']}: axes explain "
+                  f"{', '.join(f'{100 * v:.0f}%' for v in data['pca_explained'])} of the variance[/]")
