@@ -7,6 +7,7 @@ searched in the user's text only, so `--mark the` cannot land on a template's wo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lenscope.app.errors import BadInput
 from lenscope.app.marks import overlapping
@@ -72,6 +73,15 @@ def model_prompt(tokenizer, text: str, chat: bool, system: str | None = None) ->
 
 # -- for the TUI (kept free of Textual) ------------------------------------------------------
 _CHAT_HINTS = ("instruct", "chat", "-it", "_it", "sft", "dpo", "rlhf", "assistant")
+
+
+def check_options(chat: Any, system: Any, where: str) -> tuple[bool, str | None]:
+    """`chat` and `system` from a data file (experiment, search): checked one way."""
+    if not isinstance(chat, bool):
+        raise BadInput(f"{where}: 'chat' must be true or false")
+    if system is not None and (not isinstance(system, str) or not chat):
+        raise BadInput(f"{where}: 'system' must be text, and needs chat = true")
+    return chat, system
 
 
 def suggests_chat(tokenizer, name: str, demo: bool = False) -> bool:

@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="an experiment .toml file")
     p.add_argument("--out", required=True, help="output folder")
 
+    p = sub.add_parser("search", help="tune a lens stack toward a score: results.jsonl, best.toml, report.md")
+    p.set_defaults(func=cmd_search)
+    p.add_argument("search", help="the search file (TOML)")
+    p.add_argument("--out", required=True, help="output folder; a search already there is resumed")
+    _add_model(p)
+
     p = sub.add_parser("models", help="bundled, named (fetched or not), converted and hub-cached models")
     p.set_defaults(func=cmd_models)
     p.add_argument("--json", action="store_true")
@@ -456,6 +462,37 @@ def cmd_run(args) -> None:
     results = experiment.run(engine, exp, out, progress=lambda m: print(one_line(m), file=sys.stderr))
     print(one_line(f"{len(results)} comparison(s): {out / 'results.jsonl'}, {out / 'report.md'}, "
                    f"{out / 'report.html'}"))
+
+
+def cmd_search(args) -> None:
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from lenscope.app import search as searches
+    from lenscope.app.session import atomic_write
+
+    search = searches.load(args.search)  # the whole file is checked before a model loads
+    if args.model is None:
+        args.model = search.model
+    engine, _ = _load(args)
+    out = Path(args.out)
+    with Progress(transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task("search", total=None)
+        summary = searches.run(engine, search, out, lambda done, total: bar.update(task, completed=done, total=total))
+    if not summary["candidates"]:
+        raise BadInput(f"search '{args.search}': no candidate was scored")
+    atomic_write(out / "best.toml", searches.best_lens_file(search, summary))
+    atomic_write(out / "report.md", searches.report(search, summary))
+    best = summary["candidates"][0]
+    print(f"best: {best['name']} · score {best['score']:.4g} (baseline {summary['baseline']['score']:.4g}) · "
+          f"{out / 'best.toml'}, {out / 'report.md'}")
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def cmd_models(args) -> None:

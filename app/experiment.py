@@ -98,13 +98,9 @@ def load(path: str | Path) -> dict[str, Any]:
             variants = [v for s in specs for v in parse(s)]
         except BadInput as exc:
             raise BadInput(f"{cwhere}: {exc}") from None
-        chat, system = merged.get("chat", False), merged.get("system")
-        if not isinstance(chat, bool):
-            raise BadInput(f"{cwhere}: 'chat' must be true or false")
-        if system is not None and (not isinstance(system, str) or not chat):
-            raise BadInput(f"{cwhere}: 'system' must be text, and needs chat = true")
+        use_chat, system = chat.check_options(merged.get("chat", False), merged.get("system"), cwhere)
         out.append({"name": name, "prompt": prompt, "mark": marks, "mark_tokens": mark_tokens, "lens": specs,
-                    "variants": variants, "chat": chat, "system": system, **settings.check_all(merged, cwhere)})
+                    "variants": variants, "chat": use_chat, "system": system, **settings.check_all(merged, cwhere)})
     return {"model": model, "comparisons": out}
 
 

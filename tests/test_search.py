@@ -1,0 +1,140 @@
+"""`lenscope search`: a planted optimum is found, a killed search resumes without
+repeating work, halving narrows down, and bad files are refused in one line."""
+
+import json
+import re
+
+import pytest
+
+from lenscope.app import search as searches
+from lenscope.app.errors import BadInput
+
+PLANTED = """
+prompts = ["the key is blue. question: what color is the key? answer: the key is",
+           "one day, tom went to the park. the sun was"]
+max_tokens = 4
+strategy = "{strategy}"
+budget = {budget}
+steps = 4
+rows = {rows}
+
+[[lens]]
+kind = "bias"
+words = ["happy"]
+value = [0, 30]
+
+[[score]]
+kind = "contains"
+text = "happy"
+"""
+
+
+def write(tmp_path, strategy="grid", budget=4, rows=8, text=PLANTED):
+    path = tmp_path / "search.toml"
+    path.write_text(text.format(strategy=strategy, budget=budget, rows=rows))
+    return path
+
+
+def lines(out):
+    return [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_grid_finds_the_planted_optimum(engine, tmp_path):
+    s = searches.load(write(tmp_path))
+    assert [d.grid(4) for d in s.dimensions] == [[0.0, 10.0, 20.0, 30.0]]
+    summary = searches.run(engine, s, tmp_path / "out")
+    best = summary["candidates"][0]
+    assert best["score"] == 1.0 and best["values"]["0.value"] >= 20
+    assert summary["baseline"]["score"] == 0.0
+    zero = next(c for c in summary["candidates"] if c["values"]["0.value"] == 0)
+    assert zero["score"] == 0.0  # a bias of 0 changes nothing
+    recs = lines(tmp_path / "out")
+    assert len(recs) == 2 * (4 + 1)  # 4 candidates and the baseline, on 2 prompts
+    text = searches.best_lens_file(s, summary)
+    assert "kind = \"bias\"" in text and f"value = {best['values']['0.value']}" in text
+    md = searches.report(s, summary)
+    assert "## score against 0.value" in md and "| 1 |" in md and "## best:" in md
+
+
+def test_killed_search_resumes_without_repeating_work(engine, tmp_path, monkeypatch):
+    s = searches.load(write(tmp_path, rows=3))  # 2 candidates per batch: several batches
+    out = tmp_path / "out"
+
+    class Killed(Exception):
+        pass
+
+    def die(done, total):
+        raise Killed
+
+    with pytest.raises(Killed):
+        searches.run(engine, s, out, progress=die)  # dies after prompt 1
+    first = lines(out)
+    assert 0 < len(first) < 10
+    calls = []
+    real = type(engine).compare
+    monkeypatch.setattr(type(engine), "compare", lambda self, req, **kw: calls.append(len(req.variants)) or
+                        real(self, req, **kw))
+    summary = searches.run(engine, s, out)
+    recs = lines(out)
+    keys = [(r["candidate"], r["prompt"]) for r in recs]
+    assert len(keys) == len(set(keys)) == 10  # every (candidate, prompt) once, nothing redone
+    assert sum(calls) == 10 - len(first) - (2 - sum(1 for r in first if r["candidate"] == "baseline"))
+    assert summary["candidates"][0]["score"] == 1.0
+
+
+def test_a_cut_off_last_line_is_made_again(engine, tmp_path):
+    s = searches.load(write(tmp_path))
+    out = tmp_path / "out"
+    searches.run(engine, s, out)
+    text = (out / "results.jsonl").read_text()
+    (out / "results.jsonl").write_text(text[: len(text) - 20])  # the last line cut mid-way
+    searches.run(engine, s, out)
+    assert len(lines(out)) == 10
+
+
+def test_halving_keeps_the_better_half(engine, tmp_path):
+    s = searches.load(write(tmp_path, strategy="halving", budget=6))
+    assert searches._halving_rounds(6, 2) == [(6, 1), (3, 2)]
+    summary = searches.run(engine, s, tmp_path / "out")
+    on_both = [c for c in summary["candidates"] if c["prompts"] == 2]
+    assert len(on_both) == 3 and on_both[0]["score"] == 1.0
+    dropped = [c for c in summary["candidates"] if c["prompts"] == 1]
+    assert max(c["score"] for c in dropped) <= min(c["score"] for c in on_both)
+
+
+def test_random_is_seeded(tmp_path):
+    s = searches.load(write(tmp_path, strategy="random", budget=5))
+    assert s.candidates(0) == s.candidates(0) != s.candidates(1)
+    assert all(0 <= c["0.value"] <= 30 for c in s.candidates(0))
+
+
+def test_constraint_ranks_infeasible_last(engine, tmp_path):
+    text = PLANTED + '\n[[score]]\nkind = "fluency"\nweight = 0\n\n[[constraint]]\npart = "fluency"\nmin_vs_baseline = -0.5\n'
+    s = searches.load(write(tmp_path, text=text))
+    summary = searches.run(engine, s, tmp_path / "out")
+    feasible = [c["feasible"] for c in summary["candidates"]]
+    assert feasible == sorted(feasible, reverse=True)  # feasible ones first
+    assert any(not f for f in feasible)  # 'happy happy happy' is not fluent
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda t: t.replace('strategy = "grid"', 'strategy = "magic"'), "strategy must be one of"),
+    (lambda t: re.sub(r"prompts = \[.*?\]\n", "prompts = []\n", t, flags=re.S), "'prompts' must be a non-empty list"),
+    (lambda t: t.replace('kind = "contains"', 'kind = "vibes"'), "score kind must be one of"),
+    (lambda t: t.replace('kind = "bias"', 'kind = "nope"'), "known 'kind'"),
+    (lambda t: t.replace("value = [0, 30]", "value = [0, 1e400]"), "value"),
+    (lambda t: t + "\n[[constraint]]\npart = \"judge\"\nmin_vs_baseline = 0\n", "not in the score"),
+    (lambda t: "colour = 1\n" + t, "unknown key 'colour'"),
+])
+def test_bad_search_files(tmp_path, change, words):
+    path = tmp_path / "s.toml"
+    path.write_text(change(PLANTED.format(strategy="grid", budget=4, rows=8)))
+    with pytest.raises(BadInput, match=words):
+        searches.load(path)
+
+
+def test_search_cli(run_cli, tmp_path):
+    path = write(tmp_path)
+    code, out, err = run_cli("search", str(path), "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "best:" in out and (tmp_path / "o" / "best.toml").is_file() and (tmp_path / "o" / "report.md").is_file()
