@@ -9,7 +9,7 @@ a lens changed the distribution. Knows nothing of Textual: the UI consumes `step
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import mlx.core as mx
@@ -325,11 +325,13 @@ class Comparison:
                 break
             ctx = state.ctx(eng.n_layers)
             logits = logits.astype(mx.float32)
+            row_ctx = [replace(ctx, generated=tuple(raw[r])) for r in range(B)]
             if any(logit_hooks):
-                logits = mx.concatenate([_chain(ctx, logit_hooks[r], logits[r : r + 1]) for r in range(B)], axis=0)
+                logits = mx.concatenate([_chain(row_ctx[r], logit_hooks[r], logits[r : r + 1]) for r in range(B)],
+                                        axis=0)
             if req.keep_logits:
                 self.logits.append(np.array(logits))
-            temps = [_chain(ctx, temp_hooks[r], req.temperature) for r in range(B)]
+            temps = [_chain(row_ctx[r], temp_hooks[r], req.temperature) for r in range(B)]
             tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention)
             if t + 1 < req.max_tokens:
                 # start the next forward now and do the bookkeeping while it runs; rows that

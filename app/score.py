@@ -10,7 +10,7 @@ of the row's distribution, not of how it would be sampled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import mlx.core as mx
@@ -74,15 +74,16 @@ def score(engine, prompt: str, continuation: str, variants: Sequence[Variant] = 
     target = mx.array(c_ids)
     out = []
     for r, v in enumerate(rows):
-        lg = _logit_hooks(state, r, logits[r])
+        lg = _logit_hooks(state, r, logits[r], c_ids)
         lp = lg - mx.logsumexp(lg, axis=-1, keepdims=True)
         picked = np.array(mx.take_along_axis(lp, target[:, None], axis=-1)[:, 0])
         out.append(RowScore(v.name, v.normalized(), [float(x) if np.isfinite(x) else float("-inf") for x in picked]))
     return p_ids, c_ids, out
 
 
-def _logit_hooks(state: HookState, row: int, logits: mx.array) -> mx.array:
-    """Each scored step's logits through the row's logit hooks, with that step's context."""
+def _logit_hooks(state: HookState, row: int, logits: mx.array, target: list[int]) -> mx.array:
+    """Each scored step's logits through the row's logit hooks, with that step's context
+    (the continuation's tokens before it count as generated)."""
     chain = state.step_hooks("logits", row)
     if not chain:
         return logits
@@ -91,6 +92,6 @@ def _logit_hooks(state: HookState, row: int, logits: mx.array) -> mx.array:
         state.begin(mx.array([state.prompt_len - 1 + t]))
         lg = logits[t : t + 1]
         for fn in chain:
-            lg = fn(state.ctx(state.n_layers), lg)
+            lg = fn(replace(state.ctx(state.n_layers), generated=tuple(target[:t])), lg)
         steps.append(lg)
     return mx.concatenate(steps, axis=0)

@@ -13,7 +13,8 @@ reads and nothing else (app/hooks.py `collect`). The functions, per hook point k
 - `weights`: `fn(ctx, x) -> x dW^T`, added to the output of the linear layer at `path`
   for that row (the model's weights are never written);
 - `logits`: `fn(ctx, logits) -> logits`, and `temperature`: `fn(ctx, t) -> t`, on that
-  row's next-token distribution and sampling temperature.
+  row's next-token distribution and sampling temperature; `ctx.generated` holds the
+  tokens that row has chosen so far (what a grammar or a forced text follows).
 
 `prepare(probe, ids, marks)` computes what the hooks need (directions, source states,
 weight deltas) from the model (a `Probe`) and the prompt, before the run. A lens whose
@@ -44,6 +45,7 @@ class Ctx:
     prompt_len: int
     marks: tuple[int, ...]
     n_layers: int
+    generated: tuple[int, ...] = ()  # logits/temperature hooks: this row's tokens chosen so far
 
     @property
     def steps(self) -> np.ndarray:

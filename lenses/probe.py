@@ -9,7 +9,7 @@ weight lenses edit, hidden states and attention of any token ids, and another mo
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -18,6 +18,7 @@ import numpy as np
 
 class Probe(Protocol):
     n_layers: int
+    tokenizer: Any  # mlx-lm's TokenizerWrapper (a grammar library reads its vocabulary)
 
     @property
     def n_heads(self) -> int: ...

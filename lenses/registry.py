@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lenscope.lenses import attention, geometry, identity, patching, sampling, scale, steering, weights
+from lenscope.lenses import attention, constrain, geometry, identity, patching, sampling, scale, steering, weights
 from lenscope.lenses.base import Lens
 
 KINDS: dict[str, type[Lens]] = {cls.kind: cls for cls in (
@@ -13,6 +13,7 @@ KINDS: dict[str, type[Lens]] = {cls.kind: cls for cls in (
     patching.Patch,
     weights.Blur, weights.Noise, weights.HeadScale, weights.SvdRemove,
     sampling.Temperature, sampling.Explore, sampling.Bias,
+    constrain.Constrain, constrain.Force,
     scale.Scale,
 )}
 

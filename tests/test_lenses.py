@@ -44,8 +44,11 @@ CASES = {
     "explore": ("explore:exclude_top=0", "explore:exclude_top=1"),
     "bias": ("bias:words=happy,value=0", "bias:words=happy,value=50"),
     "scale": ("scale:factor=1@0|1@9", "scale:factor=3,layers=0|1"),
+    "constrain": ('constrain:regex="[\\s\\S]*"', 'constrain:regex=" (blue|purple)\\."'),
+    "force": ("force:text=", 'force:text=" purple"'),
 }
-NOT_NEUTRAL_BY_DECLARATION = {"patch", "temperature"}  # no-ops by their values, not by is_neutral
+NOT_NEUTRAL_BY_DECLARATION = {"patch", "temperature", "constrain"}  # no-ops by their values, not by is_neutral
+MASKS = {"constrain"}  # even an allow-all grammar bans special tokens: allowed logits must stay exact
 
 
 def test_every_kind_has_a_case():
@@ -63,7 +66,12 @@ def test_neutral_is_baseline_and_active_changes(engine, kind):
     res.run()
     rows = res.result.rows
     assert rows[1].token_ids == rows[0].token_ids, f"{neutral} changed the output"
-    assert all(np.array_equal(step[1], step[0]) for step in res.logits), f"{neutral} changed the logits"
+    if kind in MASKS:
+        kept = [np.isfinite(step[1]) for step in res.logits]
+        assert all(k.sum() > 500 for k in kept), f"{neutral} banned ordinary tokens"  # of 660 (byte pieces go)
+        assert all(np.array_equal(step[1][k], step[0][k]) for step, k in zip(res.logits, kept))
+    else:
+        assert all(np.array_equal(step[1], step[0]) for step in res.logits), f"{neutral} changed the logits"
     if active:
         # a lens that does nothing gives the baseline's logits exactly; sampling lenses
         # (temperature) leave the logits and change the tokens

@@ -1,0 +1,164 @@
+"""Hard islands: a row's tokens held to a grammar (`constrain`) or to exact text (`force`).
+
+`constrain` uses llguidance (the grammar engine llama.cpp and vLLM use) to compute, at each
+step, which tokens keep the output inside a regular expression, a Lark grammar or a JSON
+schema; every other token's logit becomes -inf for that row only, so a constrained row runs
+beside an unconstrained baseline. Chosen over xgrammar and outlines-core because it
+takes all three grammar kinds in one API, computes a mask in tens of microseconds without
+precomputing the vocabulary against the grammar, and ships manylinux and macOS wheels
+with no torch dependency. The mask is applied with MLX ops (its own Metal kernel is not
+needed: one where() per row and step).
+
+Both lenses follow the row's own tokens (`ctx.generated`), so they stay right however the
+row got there (sampling, other lenses in the stack, teacher-forced scoring).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.errors import BadInput
+from lenscope.lenses.probe import Probe
+
+_TOKENIZERS: dict[int, Any] = {}  # id(HF tokenizer) -> llguidance tokenizer (~1 s to build)
+
+
+def _ll_tokenizer(tokenizer: Any, vocab: int) -> Any:
+    import llguidance.hf
+
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    key = id(hf)
+    if key not in _TOKENIZERS:
+        eos = sorted(getattr(tokenizer, "eos_token_ids", None) or []) or None
+        try:
+            _TOKENIZERS[key] = llguidance.hf.from_tokenizer(hf, n_vocab=vocab, eos_token=eos)
+        except (ValueError, TypeError) as exc:
+            raise BadInput(f"constrain: this tokenizer cannot be read by llguidance ({exc})") from None
+    return _TOKENIZERS[key]
+
+
+def allowed_mask(bitmask: np.ndarray, vocab: int) -> np.ndarray:
+    """llguidance's bitmask (one int32 per 32 tokens, lowest bit first) as (vocab,) bools."""
+    return np.unpackbits(bitmask.view(np.uint8), bitorder="little")[:vocab].astype(bool)
+
+
+class Constrain(Lens):
+    kind = "constrain"
+    summary = "hold the row's output to a regular expression, a Lark grammar or a JSON schema (llguidance)"
+    params = (
+        Param("regex", "str", "", "a regular expression the whole output must match"),
+        Param("lark", "str", "", "a Lark grammar (start rule `start`)"),
+        Param("json_schema", "str", "", "a JSON schema (as JSON text); the output is JSON that satisfies it"),
+    )
+
+    def grammar(self) -> str:
+        import llguidance
+
+        given = [(k, getattr(self, k)) for k in ("regex", "lark", "json_schema") if getattr(self, k)]
+        if len(given) != 1:
+            raise BadInput("constrain: give exactly one of regex, lark, json_schema")
+        kind, text = given[0]
+        if kind == "json_schema":
+            try:
+                schema = json.loads(text)
+            except ValueError as exc:
+                raise BadInput(f"constrain: json_schema is not JSON ({exc})") from None
+            if not isinstance(schema, dict):
+                raise BadInput("constrain: json_schema must be a JSON object")
+            # fixed separators: with free whitespace a small model can pad with newlines forever
+            schema.setdefault("x-guidance", {"whitespace_flexible": False})
+            return llguidance.grammar_from("json_schema", json.dumps(schema))
+        return llguidance.grammar_from(kind, text)
+
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
+        import llguidance
+
+        self.vocab = probe.vocab_size
+        self.tokenizer = _ll_tokenizer(probe.tokenizer, self.vocab)
+        self._grammar = self.grammar()
+        error = llguidance.LLMatcher.validate_grammar(self._grammar, self.tokenizer)  # "" when it is fine
+        if error:
+            raise BadInput(f"constrain: the grammar is refused: {' '.join(error.split())[:200]}")
+        self._matcher = None
+
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("logits"): self.logits}
+
+    def _sync(self, generated: tuple[int, ...]) -> Any:
+        """The matcher after exactly `generated`: advanced by the new tokens, or restarted
+        (a new run, or another row's history)."""
+        import llguidance
+
+        m, seen = self._matcher, getattr(self, "_seen", ())
+        if m is None or generated[: len(seen)] != seen:
+            m, seen = llguidance.LLMatcher(self.tokenizer, self._grammar), ()
+        for t in generated[len(seen):]:
+            if not m.is_stopped():
+                m.consume_token(int(t))
+        self._matcher, self._seen = m, tuple(generated)
+        return m
+
+    def logits(self, ctx: Ctx, logits: mx.array) -> mx.array:
+        from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
+
+        m = self._sync(ctx.generated)
+        mask = allocate_token_bitmask(1, self.vocab)
+        fill_next_token_bitmask(m, mask)
+        allowed = allowed_mask(mask[0], logits.shape[-1])
+        if len(allowed) < logits.shape[-1]:  # the model pads its vocabulary past the tokenizer's
+            allowed = np.pad(allowed, (0, logits.shape[-1] - len(allowed)))
+        return mx.where(mx.array(allowed), logits, -mx.inf)
+
+
+class Force(Lens):
+    kind = "force"
+    summary = "insert exact text into the row: from a step, or right after a trigger text appears"
+    params = (
+        Param("text", "str", "", "the text to insert (as the model tokenizes it)"),
+        Param("at_step", "int", 0, "the step where it starts (used when `after` is empty)", 0, 1 << 20),
+        Param("after", "str", "", "start right after the output first contains this text"),
+    )
+
+    def is_neutral(self) -> bool:
+        return not self.text
+
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
+        if self.is_neutral():
+            return
+        self.ids = list(probe.tokenizer.encode(self.text, add_special_tokens=False))
+        if not self.ids:
+            raise BadInput(f"force: text {self.text!r} has no tokens")
+        self.decode = probe.tokenizer.decode
+        self._trigger_at: dict[tuple[int, ...], int | None] = {}
+
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("logits"): self.logits}
+
+    def start(self, generated: tuple[int, ...]) -> int | None:
+        """The step the forced text starts at, or None while the trigger has not appeared."""
+        if not self.after:
+            return self.at_step
+        for n in range(len(generated) + 1):  # the shortest prefix that contains the trigger
+            prefix = generated[:n]
+            if prefix in self._trigger_at:
+                if self._trigger_at[prefix] is not None:
+                    return self._trigger_at[prefix]
+                continue
+            hit = self.after in self.decode(list(prefix))
+            self._trigger_at[prefix] = n if hit else None
+            if hit:
+                return n
+        return None
+
+    def logits(self, ctx: Ctx, logits: mx.array) -> mx.array:
+        step = len(ctx.generated)
+        start = self.start(ctx.generated)
+        if start is None or not start <= step < start + len(self.ids):
+            return logits
+        forced = self.ids[step - start]
+        return mx.where(mx.arange(logits.shape[-1]) == forced, logits, -mx.inf)

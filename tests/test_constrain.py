@@ -1,0 +1,75 @@
+"""Hard islands: constrained rows always match their grammar (50 sampled generations), the
+baseline beside them is untouched, and `force` inserts its text exactly."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from lenscope.app.engine import Request
+from lenscope.app.errors import BadInput
+from lenscope.lenses.constrain import allowed_mask
+from lenscope.lenses.spec import parse_inline
+
+PROMPT = "the key is blue. question: what color is the key? answer: the key is"
+REGEX = r" (red|green|blue)( [a-z]{1,8})?\."
+LARK = 'start: " " COLOR " and " COLOR "."\nCOLOR: "red" | "green" | "blue"'
+SCHEMA = {"type": "object", "properties": {"color": {"enum": ["red", "green"]}}, "required": ["color"],
+          "additionalProperties": False}
+
+
+def spec(kind: str, text: str) -> str:
+    return f'constrain:{kind}="' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def check_json(text: str) -> bool:
+    data = json.loads(text)
+    return set(data) == {"color"} and data["color"] in ("red", "green")
+
+
+CASES = [("regex", REGEX, lambda t: re.fullmatch(REGEX, t) is not None),
+         ("lark", LARK, lambda t: re.fullmatch(r" (red|green|blue) and (red|green|blue)\.", t) is not None),
+         ("json_schema", json.dumps(SCHEMA), check_json)]
+
+
+@pytest.mark.parametrize("kind, grammar, matches", CASES, ids=[c[0] for c in CASES])
+def test_constrained_rows_always_match_and_the_baseline_is_untouched(engine, kind, grammar, matches):
+    variant = parse_inline(spec(kind, grammar))
+    seeds = range(17 if kind != "json_schema" else 16)  # 50 sampled generations in all
+    for seed in seeds:
+        res = engine.compare(Request(PROMPT, [variant], max_tokens=32, temperature=1.0, seed=seed)).run()
+        row = res.rows[1]
+        assert row.finished, f"seed {seed}: {row.text!r} did not finish"
+        assert matches(row.text), f"seed {seed}: {row.text!r}"
+        plain = engine.compare(Request(PROMPT, [], max_tokens=32, temperature=1.0, seed=seed)).run()
+        assert res.rows[0].token_ids == plain.rows[0].token_ids
+
+
+def test_force_inserts_text_at_a_step_and_after_a_trigger(engine):
+    at = parse_inline('force:text=" purple",at_step=1')
+    after = parse_inline('force:text=" and purple",after="red"')
+    res = engine.compare(Request(PROMPT, [at, after], max_tokens=8)).run()
+    forced = engine.tokenizer.encode(" purple", add_special_tokens=False)
+    assert res.rows[1].token_ids[1 : 1 + len(forced)] == forced
+    assert res.rows[1].token_ids[0] == res.rows[0].token_ids[0]  # untouched before its step
+    base = res.rows[0].text
+    assert base.startswith(" red")  # the demo model's answer here: the trigger appears
+    assert res.rows[2].text.startswith(" red and purple")
+
+
+def test_allowed_mask_reads_llguidance_bits():
+    mask = np.array([0b101, 1 << 31, 0], dtype=np.uint32).view(np.int32)
+    got = allowed_mask(mask, 70)
+    assert got.tolist() == [i in (0, 2, 63) for i in range(70)]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("constrain", "exactly one of regex, lark, json_schema"),
+    ('constrain:regex="(("', "the grammar is refused"),
+    ('constrain:json_schema="{nope"', "json_schema is not JSON"),
+    ('constrain:regex="a",lark="start: \\"a\\""', "exactly one"),
+])
+def test_bad_grammars_are_one_line(engine, text, words):
+    with pytest.raises(BadInput, match=words):
+        engine.compare(Request(PROMPT, [parse_inline(text)], max_tokens=2))
