@@ -151,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder; a search already there is resumed")
     _add_model(p)
 
+    p = sub.add_parser("tree", help="branch where the model hesitates, score the leaves, keep the best (beam)")
+    p.set_defaults(func=cmd_tree)
+    _add_model(p)
+    _add_prompt(p, required=True)
+    p.add_argument("--lens", default=None, metavar="SPEC", help="a lens stack every node runs under")
+    p.add_argument("--score", default=None, metavar="FILE", help="a TOML file of [[score]] tables (default: fluency)")
+    for name in ("temperature", "seed"):
+        _add_setting(p, name)
+    from lenscope.app.tree import TREE_PARAMS
+
+    for name, param in TREE_PARAMS.items():
+        p.add_argument(f"--{name}", type=_checked(param, f"--{name}"), default=param.default, help=param.help)
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("models", help="bundled, named (fetched or not), converted and hub-cached models")
     p.set_defaults(func=cmd_models)
     p.add_argument("--json", action="store_true")
@@ -493,6 +507,31 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def cmd_tree(args) -> None:
+    from lenscope.app import datafile
+    from lenscope.app.scores import Score
+    from lenscope.app.tree import TREE_PARAMS, grow
+
+    if args.score:
+        score = Score.from_data(datafile.read(args.score, f"score file '{args.score}'", "toml").get("score"),
+                                f"score file '{args.score}'")
+    else:
+        score = Score.from_data([{"kind": "fluency"}], "default score")
+    variants = _variants([args.lens]) if args.lens else []
+    if len(variants) > 1:
+        raise BadInput(f"--lens '{args.lens}': holds {len(variants)} variants; a tree runs under one stack")
+    engine, _ = _load(args)
+    prompt, _ = _prompt(engine, args)
+    tree = grow(engine, prompt, score, {k: getattr(args, k) for k in TREE_PARAMS}, args.temperature, args.seed,
+                variants[0] if variants else None)
+    if args.json:
+        _emit({"model": engine.loaded.name, **tree.to_json()})
+        return
+    from lenscope.app.report import print_tree
+
+    print_tree(tree)
 
 
 def cmd_models(args) -> None:

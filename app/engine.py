@@ -41,6 +41,7 @@ class Request:
     seed: int = SETTINGS["seed"].default
     stop_at_eos: bool = True
     keep_logits: bool = False  # keep each step's (rows, vocab) logits, for tests and analysis
+    prompt_ids: list[int] | None = None  # token ids to start from instead of encoding `prompt` (tree branches)
 
 
 class Engine:
@@ -183,9 +184,9 @@ class Engine:
 
         `capture`: the caller will capture attention over each row afterwards, so its size
         is checked now rather than after generating."""
-        if not request.prompt.strip():
+        if not request.prompt.strip() and not request.prompt_ids:
             raise BadInput("prompt: empty")
-        ids = self.encode(request.prompt)
+        ids = list(request.prompt_ids) if request.prompt_ids else self.encode(request.prompt)
         marks = self.check_marks(request.marks, len(ids))
         rows = 1 + len(request.variants)
         warnings = budget.check_comparison(self.model, rows, len(ids), request.max_tokens, PREFILL_CHUNK)

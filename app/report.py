@@ -79,3 +79,32 @@ def print_geometry(data: dict, console: Console | None = None) -> None:
     console.print(table)
     console.print(f"[dim]PCA at {data['pca_layer']}: axes explain "
                   f"{', '.join(f'{100 * v:.0f}%' for v in data['pca_explained'])} of the variance[/]")
+
+
+def print_tree(tree, console: Console | None = None) -> None:
+    """The tree as nested lines: each node its own text, score and why it branched."""
+    from rich.tree import Tree as RichTree
+
+    console = console or Console()
+    best = set(tree.to_json()["best"])
+
+    def label(node) -> Text:
+        own = tree.nodes[node.parent].text if node.parent is not None else ""
+        text = Text(_printable(node.text[len(own):]) or "(prompt)", style="bold green" if node.id in best else "")
+        if node.score is not None:
+            text.append(f"  {node.score:.3f}", style="cyan")
+        text.append(f"  {node.reason}", style="dim")
+        if node.pruned:
+            text.append("  pruned", style="dim red")
+        return text
+
+    root = RichTree(label(tree.nodes[0]))
+
+    def add(parent, node) -> None:
+        for c in node.children:
+            add(parent.add(label(tree.nodes[c])), tree.nodes[c])
+
+    add(root, tree.nodes[0])
+    console.print(Text("prompt: ", style="dim") + Text(_printable(tree.prompt)))
+    console.print(root)
+    console.print(f"[dim]{tree.tokens_used} tokens generated; best leaves in green[/]")
