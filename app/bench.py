@@ -21,6 +21,25 @@ from lenscope.lenses.spec import parse_inline
 PROMPT = "one day, tom went to the park. the sun was warm and tom saw a little dog."
 
 
+def _search_s_per_candidate(engine: Engine, rows: int, n: int = 8, tokens: int = 12) -> float:
+    """Seconds per candidate of a small search (n bias strengths, one prompt, a `contains`
+    score) with `rows` rows per batch: what batching candidates buys."""
+    import tempfile
+    from pathlib import Path
+
+    from lenscope.app import search as searches
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "search.toml"
+        path.write_text(f'prompts = ["{PROMPT}"]\nmax_tokens = {tokens}\nbudget = {n}\nsteps = {n}\nrows = {rows}\n'
+                        '[[lens]]\nkind = "bias"\nwords = ["happy"]\nvalue = [0, 20]\n'
+                        '[[score]]\nkind = "contains"\ntext = "happy"\n')
+        search = searches.load(path)
+        t = time.perf_counter()
+        searches.run(engine, search, Path(tmp) / "out")
+        return (time.perf_counter() - t) / n
+
+
 def _best(fn: Callable[[], float], repeats: int) -> float:
     return min(fn() for _ in range(repeats))
 
@@ -69,6 +88,11 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
     m["baseline_emphasis"] = _best(lambda: _lenscope_decode_s_per_token(engine, ["emphasis:strength=2"], tokens,
                                                                         marks), repeats)
     m["eight_plain_rows"] = _best(lambda: _lenscope_decode_s_per_token(engine, [""] * 7, tokens, []), repeats)
+    constrained = 'constrain:regex="[a-z ,.!?]*"'  # long enough never to stop the row early
+    _lenscope_decode_s_per_token(engine, [constrained], 4, [])  # builds llguidance's tokenizer once
+    m["constrained_row"] = _best(lambda: _lenscope_decode_s_per_token(engine, [constrained], tokens, []), repeats)
+    for rows in (2, 5, 9):  # 1, 4 and 8 candidates per batch
+        m[f"search_{rows - 1}_per_batch"] = _best(lambda: _search_s_per_candidate(engine, rows), repeats)
     if native is not None:
         _plain_decode_s_per_token(native, ids, 4)
         m["plain_native"] = _best(lambda: _plain_decode_s_per_token(native, ids, tokens), repeats)
@@ -109,6 +133,8 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
         "views_capture_vs_prefill": m["views_capture_256"] / m["prefill_256"],
         "emphasis_vs_plain": m["baseline_emphasis"] / m["plain_mlx_lm"],
         "eight_rows_vs_one": m["eight_plain_rows"] / m["baseline"],
+        "constrained_vs_free_row": m["constrained_row"] / m["two_plain_rows"],
+        **{f"search_candidates_per_s_{n}_per_batch": 1 / m[f"search_{n}_per_batch"] for n in (1, 4, 8)},
     }
     targets = {"identity_overhead": 0.03, "one_lens_vs_plain": 1.2, "capture_vs_prefill": 1.5,
                "views_capture_vs_prefill": 1.5,
@@ -215,6 +241,9 @@ def render(rep: dict[str, Any]) -> str:
              f"  capture 256 tokens       x{r['capture_vs_prefill']:.3f} of prefill  (target <= 1.5)",
              f"  heatmap 64x64 render     {rep['heatmap_64_ms']:.2f} ms  (target <= 10 ms)",
              f"  views capture 256 tokens x{r['views_capture_vs_prefill']:.3f} of prefill  (target <= 1.5)",
+             f"  constrained row          x{r['constrained_vs_free_row']:.3f} of a free row per step (2 rows each)",
+             "  search candidates/s      " + ", ".join(f"{r[f'search_candidates_per_s_{n}_per_batch']:.1f} at {n} per batch"
+                                                      for n in (1, 4, 8)),
              "  views at 120x40, 30 layers x 9 heads, 256 tokens (target <= 10 ms each): "
              + ", ".join(f"{k} {v:.1f} ms" for k, v in rep["views_ms"].items())]
     if "float_vs_native_decode_speedup" in r:
