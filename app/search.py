@@ -138,6 +138,13 @@ def _show(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _order(v: Any) -> tuple:
+    """Numbers (and lists of them) in numeric order, anything else after, as text."""
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v):
+        return (0, tuple(v))
+    return (0, (v,)) if isinstance(v, (int, float)) else (1, (str(v),))
+
+
 def _key(values: dict[str, Any]) -> str:
     return json.dumps(values, sort_keys=True, default=list)
 
@@ -397,7 +404,7 @@ def report(search: Search, summary: dict[str, Any]) -> str:
                      + " | ".join(f"{c['parts'][lb]:.4g}" for lb in labels) + f" | {'yes' if c['feasible'] else 'no'} |")
     for d in search.dimensions:
         by: dict[str, list[float]] = {}
-        for c in summary["candidates"]:
+        for c in sorted(summary["candidates"], key=lambda c: _order(c["values"][d.key])):
             by.setdefault(_show(c["values"][d.key]), []).append(c["score"])
         lines += ["", f"## score against {_md(d.key)}", "", "| value | candidates | mean score | best |", "|---|---|---|---|"]
         for value, scores in by.items():
