@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
     for name in ("max_tokens", "temperature", "seed"):
         _add_setting(p, name)
-    p.add_argument("--positions", default="last", metavar="last|all|I,J,...",
-                   help="which positions of prompt + output to decode (default: the last)")
+    p.add_argument("--positions", default="prompt", metavar="prompt|last|all|I,J,...",
+                   help="positions of prompt + output to decode: prompt (default: the last prompt token, which "
+                        "chose the first output token), last, all, or indices")
     p.add_argument("--top-k", type=_int_range(1, 50, "--top-k"), default=5)
     p.add_argument("--pin", action="append", default=[], metavar="TOKEN",
                    help="follow this token's probability across layers (its first token; repeatable)")
@@ -377,7 +378,9 @@ def _compare_and_capture(args):
     return engine, result, [capture_row(engine, result, run.variants, r) for r in range(len(result.rows))]
 
 
-def _positions(text: str, n: int) -> list[int]:
+def _positions(text: str, n: int, prompt_len: int) -> list[int]:
+    if text == "prompt":
+        return [prompt_len - 1]
     if text == "last":
         return [n - 1]
     if text == "all":
@@ -385,7 +388,7 @@ def _positions(text: str, n: int) -> list[int]:
     try:
         picked = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise BadInput(f"--positions: 'last', 'all' or indices like 3,7,-1; got '{text}'") from None
+        raise BadInput(f"--positions: 'prompt', 'last', 'all' or indices like 3,7,-1; got '{text}'") from None
     bad = [p for p in picked if not -n <= p < n]
     if bad or not picked:
         raise BadInput(f"--positions: {bad[0] if bad else text!r} is outside prompt + output (0..{n - 1})")
@@ -402,7 +405,7 @@ def cmd_logit_lens(args) -> None:
         if not ids:
             raise BadInput(f"--pin '{text}': encodes to no token")
         pinned.append(ids[0])
-    rows = [logit_lens_json(engine, c, _positions(args.positions, len(c.ids)), args.top_k, pinned) for c in caps]
+    rows = [logit_lens_json(engine, c, _positions(args.positions, len(c.ids), c.prompt_len), args.top_k, pinned) for c in caps]
     data = {"model": engine.loaded.name, "layers": engine.n_layers, "prompt_len": len(result.prompt_token_ids),
             "rows": rows}
     if args.json:
