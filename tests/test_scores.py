@@ -80,6 +80,21 @@ def test_weighted_sum(engine, run):
 def test_judge_is_p_yes_minus_p_no(engine):
     got = judge_yes_no(engine, "is the key blue?", "the key is blue.")
     assert -1.0 <= got <= 1.0 and math.isfinite(got)
+    # by hand: the judge prompt as written, the next-token distribution, every spelling's first token
+    from lenscope.app.chat import model_prompt, template_name
+    from lenscope.app.scores import JUDGE_TEMPLATE
+
+    text = JUDGE_TEMPLATE.format(question="is the key blue?", text="the key is blue.")
+    prompt, _ = model_prompt(engine.tokenizer, text, template_name(engine.tokenizer) is not None)
+    logits = np.array(engine.model(mx.array([engine.encode(prompt)]))[0, -1].astype(mx.float32))
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+
+    def first_tokens(word):
+        forms = (word, word.capitalize(), " " + word, " " + word.capitalize())
+        return {engine.tokenizer.encode(f, add_special_tokens=False)[0] for f in forms}
+
+    assert got == pytest.approx(p[sorted(first_tokens("yes"))].sum() - p[sorted(first_tokens("no"))].sum(), abs=1e-5)
 
 
 @pytest.mark.parametrize("entry, words", [
