@@ -10,9 +10,8 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import numpy as np
 from rich.markup import escape
 from textual import on, work
 from textual.app import App
@@ -27,12 +26,16 @@ from lenscope.app import chat, settings
 from lenscope.app import session as sessions
 from lenscope.app.errors import BadInput
 from lenscope.app.marks import carry_marks, overlapping
+from lenscope.app.inspection import RowCapture
 from lenscope.app.results import RunResult, from_json
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import expand_points, parse, to_data
 from lenscope.screens.comparison import ComparisonView
+from lenscope.screens.geometry_panel import GeometryPanel
+from lenscope.screens.head_map_panel import HeadMapPanel
 from lenscope.screens.heatmap_panel import HeatmapPanel
 from lenscope.screens.help import HelpScreen
+from lenscope.screens.logit_lens_panel import LogitLensPanel
 from lenscope.screens.lens_dialogs import (
     LensForm,
     LensPicker,
@@ -62,8 +65,15 @@ class CaptureReady(Message):
     """The end of a run (or of capturing a reopened session's outputs): the run is over."""
 
     result: RunResult
-    attention: dict[int, np.ndarray]
+    captures: dict[int, RowCapture]  # row -> attention and hidden states, for every view
     note: str
+
+
+@dataclass
+class ViewReady(Message):
+    """A view's computation (head roles, a logit lens window) finished in a worker."""
+
+    apply: Callable[[], None]
 
 
 class LenscopeCommands(Provider):
@@ -97,6 +107,9 @@ class LenscopeApp(App):
         Binding("f2", "tab('compose')", "compose", show=False),
         Binding("f3", "tab('compare')", "compare", show=False),
         Binding("f4", "tab('heatmap')", "heatmap", show=False),
+        Binding("f5", "tab('heads')", "heads", show=False),
+        Binding("f6", "tab('logit-lens')", "logit lens", show=False),
+        Binding("f7", "tab('geometry')", "geometry", show=False),
     ]
     PALETTE = [
         ("Run comparison", "run", "baseline + every variant, side by side (ctrl+r)"),
@@ -115,6 +128,11 @@ class LenscopeApp(App):
         ("Show compose tab", "tab('compose')", "prompt, tokens, variants (f2)"),
         ("Show compare tab", "tab('compare')", "the rows side by side (f3)"),
         ("Show heatmap tab", "tab('heatmap')", "attention heatmaps and charts (f4)"),
+        ("Show head map tab", "tab('heads')", "layers x heads: share on the marks, entropy, head roles (f5)"),
+        ("Show logit lens tab", "tab('logit-lens')", "what each layer would predict at each position (f6)"),
+        ("Show geometry tab", "tab('geometry')", "how far each row's hidden states moved from the baseline's (f7)"),
+        ("Toggle attention on the text", "attention_text", "compare tab: colour the text by the cursor token's "
+                                                            "attention (a)"),
         ("Toggle charts", "toggle_charts", "per-step charts under the heatmap, in its place when small (c)"),
         ("Help", "help", "every key (f1)"),
     ]
@@ -150,7 +168,8 @@ class LenscopeApp(App):
         self.result: RunResult | None = None
         self.result_inputs: str | None = None  # inputs_key() the result was made from: differs = stale
         self.run_inputs: str | None = None  # inputs_key() of the run in progress
-        self.attention: dict[int, np.ndarray] = {}
+        self.captures: dict[int, RowCapture] = {}
+        self.head_roles: Any = None  # measured once per model, when the head map asks
         self.running = False  # generating or capturing: the engine is busy until CaptureReady
 
     def notify(self, message: str, *, markup: bool = False, **kwargs) -> None:
@@ -169,6 +188,7 @@ class LenscopeApp(App):
         self.main = MainScreen()
         await self.push_screen(self.main)
         self.main.query_one(ComparisonView).raw_token = self.raw_token
+        self.main.query_one(LogitLensPanel).token_text = lambda i: self.engine.token_text(i) if self.engine else str(i)
         self.main.query_one("#prompt", TextArea).text = self.initial_prompt
         self.main.query_one("#system", Input).value = self.initial_system
         for spec in self.initial_specs:
@@ -223,7 +243,7 @@ class LenscopeApp(App):
                                                           self.user_span)) - self.template_tokens)
             except BadInput as exc:
                 self.notify(str(exc), severity="error", timeout=8)
-        if self.result is not None and not self.attention:  # a session opened before the model was there
+        if self.result is not None and not self.captures:  # a session opened before the model was there
             self.recapture()
 
     def model_shape(self) -> ModelShape | None:
@@ -546,7 +566,7 @@ class LenscopeApp(App):
         request = Request(prompt, list(self.variants), sorted(self.marks), max_tokens, temperature, seed)
         self.running = True
         self.run_inputs = self.inputs_key()
-        self.attention = {}
+        self.captures = {}
         self.main.query_one(ProgressBar).update(total=max_tokens, progress=0)
         self.set_status("prefill…")
         self.main.query_one(TabbedContent).active = "compare"
@@ -582,28 +602,29 @@ class LenscopeApp(App):
             self.call_from_thread(self.run_failed, f"run failed: {type(exc).__name__}: {exc}")
             return
         self.post_message(RunProgress(run.result, steps / max(time.perf_counter() - t0, 1e-9), True))
-        attention, note = ({}, "") if run.result.cancelled else self.capture(run.result, run.variants)
-        self.post_message(CaptureReady(run.result, attention, note))
+        captures, note = ({}, "") if run.result.cancelled else self.capture(run.result, run.variants)
+        self.post_message(CaptureReady(run.result, captures, note))
 
-    def capture(self, result: RunResult, variants: list[Variant]) -> tuple[dict[int, np.ndarray], str]:
-        """After generation: one forward per row with capture on, for the heatmap (worker thread)."""
-        from lenscope.app.capture import row_attention
+    def capture(self, result: RunResult, variants: list[Variant]) -> tuple[dict[int, RowCapture], str]:
+        """After generation: one forward per row capturing attention and hidden states, for
+        every view (worker thread)."""
+        from lenscope.app.inspection import capture_row
 
         worker = get_current_worker()
-        attention, skipped = {}, []
+        captures, skipped = {}, []
         for r in range(len(result.rows)):
             if worker.is_cancelled:
-                return attention, "capture cancelled"
+                return captures, "capture cancelled"
             try:
-                attention[r] = row_attention(self.engine, result, variants, r)
+                captures[r] = capture_row(self.engine, result, variants, r)
             except Exception as exc:
                 skipped.append(f"{result.rows[r].name} ({_reason(exc)})")
-        return attention, f"capture skipped for {', '.join(skipped)}" if skipped else ""
+        return captures, f"capture skipped for {', '.join(skipped)}" if skipped else ""
 
     @work(thread=True, exclusive=True, group="run")
     def capture_saved(self, result: RunResult, variants: list[Variant]) -> None:
-        attention, note = self.capture(result, variants)
-        self.post_message(CaptureReady(result, attention, note))
+        captures, note = self.capture(result, variants)
+        self.post_message(CaptureReady(result, captures, note))
 
     def recapture(self) -> None:
         """A reopened session's outputs, made by this model from these inputs: capture their attention
@@ -641,7 +662,7 @@ class LenscopeApp(App):
             rate = f" at {message.steps_per_s:.1f} steps/s" if self.show_speed else ""
             self.set_status(f"{state}: {longest} steps{rate}"
                             + ("" if message.result.cancelled else " · capturing attention…"))
-            self.main.query_one(HeatmapPanel).set_data(message.result, {})
+            self.show_captures({})
         else:
             self.set_status(f"generating… step {longest}")
         self.refresh_stale()
@@ -650,10 +671,91 @@ class LenscopeApp(App):
         self.running = False
         if message.result is not self.result or message.result.cancelled:
             return
-        self.attention = message.attention
-        self.main.query_one(HeatmapPanel).set_data(self.result, self.attention)
+        self.show_captures(message.captures)
         note = f" · {message.note}" if message.note else ""
         self.set_status(escape(f"attention captured · f4 shows the heatmap{note}"))
+
+    def show_captures(self, captures: dict[int, RowCapture], empty: str = "") -> None:
+        """Every view reads the same captures of the result on screen."""
+        self.captures = captures
+        res = self.result
+        self.main.query_one(HeatmapPanel).set_data(res, {r: c.attention for r, c in captures.items()}, empty=empty)
+        self.main.query_one(HeadMapPanel).set_data(res, captures, self.auto_head_flags())
+        self.main.query_one(LogitLensPanel).set_data(res, captures)
+        self.main.query_one(GeometryPanel).set_data(res, captures)
+        self.main.query_one(ComparisonView).set_captures(captures)
+
+    def auto_head_flags(self) -> dict[int, dict[tuple[int, int], str]]:
+        """Per row, the heads an emphasis lens with auto_heads picked on this prompt (flagged •)."""
+        flags: dict[int, dict[tuple[int, int], str]] = {}
+        for r, v in enumerate(self.variants, start=1):
+            for lens in v.lenses:
+                for layer, heads in (getattr(lens, "auto", None) or {}).items():
+                    flags.setdefault(r, {}).update({(int(layer), int(h)): "•" for h in heads})
+        return flags
+
+    @on(HeadMapPanel.OpenHead)
+    def open_head(self, message: HeadMapPanel.OpenHead) -> None:
+        panel = self.main.query_one(HeatmapPanel)
+        panel.row_index, panel.layer_index, panel.head_index = message.row, message.layer, message.head
+        self.action_tab("heatmap")
+        panel.redraw()
+
+    @on(HeadMapPanel.RolesWanted)
+    def roles_wanted(self) -> None:
+        if self.head_roles is not None:
+            self.main.query_one(HeadMapPanel).set_roles(self.head_roles)
+        elif self.engine is not None and not self.running:
+            self.set_status("measuring head roles on a repeated random sequence…")
+            self.measure_roles()
+
+    @work(thread=True, exclusive=True, group="views")
+    def measure_roles(self) -> None:
+        from lenscope.app.head_roles import measure
+
+        try:
+            roles = measure(self.engine)
+        except Exception as exc:
+            reason = f"head roles: {_reason(exc)}"
+            self.post_message(ViewReady(lambda: self.notify(reason, severity="error")))
+            return
+
+        def apply() -> None:
+            self.head_roles = roles
+            self.main.query_one(HeadMapPanel).set_roles(roles)
+            self.set_status("head roles measured · m cycles the head map's modes")
+
+        self.post_message(ViewReady(apply))
+
+    @on(LogitLensPanel.Wanted)
+    def logit_lens_wanted(self, message: LogitLensPanel.Wanted) -> None:
+        if self.engine is not None and not self.running:
+            self.decode_layers(message.key, self.captures)
+
+    @work(thread=True, group="views")
+    def decode_layers(self, key, captures: dict[int, RowCapture]) -> None:
+        from lenscope.app.logit_lens import logit_lens
+
+        row, positions, pinned = key
+        cap = captures.get(row)
+        if cap is None:
+            return
+        try:
+            shown = [p for p in positions if p < len(cap.ids)] or [len(cap.ids) - 1]  # a shorter baseline
+            lens = logit_lens(self.engine, cap.hidden, shown, pinned=pinned)
+        except Exception as exc:
+            reason = f"logit lens: {_reason(exc)}"
+            self.post_message(ViewReady(lambda: self.notify(reason, severity="error")))
+            return
+        self.post_message(ViewReady(lambda: self.main.query_one(LogitLensPanel).set_lens(key, lens)
+                                    if captures is self.captures else None))
+
+    def on_view_ready(self, message: ViewReady) -> None:
+        message.apply()
+
+    def action_attention_text(self) -> None:
+        self.action_tab("compare")
+        self.main.query_one(ComparisonView).action_attention_text()
 
     def action_cancel(self) -> None:
         if self.running:
@@ -712,12 +814,12 @@ class LenscopeApp(App):
         self.marks = set(s.marks)
         self.retokenize()
         self.set_marks(self.marks)
-        self.result, self.attention = result, {}
+        self.result = result
         self.result_inputs = self.inputs_key()
         self.show_variants()
         self.main.query_one(ComparisonView).set_result(result)
         empty = "attention is not saved in sessions: ctrl+r runs again" if result else ""
-        self.main.query_one(HeatmapPanel).set_data(result, {}, empty=empty)
+        self.show_captures({}, empty)
         if self.model_spec is None and s.model:
             self.notify(f"session was made with model {s.model}; start with --model to use it")
         self.notify(f"opened {path}" + (" with saved outputs (ctrl+r runs again)" if result else ""))
@@ -727,7 +829,8 @@ class LenscopeApp(App):
     # -- navigation ------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
         self.main.query_one(TabbedContent).active = tab
-        target = {"compose": "#prompt", "compare": ComparisonView, "heatmap": HeatmapPanel}[tab]
+        target = {"compose": "#prompt", "compare": ComparisonView, "heatmap": HeatmapPanel, "heads": HeadMapPanel,
+                  "logit-lens": LogitLensPanel, "geometry": GeometryPanel}[tab]
         self.main.query_one(target).focus()
 
     def action_toggle_charts(self) -> None:

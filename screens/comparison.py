@@ -14,6 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from lenscope.app.results import RunResult
+from lenscope.screens.attention_text_view import SOURCES, AttentionTextView
 from lenscope.screens.token_chips import chip_text
 
 DIFF_STYLE = Style(color="black", bgcolor="magenta")
@@ -105,6 +106,13 @@ class ComparisonView(Widget, can_focus=True):
         Binding("down", "row(1)", "next row", show=False),
         Binding("home", "step_to(0)", show=False),
         Binding("end", "step_to(-1)", show=False),
+        Binding("a", "attention_text", "attention on text"),
+        Binding("g", "attention_source", "mean/layer/head/rollout", show=False),
+        Binding("d", "attention_diff", "minus baseline", show=False),
+        Binding("]", "attention_layer(1)", "layer+", show=False),
+        Binding("[", "attention_layer(-1)", "layer-", show=False),
+        Binding("}", "attention_head(1)", "head+", show=False),
+        Binding("{", "attention_head(-1)", "head-", show=False),
     ]
 
     cursor: reactive[int] = reactive(0)
@@ -123,8 +131,10 @@ class ComparisonView(Widget, can_focus=True):
         yield Static("", id="compare-info")
         yield HorizontalScroll(id="columns")
         yield Static("", id="alternatives")
+        yield AttentionTextView(id="attention-text")
 
     def on_mount(self) -> None:
+        self.query_one(AttentionTextView).display = False
         self.watch(self.query_one("#columns", HorizontalScroll), "scroll_x", self._show_info, init=False)
 
     def set_result(self, result: RunResult | None, running: bool = False, steps_per_s: float | None = None) -> None:
@@ -204,6 +214,9 @@ class ComparisonView(Widget, can_focus=True):
                            row_status(self.result, col.index, self.running, self.steps_per_s))
                 col.set_class(col.index == self.focused_row and self.has_focus, "-focused")
         self.query_one("#alternatives", Static).update(self.alternatives_text())
+        pane = self.query_one(AttentionTextView)
+        if pane.display:
+            pane.show(self.result, self.focused_row, self.cursor)
 
     def alternatives_text(self) -> Text:
         res, t, r = self.result, self.cursor, self.focused_row
@@ -244,6 +257,34 @@ class ComparisonView(Widget, can_focus=True):
     def action_step_to(self, index: int) -> None:
         longest = max((len(r.tokens) for r in self.result.rows), default=1) if self.result else 1
         self.cursor = index % max(1, longest)
+
+    # -- attention on the text -------------------------------------------------------------
+    def set_captures(self, captures) -> None:
+        self.query_one(AttentionTextView).set_captures(captures)
+        self.redraw()
+
+    def action_attention_text(self) -> None:
+        pane = self.query_one(AttentionTextView)
+        pane.display = not pane.display
+        self.redraw()
+
+    def _attention(self, change) -> None:
+        pane = self.query_one(AttentionTextView)
+        pane.display = True
+        change(pane)
+        self.redraw()
+
+    def action_attention_source(self) -> None:
+        self._attention(lambda p: setattr(p, "source", SOURCES[(SOURCES.index(p.source) + 1) % len(SOURCES)]))
+
+    def action_attention_diff(self) -> None:
+        self._attention(lambda p: setattr(p, "diff", not p.diff))
+
+    def action_attention_layer(self, delta: int) -> None:
+        self._attention(lambda p: setattr(p, "attn_layer", p.attn_layer + delta))
+
+    def action_attention_head(self, delta: int) -> None:
+        self._attention(lambda p: setattr(p, "head", p.head + delta))
 
     def action_row(self, delta: int) -> None:
         if self.result:

@@ -9,11 +9,12 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from lenscope.app.attention_views import rollout
 from lenscope.app.results import RunResult
 from lenscope.screens.charts import StepCharts
 from lenscope.screens.heatmap_view import HeatmapView
 
-MODES = ("lens", "baseline", "difference")
+MODES = ("lens", "baseline", "difference", "rollout")
 CHARTS_MIN_HEIGHT = 28  # below this the heatmap and the charts do not both fit: one at a time
 HEATMAP_CHROME = 6  # title, column labels (4) and the pooled/scroll note: lines that are not matrix rows
 
@@ -49,6 +50,7 @@ class HeatmapPanel(Vertical, can_focus=True):
         super().__init__(**kwargs)
         self.result: RunResult | None = None
         self.attention: dict[int, np.ndarray] = {}  # row -> (layers, heads, T, T)
+        self._rollouts: dict[int, np.ndarray] = {}  # row -> (T, T), computed when first shown
         self.row_index, self.layer_index, self.head_index, self.view_mode = 0, 0, -1, "lens"  # head -1: mean
         self.fit, self.origin = True, (0, 0)  # scroll mode (fit off) shows tokens at 1:1 from origin
         self.charts_wanted: bool | None = None  # None: shown when there is room; c toggles
@@ -76,7 +78,7 @@ class HeatmapPanel(Vertical, can_focus=True):
         self.query_one("#heatmap-scale").display = heatmap
 
     def set_data(self, result: RunResult | None, attention: dict[int, np.ndarray], empty: str = "") -> None:
-        self.result, self.attention = result, attention
+        self.result, self.attention, self._rollouts = result, attention, {}
         if empty:
             self.empty_note = empty
         if result is not None:
@@ -94,6 +96,10 @@ class HeatmapPanel(Vertical, can_focus=True):
         a = self.attention.get(r)
         if a is None:
             return None
+        if self.view_mode == "rollout":
+            if r not in self._rollouts:
+                self._rollouts[r] = rollout(a)
+            return self._rollouts[r]
         layer = a[self.layer_index % a.shape[0]]
         return layer.mean(axis=0) if self.head_index < 0 else layer[self.head_index % a.shape[1]]
 
@@ -138,8 +144,10 @@ class HeatmapPanel(Vertical, can_focus=True):
         else:
             m = self._matrix(shown_row)
             name = self.result.rows[shown_row].name
+            what = "rollout through all layers (0.5 A + 0.5 I)" if self.view_mode == "rollout" else \
+                "queries down, keys across"
             view.show(m, self._tokens(shown_row), self._tokens(shown_row), marks,
-                      title=f"{name}: queries down, keys across",
+                      title=f"{name}: {what}",
                       empty="capture skipped for this row (too long?)", fit=self.fit, origin=self.origin)
         scale.update(view.scale() or "")
         where = "fit" if self.fit else f"scroll @{self.origin[0]},{self.origin[1]}"

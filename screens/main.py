@@ -1,4 +1,4 @@
-"""The main screen: compose (prompt, tokens, variants), compare, heatmap."""
+"""The main screen: compose (prompt, tokens, variants), compare, heatmap, heads, logit lens, geometry."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ from textual.widgets import (
 
 from lenscope.app.settings import SETTINGS
 from lenscope.screens.comparison import ComparisonView
+from lenscope.screens.geometry_panel import GeometryPanel
+from lenscope.screens.head_map_panel import HeadMapPanel
 from lenscope.screens.heatmap_panel import HeatmapPanel
+from lenscope.screens.logit_lens_panel import LogitLensPanel
 from lenscope.screens.token_chips import TokenChips
 from lenscope.screens.variant_list import VariantList
 
@@ -67,6 +70,12 @@ class MainScreen(Screen):
                 yield ComparisonView(id="comparison")
             with TabPane("Heatmap F4", id="heatmap"):
                 yield HeatmapPanel(id="heatmap-panel")
+            with TabPane("Heads F5", id="heads"):
+                yield HeadMapPanel(id="headmap-panel")
+            with TabPane("Logit lens F6", id="logit-lens"):
+                yield LogitLensPanel(id="lens-panel")
+            with TabPane("Geometry F7", id="geometry"):
+                yield GeometryPanel(id="geometry-panel")
         with Horizontal(id="statusbar"):
             yield Static("starting…", id="status")
             yield ProgressBar(id="progress", show_eta=False, show_percentage=False)

@@ -97,3 +97,44 @@ def test_compose_chat(snap_compare):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_attention_on_text(snap_compare, size):
+    async def run_before(pilot):
+        await ran(pilot)
+        await pilot.press("a", "down", "right", "right", "g")  # emphasis row, token 2, one layer
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_head_map(snap_compare, size):
+    async def run_before(pilot):
+        await ran(pilot)
+        await pilot.press("f5", "r", "d", "down", "right")  # emphasis row minus the baseline
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_logit_lens(snap_compare, size):
+    async def run_before(pilot):
+        await ran(pilot)
+        await pilot.press("f6")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("p", "right")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_geometry(snap_compare, size):
+    async def run_before(pilot):
+        await ran(pilot)
+        await pilot.press("f7", "r")  # the steered row
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)

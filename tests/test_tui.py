@@ -108,7 +108,7 @@ async def test_run_streams_rows_and_alternatives():
         await pilot.press("right", "down", "down")
         alts = view.alternatives_text().plain
         assert "baseline @1" in alts and "emphasis" in alts
-        assert set(a.attention) == {0, 1, 2}
+        assert set(a.captures) == {0, 1, 2}
 
 
 async def test_cancel_keeps_partial_output():

@@ -340,13 +340,13 @@ async def test_reopened_session_captures_attention_again(tmp_path):
         from lenscope.app import session as sessions
 
         sessions.save(a.current_session(), path)
-        shape = a.attention[1].shape
+        shape = a.captures[1].attention.shape
     b = app(prompt="", session=str(path))
     async with b.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-        assert set(b.attention) == {0, 1} and b.attention[1].shape == shape
+        assert set(b.captures) == {0, 1} and b.captures[1].attention.shape == shape
         assert not b.running and "stale" not in info(b)
         assert "attention captured" in text_of(b.main.query_one("#status"))
 
@@ -364,7 +364,7 @@ async def test_session_from_other_inputs_says_attention_is_not_saved(tmp_path):
     b = app(prompt="", session=str(path))
     async with b.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        assert b.result is not None and b.attention == {}
+        assert b.result is not None and b.captures == {}
         assert "attention is not saved" in text_of(b.main.query_one("#status"))
         assert "ctrl+r runs again" in text_of(b.main.query_one("#status"))
 

@@ -1,0 +1,151 @@
+"""The views in the TUI, driven as a person would: run, open each tab, move, change mode,
+run again with another lens, and check what each view computes against app/ functions."""
+
+import numpy as np
+from textual.widgets import Input, TabbedContent
+
+from lenscope.app.attention_views import head_shares, token_weights
+from lenscope.screens.comparison import ComparisonView
+from lenscope.screens.geometry_panel import GeometryPanel
+from lenscope.screens.head_map_panel import HeadMapPanel, HeadMapView
+from lenscope.screens.heatmap_panel import HeatmapPanel
+from lenscope.screens.logit_lens_panel import LensTableView, LogitLensPanel
+from tui_helpers import app, ready
+
+SPECS = ["emphasis:strength=3,auto_heads=2", "steer:token=happy,strength=20"]
+
+
+async def run(pilot, tokens="6"):
+    pilot.app.main.query_one("#max-tokens", Input).value = tokens
+    await pilot.press("ctrl+r")
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def header(a, panel, selector) -> str:
+    return str(a.main.query_one(panel).query_one(selector).render())
+
+
+async def test_head_map_shows_shares_auto_heads_roles_and_opens_the_heatmap():
+    a = app(marks=["blue"], lens_specs=SPECS)
+    async with a.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await run(pilot)
+        await pilot.press("f5")
+        panel = a.main.query_one(HeadMapPanel)
+        await pilot.press("r")  # row 1: the emphasis row
+        values, what = panel.values()
+        cap = a.captures[1]
+        q = cap.prompt_len - 1
+        assert "share of attention on the marks" in what
+        assert np.allclose(values, head_shares(cap.attention, a.result.marked_token_indices, q))
+        picked = a.main.query_one(HeadMapPanel).flags[1]
+        assert len(picked) == 2 * a.engine.n_layers  # auto_heads=2 on every layer, flagged
+        await pilot.press("d")
+        diff, what = panel.values()
+        assert "minus baseline" in what
+        assert all(diff[cell] > 0 for cell in picked if cell[0] == 0)  # the picked heads gain on the marks
+        assert all(diff[0, h] == 0 for h in range(diff.shape[1]) if (0, h) not in picked)  # the others do not
+        await pilot.press("full_stop", "full_stop")  # step 2: the query moves into the output
+        assert "step 2" in header(a, HeadMapPanel, "#headmap-header")
+        await pilot.press("down", "down", "right", "enter")
+        assert a.main.query_one(TabbedContent).active == "heatmap"
+        heat = a.main.query_one(HeatmapPanel)
+        assert (heat.row_index, heat.layer_index, heat.head_index) == (1, 2, 1)
+        await pilot.press("f5", "m", "m")  # entropy, then the previous-token role (measured now)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert panel.mode == "previous" and a.head_roles is not None
+        values, what = panel.values()
+        assert "previous-head score" in what and values.shape == (a.engine.n_layers, a.engine.n_heads)
+
+
+async def test_logit_lens_tab_decodes_moves_and_pins():
+    a = app(marks=["blue"], lens_specs=SPECS)
+    async with a.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await run(pilot)
+        await pilot.press("f6")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        panel = a.main.query_one(LogitLensPanel)
+        table = a.main.query_one(LensTableView).table
+        assert table is not None
+        cap = a.captures[0]
+        assert panel.cursor == cap.prompt_len - 1
+        first_output = a.engine.token_text(a.result.rows[0].token_ids[0])
+        assert table.tokens[-1][-1] == first_output  # the last layer predicts what was generated
+        await pilot.press("p")  # pin that prediction
+        await pilot.press("right")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert panel.cursor == cap.prompt_len and panel.pinned == [a.result.rows[0].token_ids[0]]
+        await pilot.press("r")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert a.main.query_one(LensTableView).table is not None and panel.row == 1
+        assert "row 1" in header(a, LogitLensPanel, "#lens-header")
+        assert a.main.query_one("#lens-chart").display
+
+
+async def test_geometry_identity_is_zero_and_steering_is_not():
+    a = app(lens_specs=["identity", "steer:token=happy,strength=20,layers=2"])
+    async with a.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await run(pilot)
+        await pilot.press("f7")
+        panel = a.main.query_one(GeometryPanel)
+        assert panel.row == 1
+        from lenscope.screens.heatmap_view import HeatmapView
+
+        view = panel.query_one(HeatmapView)
+        assert np.abs(view._matrix).max() < 1e-5  # 1 - cosine of the identity row
+        await pilot.press("r")
+        n = a.captures[0].prompt_len  # on the prompt: generated tokens differ, so do their embeddings
+        assert view._matrix[:3, :n].max() < 1e-5 and view._matrix[3:, :n].max() > 1e-3  # steered after block 2
+        await pilot.press("m")
+        assert "norm ratio" in header(a, GeometryPanel, "#geometry-header")
+
+
+async def test_attention_on_text_follows_the_cursor_and_sources():
+    a = app(marks=["blue"], lens_specs=SPECS)
+    async with a.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await run(pilot)
+        view = a.main.query_one(ComparisonView)
+        view.focus()
+        await pilot.press("a", "down", "right")
+        pane = view.query_one("#attention-text")
+        assert pane.display
+        cap = a.captures[1]
+        q = cap.prompt_len + 1
+        assert np.allclose(pane.weights(1, q), token_weights(cap.attention, q))
+        for source in ("layer", "head", "rollout"):
+            await pilot.press("g")
+            assert pane.source == source
+        assert np.allclose(pane.weights(1, q), token_weights(cap.attention, q, use_rollout=True))
+        await pilot.press("d")
+        text = str(pane.body.render())
+        assert "minus baseline" in text and "rollout" in text
+
+
+async def test_change_lens_run_again_and_the_views_follow():
+    """The loop a person does: run, look, change the lens, run again, look again."""
+    a = app(marks=["blue"], lens_specs=["emphasis:strength=1"])
+    async with a.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await run(pilot, "4")
+        first = a.captures[1].attention.copy()
+        await pilot.press("f5", "r")  # the lens row
+        before = a.main.query_one(HeadMapPanel).values()[0].copy()
+        from lenscope.lenses.spec import parse_inline
+
+        a.variants[0] = parse_inline("emphasis:strength=4")
+        a.show_variants(0)
+        await run(pilot, "4")
+        assert not np.allclose(a.captures[1].attention, first)
+        await pilot.press("f5")
+        after = a.main.query_one(HeadMapPanel).values()[0]
+        assert after is not None and not np.allclose(after, before)
+        assert a.main.query_one(HeadMapView).map is not None
