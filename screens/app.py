@@ -15,7 +15,6 @@ from typing import Any, Callable
 from rich.markup import escape
 from textual import on, work
 from textual.app import App
-from textual.binding import Binding
 from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -25,8 +24,8 @@ from textual.worker import get_current_worker
 from lenscope.app import chat, settings
 from lenscope.app import session as sessions
 from lenscope.app.errors import BadInput
-from lenscope.app.marks import carry_marks, overlapping
 from lenscope.app.inspection import RowCapture
+from lenscope.app.marks import carry_marks, overlapping
 from lenscope.app.results import RunResult, from_json
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import expand_points, parse, to_data
@@ -35,7 +34,7 @@ from lenscope.screens.geometry_panel import GeometryPanel
 from lenscope.screens.head_map_panel import HeadMapPanel
 from lenscope.screens.heatmap_panel import HeatmapPanel
 from lenscope.screens.help import HelpScreen
-from lenscope.screens.logit_lens_panel import LogitLensPanel
+from lenscope.screens.keys import Key, bindings, palette
 from lenscope.screens.lens_dialogs import (
     LensForm,
     LensPicker,
@@ -44,6 +43,7 @@ from lenscope.screens.lens_dialogs import (
     SpecEditor,
     variant_problem,
 )
+from lenscope.screens.logit_lens_panel import LogitLensPanel
 from lenscope.screens.main import MainScreen, chat_label, tokens_label
 from lenscope.screens.token_chips import TokenChips, chip_text
 from lenscope.screens.variant_list import VariantList
@@ -95,47 +95,32 @@ class LenscopeApp(App):
     TITLE = "lenscope"
     CSS_PATH = "lenscope.tcss"
     COMMANDS = App.COMMANDS | {LenscopeCommands}
-    BINDINGS = [
-        Binding("ctrl+r", "run", "run", priority=True),
-        Binding("escape", "cancel", "cancel", show=False),
-        Binding("ctrl+s", "save_session", "save"),
-        Binding("ctrl+o", "open_session", "open"),
+    KEYS = [
+        Key("ctrl+r", "run", "run the comparison: the baseline and every variant side by side", "run",
+            "Run comparison", priority=True),
+        Key("escape", "cancel", "cancel a run (partial output stays)", title="Cancel run"),
+        Key("ctrl+s", "save_session", "save the session: prompt, marks, variants, settings and outputs (JSON)",
+            "save", "Save session"),
+        Key("ctrl+o", "open_session", "open a saved session and show its outputs", "open", "Open session"),
         # priority: TextArea's own ctrl+k (delete to the end of the line) must not run first
-        Binding("ctrl+k", "mark_selection", "mark selection", show=False, priority=True),
-        Binding("ctrl+t", "toggle_chat", "chat", show=False),
-        Binding("f1", "help", "help"),
-        Binding("f2", "tab('compose')", "compose", show=False),
-        Binding("f3", "tab('compare')", "compare", show=False),
-        Binding("f4", "tab('heatmap')", "heatmap", show=False),
-        Binding("f5", "tab('heads')", "heads", show=False),
-        Binding("f6", "tab('logit-lens')", "logit lens", show=False),
-        Binding("f7", "tab('geometry')", "geometry", show=False),
+        Key("ctrl+k", "mark_selection", "mark every token the prompt's selection overlaps", title="Mark selection",
+            priority=True),
+        Key("", "clear_marks", "unmark every token", title="Clear marks"),
+        Key("ctrl+t", "toggle_chat", "chat mode: the model's chat template around the prompt", title="Toggle chat mode"),
+        Key("f1", "help", "this help: every key", "help", "Help"),
+        Key("f2", "tab('compose')", "the compose tab: prompt, tokens, variants, settings", title="Show compose tab"),
+        Key("f3", "tab('compare')", "the compare tab: the rows side by side", title="Show compare tab"),
+        Key("f4", "tab('heatmap')", "the heatmap tab: attention heatmaps and per-step charts", title="Show heatmap tab"),
+        Key("f5", "tab('heads')", "the head map tab: layers x heads, share on the marks, entropy, head roles", title="Show head map tab"),
+        Key("f6", "tab('logit-lens')", "the logit lens tab: what each layer would predict at each position", title="Show logit lens tab"),
+        Key("f7", "tab('geometry')", "the geometry tab: how far each row's hidden states moved from the baseline's",
+            title="Show geometry tab"),
+        Key("", "attention_text", "compare tab: colour the text by the cursor token's attention",
+            title="Toggle attention on the text"),
+        Key("", "toggle_charts", "per-step charts under the heatmap", title="Toggle charts"),
     ]
-    PALETTE = [
-        ("Run comparison", "run", "baseline + every variant, side by side (ctrl+r)"),
-        ("Cancel run", "cancel", "stop generating; partial output stays (escape)"),
-        ("Add lens variant", "add_variant", "pick a lens kind and edit its parameters"),
-        ("Edit lens variant", "edit_variant", "edit the highlighted variant"),
-        ("Edit variant as spec", "edit_variant_spec", "KIND:key=value stacked with +"),
-        ("Remove lens variant", "remove_variant", "remove the highlighted variant"),
-        ("Load lens file", "load_lens_file", "variants from a .toml or .json lens file"),
-        ("Save lens file", "save_lens_file", "write the variants to a lens file"),
-        ("Save session", "save_session", "prompt, marks, variants, settings and outputs as JSON"),
-        ("Open session", "open_session", "load a saved session and show its outputs"),
-        ("Mark selection", "mark_selection", "mark every token the prompt selection overlaps"),
-        ("Clear marks", "clear_marks", "unmark every token"),
-        ("Toggle chat mode", "toggle_chat", "the model's chat template around the prompt (ctrl+t)"),
-        ("Show compose tab", "tab('compose')", "prompt, tokens, variants (f2)"),
-        ("Show compare tab", "tab('compare')", "the rows side by side (f3)"),
-        ("Show heatmap tab", "tab('heatmap')", "attention heatmaps and charts (f4)"),
-        ("Show head map tab", "tab('heads')", "layers x heads: share on the marks, entropy, head roles (f5)"),
-        ("Show logit lens tab", "tab('logit-lens')", "what each layer would predict at each position (f6)"),
-        ("Show geometry tab", "tab('geometry')", "how far each row's hidden states moved from the baseline's (f7)"),
-        ("Toggle attention on the text", "attention_text", "compare tab: colour the text by the cursor token's "
-                                                            "attention (a)"),
-        ("Toggle charts", "toggle_charts", "per-step charts under the heatmap, in its place when small (c)"),
-        ("Help", "help", "every key (f1)"),
-    ]
+    BINDINGS = bindings(KEYS)
+    PALETTE = palette(KEYS + VariantList.KEYS)
 
     def __init__(self, model: str | None = None, prompt: str | None = None, marks: list[str] | None = None,
                  lens_specs: list[str] | None = None, session: str | None = None,
@@ -837,8 +822,15 @@ class LenscopeApp(App):
         self.action_tab("heatmap")
         self.main.query_one(HeatmapPanel).action_charts()
 
+    @classmethod
+    def key_groups(cls) -> list[tuple[str, list[Key]]]:
+        """Every key by where it works: the help screen's rows (and the README's key table)."""
+        return [("anywhere", cls.KEYS), ("tokens", TokenChips.KEYS), ("variants", VariantList.KEYS),
+                ("compare", ComparisonView.KEYS), ("heatmap", HeatmapPanel.KEYS), ("heads", HeadMapPanel.KEYS),
+                ("logit lens", LogitLensPanel.KEYS), ("geometry", GeometryPanel.KEYS)]
+
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.key_groups()))
 
 
 def _reason(exc: BaseException) -> str:

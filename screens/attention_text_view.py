@@ -31,6 +31,7 @@ class AttentionTextView(VerticalScroll):
         self.body = Static("")
         self.source, self.attn_layer, self.head, self.diff = "mean", 0, 0, False
         self.captures: dict[int, RowCapture] = {}
+        self.keys = ""  # the compare view's key hint for this pane
         self._means: dict[int, np.ndarray] = {}  # row -> head means, for rollout
 
     def compose(self):
@@ -70,6 +71,6 @@ class AttentionTextView(VerticalScroll):
             n = min(len(w), len(base.ids))
             w = w[:n] - self.weights(0, min(query, n - 1))[:n]
         title = (f"{result.rows[row].name}: {cap.tokens[query]!r} @{query} attends to · {self.describe()}"
-                 f"{' · minus baseline (red: more)' if diff else ''}  keys a g d [ ] {{ }}")
+                 f"{' · minus baseline (red: more)' if diff else ''}  {self.keys}")
         self.body.update(AttentionText(cap.tokens[: len(w)], w, min(query, len(w) - 1),
                                        result.marked_token_indices, diverging=diff, title=title))

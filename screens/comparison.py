@@ -7,7 +7,6 @@ from typing import Callable
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -15,6 +14,7 @@ from textual.widgets import Static
 
 from lenscope.app.results import RunResult
 from lenscope.screens.attention_text_view import SOURCES, AttentionTextView
+from lenscope.screens.keys import Key, bindings, hint
 from lenscope.screens.token_chips import chip_text
 
 DIFF_STYLE = Style(color="black", bgcolor="magenta")
@@ -99,21 +99,23 @@ class ComparisonView(Widget, can_focus=True):
     ComparisonView HorizontalScroll { height: 1fr; }
     ComparisonView #alternatives { height: auto; max-height: 8; border-top: solid $panel; padding: 0 1; }
     """
-    BINDINGS = [
-        Binding("left", "step(-1)", "prev token", show=False),
-        Binding("right", "step(1)", "next token", show=False),
-        Binding("up", "row(-1)", "prev row", show=False),
-        Binding("down", "row(1)", "next row", show=False),
-        Binding("home", "step_to(0)", show=False),
-        Binding("end", "step_to(-1)", show=False),
-        Binding("a", "attention_text", "attention on text"),
-        Binding("g", "attention_source", "mean/layer/head/rollout", show=False),
-        Binding("d", "attention_diff", "minus baseline", show=False),
-        Binding("]", "attention_layer(1)", "layer+", show=False),
-        Binding("[", "attention_layer(-1)", "layer-", show=False),
-        Binding("}", "attention_head(1)", "head+", show=False),
-        Binding("{", "attention_head(-1)", "head-", show=False),
+    KEYS = [
+        Key("left", "step(-1)", "step through the tokens: top alternatives for the row and the baseline below"),
+        Key("right", "step(1)", "step through the tokens: top alternatives for the row and the baseline below"),
+        Key("up", "row(-1)", "focus the previous / next row (columns scroll)"),
+        Key("down", "row(1)", "focus the previous / next row (columns scroll)"),
+        Key("home", "step_to(0)", "first / last token"),
+        Key("end", "step_to(-1)", "first / last token"),
+        Key("a", "attention_text", "attention on the text: colour it by the cursor token's attention",
+            "attention on text"),
+        Key("g", "attention_source", "attention source: mean of layers and heads / one layer / one head / rollout"),
+        Key("d", "attention_diff", "attention on the text minus the baseline's"),
+        Key("[", "attention_layer(-1)", "attention layer - / +"),
+        Key("]", "attention_layer(1)", "attention layer - / +"),
+        Key("{", "attention_head(-1)", "attention head - / +"),
+        Key("}", "attention_head(1)", "attention head - / +"),
     ]
+    BINDINGS = bindings(KEYS)
 
     cursor: reactive[int] = reactive(0)
     focused_row: reactive[int] = reactive(0)
@@ -134,7 +136,9 @@ class ComparisonView(Widget, can_focus=True):
         yield AttentionTextView(id="attention-text")
 
     def on_mount(self) -> None:
-        self.query_one(AttentionTextView).display = False
+        pane = self.query_one(AttentionTextView)
+        pane.display = False
+        pane.keys = hint([k for k in self.KEYS if k.action.startswith("attention")])
         self.watch(self.query_one("#columns", HorizontalScroll), "scroll_x", self._show_info, init=False)
 
     def set_result(self, result: RunResult | None, running: bool = False, steps_per_s: float | None = None) -> None:

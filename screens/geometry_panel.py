@@ -13,7 +13,6 @@ import plotext as plt
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
@@ -22,6 +21,7 @@ from lenscope.app.inspection import RowCapture, hidden_label
 from lenscope.app.results import RunResult
 from lenscope.screens.charts import legend, row_color
 from lenscope.screens.heatmap_view import HeatmapView
+from lenscope.screens.keys import Key, bindings, hint
 
 MODES = ("1 - cosine", "norm ratio - 1")
 
@@ -44,12 +44,13 @@ class GeometryPanel(Vertical, can_focus=True):
     GeometryPanel HeatmapView { height: 1fr; }
     GeometryPanel #geometry-pca { height: 1fr; min-height: 8; }
     """
-    BINDINGS = [
-        Binding("r", "row(1)", "row"),
-        Binding("m", "mode", "cosine/norm"),
-        Binding("]", "layer(1)", "PCA layer+"),
-        Binding("[", "layer(-1)", "PCA layer-"),
+    KEYS = [
+        Key("r", "row(1)", "next lens row", "row"),
+        Key("m", "mode", "1 - cosine / norm ratio - 1", "cosine/norm"),
+        Key("[", "pca_layer_step(-1)", "the hidden state the PCA reads - / +", "PCA layer"),
+        Key("]", "pca_layer_step(1)", "the hidden state the PCA reads - / +"),
     ]
+    BINDINGS = bindings(KEYS)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -106,7 +107,7 @@ class GeometryPanel(Vertical, can_focus=True):
             pca.update(Text("no generated steps to project", style="dim italic"))
         top = float(np.abs(matrix).max()) if matrix.size else 0.0
         header.update(f"row [b]{self.row}: {escape(name)}[/] vs baseline · [b]{self.mode}[/] (max {top:.3g}) · "
-                      f"PCA at {hidden_label(self.pca_layer % n)}  [dim]keys r m [ ][/]")
+                      f"PCA at {hidden_label(self.pca_layer % n)}  [dim]{escape(hint(self.KEYS))}[/]")
 
     def action_row(self, delta: int) -> None:
         if self.result:
@@ -117,6 +118,6 @@ class GeometryPanel(Vertical, can_focus=True):
         self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
         self.redraw()
 
-    def action_layer(self, delta: int) -> None:
+    def action_pca_layer_step(self, delta: int) -> None:
         self.pca_layer += delta
         self.redraw()

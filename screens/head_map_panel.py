@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from rich.markup import escape
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widget import Widget
@@ -25,6 +24,7 @@ from lenscope.app.head_map import HeadMap
 from lenscope.app.head_roles import ROLES, THRESHOLD, HeadRoles
 from lenscope.app.inspection import RowCapture
 from lenscope.app.results import RunResult
+from lenscope.screens.keys import Key, bindings, hint
 
 MODES = ("marks", "entropy", *ROLES)
 
@@ -46,18 +46,19 @@ class HeadMapPanel(Vertical, can_focus=True):
     HeadMapPanel { height: 1fr; }
     HeadMapPanel #headmap-header { height: 1; background: $boost; padding: 0 1; }
     """
-    BINDINGS = [
-        Binding("up", "move(-1, 0)", "layer up", show=False),
-        Binding("down", "move(1, 0)", "layer down", show=False),
-        Binding("left", "move(0, -1)", "head left", show=False),
-        Binding("right", "move(0, 1)", "head right", show=False),
-        Binding("comma", "step(-1)", "step-"),
-        Binding("full_stop", "step(1)", "step+"),
-        Binding("r", "row(1)", "row"),
-        Binding("m", "mode", "mode"),
-        Binding("d", "diff", "minus baseline"),
-        Binding("enter", "open", "open in heatmap"),
+    KEYS = [
+        Key("up", "move(-1, 0)", "move the cursor: layers up / down, heads left / right"),
+        Key("down", "move(1, 0)", "move the cursor: layers up / down, heads left / right"),
+        Key("left", "move(0, -1)", "move the cursor: layers up / down, heads left / right"),
+        Key("right", "move(0, 1)", "move the cursor: layers up / down, heads left / right"),
+        Key("comma", "step(-1)", "step - / +: the token whose attention is shown", "step"),
+        Key("full_stop", "step(1)", "step - / +: the token whose attention is shown"),
+        Key("r", "row(1)", "next row", "row"),
+        Key("m", "mode", "mode: share on the marks / entropy / previous-token / induction / sink heads", "mode"),
+        Key("d", "diff", "the row minus the baseline", "minus baseline"),
+        Key("enter", "open", "open this layer and head in the heatmap", "open in heatmap"),
     ]
+    BINDINGS = bindings(KEYS)
 
     @dataclass
     class OpenHead(Message):
@@ -135,7 +136,7 @@ class HeadMapPanel(Vertical, can_focus=True):
             self.post_message(self.RolesWanted())
         if values is None:
             view.map, view.empty = None, what
-            header.update(f"head map · {escape(self.mode)}   [dim]keys m mode · r row[/]")
+            header.update(f"head map · {escape(self.mode)}   [dim]{escape(hint(self.KEYS))}[/]")
             view.refresh()
             return
         layers, heads = values.shape
@@ -152,7 +153,7 @@ class HeadMapPanel(Vertical, can_focus=True):
         view.map = HeadMap(values, diverging=diverging, cursor=self.cursor, flags=flags,
                            title=f"{what}: L{layer} H{head} = {values[layer, head]:.3f}")
         header.update(f"row [b]{self.row}: {escape(name)}[/]{escape(step)} · [b]{self.mode}[/]"
-                      f"{' · minus baseline' if diverging else ''}  [dim]keys ←↑↓→ , . r m d enter[/]")
+                      f"{' · minus baseline' if diverging else ''}  [dim]{escape(hint(self.KEYS))}[/]")
         view.refresh()
 
     def action_move(self, dl: int, dh: int) -> None:

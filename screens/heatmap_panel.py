@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from rich.markup import escape
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
@@ -13,6 +12,7 @@ from lenscope.app.attention_views import rollout
 from lenscope.app.results import RunResult
 from lenscope.screens.charts import StepCharts
 from lenscope.screens.heatmap_view import HeatmapView
+from lenscope.screens.keys import Key, bindings, hint
 
 MODES = ("lens", "baseline", "difference", "rollout")
 CHARTS_MIN_HEIGHT = 28  # below this the heatmap and the charts do not both fit: one at a time
@@ -27,24 +27,25 @@ class HeatmapPanel(Vertical, can_focus=True):
     HeatmapPanel HeatmapView { height: 3fr; }
     HeatmapPanel StepCharts { height: 1fr; }
     """
-    BINDINGS = [
-        Binding("]", "layer(1)", "layer+"),
-        Binding("[", "layer(-1)", "layer-"),
-        Binding("}", "head(1)", "head+"),
-        Binding("{", "head(-1)", "head-"),
-        Binding("r", "row(1)", "row"),
-        Binding("m", "mode", "mode"),
-        Binding("c", "charts", "charts"),
-        Binding("z", "fit", "fit/scroll"),
-        Binding("up", "scroll_view(-1, 0)", show=False),
-        Binding("down", "scroll_view(1, 0)", show=False),
-        Binding("left", "scroll_view(0, -1)", show=False),
-        Binding("right", "scroll_view(0, 1)", show=False),
-        Binding("pageup", "page(-1)", show=False),
-        Binding("pagedown", "page(1)", show=False),
-        Binding("home", "scroll_to(0)", show=False),
-        Binding("end", "scroll_to(-1)", show=False),
+    KEYS = [
+        Key("[", "layer(-1)", "layer - / +", "layer"),
+        Key("]", "layer(1)", "layer - / +"),
+        Key("{", "head(-1)", "head - / + (past the last head: the mean of heads)", "head"),
+        Key("}", "head(1)", "head - / + (past the last head: the mean of heads)"),
+        Key("r", "row(1)", "next row", "row"),
+        Key("m", "mode", "mode: lens / baseline / difference / rollout", "mode"),
+        Key("c", "charts", "charts on / off (on a small terminal they take the heatmap's place)", "charts"),
+        Key("z", "fit", "fit (mean-pool long sequences) or scroll at 1:1", "fit/scroll"),
+        Key("up", "scroll_view(-1, 0)", "scroll one query or key (leaves fit mode)"),
+        Key("down", "scroll_view(1, 0)", "scroll one query or key (leaves fit mode)"),
+        Key("left", "scroll_view(0, -1)", "scroll one query or key (leaves fit mode)"),
+        Key("right", "scroll_view(0, 1)", "scroll one query or key (leaves fit mode)"),
+        Key("pageup", "page(-1)", "a page of queries up / down; the first / the last"),
+        Key("pagedown", "page(1)", "a page of queries up / down; the first / the last"),
+        Key("home", "scroll_to(0)", "a page of queries up / down; the first / the last"),
+        Key("end", "scroll_to(-1)", "a page of queries up / down; the first / the last"),
     ]
+    BINDINGS = bindings(KEYS)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -154,7 +155,7 @@ class HeatmapPanel(Vertical, can_focus=True):
         header.update(f"{stale}row [b]{self.row_index}: {escape(row_name)}[/] · "
                       f"layer [b]{self.layer_index}/{n_layers - 1}[/] · [b]{head}[/] · "
                       f"[b]{self.view_mode}[/] · "
-                      f"{where}  [dim]keys [ ] {{ }} r m c z[/]")
+                      f"{where}  [dim]{escape(hint(self.KEYS))}[/]")
 
     def action_fit(self) -> None:
         self.fit = not self.fit

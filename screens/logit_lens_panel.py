@@ -15,7 +15,6 @@ import plotext as plt
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widget import Widget
@@ -25,11 +24,12 @@ from lenscope.app.inspection import RowCapture, hidden_label
 from lenscope.app.logit_lens import LogitLens
 from lenscope.app.logit_lens_table import LABEL, LogitLensTable
 from lenscope.app.results import RunResult
+from lenscope.screens.keys import Key, bindings, hint
 
 CELL = 8  # columns per position in the table
 PIN_COLORS = ["cyan", "magenta", "green", "yellow", "red"]
 
-Key = tuple[int, tuple[int, ...], tuple[int, ...]]  # row, positions, pinned token ids
+LensKey = tuple[int, tuple[int, ...], tuple[int, ...]]  # row, positions, pinned token ids
 
 
 class LensTableView(Widget):
@@ -63,28 +63,30 @@ class LogitLensPanel(Vertical, can_focus=True):
     LogitLensPanel #lens-header { height: 1; background: $boost; padding: 0 1; }
     LogitLensPanel #lens-chart { height: 12; }
     """
-    BINDINGS = [
-        Binding("left", "cursor(-1)", "prev position", show=False),
-        Binding("right", "cursor(1)", "next position", show=False),
-        Binding("home", "cursor_to(0)", show=False),
-        Binding("end", "cursor_to(-1)", show=False),
-        Binding("r", "row(1)", "row"),
-        Binding("p", "pin", "pin prediction"),
-        Binding("x", "clear_pins", "clear pins"),
+    KEYS = [
+        Key("left", "cursor(-1)", "move the last position shown"),
+        Key("right", "cursor(1)", "move the last position shown"),
+        Key("home", "cursor_to(0)", "first / last position"),
+        Key("end", "cursor_to(-1)", "first / last position"),
+        Key("r", "row(1)", "next row", "row"),
+        Key("p", "pin", "pin the prediction at the cursor: its probability across layers, row and baseline",
+            "pin prediction"),
+        Key("x", "clear_pins", "clear the pinned tokens", "clear pins"),
     ]
+    BINDINGS = bindings(KEYS)
 
     @dataclass
     class Wanted(Message):
         """Decode these positions of this row (and the baseline, for the chart)."""
 
-        key: Key
+        key: LensKey
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.result: RunResult | None = None
         self.captures: dict[int, RowCapture] = {}
-        self.lenses: dict[Key, LogitLens] = {}
-        self.asked: set[Key] = set()
+        self.lenses: dict[LensKey, LogitLens] = {}
+        self.asked: set[LensKey] = set()
         self.row, self.cursor = 0, -1  # cursor -1: not placed yet (the last prompt token)
         self.pinned: list[int] = []
         self.token_text: Callable[[int], str] = str  # the app knows the tokenizer
@@ -102,14 +104,14 @@ class LogitLensPanel(Vertical, can_focus=True):
         self.cursor = -1
         self.redraw()
 
-    def set_lens(self, key: Key, lens: LogitLens) -> None:
+    def set_lens(self, key: LensKey, lens: LogitLens) -> None:
         self.lenses[key] = lens
         self.redraw()
 
     def on_resize(self) -> None:
         self.redraw()
 
-    def _key(self, row: int) -> Key | None:
+    def _key(self, row: int) -> LensKey | None:
         cap = self.captures.get(row)
         if cap is None:
             return None
@@ -159,7 +161,7 @@ class LogitLensPanel(Vertical, can_focus=True):
                                     [cap.tokens[p] for p in lens.positions], title=title)
         pins = ", ".join(repr(self.token_text(t)) for t in self.pinned) or "none (p pins the prediction)"
         header.update(f"row [b]{self.row}: {escape(name)}[/] · positions {lens.positions[0]}–{pos} · "
-                      f"pinned {escape(pins)}  [dim]keys ← → r p x[/]")
+                      f"pinned {escape(pins)}  [dim]{escape(hint(self.KEYS))}[/]")
         view.refresh()
         self._chart(chart, lens)
 

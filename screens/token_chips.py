@@ -10,10 +10,11 @@ import re
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
+
+from lenscope.screens.keys import Key, bindings
 
 CHIP_STYLES = (Style(bgcolor="grey23"), Style(bgcolor="grey35"))  # alternate: boundaries stay visible
 MARK_STYLE = Style(bgcolor="dark_goldenrod", color="black", bold=True)
@@ -51,14 +52,15 @@ def chip_text(token: str, raw: str | None = None) -> str:
 
 
 class TokenChips(Widget, can_focus=True):
-    BINDINGS = [
-        Binding("left", "move(-1)", "prev token", show=False),
-        Binding("right", "move(1)", "next token", show=False),
-        Binding("home", "move_to(0)", show=False),
-        Binding("end", "move_to(-1)", show=False),
-        Binding("space", "toggle", "mark/unmark"),
-        Binding("c", "clear", "clear marks"),
+    KEYS = [
+        Key("left", "move(-1)", "move between tokens"),
+        Key("right", "move(1)", "move between tokens"),
+        Key("home", "move_to(0)", "first / last token"),
+        Key("end", "move_to(-1)", "first / last token"),
+        Key("space", "toggle", "mark / unmark the token (click works too)", "mark/unmark"),
+        Key("c", "clear", "clear every mark", "clear marks"),
     ]
+    BINDINGS = bindings(KEYS)
 
     class MarksChanged(Message):
         def __init__(self, marks: set[int]) -> None:

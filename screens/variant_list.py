@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from rich.markup import escape
-from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from lenscope.lenses.base import Variant
+from lenscope.screens.keys import Key, bindings
 
 
 def variant_line(i: int, v: Variant) -> str:
@@ -17,16 +17,19 @@ def variant_line(i: int, v: Variant) -> str:
 
 
 class VariantList(OptionList):
-    BINDINGS = [
-        Binding("a", "app.add_variant", "add lens"),
-        Binding("e,enter", "app.edit_variant", "edit"),
-        Binding("t", "app.edit_variant_spec", "as spec", show=False),
-        Binding("x,delete", "app.remove_variant", "remove"),
-        Binding("ctrl+up", "app.move_variant(-1)", "move up", show=False),
-        Binding("ctrl+down", "app.move_variant(1)", "move down", show=False),
-        Binding("l", "app.load_lens_file", "load file", show=False),
-        Binding("w", "app.save_lens_file", "write file", show=False),
+    KEYS = [
+        Key("a", "app.add_variant", "add a variant: pick a lens kind, edit its parameters", "add lens",
+            "Add lens variant"),
+        Key("e,enter", "app.edit_variant", "edit the highlighted variant", "edit", "Edit lens variant"),
+        Key("t", "app.edit_variant_spec", "edit the highlighted variant as a spec (KIND:key=value, + stacks)",
+            title="Edit variant as spec"),
+        Key("x,delete", "app.remove_variant", "remove the highlighted variant", "remove", "Remove lens variant"),
+        Key("ctrl+up", "app.move_variant(-1)", "move the variant up / down"),
+        Key("ctrl+down", "app.move_variant(1)", "move the variant up / down"),
+        Key("l", "app.load_lens_file", "load variants from a .toml or .json lens file", title="Load lens file"),
+        Key("w", "app.save_lens_file", "write the variants to a lens file", title="Save lens file"),
     ]
+    BINDINGS = bindings(KEYS)
 
     def show(self, variants: list[Variant], highlight: int | None = None) -> None:
         self.clear_options()

@@ -1,0 +1,39 @@
+"""Each key is described once (screens/keys.py): the help screen, the palette, the footer and
+the README's key table all come from the same `Key` declarations."""
+
+from pathlib import Path
+
+from lenscope.screens.app import LenscopeApp
+from lenscope.screens.keys import Key, help_markdown, help_rows, hint, palette
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_key_table_is_the_generated_one():
+    text = README.read_text()
+    start = text.index("-->\n", text.index("<!-- keys:")) + 4
+    table = text[start : text.index("\n<!-- /keys -->")]
+    assert table == help_markdown(LenscopeApp.key_groups()), \
+        "README key table is stale: paste help_markdown(LenscopeApp.key_groups())"
+
+
+def test_every_binding_comes_from_a_key_and_is_in_the_help():
+    rows = help_rows(LenscopeApp.key_groups())
+    for where, keys in LenscopeApp.key_groups():
+        cls_bindings = [(k.keys, k.action) for k in keys if k.keys]
+        assert all(k.help for k in keys), where
+        assert any(r[0] == where for r in rows)
+        assert len(cls_bindings) == len({b[1] for b in cls_bindings}) or where == "variants", where
+    actions = {a for _, a, _ in LenscopeApp.PALETTE}
+    assert {"run", "add_variant", "toggle_chat", "clear_marks", "attention_text"} <= actions
+
+
+def test_rows_merge_keys_with_the_same_help_and_hints_name_each_key_once():
+    keys = [Key("left", "a", "move"), Key("right", "b", "move"), Key("x", "c", "cut", "cut", "Cut it"),
+            Key("", "d", "palette only", title="Only")]
+    assert help_rows([("here", keys)]) == [("here", "← →", "move"), ("here", "x", "cut")]
+    assert palette(keys) == [("Cut it", "c", "cut (x)"), ("Only", "d", "palette only")]
+    assert hint(keys + [Key("x", "e", "again")]) == "keys ← → x"
+    binding = keys[2].binding()
+    assert binding.description == "cut" and binding.show and binding.tooltip == "cut"
+    assert not keys[0].binding().show
