@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lenscope.app.errors import BadInput
@@ -72,6 +72,14 @@ class RunResult:
     cancelled: bool = False
     attention: dict[str, Any] | None = None  # filled by --capture-attention
     precision: str = "native"  # how the weights ran: native, or float32/float16 (dequantized)
+
+    def snapshot(self) -> RunResult:
+        """A copy of the rows so far that later steps do not change (shallow: the lists are
+        copied, the entries are never mutated once appended), for showing a run in progress."""
+        rows = [replace(r, token_ids=list(r.token_ids), tokens=list(r.tokens), top=list(r.top),
+                        attention_to_marks=list(r.attention_to_marks), kl_from_baseline=list(r.kl_from_baseline))
+                for r in self.rows]
+        return replace(self, rows=rows, timing=dict(self.timing))
 
     def to_json(self) -> dict[str, Any]:
         out = {

@@ -21,14 +21,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, ProgressBar, Static, TabbedContent, TextArea
 from textual.worker import get_current_worker
 
-from lenscope.app import chat, settings
+from lenscope.app import chat
 from lenscope.app import session as sessions
 from lenscope.app.errors import BadInput
 from lenscope.app.inspection import RowCapture
-from lenscope.app.marks import carry_marks, overlapping
-from lenscope.app.results import RunResult, from_json
+from lenscope.app.results import RunResult
+from lenscope.app.workspace import Workspace, read_session
 from lenscope.lenses.base import Variant
-from lenscope.lenses.spec import expand_points, parse, to_data
+from lenscope.lenses.spec import parse, to_data
 from lenscope.screens.comparison import ComparisonView
 from lenscope.screens.geometry_panel import GeometryPanel
 from lenscope.screens.head_map_panel import HeadMapPanel
@@ -53,9 +53,27 @@ DEFAULT_PROMPT = ("the key is blue. one day, tom went to the park. the sun was w
                   "question: what color is the key? answer: the key is")
 
 
+# Workers report to the UI only with these messages (Textual delivers them on its thread).
+
+
+@dataclass
+class ModelLoaded(Message):
+    engine: Any
+    seconds: float
+
+
+@dataclass
+class Failed(Message):
+    """A worker failed: loading the model ("model") or running ("run"); one line."""
+
+    what: str
+    message: str
+
+
 @dataclass
 class RunProgress(Message):
-    result: RunResult
+    run: int  # which run: a new number is a new result
+    result: RunResult  # a snapshot while generating; the finished result itself once `done`
     steps_per_s: float
     done: bool
 
@@ -64,7 +82,7 @@ class RunProgress(Message):
 class CaptureReady(Message):
     """The end of a run (or of capturing a reopened session's outputs): the run is over."""
 
-    result: RunResult
+    run: int
     captures: dict[int, RowCapture]  # row -> attention and hidden states, for every view
     note: str
 
@@ -136,23 +154,14 @@ class LenscopeApp(App):
         self.initial_mark_texts = marks or []
         self.initial_specs = lens_specs or []
         self.session_path = session
-        self.variants: list[Variant] = []
-        self.prompt_ids: list[int] = []
-        self.prompt_tokens: list[str] = []
-        self.marks: set[int] = set()  # indices into prompt_tokens: the templated prompt's in chat mode
+        self.ws = Workspace()  # prompt, marks, variants, settings, last result: the TUI's state
         # chat mode: None until decided (the model's default: chat.suggests_chat), or as asked / opened
         self.chat_choice: bool | None = True if system else chat
         self.initial_system = system or ""
-        self.chat = False
         self.chat_template: str | None = None  # chat.template_name() of the loaded model
-        self.chat_error = ""  # the template failed on this text: shown, and the run refuses
-        self.model_text = ""  # what the model reads: the prompt, or the templated prompt in chat mode
-        self.user_span: tuple[int, int] | None = None  # the user's text in model_text (chat mode)
-        self.prompt_spans: list[tuple[int, int]] | None = None  # token character spans (chat mode)
-        self.template_tokens: set[int] = set()  # the template's own tokens: dimmed, not markable
-        self.result: RunResult | None = None
-        self.result_inputs: str | None = None  # inputs_key() the result was made from: differs = stale
         self.run_inputs: str | None = None  # inputs_key() of the run in progress
+        self.run_number = 0  # counts runs (and recaptures): a worker's messages name theirs
+        self.shown_run = 0  # the run whose result is on screen
         self.captures: dict[int, RowCapture] = {}
         self.head_roles: Any = None  # measured once per model, when the head map asks
         self.running = False  # generating or capturing: the engine is busy until CaptureReady
@@ -174,11 +183,12 @@ class LenscopeApp(App):
         await self.push_screen(self.main)
         self.main.query_one(ComparisonView).raw_token = self.raw_token
         self.main.query_one(LogitLensPanel).token_text = lambda i: self.engine.token_text(i) if self.engine else str(i)
+        self.ws.prompt, self.ws.system = self.initial_prompt, self.initial_system
         self.main.query_one("#prompt", TextArea).text = self.initial_prompt
         self.main.query_one("#system", Input).value = self.initial_system
         for spec in self.initial_specs:
             try:
-                self.variants += parse(spec)
+                self.ws.variants += parse(spec)
             except BadInput as exc:
                 self.notify(str(exc), severity="error", timeout=8)
         self.show_variants()
@@ -198,12 +208,18 @@ class LenscopeApp(App):
             loaded = models.load(self.model_spec, trust_remote_code=self.trust_remote_code)
             engine = Engine(loaded)
         except BadInput as exc:
-            self.call_from_thread(self.model_failed, str(exc))
+            self.post_message(Failed("model", str(exc)))
             return
         except Exception as exc:  # anything else from a model folder: say so, keep the app
-            self.call_from_thread(self.model_failed, f"model: {type(exc).__name__}: {exc}")
+            self.post_message(Failed("model", f"model: {type(exc).__name__}: {exc}"))
             return
-        self.call_from_thread(self.model_ready, engine, time.perf_counter() - t)
+        self.post_message(ModelLoaded(engine, time.perf_counter() - t))
+
+    def on_failed(self, message: Failed) -> None:
+        (self.model_failed if message.what == "model" else self.run_failed)(message.message)
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        self.model_ready(message.engine, message.seconds)
 
     def model_ready(self, engine: Any, seconds: float) -> None:
         from lenscope.app.models import DEMO_MODEL_NAME
@@ -219,16 +235,17 @@ class LenscopeApp(App):
         self.show_chat(on)
         self.main.query_one(ProgressBar).update(total=1, progress=1)
         took = f" in {seconds:.1f}s" if self.show_speed else ""
-        chat_note = f" · chat: {self.chat_template}" if self.chat else ""
+        chat_note = f" · chat: {self.chat_template}" if self.ws.chat else ""
         self.set_status(f"model loaded{took}{chat_note} · ctrl+r runs · f1 help")
         self.retokenize()
-        if self.initial_mark_texts and not self.chat_error:
+        ws = self.ws
+        if self.initial_mark_texts and not ws.chat_error:
             try:
-                self.set_marks(set(engine.marks_from_text(self.model_text, self.prompt_ids, self.initial_mark_texts,
-                                                          self.user_span)) - self.template_tokens)
+                self.set_marks(set(engine.marks_from_text(ws.model_text, ws.prompt_ids, self.initial_mark_texts,
+                                                          ws.user_span)) - ws.template_tokens)
             except BadInput as exc:
                 self.notify(str(exc), severity="error", timeout=8)
-        if self.result is not None and not self.captures:  # a session opened before the model was there
+        if ws.result is not None and not self.captures:  # a session opened before the model was there
             self.recapture()
 
     def model_shape(self) -> ModelShape | None:
@@ -255,7 +272,7 @@ class LenscopeApp(App):
         e = self.engine
         if e is None:
             return
-        chat_part = [f"chat: {self.chat_template}"] if self.chat else []  # before what a narrow header cuts
+        chat_part = [f"chat: {self.chat_template}"] if self.ws.chat else []  # before what a narrow header cuts
         parts = [e.loaded.name, getattr(e.loaded, "precision", "native"), *chat_part, e.backend, f"{e.n_layers} layers"]
         self.sub_title = " · ".join(parts)
 
@@ -266,7 +283,7 @@ class LenscopeApp(App):
             self.notify("chat mode: this model has no chat template; the prompt goes in as written",
                         severity="warning")
             on = False
-        self.chat = on
+        self.ws.chat = on
         self.main.query_one("#chat", Checkbox).value = on  # its Changed message finds chat == value: nothing
         self.main.query_one("#system", Input).disabled = not on
         self.update_header()
@@ -294,125 +311,88 @@ class LenscopeApp(App):
         if not self.chat_template:
             self.notify("chat mode: this model has no chat template", severity="warning")
             return
-        self.set_chat(not self.chat)
+        self.set_chat(not self.ws.chat)
 
     @on(Checkbox.Changed, "#chat")
     def chat_toggled(self, event: Checkbox.Changed) -> None:
-        if event.checkbox.value != self.chat:  # a person toggled it (set_chat keeps the two equal)
+        if event.checkbox.value != self.ws.chat:  # a person toggled it (set_chat keeps the two equal)
             self.set_chat(event.checkbox.value)
 
     @on(Input.Changed, "#system")
-    def system_changed(self) -> None:
-        if self.chat:
+    def system_changed(self, event: Input.Changed) -> None:
+        self.ws.system = event.value
+        if self.ws.chat:
             self.retokenize(remap=True)
         else:
             self.refresh_stale()
 
-    def system_text(self) -> str | None:
-        text = self.main.query_one("#system", Input).value
-        return text if text.strip() else None
-
-    def model_prompt(self) -> tuple[str, tuple[int, int] | None]:
-        """What the model reads and where the user's text sits in it (None: plain, all of it).
-        Raises BadInput when the chat template fails on this text."""
-        if self.engine is None:
-            return self.current_prompt(), None
-        return chat.model_prompt(self.engine.tokenizer, self.current_prompt(), self.chat, self.system_text())
-
-    def current_prompt(self) -> str:
-        return self.main.query_one("#prompt", TextArea).text
-
     @on(TextArea.Changed, "#prompt")
-    def prompt_changed(self) -> None:
+    def prompt_changed(self, event: TextArea.Changed) -> None:
+        self.ws.prompt = event.text_area.text
         self.retokenize()
 
     def retokenize(self, remap: bool = False) -> int:
-        """Tokenize what the model reads (the templated prompt in chat mode) and keep the marks:
-        carried over the user's edits (carry_marks) or, with `remap` (chat toggled, another system
-        message), moved onto the same characters of the user's text. Returns how many were lost."""
+        """The workspace retokenizes (marks carried or remapped); the chips and label show it."""
         if self.engine is None:
             return 0
-        try:
-            text, span = self.model_prompt()
-        except BadInput as exc:  # e.g. a template that refuses a system message: say so, change nothing
-            self.chat_error = str(exc)
-            self.main.query_one("#tokens-label", Label).update(f"[red]{escape(self.chat_error)}[/]")
+        ws = self.ws
+        lost = ws.retokenize(self.engine, remap)
+        if ws.chat_error:  # e.g. a template that refuses a system message: say so, change nothing
+            self.main.query_one("#tokens-label", Label).update(f"[red]{escape(ws.chat_error)}[/]")
             self.refresh_stale()
             return 0
-        self.chat_error = ""
-        ids = self.engine.encode(text) if self.current_prompt() else []
-        tokens = [self.engine.token_text(i) for i in ids]
-        spans = self.engine.token_spans(text, ids) if span is not None or remap else None
-        template = set(range(len(ids))) - overlapping(spans, *span) if span is not None else set()
-        lost = 0
-        if remap and self.prompt_tokens:
-            old = self.prompt_spans if self.prompt_spans is not None else \
-                self.engine.token_spans(self.model_text, self.prompt_ids)
-            old_start, new_start = (self.user_span or (0, 0))[0], (span or (0, 0))[0]
-            moved = {m: chat.move_marks({m}, old, old_start, spans, new_start) - template for m in self.marks}
-            marks = set().union(*moved.values()) if moved else set()
-            lost = sum(1 for hit in moved.values() if not hit)
-        elif self.prompt_tokens:
-            marks = carry_marks(self.prompt_tokens, tokens, self.marks) - template
-        else:  # first tokenization (marks from the command line or a session): keep them
-            marks = {m for m in self.marks if 0 <= m < len(tokens)} - template
-        self.model_text, self.user_span, self.prompt_spans = text, span, spans if span is not None else None
-        self.prompt_ids, self.prompt_tokens, self.marks, self.template_tokens = ids, tokens, marks, template
         chips = self.main.query_one(TokenChips)
         chips.tokens = [chip_text(t, self.raw_token(i) if "\ufffd" in t else None)
-                        for i, t in zip(ids, tokens)]
-        chips.fixed = set(template)
-        chips.marks = set(self.marks)
-        self.main.query_one("#tokens-label", Label).update(tokens_label(len(tokens), len(template)))
+                        for i, t in zip(ws.prompt_ids, ws.prompt_tokens)]
+        chips.fixed = set(ws.template_tokens)
+        chips.marks = set(ws.marks)
+        self.main.query_one("#tokens-label", Label).update(tokens_label(len(ws.prompt_tokens),
+                                                                        len(ws.template_tokens)))
         self.refresh_stale()
         return lost
 
     def set_marks(self, marks: set[int]) -> None:
-        self.marks = set(marks)
+        self.ws.marks = set(marks)
         self.main.query_one(TokenChips).marks = set(marks)
         self.refresh_stale()
 
     @on(TokenChips.MarksChanged)
     def marks_changed(self, event: TokenChips.MarksChanged) -> None:
-        self.marks = set(event.marks)
+        self.ws.marks = set(event.marks)
         self.refresh_stale()
 
-    # -- staleness: the result on screen no longer matches the inputs -----------------------
-    def inputs_key(self) -> str:
-        fields = [self.main.query_one(f"#{name}", Input).value.strip()
-                  for name in ("max-tokens", "temperature", "seed")]
-        chat_key = [self.chat, self.system_text()] if self.chat else False
-        return json.dumps([self.current_prompt(), sorted(self.marks), to_data(self.variants), fields, chat_key],
-                          default=str)
-
     def refresh_stale(self) -> None:
-        stale = self.result is not None and self.result_inputs != self.inputs_key()
+        stale = self.ws.stale
         self.main.query_one(ComparisonView).set_stale(stale)
         self.main.query_one(HeatmapPanel).set_stale(stale)
 
     @on(Input.Changed, "#settings Input")
     def settings_changed(self) -> None:
+        self.pull_fields()
         self.refresh_stale()
+
+    def pull_fields(self) -> None:
+        """The settings fields as typed, into the workspace: read when they change and again
+        before a run or a save (a key can arrive before the field's Changed message)."""
+        for name in self.ws.fields:
+            self.ws.fields[name] = self.main.query_one(f"#{name.replace('_', '-')}", Input).value
 
     def action_mark_selection(self) -> None:
         area = self.main.query_one("#prompt", TextArea)
         if self.engine is None or area.selection.is_empty:
             self.notify("select some prompt text first (shift+arrows), then ctrl+k", severity="warning")
             return
-        if self.chat_error:
-            self.notify(self.chat_error, severity="error")
+        if self.ws.chat_error:
+            self.notify(self.ws.chat_error, severity="error")
             return
         doc = area.document
         a, b = sorted((doc.get_index_from_location(area.selection.start),
                        doc.get_index_from_location(area.selection.end)))
-        start = self.user_span[0] if self.user_span else 0  # the prompt's place in the templated text
-        spans = self.prompt_spans if self.prompt_spans is not None else \
-            self.engine.token_spans(self.model_text, self.prompt_ids)
-        hit = overlapping(spans, a + start, b + start) - self.template_tokens
+        hit = self.ws.tokens_in(self.engine, a, b)
         if not hit:
             self.notify("the selection overlaps no token", severity="warning")
             return
-        self.set_marks(self.marks | hit)
+        self.set_marks(self.ws.marks | hit)
         self.notify(f"marked {len(hit)} token(s)")
 
     def action_clear_marks(self) -> None:
@@ -421,25 +401,20 @@ class LenscopeApp(App):
     # -- variants ------------------------------------------------------------------------
     def _highlighted(self) -> int | None:
         idx = self.main.query_one(VariantList).highlighted
-        return idx if self.variants and idx is not None and idx < len(self.variants) else None
+        return idx if self.ws.variants and idx is not None and idx < len(self.ws.variants) else None
 
     def show_variants(self, highlight: int | None = None) -> None:
-        self.main.query_one(VariantList).show(self.variants, highlight)
+        self.main.query_one(VariantList).show(self.ws.variants, highlight)
         self.refresh_stale()
 
     def _set_variant(self, index: int | None, variant: Variant | None) -> None:
-        """Add (index None) or replace a variant; `points=k` becomes k rows, as on the command line."""
         if variant is None:
             return
-        rows = expand_points(variant)
-        if index is None:
-            index = len(self.variants)
-            self.variants += rows
-        else:
-            self.variants[index:index + 1] = rows
-        self.show_variants(index)
-        if len(rows) > 1:
-            self.notify(f"{variant.name}: {len(rows)} rows, one per point")
+        before = len(self.ws.variants)
+        self.show_variants(self.ws.set_variant(index, variant))
+        rows = len(self.ws.variants) - before + (index is not None)
+        if rows > 1:
+            self.notify(f"{variant.name}: {rows} rows, one per point")
 
     def action_add_variant(self) -> None:
         def picked(kind: str | None) -> None:
@@ -454,7 +429,7 @@ class LenscopeApp(App):
         if i is None:
             self.notify("no variant to edit: press a to add one", severity="warning")
             return
-        v = self.variants[i]
+        v = self.ws.variants[i]
         if len(v.lenses) == 1:
             self.push_screen(LensForm(v.lenses[0].kind, v, self.model_shape()),
                              lambda nv: self._set_variant(i, nv))
@@ -463,7 +438,7 @@ class LenscopeApp(App):
 
     def action_edit_variant_spec(self) -> None:
         i = self._highlighted()
-        v = self.variants[i] if i is not None else None
+        v = self.ws.variants[i] if i is not None else None
         spec = "+".join(lens.label() for lens in v.lenses) if v else ""
         self.push_screen(SpecEditor(spec, v.name if v else "", self.model_shape()),
                          lambda nv: self._set_variant(i, nv))
@@ -471,16 +446,14 @@ class LenscopeApp(App):
     def action_remove_variant(self) -> None:
         i = self._highlighted()
         if i is not None:
-            removed = self.variants.pop(i)
+            removed = self.ws.remove_variant(i)
             self.show_variants(i)
             self.notify(f"removed {removed.name}")
 
     def action_move_variant(self, delta: int) -> None:
         i = self._highlighted()
-        if i is None or not 0 <= i + delta < len(self.variants):
-            return
-        self.variants[i], self.variants[i + delta] = self.variants[i + delta], self.variants[i]
-        self.show_variants(i + delta)
+        if i is not None and self.ws.move_variant(i, delta):
+            self.show_variants(i + delta)
 
     def action_load_lens_file(self) -> None:
         def chosen(path: str | None) -> None:
@@ -492,8 +465,8 @@ class LenscopeApp(App):
                 except BadInput as exc:
                     self.notify(str(exc), severity="error", timeout=8)
                     return
-                self.variants += new
-                self.show_variants(len(self.variants) - 1)
+                self.ws.variants += new
+                self.show_variants(len(self.ws.variants) - 1)
                 self.notify(f"loaded {len(new)} variant(s) from {path}")
 
         self.push_screen(PathPrompt("Load lens file (.toml or .json)", "lenses.toml"), chosen)
@@ -502,30 +475,21 @@ class LenscopeApp(App):
         def chosen(path: str | None) -> None:
             if not path:
                 return
-            import json
 
             import tomli_w
 
-            data = to_data(self.variants)
+            data = to_data(self.ws.variants)
             try:
                 text = tomli_w.dumps(data) if path.endswith(".toml") else json.dumps(data, indent=1)
                 sessions.atomic_write(Path(path), text)
             except (BadInput, OSError) as exc:
                 self.notify(f"lens file '{path}': {exc}", severity="error", timeout=8)
                 return
-            self.notify(f"wrote {len(self.variants)} variant(s) to {path}")
+            self.notify(f"wrote {len(self.ws.variants)} variant(s) to {path}")
 
         self.push_screen(PathPrompt("Write lens file (.toml or .json)", "lenses.toml"), chosen)
 
     # -- running -------------------------------------------------------------------------
-    def _settings(self) -> tuple[int, float, int]:
-        """max tokens, temperature, seed from their fields, validated as everywhere (app/settings.py)."""
-        def read(name: str) -> Any:
-            raw = self.main.query_one(f"#{name.replace('_', '-')}", Input).value.strip()
-            return settings.check(name, raw, "settings")
-
-        return read("max_tokens"), read("temperature"), read("seed")
-
     def action_run(self) -> None:
         if self.engine is None:
             self.notify(f"no model loaded: {self.load_error}" if self.load_error else "the model is still loading",
@@ -534,44 +498,40 @@ class LenscopeApp(App):
         if self.running:
             self.notify("a run is in progress: escape cancels it", severity="warning")
             return
+        self.pull_fields()
         try:
-            if not self.current_prompt().strip():
-                raise BadInput("prompt: empty")
-            prompt, _ = self.model_prompt()  # the templated prompt in chat mode
-            max_tokens, temperature, seed = self._settings()
-            for v in self.variants:
+            request = self.ws.request(self.engine)  # the templated prompt in chat mode
+            for v in self.ws.variants:
                 problem = variant_problem(v, self.model_shape())
                 if problem:
                     raise BadInput(problem)
         except BadInput as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
-        from lenscope.app.engine import Request
-
-        request = Request(prompt, list(self.variants), sorted(self.marks), max_tokens, temperature, seed)
         self.running = True
-        self.run_inputs = self.inputs_key()
+        self.run_inputs = self.ws.inputs_key()
         self.captures = {}
-        self.main.query_one(ProgressBar).update(total=max_tokens, progress=0)
+        self.main.query_one(ProgressBar).update(total=request.max_tokens, progress=0)
         self.set_status("prefill…")
         self.main.query_one(TabbedContent).active = "compare"
         self.main.query_one(ComparisonView).focus()
-        self.generate(request)
+        self.run_number += 1
+        self.generate(request, self.run_number)
 
     @work(thread=True, exclusive=True, group="run")
-    def generate(self, request) -> None:
+    def generate(self, request, number: int) -> None:
         worker = get_current_worker()
         # prepare one variant at a time (compare reuses the work), so a failure names its variant
         for v in request.variants:
             try:
                 self.engine.prepare([v], self.engine.encode(request.prompt), request.marks)
             except Exception as exc:
-                self.call_from_thread(self.run_failed, f"variant '{v.name}': {_reason(exc)}")
+                self.post_message(Failed("run", f"variant '{v.name}': {_reason(exc)}"))
                 return
         try:
             run = self.engine.compare(request)
         except Exception as exc:
-            self.call_from_thread(self.run_failed, _reason(exc))
+            self.post_message(Failed("run", _reason(exc)))
             return
         last = time.perf_counter()
         t0 = last
@@ -581,14 +541,15 @@ class LenscopeApp(App):
                 steps += 1
                 now = time.perf_counter()
                 if now - last >= FLUSH_S:
-                    self.post_message(RunProgress(run.result, steps / (now - t0), False))
+                    self.post_message(RunProgress(number, run.result.snapshot(), steps / (now - t0), False))
                     last = now
         except Exception as exc:  # a lens failing mid-run: report, keep the app alive
-            self.call_from_thread(self.run_failed, f"run failed: {type(exc).__name__}: {exc}")
+            self.post_message(Failed("run", f"run failed: {type(exc).__name__}: {exc}"))
             return
-        self.post_message(RunProgress(run.result, steps / max(time.perf_counter() - t0, 1e-9), True))
+        # finished: nothing writes to the result any more, so the message carries it itself
+        self.post_message(RunProgress(number, run.result, steps / max(time.perf_counter() - t0, 1e-9), True))
         captures, note = ({}, "") if run.result.cancelled else self.capture(run.result, run.variants)
-        self.post_message(CaptureReady(run.result, captures, note))
+        self.post_message(CaptureReady(number, captures, note))
 
     def capture(self, result: RunResult, variants: list[Variant]) -> tuple[dict[int, RowCapture], str]:
         """After generation: one forward per row capturing attention and hidden states, for
@@ -607,15 +568,15 @@ class LenscopeApp(App):
         return captures, f"capture skipped for {', '.join(skipped)}" if skipped else ""
 
     @work(thread=True, exclusive=True, group="run")
-    def capture_saved(self, result: RunResult, variants: list[Variant]) -> None:
+    def capture_saved(self, result: RunResult, variants: list[Variant], number: int) -> None:
         captures, note = self.capture(result, variants)
-        self.post_message(CaptureReady(result, captures, note))
+        self.post_message(CaptureReady(number, captures, note))
 
     def recapture(self) -> None:
         """A reopened session's outputs, made by this model from these inputs: capture their attention
         again (sessions do not save it); otherwise say how to get it."""
-        res = self.result
-        names = ["baseline"] + [v.name for v in self.variants]
+        res = self.ws.result
+        names = ["baseline"] + [v.name for v in self.ws.variants]
         if self.engine is None:
             return  # model_ready calls this again
         if (self.running or res is None or res.model != self.engine.loaded.name or res.cancelled
@@ -625,7 +586,9 @@ class LenscopeApp(App):
             return
         self.running = True
         self.set_status("saved outputs shown · capturing their attention…")
-        self.capture_saved(res, [Variant("baseline")] + list(self.variants))
+        self.run_number += 1
+        self.shown_run = self.run_number  # the session's result is this "run"
+        self.capture_saved(res, [Variant("baseline")] + list(self.ws.variants), self.run_number)
 
     def run_failed(self, message: str) -> None:
         self.running = False
@@ -633,9 +596,9 @@ class LenscopeApp(App):
         self.notify(message, severity="error", timeout=10)
 
     def on_run_progress(self, message: RunProgress) -> None:
-        if self.result is not message.result:
-            self.result_inputs = self.run_inputs
-        self.result = message.result
+        if message.run != self.shown_run:  # the first tokens of a new run
+            self.ws.result_inputs, self.shown_run = self.run_inputs, message.run
+        self.ws.result = message.result
         view = self.main.query_one(ComparisonView)
         speed = message.steps_per_s if self.show_speed else None
         view.set_result(message.result, running=not message.done, steps_per_s=speed)
@@ -654,7 +617,7 @@ class LenscopeApp(App):
 
     def on_capture_ready(self, message: CaptureReady) -> None:
         self.running = False
-        if message.result is not self.result or message.result.cancelled:
+        if message.run != self.run_number or self.ws.result is None or self.ws.result.cancelled:
             return
         self.show_captures(message.captures)
         note = f" · {message.note}" if message.note else ""
@@ -663,7 +626,7 @@ class LenscopeApp(App):
     def show_captures(self, captures: dict[int, RowCapture], empty: str = "") -> None:
         """Every view reads the same captures of the result on screen."""
         self.captures = captures
-        res = self.result
+        res = self.ws.result
         self.main.query_one(HeatmapPanel).set_data(res, {r: c.attention for r, c in captures.items()}, empty=empty)
         self.main.query_one(HeadMapPanel).set_data(res, captures, self.auto_head_flags())
         self.main.query_one(LogitLensPanel).set_data(res, captures)
@@ -673,7 +636,7 @@ class LenscopeApp(App):
     def auto_head_flags(self) -> dict[int, dict[tuple[int, int], str]]:
         """Per row, the heads an emphasis lens with auto_heads picked on this prompt (flagged •)."""
         flags: dict[int, dict[tuple[int, int], str]] = {}
-        for r, v in enumerate(self.variants, start=1):
+        for r, v in enumerate(self.ws.variants, start=1):
             for lens in v.lenses:
                 for layer, heads in (getattr(lens, "auto", None) or {}).items():
                     flags.setdefault(r, {}).update({(int(layer), int(h)): "•" for h in heads})
@@ -749,16 +712,9 @@ class LenscopeApp(App):
 
     # -- sessions ------------------------------------------------------------------------
     def current_session(self) -> sessions.Session:
-        try:
-            max_tokens, temperature, seed = self._settings()
-        except BadInput:
-            d = settings.defaults()
-            max_tokens, temperature, seed = d["max_tokens"], d["temperature"], d["seed"]
         # marks index the tokens the model reads: the templated prompt's in chat mode
-        return sessions.Session(prompt=self.current_prompt(), marks=sorted(self.marks), variants=self.variants,
-                                model=self.model_spec, seed=seed, temperature=temperature, max_tokens=max_tokens,
-                                result=self.result.to_json() if self.result else None, chat=self.chat,
-                                system=self.system_text() if self.chat else None)
+        self.pull_fields()
+        return self.ws.session(self.model_spec)
 
     def action_save_session(self) -> None:
         def chosen(path: str | None) -> None:
@@ -788,19 +744,17 @@ class LenscopeApp(App):
             self.notify(f"session '{path}': {reason}", severity="error", timeout=10)
             return
         self.session_path = path
-        self.main.query_one("#prompt", TextArea).text = s.prompt
-        self.variants = list(s.variants)
-        for name, value in fields.items():
-            self.main.query_one(f"#{name}", Input).value = value
+        ws = self.ws
+        ws.open(s, result, fields)
+        self.main.query_one("#prompt", TextArea).text = ws.prompt
+        for name, value in ws.fields.items():
+            self.main.query_one(f"#{name.replace('_', '-')}", Input).value = value
         # without chat fields in the file, its prompt is what the model read: chat off
-        self.main.query_one("#system", Input).value = s.system or ""
-        self.chat_choice = self.show_chat(s.chat)
-        self.prompt_tokens = []  # marks come from the file, not carried from the old prompt
-        self.marks = set(s.marks)
+        self.main.query_one("#system", Input).value = ws.system
+        self.chat_choice = self.show_chat(ws.chat)
         self.retokenize()
-        self.set_marks(self.marks)
-        self.result = result
-        self.result_inputs = self.inputs_key()
+        self.set_marks(ws.marks)
+        ws.result_inputs = ws.inputs_key()
         self.show_variants()
         self.main.query_one(ComparisonView).set_result(result)
         empty = "attention is not saved in sessions: ctrl+r runs again" if result else ""
@@ -837,20 +791,3 @@ def _reason(exc: BaseException) -> str:
     """An exception as one line: BadInput says it all, anything else is named."""
     text = str(exc) if isinstance(exc, BadInput) else f"{type(exc).__name__}: {exc}"
     return " ".join(text.split())[:300]
-
-
-def read_session(path: str) -> tuple[sessions.Session, RunResult | None, dict[str, str]]:
-    """A session, its result and its settings as field text: all checked before any of it is shown."""
-    if Path(path).expanduser().is_dir():
-        raise BadInput(f"session '{path}': is a folder")
-    s = sessions.load(path)
-    result = from_json(s.result, f"session '{path}' result") if s.result else None
-    # text the screen cannot draw or write back (a lone surrogate) fails here, not mid-render
-    json.dumps(s.to_json(), ensure_ascii=False).encode("utf-8")
-    marks = [int(m) for m in s.marks]
-    if any(m < 0 for m in marks):
-        raise BadInput(f"session '{path}': marks must be token indices (0 or more)")
-    s.marks = marks
-    fields = {"max-tokens": str(int(s.max_tokens)), "temperature": f"{float(s.temperature):g}",
-              "seed": str(int(s.seed))}
-    return s, result, fields

@@ -26,15 +26,15 @@ async def test_mark_with_keys_and_click():
         chips = a.main.query_one(TokenChips)
         chips.focus()
         await pilot.press("right", "right", "right", "space")
-        assert a.marks == {3} and "blue" in a.prompt_tokens[3]
+        assert a.ws.marks == {3} and "blue" in a.ws.prompt_tokens[3]
         await pilot.press("space")
-        assert a.marks == set()
+        assert a.ws.marks == set()
         # click on the 6th token: x offset = sum of the shown widths of the tokens before it
-        x = sum(len(chip_text(t)) for t in a.prompt_tokens[:5]) + 1
+        x = sum(len(chip_text(t)) for t in a.ws.prompt_tokens[:5]) + 1
         await pilot.click(TokenChips, offset=(x + 1, 0))
-        assert a.marks == {5}
+        assert a.ws.marks == {5}
         await pilot.press("c")
-        assert a.marks == set()
+        assert a.ws.marks == set()
 
 
 async def test_mark_selection_and_marks_survive_edits():
@@ -47,12 +47,12 @@ async def test_mark_selection_and_marks_survive_edits():
 
         area.selection = Selection((0, start), (0, start + 4))
         await pilot.press("ctrl+k")
-        blue = {i for i, t in enumerate(a.prompt_tokens) if "blue" in t}
-        assert a.marks == blue
+        blue = {i for i, t in enumerate(a.ws.prompt_tokens) if "blue" in t}
+        assert a.ws.marks == blue
         area.insert("once more, ", (0, 0))
         await pilot.pause()
-        assert {a.prompt_tokens[i] for i in a.marks} == {" blue"}
-        assert min(a.marks) > min(blue)
+        assert {a.ws.prompt_tokens[i] for i in a.ws.marks} == {" blue"}
+        assert min(a.ws.marks) > min(blue)
 
 
 async def test_add_edit_validate_and_remove_lens():
@@ -74,31 +74,31 @@ async def test_add_edit_validate_and_remove_lens():
         await pilot.pause()
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert [v.name for v in a.variants] == ["emphasis:strength=5"]
-        assert a.variants[0].lenses[0].strength == 5.0
+        assert [v.name for v in a.ws.variants] == ["emphasis:strength=5"]
+        assert a.ws.variants[0].lenses[0].strength == 5.0
         await pilot.press("e")
         assert isinstance(a.screen, LensForm) and a.screen.query_one("#p-strength", Input).value == "5"
         a.screen.query_one("#p-strength", Input).value = "2"
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert a.variants[0].lenses[0].strength == 2.0
+        assert a.ws.variants[0].lenses[0].strength == 2.0
         await pilot.press("t")  # spec editor: add a second variant as a stack
         a.screen.query_one("#spec", Input).value = "identity+emphasis:strength=1"
         await pilot.press("enter")
         await pilot.pause()
-        assert len(a.variants[0].lenses) == 2
+        assert len(a.ws.variants[0].lenses) == 2
         await pilot.press("x")
         await pilot.pause()
-        assert a.variants == []
+        assert a.ws.variants == []
 
 
 async def test_run_streams_rows_and_alternatives():
     a = app(lens_specs=["identity", "emphasis:strength=4"], marks=["blue"])
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        assert a.marks
+        assert a.ws.marks
         await run_and_wait(pilot)
-        res = a.result
+        res = a.ws.result
         assert [r.name for r in res.rows] == ["baseline", "identity", "emphasis:strength=4"]
         assert res.rows[1].token_ids == res.rows[0].token_ids
         assert res.rows[2].attention_to_marks[0] > res.rows[0].attention_to_marks[0]
@@ -122,7 +122,7 @@ async def test_cancel_keeps_partial_output():
         await pilot.press("escape")
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-        assert a.result.cancelled and 0 < len(a.result.rows[0].token_ids) < 4000
+        assert a.ws.result.cancelled and 0 < len(a.ws.result.rows[0].token_ids) < 4000
         assert not a.running
         assert "cancelled" in str(a.main.query_one("#status").render())
 
@@ -171,15 +171,15 @@ async def test_save_and_reopen_session(tmp_path):
         await pilot.pause()
     data = json.loads(path.read_text())
     assert data["prompt"] == PROMPT and data["variants"][0]["lens"][0]["kind"] == "steer"
-    assert data["marks"] == sorted(a.marks) and len(data["result"]["rows"]) == 2
+    assert data["marks"] == sorted(a.ws.marks) and len(data["result"]["rows"]) == 2
 
     b = app(prompt="", session=str(path))
     async with b.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        assert b.current_prompt() == PROMPT
-        assert b.marks == set(data["marks"])
-        assert [v.name for v in b.variants] == [v.name for v in a.variants]
-        assert b.result.rows[1].token_ids == a.result.rows[1].token_ids
+        assert b.ws.prompt == PROMPT
+        assert b.ws.marks == set(data["marks"])
+        assert [v.name for v in b.ws.variants] == [v.name for v in a.ws.variants]
+        assert b.ws.result.rows[1].token_ids == a.ws.result.rows[1].token_ids
         assert len(b.main.query(RowColumn)) == 2
 
 
@@ -198,7 +198,7 @@ async def test_bad_inputs_notify_and_keep_running(tmp_path):
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert any("temperature" in n.message for n in a._notifications)
-        assert a.result is None and a.is_running
+        assert a.ws.result is None and a.is_running
 
 
 async def test_bad_model_notifies():

@@ -18,12 +18,12 @@ from lenscope.screens.token_chips import TokenChips, chip_text
 
 
 def marked_words(a):
-    return sorted(a.prompt_tokens[i] for i in a.marks)
+    return sorted(a.ws.prompt_tokens[i] for i in a.ws.marks)
 
 
 def user_start(a) -> int:
     """Index of the first token of the user's text in the templated prompt."""
-    return min(set(range(len(a.prompt_tokens))) - a.template_tokens)
+    return min(set(range(len(a.ws.prompt_tokens))) - a.ws.template_tokens)
 
 
 async def test_chat_toggle_dims_template_marks_user_tokens_and_runs_templated():
@@ -31,42 +31,42 @@ async def test_chat_toggle_dims_template_marks_user_tokens_and_runs_templated():
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         box = a.main.query_one("#chat", Checkbox)
-        assert not a.chat and not box.value and not box.disabled  # demo model: off, but it has a template
+        assert not a.ws.chat and not box.value and not box.disabled  # demo model: off, but it has a template
         assert "chat: <|user|>" in str(box.label)
         assert a.sub_title == "lenscope-demo · native · cpu · 4 layers"  # the precision that runs
-        n_plain = len(a.prompt_tokens)
+        n_plain = len(a.ws.prompt_tokens)
 
         await pilot.press("ctrl+t")
         await pilot.pause()
-        assert a.chat and box.value and not a.main.query_one("#system", Input).disabled
+        assert a.ws.chat and box.value and not a.main.query_one("#system", Input).disabled
         assert a.sub_title == "lenscope-demo · native · chat: <|user|> · cpu · 4 layers"
         templated = chat.apply(a.engine.tokenizer, PROMPT).text
-        assert a.model_text == templated
-        assert a.prompt_tokens[0] == "<|user|>" and a.prompt_tokens[-1] == "<|assistant|>"
-        assert {0, len(a.prompt_tokens) - 1} <= a.template_tokens
-        assert len(a.prompt_tokens) - len(a.template_tokens) == n_plain  # the user's tokens, as before
+        assert a.ws.model_text == templated
+        assert a.ws.prompt_tokens[0] == "<|user|>" and a.ws.prompt_tokens[-1] == "<|assistant|>"
+        assert {0, len(a.ws.prompt_tokens) - 1} <= a.ws.template_tokens
+        assert len(a.ws.prompt_tokens) - len(a.ws.template_tokens) == n_plain  # the user's tokens, as before
         chips = a.main.query_one(TokenChips)
-        assert chips.fixed == a.template_tokens
+        assert chips.fixed == a.ws.template_tokens
         assert "template" in str(a.main.query_one("#tokens-label").render())
 
         # the template's tokens cannot be marked: space and a click say so and change nothing
         chips.focus()
         await pilot.press("home", "space")
-        assert a.marks == set() and any("chat template" in m for m in messages(a))
+        assert a.ws.marks == set() and any("chat template" in m for m in messages(a))
         await pilot.click(TokenChips, offset=(2, 0))  # on '<|user|>' (the chips have 1 cell of padding)
-        assert a.marks == set()
+        assert a.ws.marks == set()
 
         # a user token: marked as today, stored as its index in the templated prompt
-        blue = a.prompt_tokens.index(" blue")
+        blue = a.ws.prompt_tokens.index(" blue")
         await pilot.press(*["right"] * blue, "space")
-        assert a.marks == {blue} and blue >= user_start(a) > 0
+        assert a.ws.marks == {blue} and blue >= user_start(a) > 0
 
         a.main.query_one("#max-tokens", Input).value = "3"
         await pilot.press("ctrl+r")
         await pilot.pause()
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-        res = a.result
+        res = a.ws.result
         assert res.prompt == templated
         assert res.marked_token_indices == [blue] and res.prompt_tokens[blue] == " blue"
         assert res.prompt_token_ids == a.engine.encode(templated)
@@ -76,31 +76,31 @@ async def test_marks_follow_the_users_words_through_toggles_edits_and_system_tex
     a = app(marks=["blue"])
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        plain = set(a.marks)
+        plain = set(a.ws.marks)
         assert marked_words(a) == [" blue"]
         await pilot.press("ctrl+t")
         await pilot.pause()
-        assert marked_words(a) == [" blue"] and a.marks == {m + user_start(a) for m in plain}
+        assert marked_words(a) == [" blue"] and a.ws.marks == {m + user_start(a) for m in plain}
         assert not [m for m in messages(a) if "could not be kept" in m]
 
         # an edit of the user's text: the mark stays on the same word (carry_marks)
         a.main.query_one("#prompt", TextArea).insert("once more, ", (0, 0))
         await pilot.pause()
-        assert marked_words(a) == [" blue"] and a.model_text.startswith("<|user|>once more, ")
+        assert marked_words(a) == [" blue"] and a.ws.model_text.startswith("<|user|>once more, ")
 
         # a system message shifts everything: the mark moves with the word
         a.main.query_one("#system", Input).value = "be brief"
         await pilot.pause()
-        assert "be brief" in a.model_text and marked_words(a) == [" blue"]
-        assert a.model_text == chat.apply(a.engine.tokenizer, a.current_prompt(), "be brief").text
+        assert "be brief" in a.ws.model_text and marked_words(a) == [" blue"]
+        assert a.ws.model_text == chat.apply(a.engine.tokenizer, a.ws.prompt, "be brief").text
         # the system message's tokens are the template's: not markable
-        brief = a.prompt_tokens.index(" br")
-        assert brief in a.template_tokens
+        brief = a.ws.prompt_tokens.index(" br")
+        assert brief in a.ws.template_tokens
 
         await pilot.press("ctrl+t")
         await pilot.pause()
-        assert not a.chat and a.template_tokens == set() and marked_words(a) == [" blue"]
-        assert a.model_text == a.current_prompt()
+        assert not a.ws.chat and a.ws.template_tokens == set() and marked_words(a) == [" blue"]
+        assert a.ws.model_text == a.ws.prompt
         assert "chat" not in a.sub_title
 
 
@@ -108,13 +108,13 @@ async def test_ctrl_k_in_chat_mode_marks_the_selected_user_tokens():
     a = app(chat=True)
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        assert a.chat  # asked for: on even for the demo model
+        assert a.ws.chat  # asked for: on even for the demo model
         area = a.main.query_one("#prompt", TextArea)
         start = PROMPT.index("blue")
         area.selection = Selection((0, 0), (0, start + 4))  # from the very start: no template token joins
         await pilot.press("ctrl+k")
-        assert a.marks and not a.marks & a.template_tokens
-        assert "".join(a.prompt_tokens[i] for i in sorted(a.marks)) == PROMPT[: start + 4]
+        assert a.ws.marks and not a.ws.marks & a.ws.template_tokens
+        assert "".join(a.ws.prompt_tokens[i] for i in sorted(a.ws.marks)) == PROMPT[: start + 4]
 
 
 async def test_one_letter_prompt_and_system_from_the_constructor():
@@ -122,14 +122,14 @@ async def test_one_letter_prompt_and_system_from_the_constructor():
     a = app(prompt="a", system="be brief")
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        assert a.chat and a.main.query_one("#system", Input).value == "be brief"
-        a_index = a.prompt_tokens.index("a")
-        assert set(range(len(a.prompt_tokens))) - a.template_tokens == {a_index}
+        assert a.ws.chat and a.main.query_one("#system", Input).value == "be brief"
+        a_index = a.ws.prompt_tokens.index("a")
+        assert set(range(len(a.ws.prompt_tokens))) - a.ws.template_tokens == {a_index}
         a.main.query_one(TokenChips).focus()
         await pilot.press("end", "space")
-        assert a.marks == set()  # '<|assistant|>' is the template's
-        await pilot.press(*["left"] * (len(a.prompt_tokens) - 1 - a_index), "space")
-        assert a.marks == {a_index}
+        assert a.ws.marks == set()  # '<|assistant|>' is the template's
+        await pilot.press(*["left"] * (len(a.ws.prompt_tokens) - 1 - a_index), "space")
+        assert a.ws.marks == {a_index}
 
 
 async def test_palette_and_results_go_stale_on_toggle():
@@ -142,7 +142,7 @@ async def test_palette_and_results_go_stale_on_toggle():
         await pilot.pause()
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-        assert a.result_inputs == a.inputs_key()
+        assert a.ws.result_inputs == a.ws.inputs_key()
         await pilot.press("ctrl+p")
         await pilot.pause()
         assert isinstance(a.screen, CommandPalette)
@@ -150,10 +150,10 @@ async def test_palette_and_results_go_stale_on_toggle():
         await pilot.pause(0.3)
         await pilot.press("enter")
         await pilot.pause()
-        assert a.chat and a.result_inputs != a.inputs_key()  # stale: the prompt the model reads changed
+        assert a.ws.chat and a.ws.result_inputs != a.ws.inputs_key()  # stale: the prompt the model reads changed
         await pilot.press("ctrl+t")
         await pilot.pause()
-        assert not a.chat and a.result_inputs == a.inputs_key()
+        assert not a.ws.chat and a.ws.result_inputs == a.ws.inputs_key()
 
 
 async def test_session_with_chat_on_saves_and_reopens(tmp_path):
@@ -161,7 +161,7 @@ async def test_session_with_chat_on_saves_and_reopens(tmp_path):
     a = app(marks=["blue"], chat=True, system="be brief")
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        chat_marks = sorted(a.marks)
+        chat_marks = sorted(a.ws.marks)
         a.main.query_one("#max-tokens", Input).value = "2"
         await pilot.press("ctrl+r")
         await pilot.pause()
@@ -171,17 +171,17 @@ async def test_session_with_chat_on_saves_and_reopens(tmp_path):
         a.screen.query_one(Input).value = str(path)
         await pilot.press("enter")
         await pilot.pause()
-        assert a.chat  # saving changes nothing on screen
+        assert a.ws.chat  # saving changes nothing on screen
     data = json.loads(path.read_text())
     assert data["prompt"] == PROMPT and data["result"]["prompt"].startswith("<|assistant|>be brief")
 
     b = app(prompt="", session=str(path))
     async with b.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        assert b.current_prompt() == PROMPT and marked_words(b) == [" blue"]
+        assert b.ws.prompt == PROMPT and marked_words(b) == [" blue"]
         assert data["chat"] is True and data["system"] == "be brief" and data["marks"] == chat_marks
-        assert b.chat and b.main.query_one("#system", Input).value == "be brief"
-        assert b.result.prompt == data["result"]["prompt"]
+        assert b.ws.chat and b.main.query_one("#system", Input).value == "be brief"
+        assert b.ws.result.prompt == data["result"]["prompt"]
 
 
 def test_chat_on_by_default_only_for_chat_models():

@@ -72,7 +72,7 @@ async def test_run_twice_and_change():
         await pilot.press("f2")
         a.main.query_one(VariantList).focus()
         await pilot.press("x", "x")
-        assert a.variants == []
+        assert a.ws.variants == []
         await run_and_wait(pilot)
         assert column_names(a) == ["baseline"]
 
@@ -80,10 +80,10 @@ async def test_run_twice_and_change():
         await add_with_form(pilot, "identity")
         assert a.main.query_one(VariantList).highlighted == 1  # the one just added
         await pilot.press("ctrl+up")  # identity above decay
-        assert [v.name for v in a.variants] == ["identity", "decay"]
+        assert [v.name for v in a.ws.variants] == ["identity", "decay"]
         await run_and_wait(pilot)
         assert column_names(a) == ["baseline", "identity", "decay"]
-        assert [r.name for r in a.result.rows] == ["baseline", "identity", "decay"]
+        assert [r.name for r in a.ws.result.rows] == ["baseline", "identity", "decay"]
         assert a._exception is None
 
 
@@ -94,7 +94,7 @@ async def test_columns_follow_rows_without_waiting():
         await ready(pilot)
         await run_and_wait(pilot)
         view = a.main.query_one(ComparisonView)
-        full = a.result
+        full = a.ws.result
         fewer = json.loads(json.dumps(full.to_json()))
         fewer["rows"] = fewer["rows"][:1]
         from lenscope.app.results import from_json
@@ -120,9 +120,9 @@ async def test_ctrl_k_in_prompt_marks_and_keeps_text_and_marks():
         area.selection = Selection((0, start), (0, start + 4))
         await pilot.press("ctrl+k")
         await pilot.pause()
-        blue = {i for i, t in enumerate(a.prompt_tokens) if "blue" in t}
+        blue = {i for i, t in enumerate(a.ws.prompt_tokens) if "blue" in t}
         assert area.text == PROMPT  # TextArea's own ctrl+k (delete to end of line) did not run
-        assert a.marks == {0} | blue
+        assert a.ws.marks == {0} | blue
 
 
 # -- 3. many rows stay side by side, with a row range ------------------------------------------
@@ -169,14 +169,14 @@ async def test_slerp_points_expand_in_form_and_spec_editor():
         a.screen.query_one("#p-token", Input).value = "happy"
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert len(a.variants) == 3
-        assert [round(v.lenses[0].t, 2) for v in a.variants] == [0.0, 0.5, 1.0]
-        assert all(v.lenses[0].points == 0 for v in a.variants)
+        assert len(a.ws.variants) == 3
+        assert [round(v.lenses[0].t, 2) for v in a.ws.variants] == [0.0, 0.5, 1.0]
+        assert all(v.lenses[0].points == 0 for v in a.ws.variants)
         await pilot.press("t")  # edit the highlighted row as a spec: one row becomes two
         a.screen.query_one("#spec", Input).value = "slerp:points=2,token=sad"
         await pilot.press("enter")
         await pilot.pause()
-        assert len(a.variants) == 4
+        assert len(a.ws.variants) == 4
 
 
 # -- 5. layers and heads checked against the model; failures name the variant; stale results ----
@@ -197,12 +197,12 @@ async def test_form_checks_layers_and_heads_against_the_model():
         assert form.query_one("#p-layers", Input).has_class("-invalid")
         assert form.query_one("#p-heads", Input).has_class("-invalid")
         await pilot.press("ctrl+s")
-        assert a.screen is form and a.variants == []  # refused
+        assert a.screen is form and a.ws.variants == []  # refused
         form.query_one("#p-layers", Input).value = str(n_layers - 1)
         form.query_one("#p-heads", Input).value = "0"
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert len(a.variants) == 1
+        assert len(a.ws.variants) == 1
         await pilot.press("t")
         a.screen.query_one("#spec", Input).value = "head-scale:heads=99"
         await pilot.pause()
@@ -216,9 +216,9 @@ async def test_run_refuses_or_fails_naming_the_variant():
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert any(m.startswith("variant 'emphasis:layers=99': ") for m in messages(a))
-        assert a.result is None and not a.running
-        a.variants[1:] = []
-        a.variants += parse("steer:file=/no/such.npy")
+        assert a.ws.result is None and not a.running
+        a.ws.variants[1:] = []
+        a.ws.variants += parse("steer:file=/no/such.npy")
         await run_and_wait(pilot)
         assert any(m.startswith("variant 'steer:file=/no/such.npy': direction file") for m in messages(a))
         assert "steer:file" in text_of(a.main.query_one("#status"))
@@ -293,7 +293,7 @@ async def test_charts_on_demand_when_small_and_token_count():
     async with a.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         label = text_of(a.main.query_one("#tokens-label"))
-        assert f"tokens ({len(a.prompt_tokens)})" in label
+        assert f"tokens ({len(a.ws.prompt_tokens)})" in label
         await run_and_wait(pilot)
         await pilot.press("f4")
         panel = a.main.query_one(HeatmapPanel)
@@ -313,11 +313,11 @@ async def test_focus_prompt_forms_and_first_variant():
     async with a.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await pilot.press("h", "i")
-        assert a.current_prompt() == "hi"  # typing works without tab
+        assert a.ws.prompt == "hi"  # typing works without tab
         assert a.main.query_one(VariantList).highlighted == 0
         a.main.query_one(VariantList).focus()
         await pilot.press("x")  # acts on the first variant at once
-        assert [v.name for v in a.variants] == ["decay"]
+        assert [v.name for v in a.ws.variants] == ["decay"]
         await pilot.press("a", "down", "enter")
         await pilot.pause()
         assert isinstance(a.screen, LensForm) and a.screen.focused is a.screen.query_one("#name", Input)
@@ -364,7 +364,7 @@ async def test_session_from_other_inputs_says_attention_is_not_saved(tmp_path):
     b = app(prompt="", session=str(path))
     async with b.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        assert b.result is not None and b.captures == {}
+        assert b.ws.result is not None and b.captures == {}
         assert "attention is not saved" in text_of(b.main.query_one("#status"))
         assert "ctrl+r runs again" in text_of(b.main.query_one("#status"))
 
@@ -410,11 +410,11 @@ async def test_form_ranges_and_byte_chips_and_alternatives():
         assert "e+" not in " ".join(labels.values())
         await run_and_wait(pilot)
         view = a.main.query_one(ComparisonView)
-        byte_id = a.prompt_ids[3]
+        byte_id = a.ws.prompt_ids[3]
         assert view.raw_token(byte_id) == "Ã"
         from lenscope.app.results import Alternative
 
-        a.result.rows[0].top[0] = [Alternative(byte_id, "\ufffd", 0.5)]
+        a.ws.result.rows[0].top[0] = [Alternative(byte_id, "\ufffd", 0.5)]
         view.cursor = 0
         assert "<0xC3> 0.50" in view.alternatives_text().plain
 
@@ -480,8 +480,8 @@ async def test_bad_session_on_the_command_line(tmp_path, case):
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await _assert_untouched(a, pilot, path)
-        assert a.current_prompt() == PROMPT and [v.name for v in a.variants] == ["identity"]
-        assert a.result is None and a.session_path == str(path)  # the path given, nothing from it
+        assert a.ws.prompt == PROMPT and [v.name for v in a.ws.variants] == ["identity"]
+        assert a.ws.result is None and a.session_path == str(path)  # the path given, nothing from it
 
 
 async def test_bad_sessions_opened_in_a_running_app_change_nothing(tmp_path):
@@ -490,7 +490,7 @@ async def test_bad_sessions_opened_in_a_running_app_change_nothing(tmp_path):
         await ready(pilot)
         await run_and_wait(pilot)
         def state():
-            return (a.current_prompt(), set(a.marks), list(a.variants), a.result,
+            return (a.ws.prompt, set(a.ws.marks), list(a.ws.variants), a.ws.result,
                     a.main.query_one("#max-tokens", Input).value)
 
         before = state()
@@ -520,7 +520,7 @@ async def test_unreadable_session(tmp_path, monkeypatch):
         await ready(pilot)
         await _assert_untouched(a, pilot, path)
         assert any("Permission denied" in m for m in messages(a))
-        assert a.current_prompt() == PROMPT
+        assert a.ws.prompt == PROMPT
 
 
 async def test_any_loader_error_keeps_the_app(tmp_path, monkeypatch):

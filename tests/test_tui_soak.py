@@ -42,7 +42,7 @@ async def test_random_keys_never_crash(tmp_path, monkeypatch):
             await pilot.press(*keys)
             pressed += len(keys)
             assert a._exception is None, f"after {pressed} keys, last {keys}"
-            results.add(id(a.result))
+            results.add(id(a.ws.result))
             if rng.random() < 0.05:  # let a run finish now and then, so captures and heatmaps are exercised
                 await pilot.app.workers.wait_for_complete()
         for _ in range(10):  # close whatever dialog is open, then stop any run

@@ -39,7 +39,7 @@ async def test_head_map_shows_shares_auto_heads_roles_and_opens_the_heatmap():
         cap = a.captures[1]
         q = cap.prompt_len - 1
         assert "share of attention on the marks" in what
-        assert np.allclose(values, head_shares(cap.attention, a.result.marked_token_indices, q))
+        assert np.allclose(values, head_shares(cap.attention, a.ws.result.marked_token_indices, q))
         picked = a.main.query_one(HeadMapPanel).flags[1]
         assert len(picked) == 2 * a.engine.n_layers  # auto_heads=2 on every layer, flagged
         await pilot.press("d")
@@ -74,13 +74,13 @@ async def test_logit_lens_tab_decodes_moves_and_pins():
         assert table is not None
         cap = a.captures[0]
         assert panel.cursor == cap.prompt_len - 1
-        first_output = a.engine.token_text(a.result.rows[0].token_ids[0])
+        first_output = a.engine.token_text(a.ws.result.rows[0].token_ids[0])
         assert table.tokens[-1][-1] == first_output  # the last layer predicts what was generated
         await pilot.press("p")  # pin that prediction
         await pilot.press("right")
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-        assert panel.cursor == cap.prompt_len and panel.pinned == [a.result.rows[0].token_ids[0]]
+        assert panel.cursor == cap.prompt_len and panel.pinned == [a.ws.result.rows[0].token_ids[0]]
         await pilot.press("r")
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
@@ -141,7 +141,7 @@ async def test_change_lens_run_again_and_the_views_follow():
         before = a.main.query_one(HeadMapPanel).values()[0].copy()
         from lenscope.lenses.spec import parse_inline
 
-        a.variants[0] = parse_inline("emphasis:strength=4")
+        a.ws.variants[0] = parse_inline("emphasis:strength=4")
         a.show_variants(0)
         await run(pilot, "4")
         assert not np.allclose(a.captures[1].attention, first)

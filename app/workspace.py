@@ -1,0 +1,178 @@
+"""The TUI's state, without Textual: the one place it lives.
+
+What the person typed (prompt, system message, the settings fields), marked and chose
+(variants, chat mode), what the model reads (the tokens of the prompt, templated in chat
+mode), and the last result with the inputs it was made from. The app shows it and feeds
+it what widgets report; everything here is plain data and functions of an `engine`
+(anything with `encode`, `token_text`, `token_spans` and `tokenizer`), so it is unit-tested
+without a screen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lenscope.app import chat, settings
+from lenscope.app import session as sessions
+from lenscope.app.errors import BadInput
+from lenscope.app.marks import carry_marks, overlapping
+from lenscope.app.results import RunResult, from_json
+from lenscope.lenses.base import Variant
+from lenscope.lenses.spec import expand_points, to_data
+
+FIELDS = ("max_tokens", "temperature", "seed")  # the settings the TUI shows as text fields
+
+
+@dataclass
+class Workspace:
+    prompt: str = ""
+    system: str = ""  # the system message as typed (used in chat mode only)
+    chat: bool = False
+    variants: list[Variant] = field(default_factory=list)
+    marks: set[int] = field(default_factory=set)  # indices into prompt_tokens (the templated prompt's in chat mode)
+    fields: dict[str, str] = field(default_factory=lambda: {k: f"{settings.defaults()[k]:g}" for k in FIELDS})
+    # what the model reads, from the last retokenize
+    model_text: str = ""
+    prompt_ids: list[int] = field(default_factory=list)
+    prompt_tokens: list[str] = field(default_factory=list)
+    user_span: tuple[int, int] | None = None  # the user's text in model_text (chat mode)
+    prompt_spans: list[tuple[int, int]] | None = None  # token character spans (chat mode)
+    template_tokens: set[int] = field(default_factory=set)  # the template's own tokens: not markable
+    chat_error: str = ""  # the template failed on this text: shown, and a run refuses
+    # the last result, and the inputs it was made from (they differ: it is stale)
+    result: RunResult | None = None
+    result_inputs: str | None = None
+
+    # -- what the model reads ----------------------------------------------------------------
+    def system_text(self) -> str | None:
+        return self.system if self.system.strip() else None
+
+    def model_prompt(self, engine) -> tuple[str, tuple[int, int] | None]:
+        """The text the model reads and where the user's text sits in it (None: all of it).
+        Raises BadInput when the chat template fails on this text."""
+        if engine is None:
+            return self.prompt, None
+        return chat.model_prompt(engine.tokenizer, self.prompt, self.chat, self.system_text())
+
+    def retokenize(self, engine, remap: bool = False) -> int:
+        """Tokenize what the model reads and keep the marks: carried over the user's edits
+        (carry_marks) or, with `remap` (chat toggled, another system message), moved onto the
+        same characters of the user's text. Returns how many marks were lost. A template that
+        fails on this text sets `chat_error` and changes nothing else."""
+        try:
+            text, span = self.model_prompt(engine)
+        except BadInput as exc:
+            self.chat_error = str(exc)
+            return 0
+        self.chat_error = ""
+        ids = engine.encode(text) if self.prompt else []
+        tokens = [engine.token_text(i) for i in ids]
+        spans = engine.token_spans(text, ids) if span is not None or remap else None
+        template = set(range(len(ids))) - overlapping(spans, *span) if span is not None else set()
+        lost = 0
+        if remap and self.prompt_tokens:
+            old = self.prompt_spans if self.prompt_spans is not None else engine.token_spans(self.model_text,
+                                                                                              self.prompt_ids)
+            old_start, new_start = (self.user_span or (0, 0))[0], (span or (0, 0))[0]
+            moved = {m: chat.move_marks({m}, old, old_start, spans, new_start) - template for m in self.marks}
+            marks = set().union(*moved.values()) if moved else set()
+            lost = sum(1 for hit in moved.values() if not hit)
+        elif self.prompt_tokens:
+            marks = carry_marks(self.prompt_tokens, tokens, self.marks) - template
+        else:  # first tokenization (marks from the command line or a session): keep them
+            marks = {m for m in self.marks if 0 <= m < len(tokens)} - template
+        self.model_text, self.user_span, self.prompt_spans = text, span, spans if span is not None else None
+        self.prompt_ids, self.prompt_tokens, self.marks, self.template_tokens = ids, tokens, marks, template
+        return lost
+
+    def tokens_in(self, engine, start: int, end: int) -> set[int]:
+        """Markable tokens overlapping characters [start, end) of the user's prompt."""
+        offset = self.user_span[0] if self.user_span else 0  # the prompt's place in the templated text
+        spans = self.prompt_spans if self.prompt_spans is not None else engine.token_spans(self.model_text,
+                                                                                            self.prompt_ids)
+        return overlapping(spans, start + offset, end + offset) - self.template_tokens
+
+    # -- staleness ---------------------------------------------------------------------------
+    def inputs_key(self) -> str:
+        chat_key = [self.chat, self.system_text()] if self.chat else False
+        typed = [self.fields[k].strip() for k in FIELDS]
+        return json.dumps([self.prompt, sorted(self.marks), to_data(self.variants), typed, chat_key], default=str)
+
+    @property
+    def stale(self) -> bool:
+        return self.result is not None and self.result_inputs != self.inputs_key()
+
+    # -- variants ----------------------------------------------------------------------------
+    def set_variant(self, index: int | None, variant: Variant) -> int:
+        """Add (index None) or replace a variant; `points=k` becomes k rows, as on the command
+        line. Returns the index of the first row it became."""
+        rows = expand_points(variant)
+        if index is None:
+            index = len(self.variants)
+            self.variants += rows
+        else:
+            self.variants[index : index + 1] = rows
+        return index
+
+    def remove_variant(self, index: int) -> Variant:
+        return self.variants.pop(index)
+
+    def move_variant(self, index: int, delta: int) -> bool:
+        j = index + delta
+        if not (0 <= index < len(self.variants) and 0 <= j < len(self.variants)):
+            return False
+        self.variants[index], self.variants[j] = self.variants[j], self.variants[index]
+        return True
+
+    # -- settings, runs and sessions -----------------------------------------------------------
+    def settings(self) -> tuple[int, float, int]:
+        """max tokens, temperature, seed from their fields, checked as everywhere (app/settings.py)."""
+        values = [settings.check(k, self.fields[k].strip(), "settings") for k in FIELDS]
+        return values[0], values[1], values[2]
+
+    def request(self, engine):
+        """The run these inputs ask for; BadInput names what is wrong."""
+        from lenscope.app.engine import Request
+
+        if not self.prompt.strip():
+            raise BadInput("prompt: empty")
+        prompt, _ = self.model_prompt(engine)
+        max_tokens, temperature, seed = self.settings()
+        return Request(prompt, list(self.variants), sorted(self.marks), max_tokens, temperature, seed)
+
+    def session(self, model: str | None) -> sessions.Session:
+        try:
+            max_tokens, temperature, seed = self.settings()
+        except BadInput:  # fields being edited: the defaults
+            d = settings.defaults()
+            max_tokens, temperature, seed = d["max_tokens"], d["temperature"], d["seed"]
+        return sessions.Session(prompt=self.prompt, marks=sorted(self.marks), variants=self.variants, model=model,
+                                seed=seed, temperature=temperature, max_tokens=max_tokens,
+                                result=self.result.to_json() if self.result else None, chat=self.chat,
+                                system=self.system_text() if self.chat else None)
+
+    def open(self, s: sessions.Session, result: RunResult | None, fields: dict[str, str]) -> None:
+        """Take a checked session's inputs and outputs (see `read_session`); retokenize next."""
+        self.prompt, self.variants, self.fields = s.prompt, list(s.variants), dict(fields)
+        self.system, self.chat = s.system or "", bool(s.chat)
+        self.prompt_tokens, self.marks = [], set(s.marks)  # marks from the file, not carried over
+        self.result = result
+
+
+def read_session(path: str) -> tuple[sessions.Session, RunResult | None, dict[str, str]]:
+    """A session, its result and its settings as field text: all checked before any of it is used."""
+    if Path(path).expanduser().is_dir():
+        raise BadInput(f"session '{path}': is a folder")
+    s = sessions.load(path)
+    result = from_json(s.result, f"session '{path}' result") if s.result else None
+    # text the screen cannot draw or write back (a lone surrogate) fails here, not mid-render
+    json.dumps(s.to_json(), ensure_ascii=False).encode("utf-8")
+    marks = [int(m) for m in s.marks]
+    if any(m < 0 for m in marks):
+        raise BadInput(f"session '{path}': marks must be token indices (0 or more)")
+    s.marks = marks
+    fields = {"max_tokens": str(int(s.max_tokens)), "temperature": f"{float(s.temperature):g}",
+              "seed": str(int(s.seed))}
+    return s, result, fields
