@@ -46,6 +46,7 @@ from lenscope.screens.lens_dialogs import (
 from lenscope.screens.logit_lens_panel import LogitLensPanel
 from lenscope.screens.main import MainScreen, chat_label, tokens_label
 from lenscope.screens.token_chips import TokenChips, chip_text
+from lenscope.screens.tree_panel import TreePanel
 from lenscope.screens.variant_list import VariantList
 
 FLUSH_S = 0.05  # tokens reach the screen in batches at most this often
@@ -133,6 +134,8 @@ class LenscopeApp(App):
         Key("f6", "tab('logit-lens')", "the logit lens tab: what each layer would predict at each position", title="Show logit lens tab"),
         Key("f7", "tab('geometry')", "the geometry tab: how far each row's hidden states moved from the baseline's",
             title="Show geometry tab"),
+        Key("f8", "tab('tree')", "the tree tab: branch where the model hesitates, score, keep the best",
+            title="Show tree tab"),
         Key("", "attention_text", "compare tab: colour the text by the cursor token's attention",
             title="Toggle attention on the text"),
         Key("", "toggle_charts", "per-step charts under the heatmap", title="Toggle charts"),
@@ -698,6 +701,40 @@ class LenscopeApp(App):
         self.post_message(ViewReady(lambda: self.main.query_one(LogitLensPanel).set_lens(key, lens)
                                     if captures is self.captures else None))
 
+    @on(TreePanel.GrowWanted)
+    def grow_wanted(self) -> None:
+        if self.engine is None or self.running:
+            self.notify("the model is busy or still loading: try again in a moment", severity="warning")
+            return
+        try:
+            prompt, _ = self.ws.model_prompt(self.engine)
+            if not self.ws.prompt.strip():
+                raise BadInput("prompt: empty")
+        except BadInput as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.grow_tree(prompt)
+
+    @work(thread=True, exclusive=True, group="views")
+    def grow_tree(self, prompt: str) -> None:
+        from lenscope.app.scores import Score
+        from lenscope.app.tree import grow
+
+        try:
+            tree = grow(self.engine, prompt, Score.from_data([{"kind": "fluency"}], "tree"), {})
+        except Exception as exc:
+            reason = f"tree: {_reason(exc)}"
+            self.post_message(ViewReady(lambda: self.notify(reason, severity="error")))
+            return
+        self.post_message(ViewReady(lambda: self.main.query_one(TreePanel).show_tree(tree)))
+
+    @on(TreePanel.OpenPath)
+    def open_path(self, message: TreePanel.OpenPath) -> None:
+        from lenscope.lenses.constrain import Force
+
+        self._set_variant(None, Variant(f"tree node {message.node}", [Force(text=message.text)]))
+        self.notify(f"added 'tree node {message.node}': its path forced from the first step (ctrl+r runs)")
+
     def on_view_ready(self, message: ViewReady) -> None:
         message.apply()
 
@@ -769,7 +806,7 @@ class LenscopeApp(App):
     def action_tab(self, tab: str) -> None:
         self.main.query_one(TabbedContent).active = tab
         target = {"compose": "#prompt", "compare": ComparisonView, "heatmap": HeatmapPanel, "heads": HeadMapPanel,
-                  "logit-lens": LogitLensPanel, "geometry": GeometryPanel}[tab]
+                  "logit-lens": LogitLensPanel, "geometry": GeometryPanel, "tree": TreePanel}[tab]
         self.main.query_one(target).focus()
 
     def action_toggle_charts(self) -> None:
@@ -781,7 +818,7 @@ class LenscopeApp(App):
         """Every key by where it works: the help screen's rows (and the README's key table)."""
         return [("anywhere", cls.KEYS), ("tokens", TokenChips.KEYS), ("variants", VariantList.KEYS),
                 ("compare", ComparisonView.KEYS), ("heatmap", HeatmapPanel.KEYS), ("heads", HeadMapPanel.KEYS),
-                ("logit lens", LogitLensPanel.KEYS), ("geometry", GeometryPanel.KEYS)]
+                ("logit lens", LogitLensPanel.KEYS), ("geometry", GeometryPanel.KEYS), ("tree", TreePanel.KEYS)]
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.key_groups()))

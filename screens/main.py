@@ -1,4 +1,4 @@
-"""The main screen: compose (prompt, tokens, variants), compare, heatmap, heads, logit lens, geometry."""
+"""The main screen: compose (prompt, tokens, variants), compare, heatmap, heads, logit lens, geometry, tree."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from lenscope.screens.head_map_panel import HeadMapPanel
 from lenscope.screens.heatmap_panel import HeatmapPanel
 from lenscope.screens.logit_lens_panel import LogitLensPanel
 from lenscope.screens.token_chips import TokenChips
+from lenscope.screens.tree_panel import TreePanel
 from lenscope.screens.variant_list import VariantList
 
 
@@ -72,10 +73,12 @@ class MainScreen(Screen):
                 yield HeatmapPanel(id="heatmap-panel")
             with TabPane("Heads F5", id="heads"):
                 yield HeadMapPanel(id="headmap-panel")
-            with TabPane("Logit lens F6", id="logit-lens"):
+            with TabPane("Logits F6", id="logit-lens"):
                 yield LogitLensPanel(id="lens-panel")
             with TabPane("Geometry F7", id="geometry"):
                 yield GeometryPanel(id="geometry-panel")
+            with TabPane("Tree F8", id="tree"):
+                yield TreePanel(id="tree-panel")
         with Horizontal(id="statusbar"):
             yield Static("starting…", id="status")
             yield ProgressBar(id="progress", show_eta=False, show_percentage=False)

@@ -149,3 +149,29 @@ async def test_change_lens_run_again_and_the_views_follow():
         after = a.main.query_one(HeadMapPanel).values()[0]
         assert after is not None and not np.allclose(after, before)
         assert a.main.query_one(HeadMapView).map is not None
+
+
+async def test_tree_tab_grows_and_opens_a_path_as_a_row():
+    from textual.widgets import Tree
+
+    from lenscope.screens.tree_panel import TreePanel
+
+    a = app(prompt="one day, tom went to the park. the sun was")
+    async with a.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("f8", "g")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        panel = a.main.query_one(TreePanel)
+        assert panel.grown is not None and len(panel.grown.nodes) > 3
+        widget = panel.query_one(Tree)
+        widget.focus()
+        await pilot.press("down", "down")
+        node_id = widget.cursor_node.data
+        path_text = panel.grown.nodes[node_id].text
+        await pilot.press("o")
+        assert a.ws.variants[-1].name == f"tree node {node_id}"
+        await run(pilot, "8")
+        row = a.ws.result.rows[-1]
+        assert row.text.startswith(path_text.rstrip())
+        assert "nodes" in str(panel.query_one("#tree-header").render())
