@@ -476,7 +476,13 @@ def cmd_run(args) -> None:
     if args.model is None and exp["model"]:
         args.model = exp["model"]
     engine, _ = _load(args)
-    results = experiment.run(engine, exp, out, progress=lambda m: print(one_line(m), file=sys.stderr))
+    from importlib import metadata
+
+    meta = {"lenscope": metadata.version("lenscope"), "model": engine.loaded.name,
+            "precision": engine.loaded.precision, "backend": engine.backend,
+            "reproduce": f"lenscope run {args.experiment} --out {args.out}"
+                         + (f" --model {args.model}" if args.model and not exp["model"] else "")}
+    results = experiment.run(engine, exp, out, progress=lambda m: print(one_line(m), file=sys.stderr), meta=meta)
     print(one_line(f"{len(results)} comparison(s): {out / 'results.jsonl'}, {out / 'report.md'}, "
                    f"{out / 'report.html'}"))
 

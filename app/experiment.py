@@ -159,8 +159,11 @@ def check_out(out: str, names: list[str]) -> Path:
     return p
 
 
-def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[str], None] = print) -> list[dict]:
+def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[str], None] = print,
+        meta: dict[str, Any] | None = None) -> list[dict]:
+    """`meta`: how the run was made (command, version), shown in the HTML report."""
     from lenscope.app.capture import row_attention
+    from lenscope.app.html_report import render
 
     comparisons = _prepare(engine, experiment, progress)
     results = []
@@ -170,19 +173,23 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
             result = comparison.run()
             record = {"comparison": c["name"], **result.to_json()}
             if c["capture_attention"]:
-                svgs = []
+                svgs, rows = [], []
                 for r, row in enumerate(result.rows):
                     probs = row_attention(engine, result, comparison.variants, r)
                     tokens = result.prompt_tokens + row.tokens
-                    write_svg(tmp / _svg_name(i, r), probs.mean(axis=(0, 1)), tokens, result.marked_token_indices,
+                    mean = probs.mean(axis=(0, 1))
+                    write_svg(tmp / _svg_name(i, r), mean, tokens, result.marked_token_indices,
                               f"{c['name']} · {row.name} · mean over layers and heads")
                     svgs.append(_svg_name(i, r))
+                    rows.append({"name": row.name, "tokens": tokens, "mean": np.round(mean, 5).tolist()})
                 record["heatmaps"] = svgs
+                # as `generate --capture-attention`: the HTML report colours text and draws heatmaps from it
+                record["attention"] = {"layers": engine.n_layers, "heads": int(probs.shape[1]), "rows": rows}
             results.append(record)
             comparisons[i] = None  # its prepared lenses (weight deltas) can go
         (tmp / "results.jsonl").write_text("".join(datafile.dumps(r) + "\n" for r in results), encoding="utf-8")
         (tmp / "report.md").write_text(markdown(results), encoding="utf-8")
-        (tmp / "report.html").write_text(to_html(results), encoding="utf-8")
+        (tmp / "report.html").write_text(render(results, meta or {}), encoding="utf-8")
         _publish(tmp, Path(out_dir))
     return results
 
@@ -345,21 +352,3 @@ def markdown(results: list[dict]) -> str:
             lines.append(f"\n![attention]({svg})")
         lines.append("")
     return "\n".join(lines)
-
-
-def to_html(results: list[dict]) -> str:
-    parts = ["<!doctype html><meta charset='utf-8'><title>lenscope report</title>",
-             ("<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}td,th{border:1px solid #ccc;"
-              "padding:.3em;vertical-align:top}table{border-collapse:collapse}img{max-width:100%}</style>"),
-             "<h1>lenscope report</h1>"]
-    for rec in results:
-        parts.append(f"<h2>{html.escape(rec['comparison'])}</h2><p>Prompt: <code>{html.escape(rec['prompt'])}</code>"
-                     f"</p><table><tr><th>row</th><th>output</th><th>first divergence</th><th>mean KL</th>"
-                     f"<th>attention on marks</th></tr>")
-        for row in rec["rows"]:
-            div = "-" if row["first_divergence"] is None else row["first_divergence"]
-            parts.append(f"<tr><td>{html.escape(row['name'])}</td><td>{html.escape(row['text'])}</td><td>{div}</td>"
-                         f"<td>{_mean(row['kl_from_baseline'])}</td><td>{_mean(row['attention_to_marks'])}</td></tr>")
-        parts.append("</table>")
-        parts += [f"<p><img src='{html.escape(svg)}' alt='attention heatmap'></p>" for svg in rec.get("heatmaps", [])]
-    return "\n".join(parts) + "\n"

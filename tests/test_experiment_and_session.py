@@ -29,7 +29,8 @@ def test_run_writes_results_report_and_svgs(run_cli, tmp_path):
     assert "a fact a few sentences back" in report and "heatmaps/001-0.svg" in report
     svg = (tmp_path / "out" / first["heatmaps"][0]).read_text()
     assert svg.startswith("<svg") and "▀" in svg
-    assert "<table>" in (tmp_path / "out" / "report.html").read_text()
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "lenscope report" in page and "<script" in page and "http" not in page.split("<script")[0]
 
 
 def test_run_bad_experiment(run_cli, tmp_path):

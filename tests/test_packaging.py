@@ -31,9 +31,15 @@ def test_wheel_installs_only_lenscope(tmp_path):
     assert (installed / "app" / "demo_model" / "config.json").is_file()
     assert (installed / "screens" / "lenscope.tcss").is_file()
 
-    # The installed copy runs: dependencies come from this environment (PYTHONPATH holds no
-    # `lenscope` folder; the editable install here is a .pth hook that PYTHONPATH does not run).
-    deps = os.pathsep.join(site.getsitepackages())
+    # The installed copy runs: its dependencies come from this environment, through a folder
+    # of links to everything here but lenscope itself (installed here too, editable or not).
+    deps_dir = tmp_path / "deps"
+    deps_dir.mkdir()
+    for sp in site.getsitepackages():
+        for entry in Path(sp).iterdir():
+            if not entry.name.startswith(("lenscope", "__editable__")) and not (deps_dir / entry.name).exists():
+                (deps_dir / entry.name).symlink_to(entry)
+    deps = str(deps_dir)
     proc = subprocess.run([py, "-m", "lenscope", "lenses", "--json"], capture_output=True, text=True,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": deps}, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,61 @@
+"""The HTML report: one self-contained page that parses, holds every row's tokens and the
+run's metadata, embeds exactly results.jsonl, and survives hostile text."""
+
+import json
+import re
+from pathlib import Path
+
+import html5lib
+import pytest
+
+from lenscope.app.html_report import render
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from lenscope.app.cli import main
+
+    out = tmp_path_factory.mktemp("rep") / "out"
+    try:
+        main(["run", str(EXAMPLES / "recall.toml"), "--out", str(out)])
+    except SystemExit as exc:
+        assert not exc.code
+    return out
+
+
+def parse(page: str):
+    parser = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False)
+    return parser.parse(page)
+
+
+def test_page_parses_and_holds_every_token_and_the_metadata(run_dir):
+    page = (run_dir / "report.html").read_text()
+    doc = parse(page)
+    results = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    text = "".join(doc.itertext())
+    for rec in results:
+        for row in rec["rows"]:
+            spans = doc.findall(f".//section[@data-c='0']//div[@data-r='{rec['rows'].index(row)}']//span")
+            assert [s.text or "" for s in spans] == row["tokens"]
+    for key in ("lenscope", "reproduce", "precision"):
+        assert key in text
+    assert "lenscope run" in text and results[0]["model"] in text
+    embedded = json.loads(doc.find(".//script[@id='data']").text.replace("<\\/", "</"))
+    assert embedded["results"] == results  # the page's data is results.jsonl, record for record
+    assert not re.search(r"(src|href)=['\"]?https?:", page)  # nothing from the network
+
+
+def test_hostile_text_stays_text():
+    rec = {"comparison": "</script><b>x</b>", "model": "m|*`", "backend": "cpu", "precision": "native",
+           "temperature": 0.0, "seed": 0, "prompt": "p", "prompt_tokens": ["<i>", "&"], "marked_token_indices": [0],
+           "rows": [{"name": "a | b", "lens": None, "token_ids": [1], "tokens": ["</script>"], "text": "</script>",
+                     "finite": True, "finished": True, "attention_to_marks": [], "first_divergence": None,
+                     "kl_from_baseline": [None], "top_alternatives": [[]]}]}
+    page = render([rec], {"reproduce": "lenscope run '<x>'"})
+    doc = parse(page)
+    assert doc.find(".//b") is None and doc.find(".//i") is None  # no markup from the data
+    embedded = json.loads(doc.find(".//script[@id='data']").text.replace("<\\/", "</"))
+    assert embedded["results"][0]["rows"][0]["tokens"] == ["</script>"]
+    assert page.count("</script>") == 2  # the data script and the code script, nothing else
