@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=_checked(param, f"--{name}"), default=param.default, help=param.help)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("diff", help="which comparisons changed between two runs (folders or results.jsonl)")
+    p.set_defaults(func=cmd_diff)
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--html", metavar="FILE", help="also write the diff as an HTML page")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("models", help="bundled, named (fetched or not), converted and hub-cached models")
     p.set_defaults(func=cmd_models)
     p.add_argument("--json", action="store_true")
@@ -541,6 +548,29 @@ def cmd_tree(args) -> None:
     from lenscope.app.report import print_tree
 
     print_tree(tree)
+
+
+def cmd_diff(args) -> None:
+    from lenscope.app import run_diff
+    from lenscope.app.session import atomic_write
+
+    d = run_diff.diff(run_diff.load_run(args.run_a), run_diff.load_run(args.run_b))
+    if args.html:
+        atomic_write(args.html, run_diff.to_html(d, args.run_a, args.run_b))
+    if args.json:
+        _emit(d)
+        return
+    print(f"{len(d['changed'])} changed, {d['unchanged']} unchanged")
+    for c in d["changed"]:
+        print(one_line(f"{c['comparison']}:"))
+        for r in c["rows"]:
+            if "only_in" in r:
+                print(one_line(f"  {r['row']}: only in {r['only_in'].upper()}"))
+            else:
+                print(one_line(f"  {r['row']}: parts at token {r['parts_at']}: {r['text_a']!r} -> {r['text_b']!r}"))
+    for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
+        if d[key]:
+            print(one_line(f"{label}: {', '.join(d[key])}"))
 
 
 def cmd_models(args) -> None:

@@ -1,0 +1,67 @@
+"""`lenscope diff`: a run against itself is empty; a changed run lists exactly what changed."""
+
+import json
+
+import pytest
+
+from lenscope.app.run_diff import diff, load_run, to_html
+
+EXP = """
+[defaults]
+max_tokens = 4
+[[comparison]]
+name = "a"
+prompt = "the key is blue. question: what color is the key? answer: the key is"
+mark = ["blue"]
+lens = ["{lens_a}"]
+[[comparison]]
+name = "b"
+prompt = "one day, tom went to the park. the sun was"
+lens = ["identity"]
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from lenscope.app.cli import main
+
+    base = tmp_path_factory.mktemp("diff")
+    out = {}
+    for tag, lens in (("one", "emphasis:strength=1"), ("two", "bias:words=happy,value=30")):
+        (base / f"{tag}.toml").write_text(EXP.replace("{lens_a}", lens))
+        try:
+            main(["run", str(base / f"{tag}.toml"), "--out", str(base / tag)])
+        except SystemExit as exc:
+            assert not exc.code
+        out[tag] = base / tag
+    return out
+
+
+def test_a_run_against_itself_is_empty(runs):
+    d = diff(load_run(runs["one"]), load_run(runs["one"]))
+    assert d == {"changed": [], "only_in_a": [], "only_in_b": [], "unchanged": 2}
+
+
+def test_a_changed_lens_lists_exactly_its_comparison(runs):
+    d = diff(load_run(runs["one"]), load_run(runs["two"] / "results.jsonl"))
+    assert [c["comparison"] for c in d["changed"]] == ["a"] and d["unchanged"] == 1
+    rows = {r["row"] for r in d["changed"][0]["rows"]}
+    assert rows == {"emphasis:strength=1", "bias:words=happy,value=30"}  # renamed: one only in each
+    assert "<h2>a</h2>" in to_html(d, "one", "two")
+
+
+def test_changed_tokens_say_where_they_part(runs, tmp_path):
+    recs = [json.loads(x) for x in (runs["one"] / "results.jsonl").read_text().splitlines()]
+    recs[1]["rows"][1]["token_ids"] = recs[1]["rows"][1]["token_ids"][:1] + [7, 7]
+    recs[1]["rows"][1]["text"] = "changed"
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    d = diff(load_run(runs["one"]), load_run(tmp_path))
+    (change,) = d["changed"]
+    assert change["comparison"] == "b" and change["rows"][0]["parts_at"] == 1
+
+
+def test_diff_cli(run_cli, runs, tmp_path):
+    code, out, _ = run_cli("diff", str(runs["one"]), str(runs["two"]), "--html", str(tmp_path / "d.html"), "--json")
+    assert code == 0 and json.loads(out)["unchanged"] == 1 and (tmp_path / "d.html").is_file()
+    code, _, err = run_cli("diff", str(tmp_path / "nope"), str(runs["two"]))
+    assert code == 2 and "cannot read" in err
