@@ -334,6 +334,22 @@ def _md(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s*[\r\n]+\s*", " ", text))
 
 
+def write_reports(folder: str | Path, results: list[dict], meta: dict[str, Any]) -> list[Path]:
+    """report.html and report.md of `results` into `folder` (made if missing), each written
+    atomically: what the TUI's export writes for the comparison on screen."""
+    from lenscope.app.html_report import render
+    from lenscope.app.session import atomic_write
+
+    out = Path(folder).expanduser()
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"export '{folder}': is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"export '{folder}': cannot make it ({exc.strerror or exc})") from None
+    return [atomic_write(out / "report.html", render(results, meta)), atomic_write(out / "report.md", markdown(results))]
+
+
 def markdown(results: list[dict]) -> str:
     lines = ["# lenscope report", ""]
     for rec in results:

@@ -136,6 +136,8 @@ class LenscopeApp(App):
             title="Show geometry tab"),
         Key("f8", "tab('tree')", "the tree tab: branch where the model hesitates, score, keep the best",
             title="Show tree tab"),
+        Key("ctrl+e", "export_report", "export the comparison on screen as report.html + report.md (as `lenscope run`)",
+            title="Export report"),
         Key("", "attention_text", "compare tab: colour the text by the cursor token's attention",
             title="Toggle attention on the text"),
         Key("", "toggle_charts", "per-step charts under the heatmap", title="Toggle charts"),
@@ -801,6 +803,37 @@ class LenscopeApp(App):
         self.notify(f"opened {path}" + (" with saved outputs (ctrl+r runs again)" if result else ""))
         if result is not None:
             self.recapture()
+
+    def action_export_report(self) -> None:
+        if self.ws.result is None:
+            self.notify("nothing to export yet: run a comparison (ctrl+r)", severity="warning")
+            return
+
+        def chosen(folder: str | None) -> None:
+            if not folder:
+                return
+            from importlib import metadata
+
+            from lenscope.app.experiment import write_reports
+
+            record = {"comparison": "lenscope tui", **self.ws.result.to_json()}
+            if self.captures:  # as `run` with capture_attention: the mean over layers and heads per row
+                record["attention"] = {"rows": [{"name": c.name, "tokens": c.tokens,
+                                                 "mean": c.attention.mean(axis=(0, 1)).round(5).tolist()}
+                                                for _, c in sorted(self.captures.items())]}
+            e = self.engine
+            meta = {"lenscope": metadata.version("lenscope"), "model": self.model_spec or e.loaded.name,
+                    "precision": e.loaded.precision, "backend": e.backend,
+                    "reproduce": "lenscope tui" + (f" --model {self.model_spec}" if self.model_spec else "")
+                                 + (f" --session {self.session_path}" if self.session_path else "")}
+            try:
+                written = write_reports(folder, [record], meta)
+            except (BadInput, OSError) as exc:
+                self.notify(f"export '{folder}': {exc}", severity="error", timeout=8)
+                return
+            self.notify(f"wrote {', '.join(str(p) for p in written)}")
+
+        self.push_screen(PathPrompt("Export report into folder", "report"), chosen)
 
     # -- navigation ------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:

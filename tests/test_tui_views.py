@@ -175,3 +175,28 @@ async def test_tree_tab_grows_and_opens_a_path_as_a_row():
         row = a.ws.result.rows[-1]
         assert row.text.startswith(path_text.rstrip())
         assert "nodes" in str(panel.query_one("#tree-header").render())
+
+
+async def test_export_writes_the_comparison_on_screen_as_html_and_md(tmp_path):
+    import json as _json
+
+    import html5lib
+
+    from lenscope.screens.lens_dialogs import PathPrompt
+
+    a = app(marks=["blue"], lens_specs=SPECS)
+    async with a.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await run(pilot)
+        await pilot.press("ctrl+e")
+        assert isinstance(a.screen, PathPrompt)
+        a.screen.query_one(Input).value = str(tmp_path / "exp")
+        await pilot.press("enter")
+        await pilot.pause()
+        page = (tmp_path / "exp" / "report.html").read_text()
+        doc = html5lib.parse(page, namespaceHTMLElements=False)
+        data = _json.loads(doc.find(".//script[@id='data']").text.replace("<\\/", "</"))
+        rec = data["results"][0]
+        assert [r["token_ids"] for r in rec["rows"]] == [r.token_ids for r in a.ws.result.rows]
+        assert len(rec["attention"]["rows"]) == 3 and "lenscope tui" in page
+        assert "emphasis" in (tmp_path / "exp" / "report.md").read_text()
