@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fcntl
 import html
-import io
 import os
 import re
 import shutil
@@ -39,11 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
 from lenscope.app import chat, datafile, settings
 from lenscope.app.errors import BadInput
-from lenscope.app.heatmap import Heatmap
 
 TOP_KEYS = {"model", "defaults", "comparison"}
 KEYS = {"name", "prompt", "mark", "mark_tokens", "lens", "chat", "system", *settings.SETTINGS}
@@ -312,11 +309,10 @@ def _publish(tmp: Path, out: Path) -> None:
 
 
 def write_svg(path: Path, matrix: np.ndarray, tokens: list[str], marks: list[int], title: str) -> None:
+    from lenscope.app.svg_heatmap import svg
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    width = min(220, len(tokens) + 20)
-    console = Console(record=True, width=width, file=io.StringIO(), color_system="truecolor")
-    console.print(Heatmap(matrix, tokens, tokens, marked=marks, title=title))
-    path.write_text(console.export_svg(title=title), encoding="utf-8")
+    path.write_text(svg(matrix, tokens, marks, title), encoding="utf-8")
 
 
 def _mean(xs: list) -> str:

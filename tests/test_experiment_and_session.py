@@ -28,7 +28,9 @@ def test_run_writes_results_report_and_svgs(run_cli, tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "a fact a few sentences back" in report and "heatmaps/001-0.svg" in report
     svg = (tmp_path / "out" / first["heatmaps"][0]).read_text()
-    assert svg.startswith("<svg") and "▀" in svg
+    n = len(first["prompt_tokens"]) + len(first["rows"][0]["tokens"])
+    assert svg.startswith("<svg") and svg.count("<rect x=") == n * (n + 1) // 2  # one per causal cell
+    assert ">blue</text>" in svg and "font-weight='bold' fill='#c77700'" in svg  # labels, marks in bold
     page = (tmp_path / "out" / "report.html").read_text()
     assert "lenscope report" in page and "<script" in page and "http" not in page.split("<script")[0]
 

@@ -59,3 +59,17 @@ def test_hostile_text_stays_text():
     embedded = json.loads(doc.find(".//script[@id='data']").text.replace("<\\/", "</"))
     assert embedded["results"][0]["rows"][0]["tokens"] == ["</script>"]
     assert page.count("</script>") == 2  # the data script and the code script, nothing else
+
+
+def test_markdown_tables_survive_pipes_stars_backticks_and_newlines():
+    from lenscope.app.experiment import markdown
+
+    nasty = "a | b *c* `d`\nnew line _e_ [f](g) <h>"
+    rec = {"comparison": nasty, "prompt": nasty, "model": "m", "temperature": 0.0, "seed": 0,
+           "marked_token_indices": [], "rows": [{"name": nasty, "text": nasty, "first_divergence": None, "finite": True,
+                                                 "kl_from_baseline": [], "attention_to_marks": []}]}
+    md = markdown([rec])
+    row = next(line for line in md.splitlines() if line.startswith("| a"))
+    cells = [c for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+    assert len(cells) == 5  # no cell split by the | in the text
+    assert "\\*c\\*" in row and "\\`d\\`" in row and "&lt;h&gt;" in row and "\n" not in row
