@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from lenscope.app.errors import BadInput, one_line
 
@@ -145,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("experiment", help="an experiment .toml file")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the comparisons an interrupted run of this experiment finished in --out; run the rest")
 
     p = sub.add_parser("search", help="tune a lens stack toward a score: results.jsonl, best.toml, report.md")
     p.set_defaults(func=cmd_search)
@@ -489,7 +492,8 @@ def cmd_run(args) -> None:
             "precision": engine.loaded.precision, "backend": engine.backend,
             "reproduce": f"lenscope run {args.experiment} --out {args.out}"
                          + (f" --model {args.model}" if args.model and not exp["model"] else "")}
-    results = experiment.run(engine, exp, out, progress=lambda m: print(one_line(m), file=sys.stderr), meta=meta)
+    results = experiment.run(engine, exp, out, progress=lambda m: print(one_line(m), file=sys.stderr, flush=True),
+                             meta=meta, resume=args.resume)
     print(one_line(f"{len(results)} comparison(s): {out / 'results.jsonl'}, {out / 'report.md'}, "
                    f"{out / 'report.html'}"))
 

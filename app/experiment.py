@@ -17,21 +17,24 @@ DIR/report.md, DIR/report.html and DIR/heatmaps/*.svg (with capture_attention).
 Nothing is written until everything is checked: `load` checks the whole file (every
 comparison, lens spec and setting) without a model, `check_out` the output folder, and
 `run` every comparison against the model (marks, layers, sizes) before generating. A run
-holds DIR/.lenscope.lock (a second run into DIR is refused, naming the first's pid),
-writes into a temp folder inside DIR and, once every file is written, moves them in one
-by one with os.replace: a file of the same name is replaced whole, other files in DIR
-are left alone, and a failed run leaves DIR as it was (and no DIR if it made it).
+holds DIR/.lenscope.lock (a second run into DIR is refused, naming the first's pid).
+After each comparison it writes its heatmaps and the three reports into a temp folder
+inside DIR and moves them in with os.replace: a file of the same name is replaced whole,
+other files in DIR are left alone. A run that fails or is killed leaves the comparisons it
+finished (a failure before the first leaves DIR as it was); `--resume` keeps them.
 """
 
 from __future__ import annotations
 
 import fcntl
 import html
+import json
 import os
 import re
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -157,16 +160,28 @@ def check_out(out: str, names: list[str]) -> Path:
 
 
 def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[str], None] = print,
-        meta: dict[str, Any] | None = None) -> list[dict]:
-    """`meta`: how the run was made (command, version), shown in the HTML report."""
+        meta: dict[str, Any] | None = None, resume: bool = False) -> list[dict]:
+    """Run every comparison; after each one the reports are rewritten (each file replaced
+    whole), so an interrupted run leaves its finished comparisons, and `resume` keeps those
+    (matched by position and name in DIR/results.jsonl) and runs the rest.
+    `meta`: how the run was made (command, version), shown in the HTML report."""
     from lenscope.app.capture import row_attention
     from lenscope.app.html_report import render
 
-    comparisons = _prepare(engine, experiment, progress)
-    results = []
+    names = [c["name"] for c in experiment["comparisons"]]
+    done = finished(Path(out_dir), names) if resume else {}
+    comparisons = _prepare(engine, experiment, progress, skip=set(done))
+    results: list[dict | None] = [done.get(i) for i in range(len(names))]
+    todo = [i for i in range(len(names)) if i not in done]
+    if done:
+        progress(f"resuming: {len(done)} of {len(names)} comparison(s) already in {Path(out_dir) / 'results.jsonl'}")
+    t0 = time.perf_counter()
     with _output_folder(Path(out_dir)) as tmp:
-        for i, (c, comparison) in enumerate(zip(experiment["comparisons"], comparisons)):
-            progress(f"[{i + 1}/{len(comparisons)}] {c['name']}")
+        for k, i in enumerate(todo):
+            c, comparison = experiment["comparisons"][i], comparisons[i]
+            left = "" if k == 0 else f" · {_clock(time.perf_counter() - t0)} so far, ~" \
+                f"{_clock((time.perf_counter() - t0) / k * (len(todo) - k))} left"
+            progress(f"[{i + 1}/{len(names)}] {c['name']}{left}")
             result = comparison.run()
             record = {"comparison": c["name"], **result.to_json()}
             if c["capture_attention"]:
@@ -182,21 +197,48 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
                 record["heatmaps"] = svgs
                 # as `generate --capture-attention`: the HTML report colours text and draws heatmaps from it
                 record["attention"] = {"layers": engine.n_layers, "heads": int(probs.shape[1]), "rows": rows}
-            results.append(record)
+            results[i] = record
             comparisons[i] = None  # its prepared lenses (weight deltas) can go
-        (tmp / "results.jsonl").write_text("".join(datafile.dumps(r) + "\n" for r in results), encoding="utf-8")
-        (tmp / "report.md").write_text(markdown(results), encoding="utf-8")
-        (tmp / "report.html").write_text(render(results, meta or {}), encoding="utf-8")
-        _publish(tmp, Path(out_dir))
-    return results
+            so_far = [r for r in results if r is not None]
+            (tmp / "results.jsonl").write_text("".join(datafile.dumps(r) + "\n" for r in so_far), encoding="utf-8")
+            (tmp / "report.md").write_text(markdown(so_far), encoding="utf-8")
+            (tmp / "report.html").write_text(render(so_far, meta or {}), encoding="utf-8")
+            _publish(tmp, Path(out_dir))
+    return [r for r in results if r is not None]
 
 
-def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None]) -> list:
-    """Every comparison checked against the model and prepared, before anything runs."""
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
+def finished(out: Path, names: list[str]) -> dict[int, dict]:
+    """The comparisons an earlier run of this experiment finished, by index: the records of
+    DIR/results.jsonl whose name is the experiment's at that position."""
+    path = out / "results.jsonl"
+    if not path.exists():
+        return {}
+    done = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+            i = names.index(rec["comparison"])
+        except (ValueError, KeyError, TypeError):
+            raise BadInput(f"--resume: {path} holds a line that is not a comparison of this experiment") from None
+        done[i] = rec
+    return done
+
+
+def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None], skip: set[int] = frozenset()) -> list:
+    """Every comparison checked against the model and prepared, before anything runs
+    (those in `skip`, finished by an earlier run, are not)."""
     from lenscope.app.engine import Request
 
     comparisons, warnings = [], []
-    for c in experiment["comparisons"]:
+    for i, c in enumerate(experiment["comparisons"]):
+        if i in skip:
+            comparisons.append(None)
+            continue
         try:
             # in chat mode the model reads its template; marks are found in the user's text only
             prompt, region = chat.model_prompt(engine.tokenizer, c["prompt"], c["chat"], c["system"])

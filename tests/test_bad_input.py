@@ -347,9 +347,10 @@ def test_direction_out_checked_before_computing(run_cli, no_model, tmp_path, mon
     one_error_line(*run_cli(*base, str(tmp_path / "e.npy")), "is not writable")
 
 
-def test_failing_run_leaves_nothing(run_cli, fast_model, tmp_path, monkeypatch):
-    """A check that needs the model fails before any progress line or file; a failure while
-    generating removes the temp folder and the --out folder the run made."""
+def test_failing_run_keeps_finished_comparisons_and_resumes(run_cli, fast_model, tmp_path, monkeypatch):
+    """A check that needs the model fails before any progress line or file. A failure while
+    generating keeps the comparisons already finished (their reports, rewritten after each
+    one), leaves no temp folder or lock, and --resume runs only what is missing."""
     exp = tmp_path / "e.toml"
     exp.write_text(GOOD_EXPERIMENT + "capture_attention = true\n" + GOOD_EXPERIMENT + 'mark = ["dog"]\n')
     before = snapshot(tmp_path)
@@ -359,7 +360,7 @@ def test_failing_run_leaves_nothing(run_cli, fast_model, tmp_path, monkeypatch):
 
     from lenscope.app.engine import Comparison
 
-    exp.write_text(GOOD_EXPERIMENT + "capture_attention = true\n" + GOOD_EXPERIMENT)
+    exp.write_text(GOOD_EXPERIMENT + "capture_attention = true\n" + GOOD_EXPERIMENT.replace('name = "c"', 'name = "d"'))
     real_run, calls = Comparison.run, []
 
     def second_fails(self, *a, **k):
@@ -369,10 +370,18 @@ def test_failing_run_leaves_nothing(run_cli, fast_model, tmp_path, monkeypatch):
         return real_run(self, *a, **k)
 
     monkeypatch.setattr(Comparison, "run", second_fails)
-    before = snapshot(tmp_path)
-    code, _, err = run_cli("run", str(exp), "--out", str(tmp_path / "a" / "out"))
+    out = tmp_path / "a" / "out"
+    code, _, err = run_cli("run", str(exp), "--out", str(out))
     assert code == 2 and "lens failed mid-run" in err.splitlines()[-1] and "Traceback" not in err
-    assert snapshot(tmp_path) == before  # no a/, no out/, no stray SVGs or temp folders
+    assert sorted(p.name for p in out.iterdir()) == ["heatmaps", "report.html", "report.md", "results.jsonl"]
+    first = out.joinpath("results.jsonl").read_text()
+    assert [json.loads(x)["comparison"] for x in first.splitlines()] == ["c"]
+    calls.clear()
+    monkeypatch.setattr(Comparison, "run", lambda self, *a, **k: calls.append(1) or real_run(self, *a, **k))
+    code, _, err = run_cli("run", str(exp), "--out", str(out), "--resume")
+    assert code == 0 and "resuming: 1 of 2" in err and len(calls) == 1
+    lines = out.joinpath("results.jsonl").read_text().splitlines()
+    assert [json.loads(x)["comparison"] for x in lines] == ["c", "d"] and lines[0] == first.splitlines()[0]
 
 
 def test_run_into_existing_folder_and_modes(run_cli, fast_model, tmp_path):
