@@ -109,8 +109,13 @@ def _chart(series: list[tuple[int, list]], title: str, width: int = 320, height:
             else:
                 cur.append(f"{x(t):.1f},{y(v):.1f}")
         segs = segs + [cur] if cur else segs
-        lines += [f"<polyline fill='none' stroke='{COLORS[r % len(COLORS)]}' stroke-width='1.5' points='{' '.join(s)}'/>"
-                  for s in segs if s]
+        colour = COLORS[r % len(COLORS)]
+        for seg in segs:  # a lone point (KL before the prefixes part) is drawn as a dot
+            if len(seg) == 1:
+                cx, cy = seg[0].split(",")
+                lines.append(f"<circle cx='{cx}' cy='{cy}' r='3' fill='{colour}'/>")
+            else:
+                lines.append(f"<polyline fill='none' stroke='{colour}' stroke-width='1.5' points='{' '.join(seg)}'/>")
     return (f"<svg width='{width}' height='{height}' role='img' aria-label='{html.escape(title)}'>"
             f"<text x='4' y='12' font-size='11'>{html.escape(title)}</text>"
             f"<text x='4' y='{height - 4}' font-size='10'>0</text><text x='4' y='26' font-size='10'>{top:.3g}</text>"
