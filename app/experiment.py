@@ -166,7 +166,7 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
     (matched by position and name in DIR/results.jsonl) and runs the rest.
     `meta`: how the run was made (command, version), shown in the HTML report."""
     from lenscope.app.capture import row_attention
-    from lenscope.app.html_report import render
+    from lenscope.app.html_report import attention_row, render
 
     names = [c["name"] for c in experiment["comparisons"]]
     done = finished(Path(out_dir), names) if resume else {}
@@ -193,7 +193,7 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
                     write_svg(tmp / _svg_name(i, r), mean, tokens, result.marked_token_indices,
                               f"{c['name']} · {row.name} · mean over layers and heads")
                     svgs.append(_svg_name(i, r))
-                    rows.append({"name": row.name, "tokens": tokens, "mean": np.round(mean, 5).tolist()})
+                    rows.append(attention_row(row.name, tokens, probs))
                 record["heatmaps"] = svgs
                 # as `generate --capture-attention`: the HTML report colours text and draws heatmaps from it
                 record["attention"] = {"layers": engine.n_layers, "heads": int(probs.shape[1]), "rows": rows}

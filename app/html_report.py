@@ -14,7 +14,10 @@ from __future__ import annotations
 import html
 from typing import Any, Sequence
 
+import numpy as np
+
 from lenscope.app import datafile
+from lenscope.app.attention_views import rollout
 
 COLORS = ["#555", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
 
@@ -44,7 +47,9 @@ function viridis(x){x=Math.max(0,Math.min(1,x));const s=[[68,1,84],[59,82,139],[
   return 'rgb('+s[i].map((v,k)=>Math.round(v+(s[i+1][k]-v)*f)).join(',')+')';}
 function diverging(x){x=Math.max(-1,Math.min(1,x));const a=x<0?[33,102,172]:[178,24,43];const f=Math.abs(x);
   return 'rgb('+a.map(v=>Math.round(247+(v-247)*f)).join(',')+')';}
-function meanRow(rec, r){const a=rec.attention;return a&&a.rows[r]?a.rows[r].mean:null;}
+function src(rec){const s=document.querySelector('section[data-c="'+DATA.results.indexOf(rec)+'"] select.src');
+  return s?s.value:'mean';}
+function meanRow(rec, r){const a=rec.attention;return a&&a.rows[r]?(a.rows[r][src(rec)]||a.rows[r].mean):null;}
 function colour(sec, rec, r, q){  // the text before token q (prompt + row r), by q's attention
   const m=meanRow(rec,r); if(!m) return; const w=m[q]; const top=Math.max(...w.slice(0,q+1))||1;
   sec.querySelectorAll('.prompt .t, .row[data-r="'+r+'"] .t').forEach(el=>{const i=+el.dataset.i;
@@ -66,7 +71,7 @@ document.querySelectorAll('.t.gen').forEach(el=>{
   const hide=()=>{tip.style.display='none';clear(el.closest('section'));};
   el.addEventListener('mouseleave',hide);el.addEventListener('blur',hide);});
 function heat(canvas){
-  const sec=canvas.closest('section'),rec=DATA.results[+sec.dataset.c],sel=canvas.parentNode.querySelector('select');
+  const sec=canvas.closest('section'),rec=DATA.results[+sec.dataset.c],sel=canvas.parentNode.querySelector('select:not(.src)');
   const draw=()=>{const r=+sel.value.split(':')[0],diff=sel.value.endsWith(':diff');const m=meanRow(rec,r),b=meanRow(rec,0);
     const n=diff?Math.min(m.length,b.length):m.length,px=Math.max(2,Math.floor(360/n)),ctx=canvas.getContext('2d');
     canvas.width=canvas.height=n*px;let top=0;
@@ -78,12 +83,20 @@ function heat(canvas){
       tip.innerHTML=esc(shown(tok[i]))+' → '+esc(shown(tok[j]))+': '+v.toFixed(4);tip.style.display='block';
       tip.style.left=(e.clientX+12)+'px';tip.style.top=(e.clientY+12)+'px';};
     canvas.onmouseleave=()=>{tip.style.display='none';};};
-  sel.addEventListener('change',draw);draw();}
+  sel.addEventListener('change',draw);sec.querySelector('select.src').addEventListener('change',draw);draw();}
 document.querySelectorAll('.heat canvas').forEach(heat);
 const at=location.hash.match(/^#t=(\d+)-(\d+)-(\d+)$/);  // #t=comparison-row-step focuses that token
 if(at){const el=document.querySelector('section[data-c="'+at[1]+'"] .row[data-r="'+at[2]+'"] .t[data-t="'+at[3]+'"]');
   if(el){el.scrollIntoView({block:'center'});el.focus();}}
 """
+
+
+def attention_row(name: str, tokens: list[str], probs: np.ndarray) -> dict[str, Any]:
+    """What the report keeps of one row's attention (layers, heads, T, T): the mean over
+    layers and heads, and the rollout through all layers (T x T each; per layer and head
+    would make a 20-comparison report too big to mail)."""
+    return {"name": name, "tokens": tokens, "mean": np.round(probs.mean(axis=(0, 1)), 4).tolist(),
+            "rollout": np.round(rollout(probs), 4).tolist()}
 
 
 def _tokens(tokens: Sequence[str], start: int, classes: Sequence[str], extra: str = "") -> str:
@@ -145,8 +158,12 @@ def _section(c: int, rec: dict[str, Any]) -> str:
         options = "".join(f"<option value='{r}'>{html.escape(row['name'])}</option>" for r, row in enumerate(rec["rows"]))
         options += "".join(f"<option value='{r}:diff'>{html.escape(row['name'])} − baseline</option>"
                            for r, row in enumerate(rec["rows"]) if r)
-        heat = (f"<div class='heat'><div><label>attention, mean over layers and heads (queries down, keys across)"
-                f"</label><select aria-label='row'>{options}</select><br><canvas></canvas></div></div>")
+        sources = "<option value='mean'>mean over layers and heads</option>" + (
+            "<option value='rollout'>rollout through all layers</option>" if "rollout" in rec["attention"]["rows"][0]
+            else "")
+        heat = (f"<div class='heat'><div><label>attention (queries down, keys across; also colours the text on "
+                f"hover)</label><select class='src' aria-label='attention source'>{sources}</select> "
+                f"<select aria-label='row'>{options}</select><br><canvas></canvas></div></div>")
     return (f"<section data-c='{c}'><h2>{html.escape(rec['comparison'])}</h2>"
             f"<p class='meta'>{html.escape(rec['model'])} · {html.escape(rec['backend'])} · "
             f"{html.escape(str(rec.get('precision', 'native')))} · T={rec['temperature']:g} · seed {rec['seed']} · "

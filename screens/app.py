@@ -815,11 +815,11 @@ class LenscopeApp(App):
             from importlib import metadata
 
             from lenscope.app.experiment import write_reports
+            from lenscope.app.html_report import attention_row
 
             record = {"comparison": "lenscope tui", **self.ws.result.to_json()}
             if self.captures:  # as `run` with capture_attention: the mean over layers and heads per row
-                record["attention"] = {"rows": [{"name": c.name, "tokens": c.tokens,
-                                                 "mean": c.attention.mean(axis=(0, 1)).round(5).tolist()}
+                record["attention"] = {"rows": [attention_row(c.name, c.tokens, c.attention)
                                                 for _, c in sorted(self.captures.items())]}
             e = self.engine
             meta = {"lenscope": metadata.version("lenscope"), "model": self.model_spec or e.loaded.name,
