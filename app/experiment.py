@@ -193,7 +193,7 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
                     write_svg(tmp / _svg_name(i, r), mean, tokens, result.marked_token_indices,
                               f"{c['name']} · {row.name} · mean over layers and heads")
                     svgs.append(_svg_name(i, r))
-                    rows.append(attention_row(row.name, tokens, probs))
+                    rows.append(attention_row(row.name, tokens, probs, heads=c["report_heads"]))
                 record["heatmaps"] = svgs
                 # as `generate --capture-attention`: the HTML report colours text and draws heatmaps from it
                 record["attention"] = {"layers": engine.n_layers, "heads": int(probs.shape[1]), "rows": rows}

@@ -11,6 +11,7 @@ step; and how to reproduce it. The CSS and JS are written for this page and kept
 
 from __future__ import annotations
 
+import base64
 import html
 from typing import Any, Sequence
 
@@ -47,9 +48,21 @@ function viridis(x){x=Math.max(0,Math.min(1,x));const s=[[68,1,84],[59,82,139],[
   return 'rgb('+s[i].map((v,k)=>Math.round(v+(s[i+1][k]-v)*f)).join(',')+')';}
 function diverging(x){x=Math.max(-1,Math.min(1,x));const a=x<0?[33,102,172]:[178,24,43];const f=Math.abs(x);
   return 'rgb('+a.map(v=>Math.round(247+(v-247)*f)).join(',')+')';}
-function src(rec){const s=document.querySelector('section[data-c="'+DATA.results.indexOf(rec)+'"] select.src');
-  return s?s.value:'mean';}
-function meanRow(rec, r){const a=rec.attention;return a&&a.rows[r]?(a.rows[r][src(rec)]||a.rows[r].mean):null;}
+function pick(rec, cls){const s=document.querySelector('section[data-c="'+DATA.results.indexOf(rec)+'"] select.'+cls);
+  return s?s.value:null;}
+const DETAIL=new Map();  // row -> its layer x head bytes, decoded once
+function layerHead(row, l, h){  // T x T of one layer (one head, or the mean of its heads)
+  const d=row.detail;if(!DETAIL.has(row))DETAIL.set(row,Uint8Array.from(atob(d.b64),c=>c.charCodeAt(0)));
+  const b=DETAIL.get(row),t=d.t,tri=t*(t+1)/2,hs=h==='mean'?[...Array(d.heads).keys()]:[+h];
+  const m=Array.from({length:t},()=>new Array(t).fill(0));
+  for(const k of hs){const o=(l*d.heads+k)*tri;let p=0;
+    for(let i=0;i<t;i++)for(let j=0;j<=i;j++)m[i][j]+=b[o+p++]/255/hs.length;}
+  return m;}
+function meanRow(rec, r){const a=rec.attention,row=a&&a.rows[r];if(!row)return null;
+  const l=pick(rec,'layer');
+  if(row.detail&&l!==null&&l!=='all'){const h=pick(rec,'head');const key=l+':'+h;row._m=row._m||{};
+    return row._m[key]=row._m[key]||layerHead(row,+l,h);}
+  return row[pick(rec,'src')||'mean']||row.mean;}
 function colour(sec, rec, r, q){  // the text before token q (prompt + row r), by q's attention
   const m=meanRow(rec,r); if(!m) return; const w=m[q]; const top=Math.max(...w.slice(0,q+1))||1;
   sec.querySelectorAll('.prompt .t, .row[data-r="'+r+'"] .t').forEach(el=>{const i=+el.dataset.i;
@@ -71,7 +84,7 @@ document.querySelectorAll('.t.gen').forEach(el=>{
   const hide=()=>{tip.style.display='none';clear(el.closest('section'));};
   el.addEventListener('mouseleave',hide);el.addEventListener('blur',hide);});
 function heat(canvas){
-  const sec=canvas.closest('section'),rec=DATA.results[+sec.dataset.c],sel=canvas.parentNode.querySelector('select:not(.src)');
+  const sec=canvas.closest('section'),rec=DATA.results[+sec.dataset.c],sel=canvas.parentNode.querySelector('select.rowsel');
   const draw=()=>{const r=+sel.value.split(':')[0],diff=sel.value.endsWith(':diff');const m=meanRow(rec,r),b=meanRow(rec,0);
     const n=diff?Math.min(m.length,b.length):m.length,px=Math.max(2,Math.floor(360/n)),ctx=canvas.getContext('2d');
     canvas.width=canvas.height=n*px;let top=0;
@@ -83,20 +96,33 @@ function heat(canvas){
       tip.innerHTML=esc(shown(tok[i]))+' → '+esc(shown(tok[j]))+': '+v.toFixed(4);tip.style.display='block';
       tip.style.left=(e.clientX+12)+'px';tip.style.top=(e.clientY+12)+'px';};
     canvas.onmouseleave=()=>{tip.style.display='none';};};
-  sel.addEventListener('change',draw);sec.querySelector('select.src').addEventListener('change',draw);draw();}
+  sel.addEventListener('change',draw);
+  sec.querySelectorAll('select.src,select.layer,select.head').forEach(s=>s.addEventListener('change',draw));draw();}
 document.querySelectorAll('.heat canvas').forEach(heat);
-const at=location.hash.match(/^#t=(\d+)-(\d+)-(\d+)$/);  // #t=comparison-row-step focuses that token
+// #t=comparison-row-step focuses that token; &layer=L&head=H (or src=rollout) picks the attention shown
+const at=location.hash.match(/^#t=(\d+)-(\d+)-(\d+)((?:&\w+=\w+)*)$/);
+if(at){const sec=document.querySelector('section[data-c="'+at[1]+'"]');
+  for(const [k,v] of (at[4]||'').slice(1).split('&').filter(Boolean).map(x=>x.split('='))){
+    const s=sec&&sec.querySelector('select.'+(k==='src'?'src':k));if(s){s.value=v;s.dispatchEvent(new Event('change'));}}}
 if(at){const el=document.querySelector('section[data-c="'+at[1]+'"] .row[data-r="'+at[2]+'"] .t[data-t="'+at[3]+'"]');
   if(el){el.scrollIntoView({block:'center'});el.focus();}}
 """
 
 
-def attention_row(name: str, tokens: list[str], probs: np.ndarray) -> dict[str, Any]:
+def attention_row(name: str, tokens: list[str], probs: np.ndarray, heads: bool = False) -> dict[str, Any]:
     """What the report keeps of one row's attention (layers, heads, T, T): the mean over
-    layers and heads, and the rollout through all layers (T x T each; per layer and head
-    would make a 20-comparison report too big to mail)."""
-    return {"name": name, "tokens": tokens, "mean": np.round(probs.mean(axis=(0, 1)), 4).tolist(),
-            "rollout": np.round(rollout(probs), 4).tolist()}
+    layers and heads and the rollout through all layers (T x T each); with `heads`, every
+    layer's and head's causal half too, as bytes (p x 255, rounded) in base64, which the
+    page's layer and head selectors read. Off by default: at SmolLM2's 30 x 9 heads it is
+    about 1.2 MB per row of 100 tokens."""
+    out = {"name": name, "tokens": tokens, "mean": np.round(probs.mean(axis=(0, 1)), 4).tolist(),
+           "rollout": np.round(rollout(probs), 4).tolist()}
+    if heads:
+        n_layers, n_heads, t, _ = probs.shape
+        lower = probs[:, :, *np.tril_indices(t)]  # (layers, heads, t(t+1)/2), row by row
+        out["detail"] = {"layers": n_layers, "heads": n_heads, "t": t,
+                         "b64": base64.b64encode(np.round(lower * 255).astype(np.uint8).tobytes()).decode()}
+    return out
 
 
 def _tokens(tokens: Sequence[str], start: int, classes: Sequence[str], extra: str = "") -> str:
@@ -161,9 +187,18 @@ def _section(c: int, rec: dict[str, Any]) -> str:
         sources = "<option value='mean'>mean over layers and heads</option>" + (
             "<option value='rollout'>rollout through all layers</option>" if "rollout" in rec["attention"]["rows"][0]
             else "")
+        detail = rec["attention"]["rows"][0].get("detail")
+        pickers = ""
+        if detail:  # layer and head selectors (run with report_heads = true)
+            layers = "<option value='all'>all layers</option>" + "".join(
+                f"<option value='{i}'>layer {i}</option>" for i in range(detail["layers"]))
+            heads = "<option value='mean'>mean of heads</option>" + "".join(
+                f"<option value='{h}'>head {h}</option>" for h in range(detail["heads"]))
+            pickers = (f"<select class='layer' aria-label='layer'>{layers}</select> "
+                       f"<select class='head' aria-label='head'>{heads}</select> ")
         heat = (f"<div class='heat'><div><label>attention (queries down, keys across; also colours the text on "
-                f"hover)</label><select class='src' aria-label='attention source'>{sources}</select> "
-                f"<select aria-label='row'>{options}</select><br><canvas></canvas></div></div>")
+                f"hover)</label><select class='src' aria-label='attention source'>{sources}</select> {pickers}"
+                f"<select class='rowsel' aria-label='row'>{options}</select><br><canvas></canvas></div></div>")
     return (f"<section data-c='{c}'><h2>{html.escape(rec['comparison'])}</h2>"
             f"<p class='meta'>{html.escape(rec['model'])} · {html.escape(rec['backend'])} · "
             f"{html.escape(str(rec.get('precision', 'native')))} · T={rec['temperature']:g} · seed {rec['seed']} · "

@@ -12,6 +12,8 @@ SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("temperature", "float", 0.0, "sampling temperature (0 = greedy)", min=0.0, max=10.0),
     Param("seed", "int", 0, "seed of the shared sampling noise", min=0, max=2**31 - 1),
     Param("capture_attention", "bool", False, "capture attention after generating"),
+    Param("report_heads", "bool", False, "with capture_attention: keep every layer's and head's attention in the "
+          "HTML report (quantized to 8 bits) for its layer and head selectors; a larger file"),
 )}
 
 

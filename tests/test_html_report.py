@@ -73,3 +73,23 @@ def test_markdown_tables_survive_pipes_stars_backticks_and_newlines():
     cells = [c for c in re.split(r"(?<!\\)\|", row)[1:-1]]
     assert len(cells) == 5  # no cell split by the | in the text
     assert "\\*c\\*" in row and "\\`d\\`" in row and "&lt;h&gt;" in row and "\n" not in row
+
+
+def test_report_heads_keeps_every_layer_and_head_as_bytes():
+    import base64
+
+    import numpy as np
+
+    from lenscope.app.html_report import attention_row
+
+    rng = np.random.default_rng(0)
+    probs = np.tril(rng.random((2, 3, 4, 4)))
+    probs /= probs.sum(-1, keepdims=True)
+    row = attention_row("r", list("abcd"), probs, heads=True)
+    d = row["detail"]
+    raw = np.frombuffer(base64.b64decode(d["b64"]), dtype=np.uint8).reshape(2, 3, 10) / 255
+    i, j = np.tril_indices(4)
+    assert (d["layers"], d["heads"], d["t"]) == (2, 3, 4)
+    assert np.allclose(raw, probs[:, :, i, j], atol=0.5 / 255)  # layer, head, then row by row
+    assert np.allclose(row["mean"], probs.mean(axis=(0, 1)), atol=1e-4)
+    assert "detail" not in attention_row("r", list("abcd"), probs)

@@ -43,6 +43,27 @@ def test_focused_token_fills_the_tooltip_without_console_errors(report, tmp_path
     assert "background: rgb(" in dom  # the prompt coloured by that token's attention
 
 
+def test_layer_and_head_selectors_change_what_the_text_shows(tmp_path):
+    """With report_heads, picking a layer and head (here through the URL) recolours the text."""
+    from lenscope.app.cli import main
+
+    exp = tmp_path / "e.toml"
+    text = (EXAMPLES / "recall.toml").read_text().replace("lenses/focus.toml", str(EXAMPLES / "lenses/focus.toml"))
+    exp.write_text(text.replace("capture_attention = true", "capture_attention = true\nreport_heads = true"))
+    try:
+        main(["run", str(exp), "--out", str(tmp_path / "out")])
+    except SystemExit as exc:
+        assert not exc.code
+    page = (tmp_path / "out" / "report.html").as_uri()
+    colours = []
+    for pick in ("", "&layer=2&head=3", "&src=rollout"):
+        proc = chromium("--dump-dom", f"{page}#t=0-1-0{pick}", cwd=tmp_path)
+        assert "Uncaught" not in proc.stderr
+        prompt = proc.stdout[proc.stdout.index('class="prompt"'):].split("</div>")[0]
+        colours.append(prompt.count("background: rgb(") and prompt)
+    assert all(colours) and len(set(colours)) == 3
+
+
 def test_screenshot_is_not_blank(report, tmp_path):
     shot = tmp_path / "report.png"
     chromium(f"--screenshot={shot}", f"{report.as_uri()}#t=0-1-0", cwd=tmp_path)
