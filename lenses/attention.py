@@ -27,13 +27,16 @@ class Emphasis(Lens):
         HEADS,
         Param("auto_heads", "int", 0, "instead of `heads`: per layer, the k heads that attend least to the "
               "marks on this prompt (0 = off)", 0, 1024),
+        Param("propagate", "float", 0.0, "importance propagation: each prompt token inherits `propagate` x its "
+              "attention share on the marks (plain model, mean of layers and heads) of their boost, at most all "
+              "of it (0 = off)", 0, 100),
     )
 
     def is_neutral(self) -> bool:
         return self.always("strength", 0)
 
     def depends_on_prompt(self) -> bool:
-        return self.auto_heads > 0
+        return self.auto_heads > 0 or self.propagate > 0
 
     def needs_marks(self) -> bool:
         return True
@@ -44,10 +47,14 @@ class Emphasis(Lens):
     def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         """auto_heads: measure each head's attention on the marks (from the queries after
         the first mark) on this prompt, and keep the k lowest per layer."""
-        self.auto = None
-        if not self.auto_heads or not marks:
+        self.auto, self.inherit = None, None
+        if not marks or not (self.auto_heads or self.propagate):
             return
         probs = probe.capture_attention(ids)  # (layers, H, L, L)
+        if self.propagate:
+            self.inherit = inherited_importance(probs, marks, self.propagate)
+        if not self.auto_heads:
+            return
         if self.auto_heads > probs.shape[1]:
             raise BadInput(f"emphasis: auto_heads={self.auto_heads} but the model has {probs.shape[1]} heads per layer")
         share = probs[:, :, min(marks):, :][..., marks].sum(-1).mean(-1)  # (layers, H)
@@ -68,6 +75,11 @@ class Emphasis(Lens):
             bias = None
             if marks:
                 key_mask = mx.zeros((n_keys,)).at[mx.array(marks)].add(1.0)
+                inherit = getattr(self, "inherit", None)
+                if inherit is not None:  # the marks keep 1; other prompt tokens what they inherited
+                    weights = np.zeros(n_keys, dtype=np.float32)
+                    weights[: min(n_keys, len(inherit))] = inherit[:n_keys]
+                    key_mask = mx.array(weights)
                 strength = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)  # (L,)
                 bias = strength[:, None] * key_mask[None, :]  # (L, S)
             self._memo = memo = (ctx.positions, n_keys, ctx.marks, bias)
@@ -78,6 +90,17 @@ class Emphasis(Lens):
         if heads is None:
             return bias[None]
         return _head_mask(heads, n_heads, self.kind)[:, None, None] * bias[None]
+
+
+def inherited_importance(probs: np.ndarray, marks: list[int], propagate: float) -> np.ndarray:
+    """(L,) weight of each prompt token's emphasis: 1 for the marks, and for every other token
+    `propagate` x its query's attention share on the marks (mean over layers and heads of
+    `probs`, (layers, H, L, L)), capped at 1: tokens that read the marked fact inherit part of
+    its importance, one hop."""
+    share = probs.astype(np.float64).mean(axis=(0, 1))[:, marks].sum(-1)
+    weights = np.clip(propagate * share, 0.0, 1.0)
+    weights[marks] = 1.0
+    return weights.astype(np.float32)
 
 
 def _head_mask(heads: tuple[int, ...], n_heads: int, kind: str) -> mx.array:

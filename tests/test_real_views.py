@@ -52,3 +52,21 @@ def test_emphasis_moves_head_shares_and_steering_moves_hidden_states(smollm2_eng
     cos, _ = geometry.compare(caps[2].hidden, caps[0].hidden)
     assert np.allclose(cos[:13, :q], 1.0, atol=1e-4)  # untouched up to block 12's input
     assert cos[13, 1:q].mean() < 0.995 and cos[-1, 1:q].mean() < cos[13, 1:q].mean()  # later layers amplify
+
+
+def test_propagation_emphasises_what_reads_the_requirement(smollm2_engine):
+    """`emphasis:propagate`: the tokens that read the marked requirement (here its
+    consequence, "that closes the log") inherit part of its boost."""
+    from lenscope.lenses.attention import inherited_importance
+
+    e = smollm2_engine
+    prompt = ("Requirement: register an atexit handler that closes the log. Then we wrote the parser, the tests "
+              "and the config loader. Now write the main function. It must")
+    ids = e.encode(prompt)
+    marks = e.marks_from_text(prompt, ids, ["register an atexit handler"])
+    weights = inherited_importance(e.capture_attention(ids), marks, 3.0)
+    heirs = [j for j in range(len(ids)) if j not in marks and weights[j] > 0.2]
+    assert "closes" in "".join(e.token_text(ids[j]) for j in heirs)
+    share = [e.capture_attention(ids, parse_inline(s).lenses, marks=marks).mean(axis=(0, 1))[-1, heirs].sum()
+             for s in ("emphasis:strength=2", "emphasis:strength=2,propagate=3")]
+    assert share[1] > share[0] + 0.05  # measured 0.099 -> 0.179
