@@ -37,7 +37,7 @@ class Part:
     summary: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
     weight: float = 1.0
-    values_: dict[str, Any] = field(default_factory=dict)
+    values_: dict[str, Any] = field(default_factory=dict)  # checked parameters, read as attributes (self.text)
 
     def __getattr__(self, name: str) -> Any:
         try:
