@@ -42,6 +42,7 @@ class Request:
     stop_at_eos: bool = True
     keep_logits: bool = False  # keep each step's (rows, vocab) logits, for tests and analysis
     prompt_ids: list[int] | None = None  # token ids to start from instead of encoding `prompt` (tree branches)
+    mark_groups: Sequence[Sequence[int]] = ()  # marked spans measured apart (a conversation's fade chart)
 
 
 class Engine:
@@ -296,6 +297,7 @@ class Comparison:
         B, P = len(self.variants), len(self.ids)
         rows = [list(v.lenses) for v in self.variants]
         state = HookState(rows, eng.n_layers, P, tuple(self.marks))
+        state.mark_groups = [[m for m in g if m < P] for g in req.mark_groups]
         logit_hooks = [state.step_hooks("logits", r) for r in range(B)]
         temp_hooks = [state.step_hooks("temperature", r) for r in range(B)]
         keys = mx.random.split(mx.random.key(req.seed), max(req.max_tokens, 1))
@@ -333,7 +335,8 @@ class Comparison:
             if req.keep_logits:
                 self.logits.append(np.array(logits))
             temps = [_chain(row_ctx[r], temp_hooks[r], req.temperature) for r in range(B)]
-            tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention)
+            tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention,
+                                      state.group_attention)
             if t + 1 < req.max_tokens:
                 # start the next forward now and do the bookkeeping while it runs; rows that
                 # stopped are fed their last token and ignored (rows never mix in a batch)
@@ -356,6 +359,8 @@ class Comparison:
                     row.first_divergence = t
                 if self.marks:
                     row.attention_to_marks.append(metrics["marks"][r])
+                if "groups" in metrics:
+                    row.attention_to_groups.append(metrics["groups"][r])
                 row.top.append([Alternative(i, eng.token_text(i), p) for i, p in metrics["top"][r]])
                 if req.stop_at_eos and tid in eng.eos_ids:
                     row.finished = True
@@ -383,7 +388,7 @@ def _chain(ctx, fns: list[Callable], x):
     return x
 
 
-def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts) -> tuple[list[int], dict]:
+def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts, group_parts=()) -> tuple[list[int], dict]:
     """Pick each row's token (greedy, or Gumbel-max with shared noise) and its metrics."""
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
     greedy = mx.argmax(logprobs, axis=-1)
@@ -402,6 +407,8 @@ def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts) -> 
     outs = [chosen, finite, kl, top_ids, top_lp]
     if mark_parts:
         outs.append(mx.mean(mx.stack(mark_parts), axis=0))
+    if group_parts:
+        outs.append(mx.mean(mx.stack(group_parts), axis=0))  # (B, groups), mean over layers
     mx.eval(outs)
     ids_np, lp_np = np.array(top_ids), np.array(top_lp)
     top = []
@@ -410,5 +417,7 @@ def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts) -> 
         top.append([(int(ids_np[r, j]), float(np.exp(lp_np[r, j]))) for j in order])
     metrics = {"finite": np.array(finite).tolist(), "kl": [max(0.0, float(v)) for v in np.array(kl)], "top": top}
     if mark_parts:
-        metrics["marks"] = np.array(outs[-1]).tolist()
+        metrics["marks"] = np.array(outs[5]).tolist()
+    if group_parts:
+        metrics["groups"] = np.array(outs[-1]).tolist()
     return np.array(chosen).tolist(), metrics

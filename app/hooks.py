@@ -97,6 +97,8 @@ class HookState:
         self.recorded: dict[int, mx.array] = {}
         self.track_marks = bool(self.marks)
         self.mark_attention: list[mx.array] = []  # one (B,) array per layer, for the last query
+        self.mark_groups: list[list[int]] = []  # marked spans measured apart
+        self.group_attention: list[mx.array] = []  # one (B, groups) array per layer, for the last query
         self.capture = False
         self.captured: dict[int, mx.array] = {}
 
@@ -113,6 +115,7 @@ class HookState:
     def begin(self, positions: mx.array) -> None:
         self.positions = positions
         self.mark_attention = []
+        self.group_attention = []
 
     def ctx(self, layer: int) -> Ctx:
         return Ctx(layer=layer, positions=self.positions, prompt_len=self.prompt_len,
@@ -188,6 +191,9 @@ class HookState:
             p_last = attention_probs(queries[:, :, -1:, :], keys, scale, last_bias, sinks)  # (B,H,1,S)
             marks = [m for m in self.marks if m < S]
             self.mark_attention.append(p_last[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
+            if self.mark_groups:
+                self.group_attention.append(mx.stack([p_last[:, :, 0, g].sum(axis=-1).mean(axis=-1) if g
+                                                      else mx.zeros((B,)) for g in self.mark_groups], axis=-1))
         out = mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=bias, sinks=sinks)
         if edited:  # only the edited rows are recomputed explicitly
             out = mx.concatenate([_weighted_values(self._edited_probs(edited[r], queries[r : r + 1], keys[r : r + 1],

@@ -31,6 +31,7 @@ class RowResult:
     finite: bool = True
     finished: bool = False  # reached end-of-sequence
     attention_to_marks: list[float] = field(default_factory=list)
+    attention_to_groups: list[list[float]] = field(default_factory=list)  # per step, per marked span (conversations)
     kl_from_baseline: list[float | None] = field(default_factory=list)
     top: list[list[Alternative]] = field(default_factory=list)  # per step, best first
     first_divergence: int | None = None
@@ -45,7 +46,8 @@ class RowResult:
             "kl_from_baseline": [_num(x) for x in self.kl_from_baseline],
             "top_alternatives": [[{"token_id": a.token_id, "token": a.token, "prob": _num(a.prob)}
                                   for a in step] for step in self.top],
-        }
+        } | ({"attention_to_spans": [[_num(x) for x in step] for step in self.attention_to_groups]}
+             if self.attention_to_groups else {})
 
 
 @dataclass
@@ -77,7 +79,8 @@ class RunResult:
         """A copy of the rows so far that later steps do not change (shallow: the lists are
         copied, the entries are never mutated once appended), for showing a run in progress."""
         rows = [replace(r, token_ids=list(r.token_ids), tokens=list(r.tokens), top=list(r.top),
-                        attention_to_marks=list(r.attention_to_marks), kl_from_baseline=list(r.kl_from_baseline))
+                        attention_to_marks=list(r.attention_to_marks),
+                        attention_to_groups=list(r.attention_to_groups), kl_from_baseline=list(r.kl_from_baseline))
                 for r in self.rows]
         return replace(self, rows=rows, timing=dict(self.timing))
 
@@ -116,6 +119,11 @@ def from_json(data: dict[str, Any], where: str = "result") -> RunResult:
         row.finished = g.get("finished", bool, False)
         row.attention_to_marks = [x for x in g.numbers("attention_to_marks") if x is not None]
         row.kl_from_baseline = g.numbers("kl_from_baseline")
+        spans = g.get("attention_to_spans", list, [])
+        if not all(isinstance(step, list) for step in spans):
+            raise BadInput(f"{where} row {i + 1}: 'attention_to_spans' must be a list of lists of numbers")
+        row.attention_to_groups = [_Fields({"s": step}, f"{where} row {i + 1} attention_to_spans").numbers("s")
+                                   for step in spans]
         row.first_divergence = g.get("first_divergence", (int, type(None)), None)
         row.top = [[_alternative(a, f"{where} row {i + 1} top_alternatives") for a in step]
                    for step in g.list_of("top_alternatives", list)]
