@@ -47,6 +47,7 @@ from lenscope.app.errors import BadInput
 
 TOP_KEYS = {"model", "defaults", "comparison"}
 KEYS = {"name", "prompt", "mark", "mark_tokens", "lens", "chat", "system", *settings.SETTINGS}
+TURN_KEYS = {"turns", "track", "check", "mode", "keep"}  # a conversation (app/conversation.py)
 REPORTS = ("results.jsonl", "report.md", "report.html")
 LOCK = ".lenscope.lock"
 TEMP_PREFIX = ".lenscope-run-"
@@ -76,12 +77,18 @@ def load(path: str | Path) -> dict[str, Any]:
         if not isinstance(c, dict):
             raise BadInput(f"{cwhere}: must be a table ([[comparison]])")
         merged = {**defaults, **c}
-        unknown = set(merged) - KEYS
+        unknown = set(merged) - KEYS - TURN_KEYS
         if unknown:
-            raise BadInput(f"{cwhere}: unknown key '{min(unknown)}' (keys: {', '.join(sorted(KEYS))})")
+            raise BadInput(f"{cwhere}: unknown key '{min(unknown)}' (keys: {', '.join(sorted(KEYS | TURN_KEYS))})")
         name = merged.get("name", f"comparison {i + 1}")
         if not isinstance(name, str) or not name.strip():
             raise BadInput(f"{cwhere}: 'name' must be non-empty text")
+        if "turns" in c:
+            out.append(_conversation(path, name, merged, cwhere))
+            continue
+        extra = set(merged) & TURN_KEYS - set(defaults)
+        if extra:
+            raise BadInput(f"{cwhere}: '{min(extra)}' is for conversations (a comparison with 'turns')")
         prompt = merged.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadInput(f"{cwhere}: 'prompt' must be non-empty text")
@@ -104,6 +111,53 @@ def load(path: str | Path) -> dict[str, Any]:
     return {"model": model, "comparisons": out}
 
 
+def _conversation(path: str | Path, name: str, merged: dict[str, Any], where: str) -> dict[str, Any]:
+    """A comparison with `turns`: a conversation, each user turn answered by every row.
+
+        turns = ["Always answer in capital letters. What is 2+2?", "Name a fruit.", ...]
+        mark = ["capital letters"]      # marked where they occur in the system and user messages
+        track = ["atexit"]              # tracked: every occurrence, the model's replies included
+        check = {kind = "regex", pattern = "^[^a-z]*$"}   # a score (app/scores.py): > 0 passes
+        mode = "keep"                   # or "branches"; keep = 0: the row whose reply is kept
+    """
+    from lenscope.app.conversation import MODES
+    from lenscope.app.scores import Score
+    from lenscope.lenses.spec import parse
+
+    turns = _texts(merged["turns"], "turns", where)
+    if not turns or any(not t.strip() for t in turns):
+        raise BadInput(f"{where}: 'turns' must be a non-empty list of user messages (non-empty texts)")
+    if "prompt" in merged or "mark_tokens" in merged:
+        raise BadInput(f"{where}: a conversation takes 'turns', not 'prompt' or 'mark_tokens'")
+    marks = _texts(merged.get("mark", []), "mark", where)
+    track = _texts(merged.get("track", []), "track", where)
+    if any(not m for m in marks):
+        raise BadInput(f"{where}: 'mark' texts must not be empty")
+    if any(not t.split() for t in track):
+        raise BadInput(f"{where}: 'track' texts must not be empty")
+    specs = [str(Path(path).parent / s) if s.endswith((".toml", ".json")) else s
+             for s in _texts(merged.get("lens", []), "lens", where)]
+    try:
+        variants = [v for s in specs for v in parse(s)]
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc}") from None
+    mode = merged.get("mode", "keep")
+    if mode not in MODES:
+        raise BadInput(f"{where}: 'mode' must be one of {', '.join(MODES)}")
+    keep = merged.get("keep", 0)
+    if not _is_int(keep) or not 0 <= keep <= len(variants):
+        raise BadInput(f"{where}: 'keep' must be a row number, 0 (the baseline) to {len(variants)}")
+    system = merged.get("system")
+    if system is not None and not isinstance(system, str):
+        raise BadInput(f"{where}: 'system' must be text")
+    if merged.get("chat", True) is not True:
+        raise BadInput(f"{where}: a conversation always uses the chat template ('chat' cannot be false)")
+    check = Score.from_data(merged["check"], where) if "check" in merged else None
+    return {"name": name, "turns": turns, "mark": marks, "track": track, "lens": specs, "variants": variants,
+            "mode": mode, "keep": keep, "system": system, "check": check, "chat": True,
+            **settings.check_all(merged, where)}
+
+
 def _texts(value: Any, key: str, where: str) -> list[str]:
     """A text or a list of texts."""
     values = [value] if isinstance(value, str) else value
@@ -119,6 +173,7 @@ def _is_int(x: Any) -> bool:
 def outputs(experiment: dict[str, Any]) -> list[str]:
     """Every file a run of `experiment` writes, relative to its folder."""
     svgs = [_svg_name(i, r) for i, c in enumerate(experiment["comparisons"]) if c["capture_attention"]
+            and "turns" not in c
             for r in range(1 + len(c["variants"]))]
     return [*svgs, *REPORTS]
 
@@ -166,7 +221,7 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
     (matched by position and name in DIR/results.jsonl) and runs the rest.
     `meta`: how the run was made (command, version), shown in the HTML report."""
     from lenscope.app.capture import row_attention
-    from lenscope.app.html_report import attention_row, render
+    from lenscope.app.html_report import attention_row
 
     names = [c["name"] for c in experiment["comparisons"]]
     done = finished(Path(out_dir), names) if resume else {}
@@ -182,6 +237,10 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
             left = "" if k == 0 else f" · {_clock(time.perf_counter() - t0)} so far, ~" \
                 f"{_clock((time.perf_counter() - t0) / k * (len(todo) - k))} left"
             progress(f"[{i + 1}/{len(names)}] {c['name']}{left}")
+            if "turns" in c:
+                results[i] = _run_conversation(engine, c)
+                _write_reports(tmp, out_dir, results, meta)
+                continue
             result = comparison.run()
             record = {"comparison": c["name"], **result.to_json()}
             if c["capture_attention"]:
@@ -199,12 +258,36 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
                 record["attention"] = {"layers": engine.n_layers, "heads": int(probs.shape[1]), "rows": rows}
             results[i] = record
             comparisons[i] = None  # its prepared lenses (weight deltas) can go
-            so_far = [r for r in results if r is not None]
-            (tmp / "results.jsonl").write_text("".join(datafile.dumps(r) + "\n" for r in so_far), encoding="utf-8")
-            (tmp / "report.md").write_text(markdown(so_far), encoding="utf-8")
-            (tmp / "report.html").write_text(render(so_far, meta or {}), encoding="utf-8")
-            _publish(tmp, Path(out_dir))
+            _write_reports(tmp, out_dir, results, meta)
     return [r for r in results if r is not None]
+
+
+def _write_reports(tmp: Path, out_dir: Path, results: list[dict | None], meta: dict[str, Any] | None) -> None:
+    from lenscope.app.html_report import render
+
+    so_far = [r for r in results if r is not None]
+    (tmp / "results.jsonl").write_text("".join(datafile.dumps(r) + "\n" for r in so_far), encoding="utf-8")
+    (tmp / "report.md").write_text(markdown(so_far), encoding="utf-8")
+    (tmp / "report.html").write_text(render(so_far, meta or {}), encoding="utf-8")
+    _publish(tmp, Path(out_dir))
+
+
+def _run_conversation(engine, c: dict[str, Any]) -> dict[str, Any]:
+    """Every turn of a conversation comparison; its record holds the whole conversation."""
+    from lenscope.app import conversation as convs
+
+    conv = convs.Conversation.start(c["system"], c["mode"], c["keep"])
+    conv.marks += convs.text_marks(conv.messages, c["mark"], ("system",))
+    conv.concepts = list(c["track"])
+    for user in c["turns"]:
+        try:
+            convs.run_turn(engine, conv, user, c["variants"], max_tokens=c["max_tokens"],
+                           temperature=c["temperature"], seed=c["seed"], mark=c["mark"], check=c["check"])
+        except BadInput as exc:
+            raise BadInput(f"comparison '{c['name']}' turn {len(conv.turns) + 1}: {exc}") from None
+    return {"comparison": c["name"], "kind": "conversation", "model": engine.loaded.name, "backend": engine.backend,
+            "seed": c["seed"], "temperature": c["temperature"], "max_tokens": c["max_tokens"],
+            "lens": c["lens"], "conversation": conv.to_json(), "fade": convs.fade(conv)}
 
 
 def _clock(seconds: float) -> str:
@@ -239,6 +322,10 @@ def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None]
         if i in skip:
             comparisons.append(None)
             continue
+        if "turns" in c:  # its prompts depend on its replies: check what can be checked now
+            _check_conversation(engine, c)
+            comparisons.append(None)
+            continue
         try:
             # in chat mode the model reads its template; marks are found in the user's text only
             prompt, region = chat.model_prompt(engine.tokenizer, c["prompt"], c["chat"], c["system"])
@@ -254,6 +341,24 @@ def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None]
     for w in warnings:  # only once all passed: a failing run prints its error line alone
         progress(w)
     return comparisons
+
+
+def _check_conversation(engine, c: dict[str, Any]) -> None:
+    """The first turn templates, tokenizes and prepares; marks and tracked texts occur."""
+    from lenscope.app import conversation as convs
+    from lenscope.app.engine import Request
+
+    try:
+        conv = convs.Conversation.start(c["system"], c["mode"], c["keep"])
+        lay = convs.layout(engine, [*conv.messages, convs.Message("user", c["turns"][0])])
+        every = "\n".join([c["system"] or "", *c["turns"]])
+        missing = [m for m in c["mark"] if m not in every]
+        if missing:
+            raise BadInput(f"mark '{missing[0]}': occurs in no system or user message")
+        engine.compare(Request(lay.text, c["variants"], [], c["max_tokens"], c["temperature"], c["seed"],
+                               prompt_ids=lay.ids))
+    except BadInput as exc:
+        raise BadInput(f"comparison '{c['name']}': {exc}") from None
 
 
 @contextmanager
@@ -389,8 +494,13 @@ def write_reports(folder: str | Path, results: list[dict], meta: dict[str, Any])
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["# lenscope report", ""]
+    from lenscope.app import conversation_report as cr
+
+    lines = ["# lenscope report", "", *cr.summary_markdown(cr.summary(results))]
     for rec in results:
+        if cr.is_conversation(rec):
+            lines += cr.markdown_section(rec, _md)
+            continue
         marked = rec["marked_token_indices"] or "none"
         lines += [f"## {_md(rec['comparison'])}", "", f"Prompt: {_md(rec['prompt'])}", "",
                   (f"Model {_md(rec['model'])} · T={rec['temperature']} · seed {rec['seed']} · marked tokens: "

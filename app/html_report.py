@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -36,6 +37,8 @@ font:13px ui-monospace,monospace;box-shadow:0 2px 8px #0003;display:none;max-wid
 .charts svg{background:#fafafa;border:1px solid #eee;margin-right:1em}
 .heat{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.heat canvas{border:1px solid #ccc}
 .heat label{display:block;font-size:.85em;color:#555}
+.turn{margin:.8em 0 .3em}.turn mark{background:#ffe08a}.pass{color:#2a7d2a}.fail{color:#c0392b;font-weight:bold}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em}caption{text-align:left;color:#555}
 """
 
 JS = r"""
@@ -130,8 +133,9 @@ def _tokens(tokens: Sequence[str], start: int, classes: Sequence[str], extra: st
                    for i, (tok, c) in enumerate(zip(tokens, classes)))
 
 
-def _chart(series: list[tuple[int, list]], title: str, width: int = 320, height: int = 110) -> str:
-    """An inline SVG line chart: one polyline per row (None values are gaps)."""
+def _chart(series: list[tuple[int, list]], title: str, width: int = 320, height: int = 110,
+           x_label: str = "step", first: int = 0) -> str:
+    """An inline SVG line chart: one polyline per row (None values are gaps); x counts from `first`."""
     values = [v for _, vs in series for v in vs if v is not None]
     if not values:
         return ""
@@ -158,7 +162,7 @@ def _chart(series: list[tuple[int, list]], title: str, width: int = 320, height:
     return (f"<svg width='{width}' height='{height}' role='img' aria-label='{html.escape(title)}'>"
             f"<text x='4' y='12' font-size='11'>{html.escape(title)}</text>"
             f"<text x='4' y='{height - 4}' font-size='10'>0</text><text x='4' y='26' font-size='10'>{top:.3g}</text>"
-            f"<text x='{width - 40}' y='{height - 4}' font-size='10'>step {steps - 1}</text>{''.join(lines)}</svg>")
+            f"<text x='{width - 44}' y='{height - 4}' font-size='10'>{x_label} {steps - 1 + first}</text>{''.join(lines)}</svg>")
 
 
 def _section(c: int, rec: dict[str, Any]) -> str:
@@ -208,7 +212,13 @@ def _section(c: int, rec: dict[str, Any]) -> str:
 
 def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The page: `results` are the records of results.jsonl, `meta` says how to reproduce them."""
-    data = datafile.dumps({"meta": meta, "results": results}).replace("</", "<\\/")  # never closes the script
+    from lenscope.app import conversation_report as cr
+
+    chart = partial(_chart, x_label="turn", first=1)
+    sections = [cr.html_section(c, rec, chart) if cr.is_conversation(rec) else _section(c, rec)
+                for c, rec in enumerate(results)]
+    page_data = [cr.light(rec) if cr.is_conversation(rec) else rec for rec in results]  # the script reads no turns
+    data = datafile.dumps({"meta": meta, "results": page_data}).replace("</", "<\\/")  # never closes the script
     info = "".join(f"<li>{html.escape(k)}: <code>{html.escape(str(v))}</code></li>" for k, v in meta.items())
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>lenscope report</title>"
             f"<meta name='viewport' content='width=device-width'><style>{CSS}</style></head><body>"
@@ -216,6 +226,6 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             "<p class='meta'>Hover or focus (Tab) a generated token: its top alternatives, its KL from the baseline "
             "and its attention on the marks; with captured attention the text before it is coloured by where it "
             "looked. Pink tokens differ from the baseline at that step; outlined prompt tokens are marked.</p>"
-            + "".join(_section(c, rec) for c, rec in enumerate(results))
+            + cr.html_summary(cr.summary(results), chart) + "".join(sections)
             + f"<div id='tip' role='tooltip'></div><script type='application/json' id='data'>{data}</script>"
             f"<script>{JS}</script></body></html>\n")
