@@ -15,9 +15,11 @@ continues its own. Knows nothing of Textual.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
+from lenscope.app import settings
 from lenscope.app.errors import BadInput
 from lenscope.app.marks import overlapping
 
@@ -189,6 +191,11 @@ class Conversation:
             out.append(Span(label, mark=m))
         return out + [Span(f"tracked {c!r}", concept=c) for c in self.concepts]
 
+    def mark_text(self, mark: Mark) -> str:
+        if 0 <= mark.message < len(self.messages):
+            return self.messages[mark.message].text[mark.start : mark.end]
+        return ""
+
     def groups(self, lay: Layout, messages: Sequence[Message], row: int | None = None) -> list[list[int]]:
         """Each span's tokens in one layout of row `row`'s transcript (None: the shared one).
         In branches mode a mark on a reply holds in the baseline's branch only: the other
@@ -249,10 +256,31 @@ def from_json(data: Any, where: str) -> Conversation:
         raise BadInput(f"{where}: 'branches' must be a list of transcripts")
     conv.branches = [messages(b, f"branch {i + 1}") for i, b in enumerate(branches)]
     turns = data.get("turns", [])
-    if not isinstance(turns, list) or not all(isinstance(t, dict) and isinstance(t.get("user"), str) for t in turns):
+    if not isinstance(turns, list):
         raise BadInput(f"{where}: 'turns' must be a list of turn records")
+    for k, t in enumerate(turns):
+        _check_turn(t, f"{where} turn {k + 1}")
     conv.turns = turns
     return conv
+
+
+def _check_turn(t: Any, where: str) -> None:
+    """A turn record as `run_turn` writes it: what the reports and the fade chart read."""
+    def number(x: Any) -> bool:
+        return x is None or isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    ok = isinstance(t, dict) and isinstance(t.get("user"), str) and isinstance(t.get("spans"), list) \
+        and all(isinstance(s, str) for s in t["spans"]) and isinstance(t.get("rows"), list) and t["rows"]
+    for row in t.get("rows", []) if ok else []:
+        ok = ok and isinstance(row, dict) and isinstance(row.get("name"), str) and isinstance(row.get("text"), str) \
+            and isinstance(row.get("token_ids"), list) and all(isinstance(i, int) for i in row["token_ids"]) \
+            and isinstance(row.get("shares"), list) and len(row["shares"]) == len(t["spans"]) \
+            and all(number(x) for x in row["shares"]) and isinstance(row.get("distances"), list) \
+            and len(row["distances"]) == len(t["spans"]) and all(number(x) for x in row["distances"]) \
+            and row.get("passed") in (None, True, False) and number(row.get("score"))
+    if not ok:
+        raise BadInput(f"{where}: not a turn record (user, spans, and rows with name, text, token_ids, shares, "
+                       "distances, passed)")
 
 
 # -- running a turn ------------------------------------------------------------------------------
@@ -266,6 +294,7 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
     `mark`: texts to mark wherever they occur in this user message. `on_step(row, step)`
     sees tokens as they come (keep mode: every row at once, row None)."""
     from lenscope.app.engine import Request
+    from lenscope.lenses.spec import to_data
 
     if not user.strip():
         raise BadInput("conversation: the user's message is empty")
@@ -306,7 +335,12 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
                        "distances": [len(lay.ids) - 1 - max(g) if g else None for g in groups],
                        "score": None if scored is None else scored[k]["score"],
                        "passed": None if scored is None else scored[k]["score"] > 0}
-    record = {"user": user, "spans": [s.label for s in spans], "rows": rows, "results": results}
+    # what this turn ran with, so a saved conversation replays exactly even if lenses, marks or
+    # settings changed between turns
+    setup = {"variants": to_data(list(variants))["variant"], "max_tokens": max_tokens, "temperature": temperature,
+             "seed": seed, "keep": conv.keep, "concepts": list(conv.concepts),
+             "marks": [{"message": m.message, "start": m.start, "end": m.end} for m in conv.marks]}
+    record = {"user": user, "spans": [s.label for s in spans], "rows": rows, "results": results, "setup": setup}
     conv.messages.append(Message("user", user))
     if conv.mode == "keep":
         conv.messages.append(Message("assistant", rows[conv.keep]["text"]))
@@ -316,6 +350,32 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
         conv.messages = list(conv.branches[0])
     conv.turns.append(record)
     return record
+
+
+def replay(engine, saved: Conversation, on_turn=None) -> Conversation:
+    """Run a saved conversation's user turns again, each with the lenses, settings, marks and
+    tracked concepts it ran with: the same model gives the same tokens."""
+    from lenscope.lenses.spec import variants_from_data
+
+    system = next((m.text for m in saved.messages[:1] if m.role == "system"), None)
+    conv = Conversation.start(system, saved.mode)
+    for k, t in enumerate(saved.turns):
+        where = f"conversation turn {k + 1}"
+        setup = t.get("setup")
+        if not isinstance(setup, dict):
+            raise BadInput(f"{where}: no 'setup' (what it ran with): it cannot be replayed")
+        shown = [{"role": m.role, "text": m.text} for m in [*conv.messages, Message("user", t["user"])]]
+        checked = from_json({"messages": shown, "marks": setup.get("marks", []),
+                             "concepts": setup.get("concepts", []), "keep": setup.get("keep", 0)}, where)
+        variants = variants_from_data({"variant": setup["variants"]}, where) if setup.get("variants") else []
+        values = {k: settings.check(k, setup.get(k), where) for k in ("max_tokens", "temperature", "seed")}
+        conv.marks, conv.concepts, conv.keep = checked.marks, checked.concepts, checked.keep
+        run_turn(engine, conv, t["user"], variants, **values)
+        if on_turn:
+            on_turn(k)
+    conv.marks = list(saved.marks)  # marks placed after the last turn
+    conv.concepts = list(saved.concepts)
+    return conv
 
 
 def _mean(values: list) -> float | None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -141,8 +142,8 @@ def _chart(series: list[tuple[int, list]], title: str, width: int = 320, height:
         return ""
     top = max(max(values), 1e-9)
     steps = max(len(vs) for _, vs in series)
-    x = lambda t: 30 + (width - 40) * t / max(steps - 1, 1)  # noqa: E731
-    y = lambda v: height - 18 - (height - 34) * v / top  # noqa: E731
+    x = lambda t: 30 + (width - 40) * t / max(steps - 1, 1)
+    y = lambda v: height - 18 - (height - 34) * v / top
     lines = []
     for r, vs in series:
         segs, cur = [], []

@@ -30,9 +30,19 @@ def load_run(path: str | Path) -> dict[str, dict[str, Any]]:
     for n, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)
-            out[str(rec["comparison"])] = rec
-        except (ValueError, KeyError, TypeError):
+            out.update(_turns(rec) if rec.get("kind") == "conversation" else {str(rec["comparison"]): rec})
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise BadInput(f"run '{path}': line {n} of {p.name} is not a comparison result") from None
+    return out
+
+
+def _turns(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A conversation compared turn by turn: each turn's rows as a comparison's."""
+    out = {}
+    for k, t in enumerate(rec["conversation"]["turns"]):
+        rows = [{"name": r["name"], "text": r["text"], "token_ids": r["token_ids"], "first_divergence": None,
+                 "attention_to_marks": [sum(v for v in r["shares"] if v is not None)]} for r in t["rows"]]
+        out[f"{rec['comparison']} · turn {k + 1}"] = {"rows": rows}
     return out
 
 

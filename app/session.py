@@ -41,6 +41,7 @@ class Session:
     result: dict[str, Any] | None = None  # RunResult.to_json() of the last run
     chat: bool = False  # the prompt is the user's text inside the model's chat template
     system: str | None = None  # the system message, in chat mode
+    conversation: dict[str, Any] | None = None  # Conversation.to_json(): turns, marks, tracked concepts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,7 +49,7 @@ class Session:
             "marks": self.marks, "variants": to_data(self.variants)["variant"],
             "settings": {"seed": self.seed, "temperature": self.temperature, "max_tokens": self.max_tokens},
             "result": self.result, "chat": self.chat, "system": self.system,
-        }
+        } | ({"conversation": self.conversation} if self.conversation is not None else {})
 
 
 def check_writable(path: str | Path, where: str) -> Path:
@@ -167,8 +168,13 @@ def load(path: str | Path) -> Session:
         raise BadInput(f"{where}: 'chat' must be true or false")
     if system is not None and not isinstance(system, str):
         raise BadInput(f"{where}: 'system' must be text")
+    conversation = data.get("conversation")
+    if conversation is not None:
+        from lenscope.app.conversation import from_json as conversation_from_json
+
+        conversation_from_json(conversation, f"{where} conversation")  # checked now, used later
     return Session(prompt=prompt, marks=marks, variants=variants, model=model, result=result, chat=chat,
-                   system=system, **checked)
+                   system=system, conversation=conversation, **checked)
 
 
 def _is_int(x: Any) -> bool:

@@ -1,0 +1,210 @@
+"""Conversations on the demo model: marks that hold as the transcript grows and is
+re-tokenized, tracked concepts, the per-span share the engine measures (checked against a
+capture by hand), keep and branches modes, sessions that replay exactly, experiments with turns."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lenscope.app import conversation as convs
+from lenscope.app import experiment, session
+from lenscope.app.conversation import Conversation, Mark, Message
+from lenscope.app.errors import BadInput
+from lenscope.lenses.spec import parse_inline
+
+EMPH = [parse_inline("emphasis:strength=3")]
+RUN = {"max_tokens": 6, "temperature": 0.0, "seed": 0}
+
+
+def text_of(engine, lay, tokens):
+    return "".join(engine.token_text(lay.ids[i]) for i in sorted(tokens))
+
+
+def test_marks_hold_as_turns_are_appended_and_the_transcript_retokenized(engine):
+    conv = Conversation.start("you keep secrets")
+    convs.run_turn(engine, conv, "the key is blue. remember it.", EMPH, mark=["blue"], **RUN)
+    assert conv.marks == [Mark(1, 11, 15)]
+    # a mark on the model's own reply, placed on the tokens as the transcript reads them now
+    lay = convs.layout(engine, conv.messages, generation_prompt=False)
+    reply = conv.messages[2]
+    reply_tokens = lay.tokens_of(Mark(2, 0, len(reply.text)))
+    conv.marks += lay.marks_of(set(sorted(reply_tokens)[:2]))
+    marked_reply = conv.mark_text(conv.marks[-1])
+    assert marked_reply and reply.text.startswith(marked_reply)
+    for user in ("what colour is it?", "and the door?", "say it again"):
+        convs.run_turn(engine, conv, user, EMPH, **RUN)
+        lay = convs.layout(engine, conv.messages)
+        assert text_of(engine, lay, lay.tokens_of(conv.marks[0])).strip() == "blue"
+        assert text_of(engine, lay, lay.tokens_of(conv.marks[1])).strip() == marked_reply.strip()
+        # no mark lands on the template's own tokens
+        assert not (lay.tokens_of(conv.marks[0]) & lay.template_tokens())
+    # every turn measured both spans, and their distance to the answer grew
+    distances = [t["rows"][0]["distances"][0] for t in conv.turns]
+    assert distances == sorted(distances) and distances[0] < distances[-1]
+    assert all(len(t["rows"][0]["shares"]) == len(t["spans"]) for t in conv.turns)
+
+
+def test_tracked_concept_marks_every_later_spelling_and_nothing_else(engine):
+    messages = [Message("user", "Register an atexit handler."),
+                Message("assistant", "Sure: ATEXIT runs at exit; sys.exit and atexitx are different."),
+                Message("user", "Does At Exit matter? use  atexit  again")]
+    lay = convs.layout(engine, messages)
+    found = lay.concept_tokens(messages, "atexit")
+    words = [lay.text[lay.spans[i][0]:lay.spans[i][1]] for i in sorted(found)]
+    assert "".join(words).lower().replace(" ", "").count("atexit") == 3  # 'atexitx' and 'exit' are not it
+    assert "x" not in "".join(words).lower().replace("atexit", "")
+    phrase = lay.concept_tokens(messages, "at exit")  # spaces inside a concept match any run of spaces
+    assert "".join(lay.text[lay.spans[i][0]:lay.spans[i][1]] for i in sorted(phrase)).lower().count("exit") == 2
+
+
+def test_tracked_concept_follows_the_conversation_into_replies(engine):
+    conv = Conversation.start()
+    conv.concepts = ["mia"]
+    convs.run_turn(engine, conv, "who is mia?", [], **RUN)
+    assert conv.turns[0]["spans"] == ["tracked 'mia'"]
+    conv.messages[-1] = Message("assistant", "Mia is a girl. mia likes cats.")  # a reply that says it twice
+    convs.run_turn(engine, conv, "tell me more", [], **RUN)
+    lay = convs.layout(engine, conv.messages[:-1])
+    tokens = lay.concept_tokens(conv.messages[:-1], "mia")
+    assert text_of(engine, lay, tokens).lower().replace(" ", "") == "miamiamia"
+
+
+def test_share_per_span_is_the_attention_the_answer_paid_it(engine):
+    """The engine's per-span share equals a capture by hand: for each generated token, the
+    attention its query paid to the span's tokens, mean over layers and heads, then over steps."""
+    conv = Conversation.start()
+    conv.concepts = ["key"]
+    record = convs.run_turn(engine, conv, "the key is blue. where is the key?", [], mark=["blue"], **RUN)
+    lay = convs.layout(engine, [Message("user", "the key is blue. where is the key?")])
+    row = record["rows"][0]
+    ids = lay.ids + row["token_ids"]
+    probs = engine.capture_attention(ids).astype(np.float64).mean(axis=(0, 1))  # (L, L)
+    P = len(lay.ids)
+    groups = conv.groups(lay, [Message("user", "the key is blue. where is the key?")])
+    assert len(groups) == 2 and all(groups)
+    n_steps = len(row["token_ids"]) + (0 if not row["finished"] else 1)
+    for g, share in zip(groups, row["shares"]):
+        by_hand = np.mean([probs[P - 1 + t, g].sum() for t in range(min(n_steps, len(ids) - P + 1))])
+        assert share == pytest.approx(by_hand, abs=2e-3)
+    assert row["distances"] == [P - 1 - max(g) for g in groups]
+
+
+def test_emphasis_raises_the_share_on_the_marked_span(engine):
+    conv = Conversation.start()
+    rec = convs.run_turn(engine, conv, "the key is blue. then jack waved. what color is the key?", EMPH,
+                         mark=["the key is blue."], **RUN)
+    base, lensed = rec["rows"][0]["shares"][0], rec["rows"][1]["shares"][0]
+    assert lensed > 1.5 * base
+
+
+def test_keep_mode_keeps_the_chosen_row_and_branches_mode_each_rows_own(engine):
+    turns = ["the key is blue.", "what colour is it?", "and the door?"]
+    strong = [parse_inline("bias:words=mia,value=8")]
+    keep0, keep1, branches = Conversation.start(), Conversation.start(keep=1), Conversation.start(mode="branches")
+    for user in turns:
+        for conv in (keep0, keep1, branches):
+            convs.run_turn(engine, conv, user, strong, **RUN)
+    replies = lambda msgs: [m.text for m in msgs if m.role == "assistant"]
+    assert replies(keep0.messages) == [t["rows"][0]["text"] for t in keep0.turns]
+    assert replies(keep1.messages) == [t["rows"][1]["text"] for t in keep1.turns]
+    assert replies(branches.branches[0]) == [t["rows"][0]["text"] for t in branches.turns]
+    assert replies(branches.branches[1]) == [t["rows"][1]["text"] for t in branches.turns]
+    assert replies(branches.branches[0]) != replies(branches.branches[1])
+    # the baseline's branch is the keep-the-baseline conversation, token for token
+    assert [t["rows"][0]["token_ids"] for t in branches.turns] == [t["rows"][0]["token_ids"] for t in keep0.turns]
+    # keeping the lens row's reply changes what the baseline reads next
+    assert keep0.turns[1]["rows"][0]["token_ids"] != keep1.turns[1]["rows"][0]["token_ids"] or \
+        keep0.turns[2]["rows"][0]["token_ids"] != keep1.turns[2]["rows"][0]["token_ids"]
+
+
+def test_conversation_session_saves_and_replays_exactly(engine, tmp_path):
+    conv = Conversation.start("be brief")
+    convs.run_turn(engine, conv, "the key is blue.", EMPH, mark=["blue"], **RUN)
+    conv.concepts.append("key")  # tracked from turn 2 on
+    convs.run_turn(engine, conv, "where is the key?", [parse_inline("emphasis:strength=1.5")], **RUN)
+    conv.keep = 1
+    convs.run_turn(engine, conv, "and the door?", EMPH, max_tokens=4, temperature=0.7, seed=3)
+    path = tmp_path / "conv.json"
+    session.save(session.Session(model="demo", conversation=conv.to_json()), path)
+    loaded = convs.from_json(session.load(path).conversation, "saved")
+    assert loaded.to_json() == json.loads(json.dumps(conv.to_json()))
+    again = convs.replay(engine, loaded)
+    assert again.messages == conv.messages
+    for a, b in zip(again.turns, conv.turns):
+        assert a["spans"] == b["spans"]
+        assert [r["token_ids"] for r in a["rows"]] == [r["token_ids"] for r in b["rows"]]
+        assert np.allclose([r["shares"] for r in a["rows"]], [r["shares"] for r in b["rows"]], atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"marks": [{"message": 5, "start": 0, "end": 2}]}, "mark 1"),
+    ({"mode": "fork"}, "'mode'"),
+    ({"messages": [{"role": "robot", "text": "hi"}]}, "messages 1"),
+    ({"concepts": [" "]}, "'concepts'"),
+    ({"turns": [{"user": "hi", "rows": "x"}]}, "turn 1"),
+])
+def test_bad_saved_conversation_is_one_line(bad, message):
+    data = {"messages": [{"role": "user", "text": "hi"}], **bad}
+    with pytest.raises(BadInput, match=message):
+        convs.from_json(data, "saved")
+
+
+def write(tmp_path, body):
+    path = tmp_path / "exp.toml"
+    path.write_text(body)
+    return path
+
+
+def test_experiment_with_turns_runs_checks_and_resumes(engine, tmp_path):
+    path = write(tmp_path, '''
+[defaults]
+max_tokens = 5
+lens = ["emphasis:strength=3"]
+[[comparison]]
+name = "key"
+system = "the key is blue"
+turns = ["where is the key?", "what colour is it?"]
+mark = ["blue"]
+track = ["key"]
+check = {kind = "contains", text = "the"}
+[[comparison]]
+name = "plain"
+prompt = "the key is blue. the key is"
+''')
+    exp = experiment.load(path)
+    out = tmp_path / "out"
+    first = experiment.run(engine, exp, out, progress=lambda m: None)
+    conv = first[0]["conversation"]
+    assert [len(t["rows"]) for t in conv["turns"]] == [2, 2]
+    assert conv["turns"][0]["spans"] == ["turn 0: 'blue'", "tracked 'key'"]
+    for t in conv["turns"]:
+        for row in t["rows"]:
+            assert row["passed"] == ("the" in row["text"].lower())
+    report = (out / "report.md").read_text()
+    assert "**Turn 2.** User: what colour is it?" in report
+    html = (out / "report.html").read_text()
+    assert "share on turn 0: &#x27;blue&#x27; per turn" in html or "share on turn 0: 'blue' per turn" in html
+    again = experiment.run(engine, exp, out, progress=lambda m: None, resume=True)
+    assert again == first
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('turns = []', "'turns'"),
+    ('turns = ["hi"]\nprompt = "x"', "not 'prompt'"),
+    ('turns = ["hi"]\nmode = "fork"', "'mode'"),
+    ('turns = ["hi"]\nkeep = 3', "'keep'"),
+    ('turns = ["hi"]\nchat = false', "chat"),
+    ('turns = ["hi"]\ncheck = {kind = "nope"}', "score kind"),
+    ('prompt = "hi"\ntrack = ["x"]', "for conversations"),
+])
+def test_bad_conversation_experiment_is_one_line(tmp_path, extra, message):
+    with pytest.raises(BadInput, match=message):
+        experiment.load(write(tmp_path, f'[[comparison]]\n{extra}\n'))
+
+
+def test_mark_that_occurs_nowhere_is_refused_before_running(engine, tmp_path):
+    exp = experiment.load(write(tmp_path, '[[comparison]]\nname = "c"\nturns = ["hi there"]\nmark = ["absent"]\n'))
+    with pytest.raises(BadInput, match="mark 'absent'"):
+        experiment.run(engine, exp, tmp_path / "out", progress=lambda m: None)
+    assert not (tmp_path / "out").exists()
