@@ -14,6 +14,7 @@ continues its own. Knows nothing of Textual.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -97,7 +98,8 @@ class Layout:
 
     def marks_of(self, tokens: set[int]) -> list[Mark]:
         """Token indices back to character marks, one per run of adjacent marked characters in
-        a message (a token that straddles a message's edge keeps only its part inside)."""
+        a message, spaces at its ends left out (a token that straddles a message's edge keeps
+        only its part inside)."""
         out = []
         for i, (a, b) in enumerate(self.offsets):
             chars = sorted({c for t in tokens if 0 <= t < len(self.spans)
@@ -107,7 +109,13 @@ class Layout:
                 if start is None:
                     start = c
                 if k + 1 == len(chars) or chars[k + 1] != c + 1:
-                    out.append(Mark(i, start - a, c + 1 - a))
+                    lo, hi = start, c + 1  # a token's leading space is not what was marked
+                    while lo < hi and self.text[lo].isspace():
+                        lo += 1
+                    while hi > lo and self.text[hi - 1].isspace():
+                        hi -= 1
+                    if hi > lo:
+                        out.append(Mark(i, lo - a, hi - a))
                     start = None
         return out
 
@@ -191,6 +199,20 @@ class Conversation:
             out.append(Span(label, mark=m))
         return out + [Span(f"tracked {c!r}", concept=c) for c in self.concepts]
 
+    def keep_row(self, row: int) -> bool:
+        """Keep mode: from now on row `row`'s replies join the transcript, starting with the
+        last turn's (its reply replaces the one kept; marks on that reply go). False when
+        there is no such row."""
+        if self.mode != "keep" or row < 0 or self.turns and row >= len(self.turns[-1]["rows"]):
+            return False
+        self.keep = row
+        if self.turns and self.messages and self.messages[-1].role == "assistant":
+            last = len(self.messages) - 1
+            self.messages[-1] = Message("assistant", self.turns[-1]["rows"][row]["text"])
+            self.turns[-1]["setup"]["keep"] = row  # a replay keeps the same reply
+            self.marks = [m for m in self.marks if m.message != last]
+        return True
+
     def mark_text(self, mark: Mark) -> str:
         if 0 <= mark.message < len(self.messages):
             return self.messages[mark.message].text[mark.start : mark.end]
@@ -209,6 +231,10 @@ class Conversation:
             else:
                 out.append([])
         return out
+
+    def copy(self) -> Conversation:
+        """An independent copy (a worker runs a turn on one while the screen shows the other)."""
+        return from_json(copy.deepcopy(self.to_json()), "conversation")
 
     def to_json(self) -> dict[str, Any]:
         return {"messages": [{"role": m.role, "text": m.text} for m in self.messages],
@@ -285,14 +311,16 @@ def _check_turn(t: Any, where: str) -> None:
 
 # -- running a turn ------------------------------------------------------------------------------
 def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_tokens: int, temperature: float,
-             seed: int, mark: Sequence[str] = (), check=None, on_step=None) -> dict[str, Any]:
+             seed: int, mark: Sequence[str] = (), check=None, on_step=None,
+             should_stop=lambda: False) -> dict[str, Any] | None:
     """One user turn: the baseline and every lens row answer it, the conversation grows, and
     the turn's record (appended to `conv.turns`) says per row what it answered, each marked
     span's share of its attention while answering (mean over the answer's tokens, layers and
     heads) and its distance in tokens, and, with a `check` (a Score), whether it passed.
 
-    `mark`: texts to mark wherever they occur in this user message. `on_step(row, step)`
-    sees tokens as they come (keep mode: every row at once, row None)."""
+    `mark`: texts to mark wherever they occur in this user message. `on_step(row, result)`
+    sees each comparison's result grow (keep mode: every row at once, row None). A run
+    stopped by `should_stop` returns None and leaves the conversation as it was."""
     from lenscope.app.engine import Request
     from lenscope.lenses.spec import to_data
 
@@ -307,6 +335,7 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
         raise BadInput(f"conversation: {len(conv.branches)} branches, but {n_rows} rows to run (keep the rows as "
                        "they were, or start a new conversation)")
     index = len(conv.messages)  # the new user message's place, the same in every branch
+    marks_before = list(conv.marks)
     conv.marks += text_marks([*conv.messages, Message("user", user)], mark, ("user",), index)
     spans = conv.spans([*conv.messages, Message("user", user)])
     # keep mode: one comparison, every row on the shared transcript; branches: one per row
@@ -321,8 +350,18 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
         run_variants = list(variants) if row is None else ([] if row == 0 else [variants[row - 1]])
         request = Request(lay.text, run_variants, marks, max_tokens, temperature, seed, prompt_ids=lay.ids,
                           mark_groups=groups or ())
-        comparison = engine.compare(request)
-        result = comparison.run(None if on_step is None else (lambda step, row=row: on_step(row, step)))
+        try:
+            comparison = engine.compare(request)
+            for _ in comparison.steps(should_stop):
+                if on_step is not None:
+                    on_step(row, comparison.result)
+        except BaseException:
+            conv.marks = marks_before
+            raise
+        result = comparison.result
+        if result.cancelled:
+            conv.marks = marks_before
+            return None
         scored = check.evaluate(engine, result, comparison.variants) if check is not None else None
         results.append(result.to_json())
         picks = range(n_rows) if row is None else [row]
@@ -350,6 +389,26 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
         conv.messages = list(conv.branches[0])
     conv.turns.append(record)
     return record
+
+
+def record(name: str, engine, conv: Conversation, lens: Sequence[str]) -> dict[str, Any]:
+    """A conversation as one line of results.jsonl (`lenscope run`, the TUI's export): the
+    settings shown are its last turn's."""
+    setup = conv.turns[-1]["setup"] if conv.turns else {}
+    return {"comparison": name, "kind": "conversation", "model": engine.loaded.name, "backend": engine.backend,
+            "seed": setup.get("seed"), "temperature": setup.get("temperature"), "max_tokens": setup.get("max_tokens"),
+            "lens": list(lens), "conversation": conv.to_json(), "fade": fade(conv)}
+
+
+def turn_result(record: dict[str, Any]):
+    """A turn as one comparison result, for the views: keep mode's own; in branches mode the
+    baseline's comparison with each lens row taken from its branch's (their prompts differ)."""
+    from lenscope.app.results import from_json as result_from_json
+
+    base = result_from_json(record["results"][0], "turn")
+    for r in range(1, len(record["results"])):
+        base.rows.append(result_from_json(record["results"][r], "turn").rows[1])
+    return base
 
 
 def replay(engine, saved: Conversation, on_turn=None) -> Conversation:

@@ -285,9 +285,7 @@ def _run_conversation(engine, c: dict[str, Any]) -> dict[str, Any]:
                            temperature=c["temperature"], seed=c["seed"], mark=c["mark"], check=c["check"])
         except BadInput as exc:
             raise BadInput(f"comparison '{c['name']}' turn {len(conv.turns) + 1}: {exc}") from None
-    return {"comparison": c["name"], "kind": "conversation", "model": engine.loaded.name, "backend": engine.backend,
-            "seed": c["seed"], "temperature": c["temperature"], "max_tokens": c["max_tokens"],
-            "lens": c["lens"], "conversation": conv.to_json(), "fade": convs.fade(conv)}
+    return convs.record(c["name"], engine, conv, c["lens"])
 
 
 def _clock(seconds: float) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lenscope.app import chat, settings
+from lenscope.app import conversation as convs
 from lenscope.app import session as sessions
 from lenscope.app.errors import BadInput
 from lenscope.app.marks import carry_marks, overlapping
@@ -44,6 +45,11 @@ class Workspace:
     # the last result, and the inputs it was made from (they differ: it is stale)
     result: RunResult | None = None
     result_inputs: str | None = None
+    # conversation mode: each run is the next user turn; the prompt is that turn's message and
+    # the tokens shown are the whole transcript's (marks on any earlier turn held as characters)
+    conversation: convs.Conversation | None = None
+    layout: convs.Layout | None = None  # the transcript as last tokenized
+    tracked: set[int] = field(default_factory=set)  # tokens of tracked concepts (drawn apart, not marks)
 
     # -- what the model reads ----------------------------------------------------------------
     def system_text(self) -> str | None:
@@ -61,6 +67,8 @@ class Workspace:
         (carry_marks) or, with `remap` (chat toggled, another system message), moved onto the
         same characters of the user's text. Returns how many marks were lost. A template that
         fails on this text sets `chat_error` and changes nothing else."""
+        if self.conversation is not None:
+            return self._retokenize_conversation(engine)
         try:
             text, span = self.model_prompt(engine)
         except BadInput as exc:
@@ -87,6 +95,46 @@ class Workspace:
         self.prompt_ids, self.prompt_tokens, self.marks, self.template_tokens = ids, tokens, marks, template
         return lost
 
+    def _retokenize_conversation(self, engine) -> int:
+        """The transcript so far and the prompt as the next user message: marks on earlier
+        messages come from the conversation's character marks, the prompt's are carried over edits."""
+        conv = self.conversation
+        history = conv.history(0)
+        messages = [*history, convs.Message("user", self.prompt)]
+        try:
+            lay = convs.layout(engine, messages)
+        except BadInput as exc:
+            self.chat_error = str(exc)
+            return 0
+        self.chat_error = ""
+        tokens = [engine.token_text(i) for i in lay.ids]
+        pending = overlapping(lay.spans, *lay.offsets[-1])
+        # over an edit, marks follow their tokens; on the first tokenization (a session) they are kept
+        carried = (carry_marks(self.prompt_tokens, tokens, self.marks) if self.prompt_tokens else self.marks) & pending
+        held = set().union(*(lay.tokens_of(m) for m in conv.marks if m.message < len(history)))
+        template = lay.template_tokens()
+        self.tracked = set().union(*(lay.concept_tokens(messages, c) for c in conv.concepts)) - template
+        self.model_text, self.user_span, self.prompt_spans, self.layout = lay.text, lay.offsets[-1], lay.spans, lay
+        self.prompt_ids, self.prompt_tokens, self.template_tokens = lay.ids, tokens, template
+        self.marks = (held | carried) - template
+        return 0
+
+    def take_marks(self, marks: set[int]) -> None:
+        """Marks set on the tokens (by a person): in conversation mode those on earlier
+        messages become the conversation's character marks, so later turns keep them."""
+        self.marks = set(marks)
+        conv, lay = self.conversation, self.layout
+        if conv is not None and lay is not None and len(lay.ids) == len(self.prompt_ids):
+            n = len(conv.history(0))
+            conv.marks = [m for m in lay.marks_of(self.marks) if m.message < n]
+
+    def pending_marks(self) -> list[convs.Mark]:
+        """The marks on the prompt (the next user message), as characters of it."""
+        if self.conversation is None or self.layout is None:
+            return []
+        n = len(self.conversation.history(0))
+        return [m for m in self.layout.marks_of(self.marks) if m.message == n]
+
     def tokens_in(self, engine, start: int, end: int) -> set[int]:
         """Markable tokens overlapping characters [start, end) of the user's prompt."""
         offset = self.user_span[0] if self.user_span else 0  # the prompt's place in the templated text
@@ -98,7 +146,10 @@ class Workspace:
     def inputs_key(self) -> str:
         chat_key = [self.chat, self.system_text()] if self.chat else False
         typed = [self.fields[k].strip() for k in FIELDS]
-        return json.dumps([self.prompt, sorted(self.marks), to_data(self.variants), typed, chat_key], default=str)
+        conv = self.conversation
+        conv_key = [len(conv.turns), conv.concepts, conv.keep] if conv is not None else None
+        return json.dumps([self.prompt, sorted(self.marks), to_data(self.variants), typed, chat_key, conv_key],
+                          default=str)
 
     @property
     def stale(self) -> bool:
@@ -148,10 +199,15 @@ class Workspace:
         except BadInput:  # fields being edited: the defaults
             d = settings.defaults()
             max_tokens, temperature, seed = d["max_tokens"], d["temperature"], d["seed"]
-        return sessions.Session(prompt=self.prompt, marks=sorted(self.marks), variants=self.variants, model=model,
+        conv = self.conversation
+        marks = sorted(self.marks)  # in a conversation, only the prompt's count: earlier turns' are characters
+        if conv is not None and self.layout is not None:
+            marks = sorted(self.marks & overlapping(self.layout.spans, *self.layout.offsets[-1]))
+        return sessions.Session(prompt=self.prompt, marks=marks, variants=self.variants, model=model,
                                 seed=seed, temperature=temperature, max_tokens=max_tokens,
                                 result=self.result.to_json() if self.result else None, chat=self.chat,
-                                system=self.system_text() if self.chat else None)
+                                system=self.system_text() if self.chat else None,
+                                conversation=conv.to_json() if conv is not None else None)
 
     def open(self, s: sessions.Session, result: RunResult | None, fields: dict[str, str]) -> None:
         """Take a checked session's inputs and outputs (see `read_session`); retokenize next."""
@@ -159,6 +215,8 @@ class Workspace:
         self.system, self.chat = s.system or "", bool(s.chat)
         self.prompt_tokens, self.marks = [], set(s.marks)  # marks from the file, not carried over
         self.result = result
+        self.conversation = convs.from_json(s.conversation, "session conversation") if s.conversation else None
+        self.layout, self.tracked = None, set()
 
 
 def read_session(path: str) -> tuple[sessions.Session, RunResult | None, dict[str, str]]:

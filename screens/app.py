@@ -22,6 +22,7 @@ from textual.widgets import Checkbox, Input, Label, ProgressBar, Static, TabbedC
 from textual.worker import get_current_worker
 
 from lenscope.app import chat
+from lenscope.app import conversation as convs
 from lenscope.app import session as sessions
 from lenscope.app.errors import BadInput
 from lenscope.app.inspection import RowCapture
@@ -30,6 +31,7 @@ from lenscope.app.workspace import Workspace, read_session
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import parse, to_data
 from lenscope.screens.comparison import ComparisonView
+from lenscope.screens.conversation_panel import ConversationPanel
 from lenscope.screens.geometry_panel import GeometryPanel
 from lenscope.screens.head_map_panel import HeadMapPanel
 from lenscope.screens.heatmap_panel import HeatmapPanel
@@ -89,6 +91,15 @@ class CaptureReady(Message):
 
 
 @dataclass
+class TurnDone(Message):
+    """A conversation turn finished (or was cancelled: `conversation` is None) in a worker."""
+
+    run: int
+    conversation: Any  # the conversation with the turn added (the worker ran on a copy)
+    result: RunResult  # the turn as one comparison, for the views
+
+
+@dataclass
 class ViewReady(Message):
     """A view's computation (head roles, a logit lens window) finished in a worker."""
 
@@ -126,6 +137,12 @@ class LenscopeApp(App):
             priority=True),
         Key("", "clear_marks", "unmark every token", title="Clear marks"),
         Key("ctrl+t", "toggle_chat", "chat mode: the model's chat template around the prompt", title="Toggle chat mode"),
+        Key("ctrl+n", "toggle_conversation", "conversation mode: each run (ctrl+r) is the next user turn; marks on "
+            "any turn hold", title="Toggle conversation mode"),
+        Key("", "new_conversation", "start the conversation over (the turns so far are dropped)",
+            title="New conversation"),
+        Key("", "branches", "conversation: every row continues its own history (before the first turn)",
+            title="Conversation: branches mode"),
         Key("f1", "help", "this help: every key", "help", "Help"),
         Key("f2", "tab('compose')", "the compose tab: prompt, tokens, variants, settings", title="Show compose tab"),
         Key("f3", "tab('compare')", "the compare tab: the rows side by side", title="Show compare tab"),
@@ -136,6 +153,8 @@ class LenscopeApp(App):
             title="Show geometry tab"),
         Key("f8", "tab('tree')", "the tree tab: branch where the model hesitates, score, keep the best",
             title="Show tree tab"),
+        Key("f9", "tab('conversation')", "the conversation tab: the transcript, and each marked span's share per turn",
+            title="Show conversation tab"),
         Key("ctrl+e", "export_report", "export the comparison on screen as report.html + report.md (as `lenscope run`)",
             title="Export report"),
         Key("", "attention_text", "compare tab: colour the text by the cursor token's attention",
@@ -160,6 +179,7 @@ class LenscopeApp(App):
         self.initial_specs = lens_specs or []
         self.session_path = session
         self.ws = Workspace()  # prompt, marks, variants, settings, last result: the TUI's state
+        self.parked_conversation: convs.Conversation | None = None  # kept while conversation mode is off
         # chat mode: None until decided (the model's default: chat.suggests_chat), or as asked / opened
         self.chat_choice: bool | None = True if system else chat
         self.initial_system = system or ""
@@ -177,7 +197,7 @@ class LenscopeApp(App):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # ctrl+r and ctrl+k are priority keys (the prompt must not eat ctrl+k): not over a dialog
-        if action in ("run", "mark_selection", "toggle_chat") and isinstance(self.screen, ModalScreen) \
+        if action in ("run", "mark_selection", "toggle_chat", "toggle_conversation") and isinstance(self.screen, ModalScreen) \
                 and not isinstance(self.screen, CommandPalette):
             return False
         return True
@@ -237,6 +257,7 @@ class LenscopeApp(App):
         box = self.main.query_one("#chat", Checkbox)
         box.label = chat_label(self.chat_template)
         box.disabled = not self.chat_template
+        self.main.query_one("#conversation-mode", Checkbox).disabled = not self.chat_template
         self.show_chat(on)
         self.main.query_one(ProgressBar).update(total=1, progress=1)
         took = f" in {seconds:.1f}s" if self.show_speed else ""
@@ -326,6 +347,10 @@ class LenscopeApp(App):
     @on(Input.Changed, "#system")
     def system_changed(self, event: Input.Changed) -> None:
         self.ws.system = event.value
+        conv = self.ws.conversation
+        if conv is not None and not conv.turns:  # before the first turn the system message can change
+            self.ws.conversation = convs.Conversation.start(self.ws.system_text(), conv.mode)
+            self.ws.conversation.concepts = conv.concepts
         if self.ws.chat:
             self.retokenize(remap=True)
         else:
@@ -350,6 +375,7 @@ class LenscopeApp(App):
         chips.tokens = [chip_text(t, self.raw_token(i) if "\ufffd" in t else None)
                         for i, t in zip(ws.prompt_ids, ws.prompt_tokens)]
         chips.fixed = set(ws.template_tokens)
+        chips.tracked = set(ws.tracked)
         chips.marks = set(ws.marks)
         self.main.query_one("#tokens-label", Label).update(tokens_label(len(ws.prompt_tokens),
                                                                         len(ws.template_tokens)))
@@ -357,14 +383,19 @@ class LenscopeApp(App):
         return lost
 
     def set_marks(self, marks: set[int]) -> None:
-        self.ws.marks = set(marks)
+        self.ws.take_marks(marks)
         self.main.query_one(TokenChips).marks = set(marks)
-        self.refresh_stale()
+        self.marks_shown()
 
     @on(TokenChips.MarksChanged)
     def marks_changed(self, event: TokenChips.MarksChanged) -> None:
-        self.ws.marks = set(event.marks)
+        self.ws.take_marks(event.marks)
+        self.marks_shown()
+
+    def marks_shown(self) -> None:
         self.refresh_stale()
+        if self.ws.conversation is not None:  # marks on earlier turns show in the transcript
+            self.show_conversation()
 
     def refresh_stale(self) -> None:
         stale = self.ws.stale
@@ -504,6 +535,9 @@ class LenscopeApp(App):
             self.notify("a run is in progress: escape cancels it", severity="warning")
             return
         self.pull_fields()
+        if self.ws.conversation is not None:
+            self.start_turn()
+            return
         try:
             request = self.ws.request(self.engine)  # the templated prompt in chat mode
             for v in self.ws.variants:
@@ -555,6 +589,215 @@ class LenscopeApp(App):
         self.post_message(RunProgress(number, run.result, steps / max(time.perf_counter() - t0, 1e-9), True))
         captures, note = ({}, "") if run.result.cancelled else self.capture(run.result, run.variants)
         self.post_message(CaptureReady(number, captures, note))
+
+    # -- conversations ------------------------------------------------------------------------
+    def start_turn(self) -> None:
+        """The prompt as the conversation's next user turn: every row answers it (in a worker,
+        on a copy of the conversation, which comes back with TurnDone)."""
+        ws = self.ws
+        try:
+            if not ws.prompt.strip():
+                raise BadInput("conversation: type the next user message in the prompt first")
+            if ws.chat_error:
+                raise BadInput(ws.chat_error)
+            max_tokens, temperature, seed = ws.settings()
+            for v in ws.variants:
+                problem = variant_problem(v, self.model_shape())
+                if problem:
+                    raise BadInput(problem)
+        except BadInput as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        conv = ws.conversation.copy()  # the worker's own
+        conv.marks += ws.pending_marks()
+        self.running = True
+        self.run_inputs = ws.inputs_key()
+        self.captures = {}
+        self.main.query_one(ProgressBar).update(total=max_tokens, progress=0)
+        self.set_status(f"turn {len(conv.turns) + 1}: prefill…")
+        self.main.query_one(TabbedContent).active = "compare"
+        self.main.query_one(ComparisonView).focus()
+        self.run_number += 1
+        self.run_turn(conv, ws.prompt, list(ws.variants), (max_tokens, temperature, seed), self.run_number)
+
+    @work(thread=True, exclusive=True, group="run")
+    def run_turn(self, conv, user: str, variants: list[Variant], values: tuple[int, float, int], number: int) -> None:
+        worker = get_current_worker()
+        t0 = last = time.perf_counter()
+        seen: list[RunResult] = []
+
+        def on_step(row, result: RunResult) -> None:
+            nonlocal last
+            seen[:] = [result]
+            now = time.perf_counter()
+            if now - last >= FLUSH_S:
+                steps = max(len(r.top) for r in result.rows)
+                self.post_message(RunProgress(number, result.snapshot(), steps / (now - t0), False))
+                last = now
+
+        max_tokens, temperature, seed = values
+        try:
+            record = convs.run_turn(self.engine, conv, user, variants, max_tokens=max_tokens, temperature=temperature,
+                                    seed=seed, on_step=on_step, should_stop=lambda: worker.is_cancelled)
+        except Exception as exc:  # a lens or template failing: one line, the conversation unchanged
+            self.post_message(Failed("run", _reason(exc)))
+            return
+        result = convs.turn_result(record) if record is not None else seen[0] if seen else None
+        if result is None:
+            self.post_message(Failed("run", "cancelled before the first token"))
+            return
+        steps = max(len(r.top) for r in result.rows)
+        self.post_message(RunProgress(number, result, steps / max(time.perf_counter() - t0, 1e-9), True))
+        self.post_message(TurnDone(number, conv if record is not None else None, result))
+
+    def on_turn_done(self, message: TurnDone) -> None:
+        ws = self.ws
+        if message.conversation is None:  # cancelled: the partial replies stay on screen, the turn is not kept
+            self.running = False
+            self.set_status("turn cancelled: the conversation is as it was")
+            return
+        ws.conversation = message.conversation
+        ws.prompt = ""
+        self.main.query_one("#prompt", TextArea).text = ""  # its Changed message retokenizes
+        self.retokenize()
+        ws.result, ws.result_inputs = message.result, ws.inputs_key()
+        self.main.query_one("#system", Input).disabled = True  # part of the conversation now
+        self.show_conversation()
+        self.refresh_stale()
+        turn = len(ws.conversation.turns)
+        if ws.conversation.mode == "branches":
+            self.running = False
+            self.set_status(f"turn {turn} done · each row continues its own history · f9: transcript and fade chart")
+            return
+        self.set_status(f"turn {turn} done · capturing attention… · f9: transcript and fade chart")
+        self.capture_saved(message.result, [Variant("baseline")] + list(ws.variants), message.run)
+
+    def show_conversation(self) -> None:
+        names = ["baseline"] + [v.name for v in self.ws.variants]
+        self.main.query_one(ConversationPanel).show(self.ws.conversation, names)
+
+    def set_conversation(self, on: bool) -> None:
+        """Conversation mode on (the chat template on too) or off; marks on the prompt stay on
+        its characters. Turning it off keeps the conversation for when it comes back on."""
+        ws = self.ws
+        if on and not self.chat_template:
+            self.notify("conversation mode: this model has no chat template", severity="warning")
+            on = False
+        prompt_marks = self.prompt_char_marks()
+        if on:
+            if ws.conversation is None:
+                ws.conversation = self.parked_conversation or convs.Conversation.start(ws.system_text())
+            self.parked_conversation = None
+            if not ws.chat:
+                self.show_chat(True)
+                self.chat_choice = True
+        else:
+            self.parked_conversation, ws.conversation = ws.conversation, None
+            ws.layout, ws.tracked = None, set()
+        self.main.query_one("#conversation-mode", Checkbox).value = on
+        self.main.query_one("#system", Input).disabled = not ws.chat or bool(on and ws.conversation.turns)
+        ws.prompt_tokens = []  # tokenized afresh: the prompt's marks come back from characters
+        ws.marks = set()
+        self.retokenize()
+        hits = set().union(*(ws.tokens_in(self.engine, a, b) for a, b in prompt_marks)) if prompt_marks else set()
+        self.set_marks(ws.marks | hits)
+        self.show_conversation()
+        if on:
+            n = len(ws.conversation.turns)
+            self.set_status(f"conversation: {n} turn(s) so far · ctrl+r sends the prompt as the next turn · f9 shows it")
+        else:
+            self.set_status("conversation mode off: ctrl+r compares the prompt alone (ctrl+n comes back to the "
+                            "conversation)")
+
+    def prompt_char_marks(self) -> list[tuple[int, int]]:
+        """The marked tokens of the prompt, as characters of the prompt."""
+        ws = self.ws
+        if not ws.prompt_tokens or self.engine is None:
+            return []
+        offset = ws.user_span[0] if ws.user_span else 0
+        spans = ws.prompt_spans if ws.prompt_spans is not None else self.engine.token_spans(ws.model_text,
+                                                                                             ws.prompt_ids)
+        end = offset + len(ws.prompt)
+        return [(max(a, offset) - offset, min(b, end) - offset) for m in sorted(ws.marks) if m < len(spans)
+                for a, b in [spans[m]] if b > offset and a < end]
+
+    def action_toggle_conversation(self) -> None:
+        if self.engine is None:
+            self.notify("the model is still loading" if not self.load_error else f"no model loaded: {self.load_error}",
+                        severity="warning")
+            return
+        if self.running:
+            self.notify("a run is in progress: escape cancels it", severity="warning")
+            return
+        self.set_conversation(self.ws.conversation is None)
+
+    @on(Checkbox.Changed, "#conversation-mode")
+    def conversation_toggled(self, event: Checkbox.Changed) -> None:
+        if event.checkbox.value != (self.ws.conversation is not None) and self.engine is not None and not self.running:
+            self.set_conversation(event.checkbox.value)
+
+    def action_new_conversation(self) -> None:
+        if self.running:
+            self.notify("a run is in progress: escape cancels it", severity="warning")
+            return
+        old = self.ws.conversation or self.parked_conversation
+        mode = old.mode if old is not None else "keep"
+        self.parked_conversation = convs.Conversation.start(self.ws.system_text(), mode)
+        self.ws.conversation = None
+        self.set_conversation(True)
+        self.notify("a new conversation: the first turn is the prompt")
+
+    def action_branches(self) -> None:
+        conv = self.ws.conversation
+        if conv is None:
+            self.notify("turn conversation mode on first (ctrl+n)", severity="warning")
+        elif conv.turns:
+            self.notify("the mode is set before the first turn: start a new conversation to change it",
+                        severity="warning")
+        else:
+            conv.mode = "keep" if conv.mode == "branches" else "branches"
+            self.show_conversation()
+            self.notify("branches: every row continues its own history" if conv.mode == "branches"
+                        else "keep: one row's reply joins the transcript")
+
+    @on(ConversationPanel.KeepWanted)
+    def keep_wanted(self) -> None:
+        conv = self.ws.conversation
+        if conv is None or conv.mode != "keep":
+            self.notify("keep works in a keep-mode conversation (branches keep every row's own)", severity="warning")
+            return
+        if self.running:
+            self.notify("a run is in progress: escape cancels it", severity="warning")
+            return
+        rows = len(conv.turns[-1]["rows"]) if conv.turns else 1 + len(self.ws.variants)
+        conv.keep_row((conv.keep + 1) % rows)
+        self.retokenize()
+        self.show_conversation()
+        names = ["baseline"] + [v.name for v in self.ws.variants]
+        name = names[conv.keep] if conv.keep < len(names) else f"row {conv.keep}"
+        self.notify(f"keeping {name}'s replies" + (" (the last turn's too)" if conv.turns else ""))
+
+    @on(ConversationPanel.TrackWanted)
+    def track_wanted(self) -> None:
+        conv = self.ws.conversation
+        if conv is None:
+            self.notify("turn conversation mode on first (ctrl+n)", severity="warning")
+            return
+
+        def chosen(text: str | None) -> None:
+            if not text:
+                return
+            words = " ".join(text.split())
+            if words.lower() in (c.lower() for c in conv.concepts):
+                conv.concepts = [c for c in conv.concepts if c.lower() != words.lower()]
+                self.notify(f"no longer tracking '{words}'")
+            else:
+                conv.concepts.append(words)
+                self.notify(f"tracking '{words}': every occurrence in any turn is emphasised with the marks")
+            self.retokenize()
+            self.show_conversation()
+
+        self.push_screen(PathPrompt("Track a concept (a word or phrase; an existing one is untracked)"), chosen)
 
     def capture(self, result: RunResult, variants: list[Variant]) -> tuple[dict[int, RowCapture], str]:
         """After generation: one forward per row capturing attention and hidden states, for
@@ -790,9 +1033,14 @@ class LenscopeApp(App):
             self.main.query_one(f"#{name.replace('_', '-')}", Input).value = value
         # without chat fields in the file, its prompt is what the model read: chat off
         self.main.query_one("#system", Input).value = ws.system
-        self.chat_choice = self.show_chat(ws.chat)
+        self.chat_choice = self.show_chat(ws.chat or ws.conversation is not None)
+        self.parked_conversation = None
+        self.main.query_one("#conversation-mode", Checkbox).value = ws.conversation is not None
+        if ws.conversation is not None:
+            self.main.query_one("#system", Input).disabled = bool(ws.conversation.turns)
         self.retokenize()
         self.set_marks(ws.marks)
+        self.show_conversation()
         ws.result_inputs = ws.inputs_key()
         self.show_variants()
         self.main.query_one(ComparisonView).set_result(result)
@@ -818,7 +1066,11 @@ class LenscopeApp(App):
             from lenscope.app.html_report import attention_row
 
             record = {"comparison": "lenscope tui", **self.ws.result.to_json()}
-            if self.captures:  # as `run` with capture_attention: the mean over layers and heads per row
+            conv = self.ws.conversation
+            if conv is not None and conv.turns:  # the whole conversation, as `lenscope run` writes one
+                record = convs.record("lenscope tui conversation", self.engine, conv,
+                                      [v.name for v in self.ws.variants])
+            elif self.captures:  # as `run` with capture_attention: the mean over layers and heads per row
                 record["attention"] = {"rows": [attention_row(c.name, c.tokens, c.attention)
                                                 for _, c in sorted(self.captures.items())]}
             e = self.engine
@@ -839,7 +1091,8 @@ class LenscopeApp(App):
     def action_tab(self, tab: str) -> None:
         self.main.query_one(TabbedContent).active = tab
         target = {"compose": "#prompt", "compare": ComparisonView, "heatmap": HeatmapPanel, "heads": HeadMapPanel,
-                  "logit-lens": LogitLensPanel, "geometry": GeometryPanel, "tree": TreePanel}[tab]
+                  "logit-lens": LogitLensPanel, "geometry": GeometryPanel, "tree": TreePanel,
+                  "conversation": ConversationPanel}[tab]
         self.main.query_one(target).focus()
 
     def action_toggle_charts(self) -> None:
@@ -851,7 +1104,8 @@ class LenscopeApp(App):
         """Every key by where it works: the help screen's rows (and the README's key table)."""
         return [("anywhere", cls.KEYS), ("tokens", TokenChips.KEYS), ("variants", VariantList.KEYS),
                 ("compare", ComparisonView.KEYS), ("heatmap", HeatmapPanel.KEYS), ("heads", HeadMapPanel.KEYS),
-                ("logit lens", LogitLensPanel.KEYS), ("geometry", GeometryPanel.KEYS), ("tree", TreePanel.KEYS)]
+                ("logit lens", LogitLensPanel.KEYS), ("geometry", GeometryPanel.KEYS), ("tree", TreePanel.KEYS),
+                ("conversation", ConversationPanel.KEYS)]
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.key_groups()))

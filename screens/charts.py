@@ -20,21 +20,22 @@ def row_color(r: int) -> str:
     return COLORS[r % len(COLORS)]
 
 
-def line_chart(series: list[tuple[int, list[float | None]]], title: str, width: int, height: int) -> Text:
-    """One line per (row index, values); None values (e.g. KL after divergence) are gaps."""
+def line_chart(series: list[tuple[int, list[float | None]]], title: str, width: int, height: int,
+               x_label: str = "step", first: int = 0) -> Text:
+    """One line per (row index, values); None values (e.g. KL after divergence) are gaps; x counts from `first`."""
     plt.clear_figure()
     plt.plotsize(max(20, width), max(5, height))
     plt.theme("clear")
     plotted = False
     for r, values in series:
-        pts = [(t, v) for t, v in enumerate(values) if v is not None]
+        pts = [(t, v) for t, v in enumerate(values, start=first) if v is not None]
         if pts:
             plt.plot([p[0] for p in pts], [p[1] for p in pts], color=row_color(r), marker="braille")
             plotted = True
     if not plotted:
         return Text(f"{title}: nothing to plot yet", style="dim italic")
     plt.title(title)
-    plt.xlabel("step")
+    plt.xlabel(x_label)
     return Text.from_ansi(plt.build().rstrip("\n"))  # a trailing newline would push the legend off
 
 

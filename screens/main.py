@@ -1,4 +1,5 @@
-"""The main screen: compose (prompt, tokens, variants), compare, heatmap, heads, logit lens, geometry, tree."""
+"""The main screen: compose (prompt, tokens, variants), compare, heatmap, heads, logit lens, geometry, tree,
+conversation."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from textual.widgets import (
 
 from lenscope.app.settings import SETTINGS
 from lenscope.screens.comparison import ComparisonView
+from lenscope.screens.conversation_panel import ConversationPanel
 from lenscope.screens.geometry_panel import GeometryPanel
 from lenscope.screens.head_map_panel import HeadMapPanel
 from lenscope.screens.heatmap_panel import HeatmapPanel
@@ -65,6 +67,8 @@ class MainScreen(Screen):
                     with Horizontal(id="chat-row"):
                         yield Checkbox(chat_label(None, loaded=False), False, id="chat", disabled=True, compact=True,
                                        tooltip="the model's chat template around the prompt (ctrl+t)")
+                        yield Checkbox("conversation", False, id="conversation-mode", disabled=True, compact=True,
+                                       tooltip="each run is the conversation's next turn (ctrl+n)")
                         yield Label("system", id="system-label")
                         yield Input(placeholder="optional system message (chat mode)", id="system", disabled=True)
             with TabPane("Compare F3", id="compare"):
@@ -79,6 +83,8 @@ class MainScreen(Screen):
                 yield GeometryPanel(id="geometry-panel")
             with TabPane("Tree F8", id="tree"):
                 yield TreePanel(id="tree-panel")
+            with TabPane("Talk F9", id="conversation"):
+                yield ConversationPanel(id="conversation-panel")
         with Horizontal(id="statusbar"):
             yield Static("starting…", id="status")
             yield ProgressBar(id="progress", show_eta=False, show_percentage=False)

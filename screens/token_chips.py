@@ -1,7 +1,8 @@
 """The prompt's tokens as chips: move with the arrows, toggle "important" with space or a click.
 
 In chat mode the chips show the whole templated prompt; the template's own tokens are
-dimmed and cannot be marked (`fixed`)."""
+dimmed and cannot be marked (`fixed`). In a conversation, tokens of a tracked concept are
+underlined (`tracked`): they are emphasised with the marks but follow the concept, not a click."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ CHIP_STYLES = (Style(bgcolor="grey23"), Style(bgcolor="grey35"))  # alternate: b
 MARK_STYLE = Style(bgcolor="dark_goldenrod", color="black", bold=True)
 CURSOR_STYLE = Style(reverse=True, underline=True)
 MAX_LINES = 5  # the chips show this many lines at most, scrolled to the cursor
+TRACKED_STYLE = Style(color="yellow", underline=True, bold=True)
 FIXED_STYLES = (Style(color="grey54", bgcolor="grey11"), Style(color="grey54", bgcolor="grey19"))  # chat template
 
 
@@ -70,6 +72,7 @@ class TokenChips(Widget, can_focus=True):
     tokens: reactive[list[str]] = reactive(list, always_update=True, layout=True)  # as shown: chip_text()
     marks: reactive[set[int]] = reactive(set, always_update=True)
     fixed: reactive[set[int]] = reactive(set, always_update=True)  # the chat template's tokens: not markable
+    tracked: reactive[set[int]] = reactive(set, always_update=True)  # a tracked concept's tokens (conversations)
     cursor: reactive[int] = reactive(0)
     _top = 0  # first wrapped line shown when there are more than MAX_LINES
 
@@ -82,6 +85,8 @@ class TokenChips(Widget, can_focus=True):
                 style = FIXED_STYLES[i % 2]
             else:
                 style = MARK_STYLE if i in self.marks else CHIP_STYLES[i % 2]
+                if i in self.tracked:
+                    style = style + TRACKED_STYLE
             if i == self.cursor and self.has_focus:
                 style = style + CURSOR_STYLE
             # plain meta, not "@click": a link's colours would override the chip's (template chips dimmed)

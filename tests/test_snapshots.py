@@ -138,3 +138,26 @@ def test_geometry(snap_compare, size):
         await pilot.press("f7", "r")  # the steered row
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_conversation(snap_compare, size):
+    """Five turns with 'blue' marked in turn 1 and 'key' tracked: the fade chart and the transcript."""
+    from lenscope.app import conversation as convs
+
+    app = LenscopeApp(prompt="", lens_specs=["emphasis:strength=3"], show_speed=False)
+
+    async def run_before(pilot):
+        await loaded(pilot)
+        a = pilot.app
+        conv = convs.Conversation.start()
+        conv.concepts = ["key"]
+        for k, user in enumerate(["the key is blue.", "what colour is it?", "and the door?", "where is tom?",
+                                  "say the colour of the key"]):
+            convs.run_turn(a.engine, conv, user, a.ws.variants, max_tokens=6, temperature=0.0, seed=0,
+                           mark=["blue"] if k == 0 else ())
+        a.parked_conversation = conv
+        await pilot.press("ctrl+n", "f9")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
