@@ -480,7 +480,9 @@ def cmd_score(args) -> None:
 
 def cmd_run(args) -> None:
     from lenscope.app import experiment
+    from lenscope.app.distributed import world
 
+    here = world()  # under mlx.launch: this rank's share (app/distributed.py)
     exp = experiment.load(args.experiment)  # the whole file checked, no model needed
     out = experiment.check_out(args.out, experiment.outputs(exp))  # before any work
     if args.model is None and exp["model"]:
@@ -493,7 +495,9 @@ def cmd_run(args) -> None:
             "reproduce": f"lenscope run {args.experiment} --out {args.out}"
                          + (f" --model {args.model}" if args.model and not exp["model"] else "")}
     results = experiment.run(engine, exp, out, progress=lambda m: print(one_line(m), file=sys.stderr, flush=True),
-                             meta=meta, resume=args.resume)
+                             meta=meta, resume=args.resume, world=here)
+    if not here.leader:
+        return
     print(one_line(f"{len(results)} comparison(s): {out / 'results.jsonl'}, {out / 'report.md'}, "
                    f"{out / 'report.html'}"))
 
@@ -506,14 +510,20 @@ def cmd_search(args) -> None:
     from lenscope.app import search as searches
     from lenscope.app.session import atomic_write
 
+    from lenscope.app.distributed import world
+
+    here = world()  # under mlx.launch: this rank's share (app/distributed.py)
     search = searches.load(args.search)  # the whole file is checked before a model loads
     if args.model is None:
         args.model = search.model
     engine, _ = _load(args)
     out = Path(args.out)
-    with Progress(transient=True, console=_stderr_console()) as bar:
+    with Progress(transient=True, console=_stderr_console(), disable=not here.leader) as bar:
         task = bar.add_task("search", total=None)
-        summary = searches.run(engine, search, out, lambda done, total: bar.update(task, completed=done, total=total))
+        summary = searches.run(engine, search, out, lambda done, total: bar.update(task, completed=done, total=total),
+                               world=here)
+    if not here.leader:
+        return
     if not summary["candidates"]:
         raise BadInput(f"search '{args.search}': no candidate was scored")
     atomic_write(out / "best.toml", searches.best_lens_file(search, summary))

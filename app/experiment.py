@@ -215,51 +215,108 @@ def check_out(out: str, names: list[str]) -> Path:
 
 
 def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[str], None] = print,
-        meta: dict[str, Any] | None = None, resume: bool = False) -> list[dict]:
+        meta: dict[str, Any] | None = None, resume: bool = False, world=None) -> list[dict]:
     """Run every comparison; after each one the reports are rewritten (each file replaced
     whole), so an interrupted run leaves its finished comparisons, and `resume` keeps those
     (matched by position and name in DIR/results.jsonl) and runs the rest.
-    `meta`: how the run was made (command, version), shown in the HTML report."""
+    `meta`: how the run was made (command, version), shown in the HTML report.
+
+    Under `mlx.launch` (`world`, app/distributed.py) each rank runs its share, one comparison
+    per round; after each round rank 0 has every finished record and writes the reports, in
+    the order one process would. Each rank also keeps its own in DIR/shards/rank-R.jsonl,
+    which `resume` reads too (a rank that died)."""
+    from lenscope.app.distributed import World, append_shard, read_shards
+
+    world = world or World()
+    say = progress if world.leader else (lambda m: None)
+    out = Path(out_dir)
+    names = [c["name"] for c in experiment["comparisons"]]
+    done = finished(out, names) if resume else {}
+    if resume:
+        for item in read_shards(out):
+            if _shard_item(item, names):
+                done.setdefault(item["index"], item["record"])
+    if world.size > 1:  # the ranks agree on what is left: each read its own disk
+        for item in world.gather([{"index": i, "record": r} for i, r in sorted(done.items())]):
+            done.setdefault(item["index"], item["record"])
+    todo = [i for i in range(len(names)) if i not in done]
+    mine = world.rounds(todo)
+    comparisons = _prepare(engine, experiment, say, skip=set(range(len(names))) - set(mine))
+    results: list[dict | None] = [done.get(i) for i in range(len(names))]
+    if done:
+        say(f"resuming: {len(done)} of {len(names)} comparison(s) already in {out / 'results.jsonl'}")
+    if world.size > 1:
+        say(f"{world.size} processes: {len(todo)} comparison(s) in {len(mine)} round(s)")
+        if not resume and world.leader:
+            shutil.rmtree(out / "shards", ignore_errors=True)  # an earlier run's
+        world.gather([])  # nobody writes a shard before the old ones are gone
+    t0 = time.perf_counter()
+    with _output_folder(out) if world.leader else _no_folder() as tmp:
+        for k, i in enumerate(mine):
+            left = "" if k == 0 else f" · {_clock(time.perf_counter() - t0)} so far, ~" \
+                f"{_clock((time.perf_counter() - t0) / k * (len(mine) - k))} left"
+            if world.size == 1:
+                say(f"[{i + 1}/{len(names)}] {names[i]}{left}")
+            record = None if i is None else _run_one(engine, experiment["comparisons"][i], comparisons[i])
+            if i is not None:
+                comparisons[i] = None  # its prepared lenses (weight deltas) can go
+                if world.size > 1:
+                    append_shard(world.shard_file(out), {"index": i, "comparison": names[i], "record": record})
+            got = world.gather([{"index": i, "record": record}] if i is not None else [])
+            for item in got:
+                results[item["index"]] = item["record"]
+            if world.size > 1:
+                finished_now = sum(r is not None for r in results)
+                say(f"[{finished_now}/{len(names)}] {', '.join(names[item['index']] for item in got)}{left}")
+            if world.leader:
+                for item in got:
+                    _write_heatmaps(tmp, item["index"], item["record"])
+                _write_reports(tmp, out, results, meta)
+    return [r for r in results if r is not None]
+
+
+def _shard_item(item: Any, names: list[str]) -> bool:
+    """A shard line of this experiment: its index holds a comparison of that name."""
+    return isinstance(item, dict) and isinstance(item.get("index"), int) and 0 <= item["index"] < len(names) \
+        and names[item["index"]] == item.get("comparison") and isinstance(item.get("record"), dict)
+
+
+@contextmanager
+def _no_folder() -> Iterator[None]:
+    yield None
+
+
+def _run_one(engine, c: dict[str, Any], comparison) -> dict[str, Any]:
+    """One comparison (or conversation) run, as its line of results.jsonl."""
     from lenscope.app.capture import row_attention
     from lenscope.app.html_report import attention_row
 
-    names = [c["name"] for c in experiment["comparisons"]]
-    done = finished(Path(out_dir), names) if resume else {}
-    comparisons = _prepare(engine, experiment, progress, skip=set(done))
-    results: list[dict | None] = [done.get(i) for i in range(len(names))]
-    todo = [i for i in range(len(names)) if i not in done]
-    if done:
-        progress(f"resuming: {len(done)} of {len(names)} comparison(s) already in {Path(out_dir) / 'results.jsonl'}")
-    t0 = time.perf_counter()
-    with _output_folder(Path(out_dir)) as tmp:
-        for k, i in enumerate(todo):
-            c, comparison = experiment["comparisons"][i], comparisons[i]
-            left = "" if k == 0 else f" · {_clock(time.perf_counter() - t0)} so far, ~" \
-                f"{_clock((time.perf_counter() - t0) / k * (len(todo) - k))} left"
-            progress(f"[{i + 1}/{len(names)}] {c['name']}{left}")
-            if "turns" in c:
-                results[i] = _run_conversation(engine, c)
-                _write_reports(tmp, out_dir, results, meta)
-                continue
-            result = comparison.run()
-            record = {"comparison": c["name"], **result.to_json()}
-            if c["capture_attention"]:
-                svgs, rows = [], []
-                for r, row in enumerate(result.rows):
-                    probs = row_attention(engine, result, comparison.variants, r)
-                    tokens = result.prompt_tokens + row.tokens
-                    mean = probs.mean(axis=(0, 1))
-                    write_svg(tmp / _svg_name(i, r), mean, tokens, result.marked_token_indices,
-                              f"{c['name']} · {row.name} · mean over layers and heads")
-                    svgs.append(_svg_name(i, r))
-                    rows.append(attention_row(row.name, tokens, probs, heads=c["report_heads"]))
-                record["heatmaps"] = svgs
-                # as `generate --capture-attention`: the HTML report colours text and draws heatmaps from it
-                record["attention"] = {"layers": engine.n_layers, "heads": int(probs.shape[1]), "rows": rows}
-            results[i] = record
-            comparisons[i] = None  # its prepared lenses (weight deltas) can go
-            _write_reports(tmp, out_dir, results, meta)
-    return [r for r in results if r is not None]
+    if "turns" in c:
+        return _run_conversation(engine, c)
+    result = comparison.run()
+    record = {"comparison": c["name"], **result.to_json()}
+    if c["capture_attention"]:
+        rows = []
+        for r, row in enumerate(result.rows):
+            probs = row_attention(engine, result, comparison.variants, r)
+            rows.append(attention_row(row.name, result.prompt_tokens + row.tokens, probs, heads=c["report_heads"]))
+        # as `generate --capture-attention`: the HTML report colours text and draws heatmaps from it
+        record["attention"] = {"layers": engine.n_layers, "heads": int(probs.shape[1]), "rows": rows}
+    return record
+
+
+def _write_heatmaps(tmp: Path, i: int, record: dict[str, Any]) -> None:
+    """A comparison's heatmaps (mean over layers and heads), drawn from its record: whichever
+    process ran it, the files are the same."""
+    attention = record.get("attention")
+    if not attention:
+        return
+    svgs = []
+    for r, row in enumerate(attention["rows"]):
+        write_svg(tmp / _svg_name(i, r), np.array(row["mean"]), row["tokens"], record["marked_token_indices"],
+                  f"{record['comparison']} · {row['name']} · mean over layers and heads")
+        svgs.append(_svg_name(i, r))
+    record["heatmaps"] = svgs
 
 
 def _write_reports(tmp: Path, out_dir: Path, results: list[dict | None], meta: dict[str, Any] | None) -> None:

@@ -248,21 +248,42 @@ class Results:
             with path.open("a", encoding="utf-8") as f:
                 f.write("\n")
 
-    def add(self, rec: dict[str, Any]) -> None:
+    def add(self, rec: dict[str, Any], write: bool = True) -> None:
         self.done[rec["candidate"], rec["prompt"]] = rec
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(datafile.dumps(rec) + "\n")
-            f.flush()
+        if write:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(datafile.dumps(rec) + "\n")
+                f.flush()
+
+    def take(self, recs: list[dict[str, Any]], write: bool) -> None:
+        """Records another rank (or a killed run's shard) made: the ones not known yet."""
+        for rec in recs:
+            if isinstance(rec, dict) and (rec.get("candidate"), rec.get("prompt")) not in self.done:
+                self.add(rec, write)
 
 
 BASELINE = "baseline"
 
 
 def run(engine, search: Search, out: Path, progress: Callable[[int, int], None] = lambda done, total: None,
-        ) -> dict[str, Any]:
-    """Run (or resume) the search; returns the summary the report is written from."""
+        world=None) -> dict[str, Any]:
+    """Run (or resume) the search; returns the summary the report is written from.
+
+    Under `mlx.launch` (`world`, app/distributed.py) the batches of each prompt are shared
+    out, one per rank per round; after each round every rank knows every score (halving
+    ranks them) and rank 0 appends them to DIR/results.jsonl in the order one process
+    would. The other ranks keep theirs in DIR/shards/rank-R.jsonl, read again on resume."""
+    from lenscope.app.distributed import World, read_shards
+
+    world = world or World()
     out.mkdir(parents=True, exist_ok=True)
-    results = Results(out / "results.jsonl")
+    results = Results(out / "results.jsonl" if world.leader else world.shard_file(out))
+    if world.size > 1:  # what any rank finished before (its shard, the merged file), known to all
+        results.take(read_shards(out), write=world.leader)
+        if not world.leader and (out / "results.jsonl").exists():
+            results.take(Results(out / "results.jsonl").done.values(), write=False)
+        results.take(world.gather(list(results.done.values())), write=world.leader)
     seed = search.settings["seed"]
     pool = search.candidates(seed) if search.dimensions else [{}]
     prompt_ids = list(range(len(search.prompts)))
@@ -276,7 +297,7 @@ def run(engine, search: Search, out: Path, progress: Callable[[int, int], None] 
     for keep, n_prompts in rounds:
         alive = alive[:keep]
         for p in prompt_ids[:n_prompts]:
-            _evaluate(engine, search, results, alive, p)
+            _evaluate(engine, search, results, alive, p, world)
             done_count[0] += len(alive)
             progress(done_count[0], total)
         alive = _rank(search, results, alive, prompt_ids[:n_prompts])
@@ -295,8 +316,9 @@ def _halving_rounds(n: int, prompts: int) -> list[tuple[int, int]]:
     return rounds
 
 
-def _evaluate(engine, search: Search, results: Results, candidates: list[dict[str, Any]], p: int) -> None:
-    """Every candidate not yet scored on prompt p, as rows of batches (baseline first)."""
+def _evaluate(engine, search: Search, results: Results, candidates: list[dict[str, Any]], p: int, world) -> None:
+    """Every candidate not yet scored on prompt p, as rows of batches (baseline first); with
+    several ranks, one batch per rank per round, every rank learning every record."""
     from lenscope.app.engine import Request
 
     todo = [c for c in candidates if (_key(c), p) not in results.done]
@@ -305,18 +327,22 @@ def _evaluate(engine, search: Search, results: Results, candidates: list[dict[st
         return
     prompt, _ = chat.model_prompt(engine.tokenizer, search.prompts[p], search.chat, search.system)
     size = search.rows - 1
-    for start in range(0, max(len(todo), 1), size):
-        batch = todo[start : start + size]
-        variants = [search.candidate(c) for c in batch]
-        s = search.settings
-        comparison = engine.compare(Request(prompt, variants, [], s["max_tokens"], s["temperature"], s["seed"]))
-        result = comparison.run()
-        scored = search.score.evaluate(engine, result, comparison.variants)
-        if need_baseline:
-            results.add(_record(BASELINE, {}, p, result.rows[0], scored[0]))
-            need_baseline = False
-        for c, row, sc in zip(batch, result.rows[1:], scored[1:]):
-            results.add(_record(_key(c), c, p, row, sc))
+    batches = [todo[start : start + size] for start in range(0, max(len(todo), 1), size)]
+    for b in world.rounds(list(range(len(batches)))):
+        made = []
+        if b is not None:
+            batch = batches[b]
+            variants = [search.candidate(c) for c in batch]
+            s = search.settings
+            comparison = engine.compare(Request(prompt, variants, [], s["max_tokens"], s["temperature"], s["seed"]))
+            result = comparison.run()
+            scored = search.score.evaluate(engine, result, comparison.variants)
+            if need_baseline and b == 0:  # the baseline row of the first batch stands for all
+                made.append(_record(BASELINE, {}, p, result.rows[0], scored[0]))
+            made += [_record(_key(c), c, p, row, sc) for c, row, sc in zip(batch, result.rows[1:], scored[1:])]
+            for rec in made:  # this rank's own, in its file at once (a kill loses none of them)
+                results.add(rec)
+        results.take(world.gather(made), write=world.leader)
 
 
 def _record(key: str, values: dict[str, Any], p: int, row, scored: dict[str, Any]) -> dict[str, Any]:

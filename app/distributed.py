@@ -1,0 +1,117 @@
+"""Runs sharded over processes or machines with MLX's own launcher (`mlx.launch`).
+
+    mlx.launch -n 2 -- lenscope run EXPERIMENT.toml --out DIR            # two processes here
+    mlx.launch --hosts mac1,mac2 -- lenscope run EXPERIMENT.toml --out DIR
+    mlx.launch --hostfile hosts.json -- lenscope search SEARCH.toml --out DIR
+
+Each rank loads the whole model and takes its share of the work (data parallel); there is
+no scheduler here. Work goes in rounds of one item per rank; after each round the ranks
+exchange what they finished (`World.gather`, an all-gather over the launcher's backend), so
+rank 0 writes the merged results and reports, in the order one process would, and shows
+the whole run's progress. A rank also appends what it finishes to its own shard file, so a
+rank that dies leaves its work behind for `--resume`.
+
+Without the launcher (no MLX_RANK / MPI rank in the environment) this is one process, and
+nothing here touches `mx.distributed`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from lenscope.app.errors import BadInput
+
+LAUNCH_VARS = ("MLX_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")  # set by mlx.launch (ring, jaccl) and by MPI
+SHARDS = "shards"
+
+
+def launched() -> bool:
+    return any(v in os.environ for v in LAUNCH_VARS)
+
+
+@dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+    group: Any = None
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    def gather(self, items: list[Any]) -> list[Any]:
+        """Every rank's `items` (JSON data), concatenated in rank order, on every rank."""
+        if self.size == 1:
+            return list(items)
+        data = np.frombuffer(json.dumps(items, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
+        lengths = self._all_gather(np.array([len(data)], dtype=np.int64)).tolist()
+        padded = np.zeros(max(lengths), dtype=np.uint8)
+        padded[: len(data)] = data
+        blob = self._all_gather(padded).reshape(self.size, -1)
+        out = []
+        for r, n in enumerate(lengths):
+            out += json.loads(blob[r, :n].tobytes().decode("utf-8"))
+        return out
+
+    def _all_gather(self, x: np.ndarray) -> np.ndarray:
+        # on the CPU stream: the ring and MPI backends do not run on the GPU
+        try:
+            y = mx.distributed.all_gather(mx.array(x), group=self.group, stream=mx.cpu)
+            mx.eval(y)
+        except RuntimeError as exc:  # a rank died or its machine went away
+            raise BadInput(f"distributed: rank {self.rank} lost another process of the launch ({exc}); what "
+                           "every rank finished is kept: launch again with --resume") from None
+        return np.array(y)
+
+    def shard_file(self, out: Path) -> Path:
+        return out / SHARDS / f"rank-{self.rank}.jsonl"
+
+    def rounds(self, todo: list[Any]) -> list[Any | None]:
+        """This rank's item in each round of `len(todo) / size` rounds (None: it sits out)."""
+        n = -(-len(todo) // self.size)
+        return [todo[k * self.size + self.rank] if k * self.size + self.rank < len(todo) else None for k in range(n)]
+
+
+_WORLD: World | None = None
+
+
+def world() -> World:
+    """This process's place in the launch (one process of one without the launcher)."""
+    global _WORLD
+    if _WORLD is None:
+        if not launched():
+            _WORLD = World()
+        else:
+            try:
+                group = mx.distributed.init(strict=True)
+            except Exception as exc:  # the launcher's backend could not connect
+                raise BadInput(f"distributed: could not join the launch ({exc})") from None
+            _WORLD = World(group.rank(), group.size(), group)
+    return _WORLD
+
+
+def read_shards(out: Path) -> list[dict[str, Any]]:
+    """Every line of every rank's shard file in `out` (a killed rank's last line may be cut off: skipped)."""
+    lines = []
+    for path in sorted((out / SHARDS).glob("rank-*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+    return lines
+
+
+def append_shard(path: Path, item: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(item, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
