@@ -1,7 +1,8 @@
 """A pure Rich renderable: the text coloured by how much one token attends to each token.
 
 The query token is shown reversed; tokens after it (which it cannot attend to) are dim;
-marked tokens stay visible as marked (bold, underlined). Sequential weights use viridis
+marked tokens stay visible as marked (bold, underlined); tokens that inherited part of the
+marks' importance (emphasis with `propagate`) are overlined and italic, the second marker. Sequential weights use viridis
 as a background; differences (row minus baseline) the diverging map centred on zero.
 """
 
@@ -31,6 +32,7 @@ class AttentionText:
     marked: Sequence[int] = ()
     diverging: bool = False
     title: str = ""
+    inherited: Sequence[int] = ()  # tokens that inherited importance from the marks (propagation)
 
     def text(self) -> Text:
         w = np.asarray(self.weights, dtype=np.float64)[: self.query + 1]
@@ -38,7 +40,7 @@ class AttentionText:
         top = top or 1.0
         scaled = 0.5 + 0.5 * w / top if self.diverging else w / top
         rgb = colormap(scaled, DIVERGING if self.diverging else VIRIDIS).tolist()
-        marked = set(self.marked)
+        marked, inherited = set(self.marked), set(self.inherited) - set(self.marked)
         out = Text()
         if self.title:
             out.append(self.title + "\n", Style(bold=True))
@@ -53,6 +55,8 @@ class AttentionText:
                 style = Style(bgcolor=f"rgb({c[0]},{c[1]},{c[2]})", color=_on(c))
             if i in marked:
                 style += Style(bold=True, underline=True)
+            elif i in inherited:
+                style += Style(italic=True, overline=True)
             out.append(shown, style)
         return out
 

@@ -188,14 +188,14 @@ class Conversation:
         """The fade chart's spans, labelled by turn and text (`messages`: the transcript that
         the marks index, when it has grown past `self.messages`)."""
         messages = self.messages if messages is None else messages
-        out, seen = [], set()
+        out: list[Span] = []
+        seen: dict[str, int] = {}
         for m in self.marks:
             turn = sum(1 for x in messages[: m.message + 1] if x.role == "user")
             text = messages[m.message].text[m.start : m.end] if m.message < len(messages) else ""
-            label = base = f"turn {turn}: {text!r}"
-            while label in seen:  # the same text marked twice in one turn
-                label = f"{base} #{len(seen)}"
-            seen.add(label)
+            base = f"turn {turn}: {text!r}"
+            seen[base] = seen.get(base, 0) + 1  # the same text marked twice in one turn: #2, #3, ...
+            label = base if seen[base] == 1 else f"{base} #{seen[base]}"
             out.append(Span(label, mark=m))
         return out + [Span(f"tracked {c!r}", concept=c) for c in self.concepts]
 

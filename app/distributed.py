@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ class World:
     rank: int = 0
     size: int = 1
     group: Any = None
+    gather_s: float = 0.0  # time spent in `gather` (waiting for the slowest rank included)
+    gathers: int = 0
 
     @property
     def leader(self) -> bool:
@@ -50,6 +53,14 @@ class World:
         """Every rank's `items` (JSON data), concatenated in rank order, on every rank."""
         if self.size == 1:
             return list(items)
+        t = time.perf_counter()
+        try:
+            return self._gather(items)
+        finally:
+            self.gather_s += time.perf_counter() - t
+            self.gathers += 1
+
+    def _gather(self, items: list[Any]) -> list[Any]:
         data = np.frombuffer(json.dumps(items, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
         lengths = self._all_gather(np.array([len(data)], dtype=np.int64)).tolist()
         padded = np.zeros(max(lengths), dtype=np.uint8)

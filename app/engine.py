@@ -51,6 +51,11 @@ class Engine:
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
+        if any(layer is None for layer in self.model.layers) or getattr(getattr(self.model, "model", None), "pipeline_size", 1) > 1:
+            # mlx-lm's pipeline sharding leaves each process a slice of the layers
+            raise BadInput("this model is pipeline-sharded across processes (mlx-lm sharded_load): lenscope needs "
+                           "every layer in each process (hooks, captures, the logit lens); under mlx.launch each "
+                           "rank loads the whole model instead")
         self.n_layers = len(self.model.layers)
         self.eos_ids = set(getattr(self.tokenizer, "eos_token_ids", None) or [])
         self._token_texts: dict[int, str] = {}

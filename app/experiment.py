@@ -272,6 +272,9 @@ def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[s
                 for item in got:
                     _write_heatmaps(tmp, item["index"], item["record"])
                 _write_reports(tmp, out, results, meta)
+    if world.size > 1:
+        say(f"{world.gathers} exchange(s) between the {world.size} processes: {world.gather_s:.2f} s in all "
+            "(waiting for the slowest rank of each round included)")
     return [r for r in results if r is not None]
 
 

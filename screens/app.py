@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from rich.markup import escape
 from textual import on, work
 from textual.app import App
@@ -879,7 +880,18 @@ class LenscopeApp(App):
         self.main.query_one(HeadMapPanel).set_data(res, captures, self.auto_head_flags())
         self.main.query_one(LogitLensPanel).set_data(res, captures)
         self.main.query_one(GeometryPanel).set_data(res, captures)
-        self.main.query_one(ComparisonView).set_captures(captures)
+        self.main.query_one(ComparisonView).set_captures(captures, self.inherited_tokens())
+
+    def inherited_tokens(self, at_least: float = 0.05) -> dict[int, list[int]]:
+        """Per row, the prompt tokens its emphasis lens's propagation gave importance (the
+        attention-on-text view's second marker)."""
+        out: dict[int, list[int]] = {}
+        for r, v in enumerate(self.ws.variants, start=1):
+            for lens in v.lenses:
+                weights = getattr(lens, "inherit", None)
+                if weights is not None:
+                    out.setdefault(r, []).extend(int(j) for j in np.flatnonzero(np.asarray(weights) >= at_least))
+        return out
 
     def auto_head_flags(self) -> dict[int, dict[tuple[int, int], str]]:
         """Per row, the heads an emphasis lens with auto_heads picked on this prompt (flagged •)."""

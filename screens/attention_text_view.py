@@ -33,12 +33,13 @@ class AttentionTextView(VerticalScroll):
         self.captures: dict[int, RowCapture] = {}
         self.keys = ""  # the compare view's key hint for this pane
         self._means: dict[int, np.ndarray] = {}  # row -> head means, for rollout
+        self.inherited: dict[int, list[int]] = {}  # row -> tokens its lens's propagation gave importance
 
     def compose(self):
         yield self.body
 
-    def set_captures(self, captures: dict[int, RowCapture]) -> None:
-        self.captures, self._means = captures, {}
+    def set_captures(self, captures: dict[int, RowCapture], inherited: dict[int, list[int]] | None = None) -> None:
+        self.captures, self._means, self.inherited = captures, {}, inherited or {}
 
     def weights(self, row: int, query: int) -> np.ndarray:
         cap = self.captures[row]
@@ -70,7 +71,9 @@ class AttentionTextView(VerticalScroll):
             base = self.captures[0]
             n = min(len(w), len(base.ids))
             w = w[:n] - self.weights(0, min(query, n - 1))[:n]
+        inherited = self.inherited.get(row, [])
         title = (f"{result.rows[row].name}: {cap.tokens[query]!r} @{query} attends to · {self.describe()}"
-                 f"{' · minus baseline (red: more)' if diff else ''}  {self.keys}")
+                 f"{' · minus baseline (red: more)' if diff else ''}"
+                 f"{' · overlined: inherited importance' if inherited else ''}  {self.keys}")
         self.body.update(AttentionText(cap.tokens[: len(w)], w, min(query, len(w) - 1),
-                                       result.marked_token_indices, diverging=diff, title=title))
+                                       result.marked_token_indices, diverging=diff, title=title, inherited=inherited))

@@ -263,8 +263,8 @@ class ComparisonView(Widget, can_focus=True):
         self.cursor = index % max(1, longest)
 
     # -- attention on the text -------------------------------------------------------------
-    def set_captures(self, captures) -> None:
-        self.query_one(AttentionTextView).set_captures(captures)
+    def set_captures(self, captures, inherited: dict[int, list[int]] | None = None) -> None:
+        self.query_one(AttentionTextView).set_captures(captures, inherited)
         self.redraw()
 
     def action_attention_text(self) -> None:

@@ -164,3 +164,16 @@ def test_killed_rank_leaves_its_work_and_resume_finishes_the_run(tmp_path):
     assert n_done >= max(before, kept)  # nothing a rank finished is run again
     assert f"2 processes: {8 - n_done} comparison(s)" in resumed.stderr
     assert records(tmp_path / "two") == records(tmp_path / "one")
+
+
+def test_a_pipeline_sharded_model_is_refused_in_one_line():
+    """mlx-lm's pipeline sharding leaves a process only its slice of the layers (the others
+    None): lenscope's hooks, captures and logit lens need them all, and say so."""
+    from lenscope.app import models
+    from lenscope.app.engine import Engine
+    from lenscope.app.errors import BadInput
+
+    loaded = models.load(None)
+    loaded.model.layers[0] = None  # as PipelineMixin.pipeline leaves the layers another rank holds
+    with pytest.raises(BadInput, match="pipeline-sharded"):
+        Engine(loaded)

@@ -51,3 +51,33 @@ def test_propagation_raises_attention_on_the_inheriting_tokens(engine):
         probs = engine.capture_attention(ids, parse_inline(spec).lenses, marks=marks)
         shares.append(probs.mean(axis=(0, 1))[-1, heirs].sum())
     assert shares[1] > shares[0] + 0.05  # measured: 0.79 -> 0.87 of the last query's attention
+
+
+def test_attention_on_text_shows_inherited_tokens_with_a_second_marker():
+    from lenscope.app.attention_text import AttentionText
+
+    text = AttentionText(["a", "b", "c", "d"], np.array([0.1, 0.2, 0.3, 0.4]), query=3, marked=[0],
+                         inherited=[0, 2]).text()
+    styles = {text.plain[s.start:s.end]: s.style for s in text.spans}
+    assert styles["a"].underline and not styles["a"].overline  # marked: the first marker
+    assert styles["c"].overline and styles["c"].italic  # inherited: the second
+    assert not styles["b"].overline
+
+
+async def test_tui_marks_the_tokens_propagation_reached():
+    from tui_helpers import app, ready
+
+    from lenscope.screens.attention_text_view import AttentionTextView
+
+    a = app(marks=["blue"], lens_specs=["emphasis:strength=2,propagate=3", "emphasis:strength=2"])
+    async with a.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        a.main.query_one("#max-tokens").value = "3"
+        await pilot.press("ctrl+r")
+        await a.workers.wait_for_complete()
+        await pilot.pause()
+        inherited = a.main.query_one(AttentionTextView).inherited
+        assert set(inherited) == {1}  # only the propagating row
+        lens = a.ws.variants[0].lenses[0]
+        assert inherited[1] == [int(j) for j in np.flatnonzero(lens.inherit >= 0.05)]
+        assert set(inherited[1]) - set(a.ws.marks)  # more than the marks themselves
