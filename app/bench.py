@@ -7,6 +7,7 @@ things measured back to back here. Decode costs are seconds per generation step
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from typing import Any, Callable
@@ -15,6 +16,7 @@ import mlx.core as mx
 import numpy as np
 
 from lenscope.app.engine import Engine, Request
+from lenscope.app.errors import BadInput
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import parse_inline
 
@@ -249,4 +251,61 @@ def render(rep: dict[str, Any]) -> str:
     if "float_vs_native_decode_speedup" in r:
         lines.insert(2, f"  {rep['precision']} vs quantized plain decode  x{r['float_vs_native_decode_speedup']:.2f} "
                         f"faster  (target >= 2)")
+    return "\n".join(lines)
+
+
+LAUNCH_EXPERIMENT = """[defaults]
+max_tokens = {tokens}
+mark = ["blue"]
+lens = ["emphasis:strength=3", "steer:token=happy,strength=8"]
+""" + "".join(f'[[comparison]]\nname = "c{i}"\nprompt = "the key is blue. {w} went to the park. the key is"\n'
+              for i, w in enumerate(["tom", "mia", "jack", "nora", "max", "lily", "sam", "ben"], 1))
+
+
+def launch_bench(model: str | None, processes: int = 2, tokens: int = 48) -> dict[str, Any]:
+    """Wall time of one experiment (8 comparisons) run by one process and under
+    `mlx.launch -n processes` (ring backend, this machine), each a fresh `lenscope run`
+    (model load included), and what rank 0 reports it spent exchanging results."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    launcher = [sys.executable, "-c", "from mlx._distributed_utils.launch import main; main()"]
+    env = {k: v for k, v in os.environ.items() if k != "MLX_RANK"}
+    with tempfile.TemporaryDirectory() as tmp:
+        exp = Path(tmp) / "exp.toml"
+        exp.write_text(LAUNCH_EXPERIMENT.format(tokens=tokens))
+        run = [sys.executable, "-m", "lenscope", "run", str(exp)] + (["--model", model] if model else [])
+        times, logs = {}, {}
+        for n in (1, processes):
+            cmd = run + ["--out", str(Path(tmp) / f"out{n}")]
+            cmd = cmd if n == 1 else launcher + ["-n", str(n), "--backend", "ring", "--"] + cmd
+            t = time.perf_counter()
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            times[n] = time.perf_counter() - t
+            if done.returncode or not (Path(tmp) / f"out{n}" / "report.md").exists():
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise BadInput(f"bench --launch: the {n}-process run failed: {last}")
+            logs[n] = done.stderr
+        results = [json.loads(line) for line in (Path(tmp) / "out1" / "results.jsonl").read_text().splitlines()]
+        per = statistics.mean(r["timing"]["prefill_s"] + r["timing"]["decode_s"] for r in results)
+        exchange = re.search(r"exchange\(s\) between the \d+ processes: ([\d.]+) s", logs[processes])
+    return {"comparisons": len(results), "tokens": tokens, "processes": processes, "cores": os.cpu_count(),
+            "wall_s": {str(k): round(v, 2) for k, v in times.items()},
+            "speedup": round(times[1] / times[processes], 3), "comparison_s": round(per, 3),
+            "exchange_s": float(exchange.group(1)) if exchange else None}
+
+
+def render_launch(rep: dict[str, Any]) -> str:
+    n = rep["processes"]
+    lines = [f"{rep['comparisons']} comparisons x {rep['tokens']} tokens, {rep['cores']} cores",
+             f"  1 process:   {rep['wall_s']['1']:.2f} s (model load included)",
+             f"  {n} processes: {rep['wall_s'][str(n)]:.2f} s under mlx.launch -n {n} (ring, this machine)",
+             f"  speedup {rep['speedup']:.2f}x · one comparison {rep['comparison_s']:.3f} s of generation"]
+    if rep["exchange_s"] is not None:
+        lines.append(f"  rank 0 spent {rep['exchange_s']:.2f} s in the exchanges (waiting for the slowest rank "
+                     "included)")
     return "\n".join(lines)

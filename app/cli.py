@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--tokens", type=_int_range(4, 1024, "--tokens"), default=48)
     p.add_argument("--repeats", type=_int_range(1, 20, "--repeats"), default=3)
+    p.add_argument("--launch", type=_int_range(2, 64, "--launch"), metavar="N",
+                   help="instead: time an 8-comparison experiment run by one process and by N under mlx.launch")
     p.add_argument("--json", action="store_true")
     return ap
 
@@ -624,8 +626,12 @@ def cmd_doctor(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from lenscope.app.bench import render, run_bench
+    from lenscope.app.bench import launch_bench, render, render_launch, run_bench
 
+    if args.launch:
+        rep = launch_bench(args.model, args.launch, args.tokens)
+        _emit(rep) if args.json else print(render_launch(rep))
+        return
     engine, _ = _load(args)
     native = None
     if "dequantized" in engine.loaded.precision:  # also time the stored, quantized path

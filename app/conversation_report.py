@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from lenscope.app.html_report import COLORS
+
 
 def is_conversation(rec: dict[str, Any]) -> bool:
     return rec.get("kind") == "conversation"
@@ -108,7 +110,8 @@ def html_section(c: int, rec: dict[str, Any], chart) -> str:
                                                       else " · <span class='fail'>fail</span>")
             shares = " · ".join(f"{html.escape(lb)}: {v:.3f}" for lb, v in zip(t["spans"], row["shares"])
                                 if v is not None)
-            parts.append(f"<div class='row'><h3>{html.escape(row['name'])}{check}</h3><div class='meta'>{shares}</div>"
+            parts.append(f"<div class='row'><h3 style='color:{COLORS[r % len(COLORS)]}'>{html.escape(row['name'])}"
+                         f"{check}</h3><div class='meta'>{shares}</div>"
                          f"<div class='out'>{html.escape(row['text'])}</div></div>")
         parts.append("</div>")
     charts = "".join(chart([(r, fade["shares"][lb][r]) for r in range(len(fade["rows"]))], f"share on {lb} per turn")
@@ -133,12 +136,12 @@ def html_summary(s: dict[str, Any], chart) -> str:
         return ""
     turns = len(s["checked"][0]) if s["checked"] else 0
     head = "<tr><th>row</th>" + "".join(f"<th>turn {k + 1}</th>" for k in range(turns)) + "</tr>"
-    body = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{_rate(s, r, k)}</td>" for k in range(turns))
+    body = "".join(f"<tr><td style='color:{COLORS[r % len(COLORS)]}'>{html.escape(n)}</td>" + "".join(f"<td>{_rate(s, r, k)}</td>" for k in range(turns))
                    + "</tr>" for r, n in enumerate(s["rows"]))
     rates = [(r, [s["passed"][r][k] / s["checked"][r][k] if s["checked"][r][k] else None for k in range(turns)])
              for r in range(len(s["rows"]))]
     return (f"<section class='summary'><h2>Over {s['conversations']} conversations</h2>"
             f"<table><caption>checks passed per turn</caption>{head}{body}</table><div class='charts'>"
-            + chart(rates, "pass rate per turn")
+            + chart(rates, "pass rate per turn", top=1.0)
             + chart([(r, v) for r, v in enumerate(s["share"])], "share on the constraint (first marked span)")
             + "</div></section>")

@@ -135,12 +135,13 @@ def _tokens(tokens: Sequence[str], start: int, classes: Sequence[str], extra: st
 
 
 def _chart(series: list[tuple[int, list]], title: str, width: int = 320, height: int = 110,
-           x_label: str = "step", first: int = 0) -> str:
-    """An inline SVG line chart: one polyline per row (None values are gaps); x counts from `first`."""
+           x_label: str = "step", first: int = 0, top: float | None = None) -> str:
+    """An inline SVG line chart: one polyline per row (None values are gaps); x counts from
+    `first`; y from 0 to `top` (the largest value when None)."""
     values = [v for _, vs in series for v in vs if v is not None]
     if not values:
         return ""
-    top = max(max(values), 1e-9)
+    top = top or max(max(values), 1e-9)
     steps = max(len(vs) for _, vs in series)
     x = lambda t: 30 + (width - 40) * t / max(steps - 1, 1)
     y = lambda v: height - 18 - (height - 34) * v / top

@@ -125,6 +125,9 @@ def test_conversation_session_saves_and_replays_exactly(engine, tmp_path):
     convs.run_turn(engine, conv, "where is the key?", [parse_inline("emphasis:strength=1.5")], **RUN)
     conv.keep = 1
     convs.run_turn(engine, conv, "and the door?", EMPH, max_tokens=4, temperature=0.7, seed=3)
+    assert conv.messages[-1].text == conv.turns[-1]["rows"][1]["text"]
+    assert conv.keep_row(0)  # changed their mind: the baseline's reply joins the transcript after all
+    assert conv.messages[-1].text == conv.turns[-1]["rows"][0]["text"] and not conv.keep_row(5)
     path = tmp_path / "conv.json"
     session.save(session.Session(model="demo", conversation=conv.to_json()), path)
     loaded = convs.from_json(session.load(path).conversation, "saved")

@@ -177,3 +177,14 @@ def test_a_pipeline_sharded_model_is_refused_in_one_line():
     loaded.model.layers[0] = None  # as PipelineMixin.pipeline leaves the layers another rank holds
     with pytest.raises(BadInput, match="pipeline-sharded"):
         Engine(loaded)
+
+
+def test_bench_launch_times_one_and_two_processes():
+    from lenscope.app.bench import launch_bench, render_launch
+
+    rep = launch_bench(None, 2, tokens=4)
+    assert set(rep["wall_s"]) == {"1", "2"} and all(v > 0 for v in rep["wall_s"].values())
+    assert rep["comparisons"] == 8 and rep["exchange_s"] is not None
+    assert rep["speedup"] == round(rep["wall_s"]["1"] / rep["wall_s"]["2"], 3) or abs(
+        rep["speedup"] - rep["wall_s"]["1"] / rep["wall_s"]["2"]) < 0.01
+    assert "under mlx.launch -n 2" in render_launch(rep)
