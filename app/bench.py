@@ -264,8 +264,9 @@ lens = ["emphasis:strength=3", "steer:token=happy,strength=8"]
 
 def launch_bench(model: str | None, processes: int = 2, tokens: int = 48) -> dict[str, Any]:
     """Wall time of one experiment (8 comparisons) run by one process and under
-    `mlx.launch -n processes` (ring backend, this machine), each a fresh `lenscope run`
-    (model load included), and what rank 0 reports it spent exchanging results."""
+    `mlx.launch -n processes` (ring backend, this machine; OpenBLAS threads split between
+    the ranks), each a fresh `lenscope run` (model load included), and what rank 0 reports it
+    spent exchanging results."""
     import os
     import re
     import subprocess
@@ -283,8 +284,10 @@ def launch_bench(model: str | None, processes: int = 2, tokens: int = 48) -> dic
         for n in (1, processes):
             cmd = run + ["--out", str(Path(tmp) / f"out{n}")]
             cmd = cmd if n == 1 else launcher + ["-n", str(n), "--backend", "ring", "--"] + cmd
+            # ranks sharing this machine split its cores: OpenBLAS's own threads would oversubscribe them
+            run_env = env if n == 1 else {**env, "OPENBLAS_NUM_THREADS": str(max(1, (os.cpu_count() or n) // n))}
             t = time.perf_counter()
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            done = subprocess.run(cmd, env=run_env, capture_output=True, text=True)
             times[n] = time.perf_counter() - t
             if done.returncode or not (Path(tmp) / f"out{n}" / "report.md").exists():
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -131,6 +131,26 @@ def _marked(text: str, spans: list[tuple[int, int]] | None) -> str:
     return "".join(out) + html.escape(text[pos:])
 
 
+CHARTS = ("pass_rate.svg", "share.svg")  # written beside the reports over two or more conversations
+
+
+def summary_charts(s: dict[str, Any], chart, standalone: bool = True) -> dict[str, str]:
+    """The summary's two curves, pass rate and share per turn, as SVG files (`standalone`:
+    with their namespace, which a page's inline SVG does not need)."""
+    turns = len(s["checked"][0]) if s["checked"] else 0
+    rates = [(r, [s["passed"][r][k] / s["checked"][r][k] if s["checked"][r][k] else None for k in range(turns)])
+             for r in range(len(s["rows"]))]
+    n = s["conversations"]
+    charts = {"pass_rate.svg": chart(rates, f"checks passed per turn ({n} conversations)", top=1.0),
+              "share.svg": chart(list(enumerate(s["share"])), "mean share of attention on the constraint")}
+    if standalone:  # a file is read alone: it names its lines
+        legend = "".join(f"<text x='200' y='{14 * (r + 1)}' font-size='11' fill='{COLORS[r % len(COLORS)]}'>━ "
+                         f"{html.escape(name)}</text>" for r, name in enumerate(s["rows"]))
+        charts = {name: svg.replace("<svg ", "<svg xmlns='http://www.w3.org/2000/svg' ", 1)
+                  .replace("</svg>", legend + "</svg>") for name, svg in charts.items()}
+    return charts
+
+
 def html_summary(s: dict[str, Any], chart) -> str:
     if s["conversations"] < 2:
         return ""
@@ -138,10 +158,7 @@ def html_summary(s: dict[str, Any], chart) -> str:
     head = "<tr><th>row</th>" + "".join(f"<th>turn {k + 1}</th>" for k in range(turns)) + "</tr>"
     body = "".join(f"<tr><td style='color:{COLORS[r % len(COLORS)]}'>{html.escape(n)}</td>" + "".join(f"<td>{_rate(s, r, k)}</td>" for k in range(turns))
                    + "</tr>" for r, n in enumerate(s["rows"]))
-    rates = [(r, [s["passed"][r][k] / s["checked"][r][k] if s["checked"][r][k] else None for k in range(turns)])
-             for r in range(len(s["rows"]))]
+    charts = summary_charts(s, chart, standalone=False)
     return (f"<section class='summary'><h2>Over {s['conversations']} conversations</h2>"
             f"<table><caption>checks passed per turn</caption>{head}{body}</table><div class='charts'>"
-            + chart(rates, "pass rate per turn", top=1.0)
-            + chart([(r, v) for r, v in enumerate(s["share"])], "share on the constraint (first marked span)")
-            + "</div></section>")
+            + charts["pass_rate.svg"] + charts["share.svg"] + "</div></section>")

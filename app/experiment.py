@@ -172,10 +172,13 @@ def _is_int(x: Any) -> bool:
 
 def outputs(experiment: dict[str, Any]) -> list[str]:
     """Every file a run of `experiment` writes, relative to its folder."""
-    svgs = [_svg_name(i, r) for i, c in enumerate(experiment["comparisons"]) if c["capture_attention"]
-            and "turns" not in c
+    from lenscope.app.conversation_report import CHARTS
+
+    comparisons = experiment["comparisons"]
+    svgs = [_svg_name(i, r) for i, c in enumerate(comparisons) if c["capture_attention"] and "turns" not in c
             for r in range(1 + len(c["variants"]))]
-    return [*svgs, *REPORTS]
+    charts = list(CHARTS) if sum("turns" in c for c in comparisons) >= 2 else []  # over several conversations
+    return [*svgs, *charts, *REPORTS]
 
 
 def _svg_name(i: int, r: int) -> str:
@@ -325,7 +328,17 @@ def _write_heatmaps(tmp: Path, i: int, record: dict[str, Any]) -> None:
 def _write_reports(tmp: Path, out_dir: Path, results: list[dict | None], meta: dict[str, Any] | None) -> None:
     from lenscope.app.html_report import render
 
+    from functools import partial
+
+    from lenscope.app import conversation_report as cr
+    from lenscope.app.html_report import _chart
+
     so_far = [r for r in results if r is not None]
+    summary = cr.summary(so_far)
+    if summary["conversations"] >= 2:
+        for name, svg in cr.summary_charts(summary, partial(_chart, x_label="turn", first=1, width=420,
+                                                             height=160)).items():
+            (tmp / name).write_text(svg, encoding="utf-8")
     (tmp / "results.jsonl").write_text("".join(datafile.dumps(r) + "\n" for r in so_far), encoding="utf-8")
     (tmp / "report.md").write_text(markdown(so_far), encoding="utf-8")
     (tmp / "report.html").write_text(render(so_far, meta or {}), encoding="utf-8")
