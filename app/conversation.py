@@ -444,18 +444,20 @@ def _mean(values: list) -> float | None:
 
 def fade(conv_or_turns: Conversation | list[dict[str, Any]]) -> dict[str, Any]:
     """The fade chart's data: per span label, per row, its share at each turn (None where the
-    span did not exist yet), and the distance in tokens from the span to each turn's answer."""
+    span, or the row, did not exist yet), and the distance in tokens from the span to each
+    turn's answer. Rows are matched by name, so a lens added or removed between turns is its
+    own line (the baseline is always the first)."""
     turns = conv_or_turns.turns if isinstance(conv_or_turns, Conversation) else conv_or_turns
     labels: list[str] = []
+    names: list[str] = []
     for t in turns:
         labels += [lb for lb in t["spans"] if lb not in labels]
-    n_rows = max((len(t["rows"]) for t in turns), default=0)
-    names = [next((t["rows"][r]["name"] for t in turns if r < len(t["rows"])), f"row {r}") for r in range(n_rows)]
-    shares = {lb: [[None] * len(turns) for _ in range(n_rows)] for lb in labels}
+        names += [row["name"] for row in t["rows"] if row["name"] not in names]
+    shares = {lb: [[None] * len(turns) for _ in names] for lb in labels}
     distances = {lb: [None] * len(turns) for lb in labels}
     for k, t in enumerate(turns):
         for j, lb in enumerate(t["spans"]):
-            for r, row in enumerate(t["rows"]):
-                shares[lb][r][k] = row["shares"][j]
+            for row in t["rows"]:
+                shares[lb][names.index(row["name"])][k] = row["shares"][j]
             distances[lb][k] = t["rows"][0]["distances"][j]
     return {"labels": labels, "rows": names, "shares": shares, "distances": distances}

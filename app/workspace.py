@@ -128,6 +128,13 @@ class Workspace:
             n = len(conv.history(0))
             conv.marks = [m for m in lay.marks_of(self.marks) if m.message < n]
 
+    def tracked_hits(self, concept: str) -> set[int]:
+        """The tokens of one tracked concept in the transcript as last tokenized."""
+        if self.conversation is None or self.layout is None:
+            return set()
+        messages = [*self.conversation.history(0), convs.Message("user", self.prompt)]
+        return self.layout.concept_tokens(messages, concept)
+
     def pending_marks(self) -> list[convs.Mark]:
         """The marks on the prompt (the next user message), as characters of it."""
         if self.conversation is None or self.layout is None:

@@ -154,7 +154,8 @@ class LenscopeApp(App):
             title="Show geometry tab"),
         Key("f8", "tab('tree')", "the tree tab: branch where the model hesitates, score, keep the best",
             title="Show tree tab"),
-        Key("f9", "tab('conversation')", "the conversation tab: the transcript, and each marked span's share per turn",
+        Key("f9", "tab('conversation')", "the conversation (Talk) tab: the transcript, and each marked span's share "
+            "per turn",
             title="Show conversation tab"),
         Key("ctrl+e", "export_report", "export the comparison on screen as report.html + report.md (as `lenscope run`)",
             title="Export report"),
@@ -318,6 +319,11 @@ class LenscopeApp(App):
 
     def set_chat(self, on: bool) -> None:
         """Chat mode on or off: marks stay on the same characters of the user's text."""
+        if not on and self.ws.conversation is not None:  # a conversation is the chat template's turns
+            self.show_chat(True)
+            self.notify("conversation mode needs the chat template: ctrl+n turns conversation mode off first",
+                        severity="warning")
+            return
         on = self.show_chat(on)
         self.chat_choice = on
         lost = self.retokenize(remap=True)
@@ -379,7 +385,8 @@ class LenscopeApp(App):
         chips.tracked = set(ws.tracked)
         chips.marks = set(ws.marks)
         self.main.query_one("#tokens-label", Label).update(tokens_label(len(ws.prompt_tokens),
-                                                                        len(ws.template_tokens)))
+                                                                        len(ws.template_tokens),
+                                                                        ws.conversation is not None))
         self.refresh_stale()
         return lost
 
@@ -609,6 +616,10 @@ class LenscopeApp(App):
         except BadInput as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
+        if ws.conversation.mode == "keep" and ws.conversation.keep > len(ws.variants):
+            ws.conversation.keep = 0  # its row was removed: the baseline's replies are kept from now on
+            self.notify("the kept row no longer exists: keeping the baseline's replies from this turn on",
+                        severity="warning")
         conv = ws.conversation.copy()  # the worker's own
         conv.marks += ws.pending_marks()
         self.running = True
@@ -746,7 +757,8 @@ class LenscopeApp(App):
         self.parked_conversation = convs.Conversation.start(self.ws.system_text(), mode)
         self.ws.conversation = None
         self.set_conversation(True)
-        self.notify("a new conversation: the first turn is the prompt")
+        dropped = f" (the {len(old.turns)} turn(s) before are gone unless saved: ctrl+s)" if old and old.turns else ""
+        self.notify(f"a new conversation: the first turn is the prompt{dropped}")
 
     def action_branches(self) -> None:
         conv = self.ws.conversation
@@ -794,9 +806,12 @@ class LenscopeApp(App):
                 self.notify(f"no longer tracking '{words}'")
             else:
                 conv.concepts.append(words)
-                self.notify(f"tracking '{words}': every occurrence in any turn is emphasised with the marks")
             self.retokenize()
             self.show_conversation()
+            if words in conv.concepts:
+                found = len(self.ws.tracked_hits(words))
+                self.notify(f"tracking '{words}': {found} occurrence(s) so far; every occurrence in any turn is "
+                            "emphasised with the marks", severity="information" if found else "warning")
 
         self.push_screen(PathPrompt("Track a concept (a word or phrase; an existing one is untracked)"), chosen)
 
@@ -1060,7 +1075,8 @@ class LenscopeApp(App):
         self.show_captures({}, empty)
         if self.model_spec is None and s.model:
             self.notify(f"session was made with model {s.model}; start with --model to use it")
-        self.notify(f"opened {path}" + (" with saved outputs (ctrl+r runs again)" if result else ""))
+        again = "ctrl+r sends the next turn" if ws.conversation is not None else "ctrl+r runs again"
+        self.notify(f"opened {path}" + (f" with saved outputs ({again})" if result else ""))
         if result is not None:
             self.recapture()
 

@@ -21,8 +21,9 @@ def row_color(r: int) -> str:
 
 
 def line_chart(series: list[tuple[int, list[float | None]]], title: str, width: int, height: int,
-               x_label: str = "step", first: int = 0) -> Text:
-    """One line per (row index, values); None values (e.g. KL after divergence) are gaps; x counts from `first`."""
+               x_label: str = "step", first: int = 0, whole_x: bool = False) -> Text:
+    """One line per (row index, values); None values (e.g. KL after divergence) are gaps; x counts
+    from `first`; `whole_x`: ticks at whole numbers only, over every x (turns)."""
     plt.clear_figure()
     plt.plotsize(max(20, width), max(5, height))
     plt.theme("clear")
@@ -36,6 +37,10 @@ def line_chart(series: list[tuple[int, list[float | None]]], title: str, width: 
         return Text(f"{title}: nothing to plot yet", style="dim italic")
     plt.title(title)
     plt.xlabel(x_label)
+    if whole_x:
+        n = max(len(values) for _, values in series)
+        plt.xticks(list(range(first, first + n)))
+        plt.xlim(first, first + max(n - 1, 1))
     return Text.from_ansi(plt.build().rstrip("\n"))  # a trailing newline would push the legend off
 
 

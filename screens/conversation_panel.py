@@ -37,9 +37,11 @@ def _styled(text: str, marks: list[tuple[int, int]], concepts: list[str]) -> Tex
     return out
 
 
-def transcript_text(conv: Conversation, row_names: list[str]) -> Text:
+def transcript_text(conv: Conversation) -> Text:
     """Every message with its role; marked spans highlighted, tracked concepts underlined; under
-    each user turn, every row's reply (◆ the one kept), with its check when there was one."""
+    each user turn, every row's reply as that turn named it (◆ the one kept, in keep mode),
+    with its check when there was one."""
+    names = fade(conv)["rows"]  # one colour per row name, as in the chart
     marks: dict[int, list[tuple[int, int]]] = {}
     for m in conv.marks:
         marks.setdefault(m.message, []).append((m.start, m.end))
@@ -49,14 +51,15 @@ def transcript_text(conv: Conversation, row_names: list[str]) -> Text:
         if msg.role == "assistant" and turn - 1 < len(conv.turns):
             record = conv.turns[turn - 1]
             for r, row in enumerate(record["rows"]):
-                kept = conv.mode == "branches" and r == 0 or conv.mode == "keep" and r == record["setup"]["keep"]
-                name = row["name"] if r >= len(row_names) or not row_names[r] else row_names[r]
+                shown = conv.mode == "branches" and r == 0 or conv.mode == "keep" and r == record["setup"]["keep"]
+                kept = shown and conv.mode == "keep"
+                name = row["name"]
                 check = "" if row.get("passed") is None else (" ✓" if row["passed"] else " ✗")
                 short = name if len(name) <= 24 else name[:23] + "…"
-                out.append(f"  {'◆' if kept else ' '} {short}{check}: ", style=row_color(r))
-                body = _styled(msg.text, marks.get(i, []), conv.concepts) if kept else \
+                out.append(f"  {'◆' if kept else ' '} {short}{check}: ", style=row_color(names.index(name)))
+                body = _styled(msg.text, marks.get(i, []), conv.concepts) if shown else \
                     _styled(row["text"], [], conv.concepts)
-                if not kept:
+                if not shown:
                     body.stylize("dim")
                 out.append_text(body)
                 out.append("\n")
@@ -77,6 +80,9 @@ def fade_text(conv: Conversation, span: int, width: int, height: int = 10) -> Gr
     and the legend."""
     data = fade(conv)
     if not data["labels"]:
+        if conv.marks or conv.concepts:
+            return Text(f"{len(conv.marks)} mark(s), {len(conv.concepts)} tracked concept(s): the chart starts with "
+                        "the next turn", style="dim italic")
         return Text("no marked spans yet: mark tokens of any turn (space in the tokens, f2) or track a concept (t)",
                     style="dim italic")
     label = data["labels"][span % len(data["labels"])]
@@ -86,7 +92,8 @@ def fade_text(conv: Conversation, span: int, width: int, height: int = 10) -> Gr
         values = " · ".join(f"{name}: {v:.3f}" for name, (_, vs) in zip(data["rows"], series) for v in vs if v is not None)
         chart = Text(f"share on {label} at turn 1: {values} (the curve starts at turn 2)")
     else:
-        chart = line_chart(series, f"share of attention on {label}", width, height, x_label="turn", first=1)
+        chart = line_chart(series, f"share of attention on {label}", width, height, x_label="turn", first=1,
+                           whole_x=True)
     distances = " ".join("-" if d is None else str(d) for d in data["distances"][label])
     return Group(chart, legend(data["rows"]),
                  Text(f"distance in tokens from the span to each turn's answer: {distances}", style="dim"))
@@ -100,7 +107,7 @@ class ConversationPanel(VerticalScroll, can_focus=True):
     ConversationPanel #conv-transcript { height: auto; padding: 0 1; }
     """
     KEYS = [
-        Key("t", "track", "track a concept: every later occurrence of a word or phrase is marked too", "track"),
+        Key("t", "track", "track a concept: every occurrence of a word or phrase, in any turn, is marked too", "track"),
         Key("k", "cycle_keep", "keep mode: choose whose reply joins the transcript (baseline or a lens row)", "keep"),
         Key("left_square_bracket", "span(-1)", "the fade chart's span: previous / next"),
         Key("right_square_bracket", "span(1)", "the fade chart's span: previous / next", "span"),
@@ -131,7 +138,7 @@ class ConversationPanel(VerticalScroll, can_focus=True):
         if conv is None:
             return f"conversation mode is off: ctrl+n turns it on  [dim]{escape(hint(self.KEYS))}[/]"
         if conv.mode == "branches":
-            mode = "branches: every row continues its own"
+            mode = "branches: every row continues its own history"
         else:
             kept = self.row_names[conv.keep] if conv.keep < len(self.row_names) else f"row {conv.keep}"
             mode = f"keeping {kept}'s replies"
@@ -139,6 +146,7 @@ class ConversationPanel(VerticalScroll, can_focus=True):
         return f"{len(conv.turns)} turn(s) · {escape(mode + tracked)}  [dim]{escape(hint(self.KEYS))}[/]"
 
     def show(self, conv: Conversation | None, row_names: list[str]) -> None:
+        """`row_names`: the rows the next turn will run (the header names the kept one)."""
         self.conv, self.row_names = conv, row_names
         self.redraw()
 
@@ -152,7 +160,7 @@ class ConversationPanel(VerticalScroll, can_focus=True):
             return
         fade_area.update(fade_text(conv, self.span_index, max(30, self.scrollable_content_region.width - 3),
                                    max(7, min(12, self.size.height // 2 - 1))))
-        text_area.update(transcript_text(conv, self.row_names))
+        text_area.update(transcript_text(conv))
 
     def on_resize(self) -> None:
         self.redraw()

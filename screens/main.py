@@ -31,9 +31,13 @@ from lenscope.screens.tree_panel import TreePanel
 from lenscope.screens.variant_list import VariantList
 
 
-def tokens_label(n: int | None, template: int = 0) -> str:
-    """`template`: how many of the n tokens are the chat template's (dimmed, not markable)."""
+def tokens_label(n: int | None, template: int = 0, conversation: bool = False) -> str:
+    """`template`: how many of the n tokens are the chat template's (dimmed, not markable).
+    In a conversation the tokens are the whole transcript's: space marks any turn's."""
     count = "" if n is None else f" ({n}, {template} template)" if template else f" ({n})"
+    if conversation:
+        return (f"transcript tokens{count} ([b]space[/b] marks one of any turn · [b]ctrl+k[/b] marks the "
+                "prompt's selection)")
     return f"tokens{count} ([b]space[/b] marks important · [b]ctrl+k[/b] marks the selection)"
 
 

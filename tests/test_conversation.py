@@ -211,3 +211,16 @@ def test_mark_that_occurs_nowhere_is_refused_before_running(engine, tmp_path):
     with pytest.raises(BadInput, match="mark 'absent'"):
         experiment.run(engine, exp, tmp_path / "out", progress=lambda m: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_fade_follows_each_row_by_name_when_lenses_change_between_turns(engine):
+    conv = Conversation.start()
+    strong, weak = parse_inline("emphasis:strength=3"), parse_inline("decay")
+    convs.run_turn(engine, conv, "the key is blue.", [strong], mark=["blue"], **RUN)
+    convs.run_turn(engine, conv, "what colour is it?", [strong, weak], **RUN)
+    convs.run_turn(engine, conv, "and the door?", [weak], **RUN)  # emphasis removed
+    data = convs.fade(conv)
+    assert data["rows"] == ["baseline", "emphasis:strength=3", "decay"]
+    shares = data["shares"]["turn 1: 'blue'"]
+    assert shares[1][2] is None and shares[1][0] is not None  # emphasis: turns 1-2 only
+    assert shares[2][0] is None and shares[2][2] == conv.turns[2]["rows"][1]["shares"][0]  # decay from turn 2

@@ -4,6 +4,8 @@ that read the marks get part of the boost, as computed here by hand."""
 import mlx.core as mx
 import numpy as np
 
+from numerics import same_logits
+
 from lenscope.app.engine import Request
 from lenscope.lenses.attention import inherited_importance
 from lenscope.lenses.base import Ctx
@@ -23,7 +25,7 @@ def test_propagate_zero_is_plain_emphasis(engine):
     run = engine.compare(Request(PROMPT, variants, marks, max_tokens=4, keep_logits=True))
     res = run.run()
     assert res.rows[1].token_ids == res.rows[2].token_ids
-    assert all(np.array_equal(step[1], step[2]) for step in run.logits)
+    assert all(same_logits(step[1], step[2]) for step in run.logits)
 
 
 def test_inherited_weights_by_hand_and_the_bias_they_give(engine):

@@ -30,7 +30,7 @@ def panel_text(a) -> str:
     console = Console(width=100, record=True, file=io.StringIO())
     console.print(panel._header())
     console.print(fade_text(panel.conv, panel.span_index, 90))
-    console.print(transcript_text(panel.conv, panel.row_names))
+    console.print(transcript_text(panel.conv))
     return console.export_text()
 
 
@@ -117,3 +117,19 @@ async def test_branches_mode_gives_each_row_its_own_history():
         await pilot.pause()
         assert any("set before the first turn" in m for m in messages(a)), messages(a)
         assert a.ws.conversation.mode == "branches"
+
+
+async def test_chat_stays_on_while_a_conversation_is_on():
+    a = app(prompt="hello")
+    async with a.run_test(size=(100, 34)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert a.ws.chat and a.ws.conversation is not None
+        assert a.main.query_one("#chat", Checkbox).value
+        assert any("needs the chat template" in m for m in messages(a))
+        await pilot.press("ctrl+n", "ctrl+t")  # conversation off first: then chat can go
+        await pilot.pause()
+        assert not a.ws.chat and a.ws.conversation is None
