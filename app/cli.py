@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting(p, "seed")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("run", help="a batch of comparisons: results.jsonl + report.md + report.html (+ SVG)")
+    p = sub.add_parser("run", help="a batch of comparisons: results.jsonl + report.md + report.html (+ SVG)",
+                       epilog="Under `mlx.launch -n N -- lenscope run ...` each process runs its share and rank 0 "
+                              "writes the merged results (README: Beyond one machine).")
     p.set_defaults(func=cmd_run)
     _add_model(p)
     p.add_argument("experiment", help="an experiment .toml file")
@@ -149,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="keep the comparisons an interrupted run of this experiment finished in --out; run the rest")
 
-    p = sub.add_parser("search", help="tune a lens stack toward a score: results.jsonl, best.toml, report.md")
+    p = sub.add_parser("search", help="tune a lens stack toward a score: results.jsonl, best.toml, report.md",
+                       epilog="Under `mlx.launch -n N -- lenscope search ...` the candidates' batches are shared out "
+                              "(README: Beyond one machine).")
     p.set_defaults(func=cmd_search)
     p.add_argument("search", help="the search file (TOML)")
     p.add_argument("--out", required=True, help="output folder; a search already there is resumed")

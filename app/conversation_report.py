@@ -100,7 +100,8 @@ def html_section(c: int, rec: dict[str, Any], chart) -> str:
     parts = []
     system = next((i for i, m in enumerate(conv["messages"]) if m["role"] == "system"), None)
     if system is not None:
-        parts.append(f"<p class='turn sys'><b>system</b> {_marked(conv['messages'][system]['text'], marked.get(system))}</p>")
+        text = _marked(conv["messages"][system]["text"], marked.get(system))
+        parts.append(f"<p class='turn sys'><b>system</b> {text}</p>")
     user_index = [i for i, m in enumerate(conv["messages"]) if m["role"] == "user"]
     for k, t in enumerate(conv["turns"]):
         i = user_index[k] if k < len(user_index) else None
@@ -156,8 +157,9 @@ def html_summary(s: dict[str, Any], chart) -> str:
         return ""
     turns = len(s["checked"][0]) if s["checked"] else 0
     head = "<tr><th>row</th>" + "".join(f"<th>turn {k + 1}</th>" for k in range(turns)) + "</tr>"
-    body = "".join(f"<tr><td style='color:{COLORS[r % len(COLORS)]}'>{html.escape(n)}</td>" + "".join(f"<td>{_rate(s, r, k)}</td>" for k in range(turns))
-                   + "</tr>" for r, n in enumerate(s["rows"]))
+    body = "".join(f"<tr><td style='color:{COLORS[r % len(COLORS)]}'>{html.escape(n)}</td>"
+                   + "".join(f"<td>{_rate(s, r, k)}</td>" for k in range(turns)) + "</tr>"
+                   for r, n in enumerate(s["rows"]))
     charts = summary_charts(s, chart, standalone=False)
     return (f"<section class='summary'><h2>Over {s['conversations']} conversations</h2>"
             f"<table><caption>checks passed per turn</caption>{head}{body}</table><div class='charts'>"

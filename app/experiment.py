@@ -326,12 +326,10 @@ def _write_heatmaps(tmp: Path, i: int, record: dict[str, Any]) -> None:
 
 
 def _write_reports(tmp: Path, out_dir: Path, results: list[dict | None], meta: dict[str, Any] | None) -> None:
-    from lenscope.app.html_report import render
-
     from functools import partial
 
     from lenscope.app import conversation_report as cr
-    from lenscope.app.html_report import _chart
+    from lenscope.app.html_report import _chart, render
 
     so_far = [r for r in results if r is not None]
     summary = cr.summary(so_far)
@@ -415,7 +413,7 @@ def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None]
 
 
 def _check_conversation(engine, c: dict[str, Any]) -> None:
-    """The first turn templates, tokenizes and prepares; marks and tracked texts occur."""
+    """The first turn templates, tokenizes and prepares; each `mark` text occurs somewhere."""
     from lenscope.app import conversation as convs
     from lenscope.app.engine import Request
 

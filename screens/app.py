@@ -199,7 +199,8 @@ class LenscopeApp(App):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # ctrl+r and ctrl+k are priority keys (the prompt must not eat ctrl+k): not over a dialog
-        if action in ("run", "mark_selection", "toggle_chat", "toggle_conversation") and isinstance(self.screen, ModalScreen) \
+        modal = isinstance(self.screen, ModalScreen)
+        if action in ("run", "mark_selection", "toggle_chat", "toggle_conversation") and modal \
                 and not isinstance(self.screen, CommandPalette):
             return False
         return True
