@@ -120,17 +120,39 @@ class Layout:
         return out
 
 
-def render(tokenizer, messages: Sequence[Message], generation_prompt: bool = True) -> tuple[str, list[tuple[int, int]]]:
-    """The transcript through the chat template, and each message's text's place in it
-    (found in order, so a reply that repeats an earlier message is not found there)."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise BadInput("conversation: this model has no chat template")
-    data = [{"role": m.role, "content": m.text} for m in messages]
+def _apply(tokenizer, messages: Sequence[Message], generation_prompt: bool, texts: Sequence[str]) -> str:
+    data = [{"role": m.role, "content": t} for m, t in zip(messages, texts)]
     try:
-        text = tokenizer.apply_chat_template(data, add_generation_prompt=generation_prompt, tokenize=False)
+        return tokenizer.apply_chat_template(data, add_generation_prompt=generation_prompt, tokenize=False)
     except Exception as exc:  # a template may refuse a system role, or two turns of one role
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadInput(f"conversation: the model's chat template failed: {first}") from None
+
+
+def render(tokenizer, messages: Sequence[Message], generation_prompt: bool = True) -> tuple[str, list[tuple[int, int]]]:
+    """The transcript through the chat template, and each message's text's place in it.
+
+    Found by rendering placeholders (private-use characters no template writes) in place of
+    the texts: a search for the text itself can land in the template's own words (a message
+    "user" inside "<|user|>"). A template that changes the texts (trims them) is searched
+    in order instead."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise BadInput("conversation: this model has no chat template")
+    text = _apply(tokenizer, messages, generation_prompt, [m.text for m in messages])
+    holders = [f"\ue000lenscope-{i}\ue001" for i in range(len(messages))]
+    probe = _apply(tokenizer, messages, generation_prompt, holders)
+    pieces, offsets, pos, length = [], [], 0, 0
+    for holder, m in zip(holders, messages):
+        at = probe.find(holder, pos)
+        if at < 0:
+            break
+        pieces += [probe[pos:at], m.text]
+        length += at - pos
+        offsets.append((length, length + len(m.text)))
+        length += len(m.text)
+        pos = at + len(holder)
+    if len(offsets) == len(messages) and "".join(pieces) + probe[pos:] == text:
+        return text, offsets
     offsets, pos = [], 0
     for i, m in enumerate(messages):
         at = text.find(m.text, pos)

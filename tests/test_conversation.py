@@ -224,3 +224,13 @@ def test_fade_follows_each_row_by_name_when_lenses_change_between_turns(engine):
     shares = data["shares"]["turn 1: 'blue'"]
     assert shares[1][2] is None and shares[1][0] is not None  # emphasis: turns 1-2 only
     assert shares[2][0] is None and shares[2][2] == conv.turns[2]["rows"][1]["shares"][0]  # decay from turn 2
+
+
+def test_messages_are_found_where_they_are_not_in_the_templates_own_words(engine):
+    """A message that reads like the template ("user" inside "<|user|>") is still placed on its own text."""
+    messages = [Message("user", "user"), Message("assistant", "assistant"), Message("user", "<|")]
+    text, offsets = convs.render(engine.tokenizer, messages)
+    assert [text[a:b] for a, b in offsets] == ["user", "assistant", "<|"]
+    assert offsets[0][0] == text.index("<|user|>") + len("<|user|>")
+    lay = convs.layout(engine, messages)
+    assert "".join(engine.token_text(lay.ids[i]) for i in sorted(lay.tokens_of(Mark(0, 0, 4)))) == "user"
