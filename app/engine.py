@@ -51,7 +51,8 @@ class Engine:
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
-        if any(layer is None for layer in self.model.layers) or getattr(getattr(self.model, "model", None), "pipeline_size", 1) > 1:
+        inner = getattr(self.model, "model", None)
+        if any(layer is None for layer in self.model.layers) or getattr(inner, "pipeline_size", 1) > 1:
             # mlx-lm's pipeline sharding leaves each process a slice of the layers
             raise BadInput("this model is pipeline-sharded across processes (mlx-lm sharded_load): lenscope needs "
                            "every layer in each process (hooks, captures, the logit lens); under mlx.launch each "

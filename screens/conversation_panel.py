@@ -89,7 +89,8 @@ def fade_text(conv: Conversation, span: int, width: int, height: int = 10) -> Gr
     series = [(r, data["shares"][label][r]) for r in range(len(data["rows"]))]
     n = len(conv.turns)
     if n < 2:
-        values = " · ".join(f"{name}: {v:.3f}" for name, (_, vs) in zip(data["rows"], series) for v in vs if v is not None)
+        values = " · ".join(f"{name}: {v:.3f}" for name, (_, vs) in zip(data["rows"], series)
+                            for v in vs if v is not None)
         chart = Text(f"share on {label} at turn 1: {values} (the curve starts at turn 2)")
     else:
         chart = line_chart(series, f"share of attention on {label}", width, height, x_label="turn", first=1,
