@@ -318,7 +318,8 @@ def _check_turn(t: Any, where: str) -> None:
         return x is None or isinstance(x, (int, float)) and not isinstance(x, bool)
 
     ok = isinstance(t, dict) and isinstance(t.get("user"), str) and isinstance(t.get("spans"), list) \
-        and all(isinstance(s, str) for s in t["spans"]) and isinstance(t.get("rows"), list) and t["rows"]
+        and all(isinstance(s, str) for s in t["spans"]) and isinstance(t.get("rows"), list) and t["rows"] \
+        and isinstance(t.get("setup"), dict) and isinstance(t["setup"].get("keep"), int)
     for row in t.get("rows", []) if ok else []:
         ok = ok and isinstance(row, dict) and isinstance(row.get("name"), str) and isinstance(row.get("text"), str) \
             and isinstance(row.get("token_ids"), list) and all(isinstance(i, int) for i in row["token_ids"]) \
@@ -327,8 +328,8 @@ def _check_turn(t: Any, where: str) -> None:
             and len(row["distances"]) == len(t["spans"]) and all(number(x) for x in row["distances"]) \
             and row.get("passed") in (None, True, False) and number(row.get("score"))
     if not ok:
-        raise BadInput(f"{where}: not a turn record (user, spans, and rows with name, text, token_ids, shares, "
-                       "distances, passed)")
+        raise BadInput(f"{where}: not a turn record (user, spans, setup, and rows with name, text, token_ids, "
+                       "shares, distances, passed)")
 
 
 # -- running a turn ------------------------------------------------------------------------------

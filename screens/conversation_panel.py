@@ -48,7 +48,7 @@ def transcript_text(conv: Conversation) -> Text:
     out = Text()
     turn = 0
     for i, msg in enumerate(conv.messages):
-        if msg.role == "assistant" and turn - 1 < len(conv.turns):
+        if msg.role == "assistant" and 0 < turn <= len(conv.turns):
             record = conv.turns[turn - 1]
             for r, row in enumerate(record["rows"]):
                 shown = conv.mode == "branches" and r == 0 or conv.mode == "keep" and r == record["setup"]["keep"]

@@ -146,6 +146,9 @@ def test_conversation_session_saves_and_replays_exactly(engine, tmp_path):
     ({"messages": [{"role": "robot", "text": "hi"}]}, "messages 1"),
     ({"concepts": [" "]}, "'concepts'"),
     ({"turns": [{"user": "hi", "rows": "x"}]}, "turn 1"),
+    ({"turns": [{"user": "hi", "spans": [], "rows": [{"name": "b", "text": "", "token_ids": [], "shares": [],
+                                                      "distances": [], "passed": None, "score": None}]}]},
+     "turn 1"),  # no setup: what it ran with is unknown
 ])
 def test_bad_saved_conversation_is_one_line(bad, message):
     data = {"messages": [{"role": "user", "text": "hi"}], **bad}
