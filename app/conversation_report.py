@@ -29,24 +29,24 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     passed, and the mean share of attention on the first marked span."""
     convs = [r["conversation"] for r in records if is_conversation(r)]
     n_turns = max((len(c["turns"]) for c in convs), default=0)
-    names: list[str] = []
+    names: list[str] = []  # rows are matched by name: conversations may run different lenses
     for c in convs:
         for t in c["turns"]:
-            names += [row["name"] for row in t["rows"][len(names):]]
+            names += [row["name"] for row in t["rows"] if row["name"] not in names]
     checked = np.zeros((len(names), n_turns), int)
     passed = np.zeros((len(names), n_turns), int)
     shares: list[list[list[float]]] = [[[] for _ in range(n_turns)] for _ in names]
     for c in convs:
         for k, t in enumerate(c["turns"]):
-            for r, row in enumerate(t["rows"]):
+            for row in t["rows"]:
+                r = names.index(row["name"])
                 if row.get("passed") is not None:
                     checked[r, k] += 1
                     passed[r, k] += bool(row["passed"])
                 if row["shares"] and row["shares"][0] is not None:
                     shares[r][k].append(row["shares"][0])
     return {"conversations": len(convs), "rows": names, "checked": checked.tolist(), "passed": passed.tolist(),
-            "share": [[float(np.mean(v)) if v else None for v in per_turn] for per_turn in shares],
-            "span": next((c["turns"][0]["spans"][0] for c in convs if c["turns"] and c["turns"][0]["spans"]), None)}
+            "share": [[float(np.mean(v)) if v else None for v in per_turn] for per_turn in shares]}
 
 
 def _rate(s: dict[str, Any], r: int, k: int) -> str:
@@ -54,16 +54,17 @@ def _rate(s: dict[str, Any], r: int, k: int) -> str:
     return f"{s['passed'][r][k]}/{n}" if n else "-"
 
 
-def summary_markdown(s: dict[str, Any]) -> list[str]:
+def summary_markdown(s: dict[str, Any], md) -> list[str]:
+    """The summary's two tables (`md` escapes text for markdown)."""
     if s["conversations"] < 2:
         return []
     turns = range(len(s["checked"][0]) if s["checked"] else 0)
     head = "| row | " + " | ".join(f"turn {k + 1}" for k in turns) + " |"
     sep = "|---|" + "---|" * len(turns)
     lines = [f"## Over {s['conversations']} conversation(s)", "", "Checks passed per turn:", "", head, sep]
-    lines += [f"| {name} | " + " | ".join(_rate(s, r, k) for k in turns) + " |" for r, name in enumerate(s["rows"])]
+    lines += [f"| {md(name)} | " + " | ".join(_rate(s, r, k) for k in turns) + " |" for r, name in enumerate(s["rows"])]
     lines += ["", "Mean share of attention on the first marked span (the constraint) while answering:", "", head, sep]
-    lines += [f"| {name} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in s["share"][r]) + " |"
+    lines += [f"| {md(name)} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in s["share"][r]) + " |"
               for r, name in enumerate(s["rows"])]
     return lines + [""]
 

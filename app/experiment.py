@@ -565,7 +565,7 @@ def write_reports(folder: str | Path, results: list[dict], meta: dict[str, Any])
 def markdown(results: list[dict]) -> str:
     from lenscope.app import conversation_report as cr
 
-    lines = ["# lenscope report", "", *cr.summary_markdown(cr.summary(results))]
+    lines = ["# lenscope report", "", *cr.summary_markdown(cr.summary(results), _md)]
     for rec in results:
         if cr.is_conversation(rec):
             lines += cr.markdown_section(rec, _md)
