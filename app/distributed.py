@@ -108,16 +108,21 @@ def world() -> World:
     return _WORLD
 
 
-def read_shards(out: Path) -> list[dict[str, Any]]:
-    """Every line of every rank's shard file in `out` (a killed rank's last line may be cut off: skipped)."""
-    lines = []
-    for path in sorted((out / SHARDS).glob("rank-*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-    return lines
+def read_jsonl(path: Path) -> list[Any]:
+    """The lines of a JSON-lines file that parse, read only (a killed writer's last line may be
+    cut off: skipped; the file is left for its owner to repair)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def read_shards(out: Path) -> list[Any]:
+    """Every line of every rank's shard file in `out`."""
+    return [item for path in sorted((out / SHARDS).glob("rank-*.jsonl")) for item in read_jsonl(path)]
 
 
 def append_shard(path: Path, item: dict[str, Any]) -> None:

@@ -274,15 +274,15 @@ def run(engine, search: Search, out: Path, progress: Callable[[int, int], None] 
     out, one per rank per round; after each round every rank knows every score (halving
     ranks them) and rank 0 appends them to DIR/results.jsonl in the order one process
     would. The other ranks keep theirs in DIR/shards/rank-R.jsonl, read again on resume."""
-    from lenscope.app.distributed import World, read_shards
+    from lenscope.app.distributed import World, read_jsonl, read_shards
 
     world = world or World()
     out.mkdir(parents=True, exist_ok=True)
     results = Results(out / "results.jsonl" if world.leader else world.shard_file(out))
     if world.size > 1:  # what any rank finished before (its shard, the merged file), known to all
         results.take(read_shards(out), write=world.leader)
-        if not world.leader and (out / "results.jsonl").exists():
-            results.take(Results(out / "results.jsonl").done.values(), write=False)
+        if not world.leader and (out / "results.jsonl").exists():  # rank 0's file: read, never repaired here
+            results.take(read_jsonl(out / "results.jsonl"), write=False)
         results.take(world.gather(list(results.done.values())), write=world.leader)
     seed = search.settings["seed"]
     pool = search.candidates(seed) if search.dimensions else [{}]
