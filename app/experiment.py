@@ -55,7 +55,6 @@ TEMP_PREFIX = ".lenscope-run-"
 
 def load(path: str | Path) -> dict[str, Any]:
     """The whole experiment, checked: nothing needs a model or writes a file."""
-    from lenscope.lenses.spec import parse
 
     where = f"experiment '{path}'"
     data = datafile.read(path, where, "toml")
@@ -99,12 +98,7 @@ def load(path: str | Path) -> dict[str, Any]:
         mark_tokens = [mark_tokens] if _is_int(mark_tokens) else mark_tokens
         if not isinstance(mark_tokens, list) or not all(_is_int(t) for t in mark_tokens):
             raise BadInput(f"{cwhere}: 'mark_tokens' must be a list of token indices (integers)")
-        specs = [str(Path(path).parent / s) if s.endswith((".toml", ".json")) else s
-                 for s in _texts(merged.get("lens", []), "lens", cwhere)]
-        try:
-            variants = [v for s in specs for v in parse(s)]
-        except BadInput as exc:
-            raise BadInput(f"{cwhere}: {exc}") from None
+        specs, variants = _lenses(path, merged, cwhere)
         use_chat, system = chat.check_options(merged.get("chat", False), merged.get("system"), cwhere)
         out.append({"name": name, "prompt": prompt, "mark": marks, "mark_tokens": mark_tokens, "lens": specs,
                     "variants": variants, "chat": use_chat, "system": system, **settings.check_all(merged, cwhere)})
@@ -122,7 +116,6 @@ def _conversation(path: str | Path, name: str, merged: dict[str, Any], where: st
     """
     from lenscope.app.conversation import MODES
     from lenscope.app.scores import Score
-    from lenscope.lenses.spec import parse
 
     turns = _texts(merged["turns"], "turns", where)
     if not turns or any(not t.strip() for t in turns):
@@ -135,12 +128,7 @@ def _conversation(path: str | Path, name: str, merged: dict[str, Any], where: st
         raise BadInput(f"{where}: 'mark' texts must not be empty")
     if any(not t.split() for t in track):
         raise BadInput(f"{where}: 'track' texts must not be empty")
-    specs = [str(Path(path).parent / s) if s.endswith((".toml", ".json")) else s
-             for s in _texts(merged.get("lens", []), "lens", where)]
-    try:
-        variants = [v for s in specs for v in parse(s)]
-    except BadInput as exc:
-        raise BadInput(f"{where}: {exc}") from None
+    specs, variants = _lenses(path, merged, where)
     mode = merged.get("mode", "keep")
     if mode not in MODES:
         raise BadInput(f"{where}: 'mode' must be one of {', '.join(MODES)}")
@@ -156,6 +144,18 @@ def _conversation(path: str | Path, name: str, merged: dict[str, Any], where: st
     return {"name": name, "turns": turns, "mark": marks, "track": track, "lens": specs, "variants": variants,
             "mode": mode, "keep": keep, "system": system, "check": check, "chat": True,
             **settings.check_all(merged, where)}
+
+
+def _lenses(path: str | Path, merged: dict[str, Any], where: str) -> tuple[list[str], list]:
+    """A comparison's `lens` specs (files relative to the experiment) and the variants they make."""
+    from lenscope.lenses.spec import parse
+
+    specs = [str(Path(path).parent / s) if s.endswith((".toml", ".json")) else s
+             for s in _texts(merged.get("lens", []), "lens", where)]
+    try:
+        return specs, [v for s in specs for v in parse(s)]
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc}") from None
 
 
 def _texts(value: Any, key: str, where: str) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lenscope.app.conversation_report import is_conversation
 from lenscope.app.errors import BadInput
 
 
@@ -30,7 +31,7 @@ def load_run(path: str | Path) -> dict[str, dict[str, Any]]:
     for n, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)
-            out.update(_turns(rec) if rec.get("kind") == "conversation" else {str(rec["comparison"]): rec})
+            out.update(_turns(rec) if is_conversation(rec) else {str(rec["comparison"]): rec})
         except (ValueError, KeyError, TypeError, AttributeError):
             raise BadInput(f"run '{path}': line {n} of {p.name} is not a comparison result") from None
     return out

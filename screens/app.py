@@ -549,22 +549,30 @@ class LenscopeApp(App):
             return
         try:
             request = self.ws.request(self.engine)  # the templated prompt in chat mode
-            for v in self.ws.variants:
-                problem = variant_problem(v, self.model_shape())
-                if problem:
-                    raise BadInput(problem)
+            self.check_variants()
         except BadInput as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
+        self.generate(request, self.begin_run(request.max_tokens, "prefill…"))
+
+    def check_variants(self) -> None:
+        """Every variant fits the loaded model (layers, heads); BadInput names the first that does not."""
+        for v in self.ws.variants:
+            problem = variant_problem(v, self.model_shape())
+            if problem:
+                raise BadInput(problem)
+
+    def begin_run(self, max_tokens: int, status: str) -> int:
+        """The screen as a run starts (a comparison or a conversation's turn); its run number."""
         self.running = True
         self.run_inputs = self.ws.inputs_key()
         self.captures = {}
-        self.main.query_one(ProgressBar).update(total=request.max_tokens, progress=0)
-        self.set_status("prefill…")
+        self.main.query_one(ProgressBar).update(total=max_tokens, progress=0)
+        self.set_status(status)
         self.main.query_one(TabbedContent).active = "compare"
         self.main.query_one(ComparisonView).focus()
         self.run_number += 1
-        self.generate(request, self.run_number)
+        return self.run_number
 
     @work(thread=True, exclusive=True, group="run")
     def generate(self, request, number: int) -> None:
@@ -610,10 +618,7 @@ class LenscopeApp(App):
             if ws.chat_error:
                 raise BadInput(ws.chat_error)
             max_tokens, temperature, seed = ws.settings()
-            for v in ws.variants:
-                problem = variant_problem(v, self.model_shape())
-                if problem:
-                    raise BadInput(problem)
+            self.check_variants()
         except BadInput as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
@@ -623,15 +628,8 @@ class LenscopeApp(App):
                         severity="warning")
         conv = ws.conversation.copy()  # the worker's own
         conv.marks += ws.pending_marks()
-        self.running = True
-        self.run_inputs = ws.inputs_key()
-        self.captures = {}
-        self.main.query_one(ProgressBar).update(total=max_tokens, progress=0)
-        self.set_status(f"turn {len(conv.turns) + 1}: prefill…")
-        self.main.query_one(TabbedContent).active = "compare"
-        self.main.query_one(ComparisonView).focus()
-        self.run_number += 1
-        self.run_turn(conv, ws.prompt, list(ws.variants), (max_tokens, temperature, seed), self.run_number)
+        number = self.begin_run(max_tokens, f"turn {len(conv.turns) + 1}: prefill…")
+        self.run_turn(conv, ws.prompt, list(ws.variants), (max_tokens, temperature, seed), number)
 
     @work(thread=True, exclusive=True, group="run")
     def run_turn(self, conv, user: str, variants: list[Variant], values: tuple[int, float, int], number: int) -> None:
