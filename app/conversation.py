@@ -53,6 +53,13 @@ def concept_pattern(concept: str) -> re.Pattern:
     return re.compile(left + body + right, re.IGNORECASE)
 
 
+def occurrences(messages: Sequence[Message], concept: str) -> int:
+    """How many times a concept occurs in the messages (matches of `concept_pattern`): a word
+    that takes three tokens, said twice, occurs twice."""
+    pattern = concept_pattern(concept)
+    return sum(1 for m in messages for _ in pattern.finditer(m.text))
+
+
 def text_marks(messages: Sequence[Message], texts: Sequence[str], roles: Sequence[str] = ("system", "user"),
                first: int = 0) -> list[Mark]:
     """Marks on every occurrence of each text (exact) in the messages from `first` on whose
@@ -89,6 +96,8 @@ class Layout:
         return set(range(len(self.ids))) - inside
 
     def concept_tokens(self, messages: Sequence[Message], concept: str) -> set[int]:
+        """The tokens covering every occurrence of a concept (more than one per occurrence when
+        it takes several tokens: count occurrences with `occurrences`)."""
         pattern = concept_pattern(concept)
         out: set[int] = set()
         for (base, _), m in zip(self.offsets, messages):

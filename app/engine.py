@@ -4,10 +4,15 @@ Row 0 is the plain model, rows 1..K apply one lens stack each. All rows share th
 prompt, one KV cache of batch K+1 and one prefill. With a temperature every row draws
 the same Gumbel noise at each step (common random numbers), so rows differ only where
 a lens changed the distribution. Knows nothing of Textual: the UI consumes `steps()`.
+
+One thread at a time runs the model: hooks swap the classes of the shared model's
+blocks, so every region that hooks or runs it holds `Engine.lock` (reentrant: lenses
+prepare through the engine's own probes while it is held).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
@@ -62,6 +67,9 @@ class Engine:
         self._token_texts: dict[int, str] = {}
         self._module_paths: dict[int, str] | None = None
         self._others: dict[str, Engine] = {}
+        # taken around every forward and every hooked region: a second thread (the TUI's view
+        # workers next to a run) waits instead of installing its hooks over this one's (issue 20)
+        self.lock = threading.RLock()
 
     @property
     def backend(self) -> str:
@@ -162,21 +170,25 @@ class Engine:
 
     def other_model(self, spec: str) -> Engine:
         """Another model for a lens to read (patching across models), loaded once per engine."""
-        if spec not in self._others:
-            from lenscope.app import models
+        with self.lock:
+            if spec not in self._others:
+                from lenscope.app import models
 
-            self._others[spec] = Engine(models.load(spec))
-        return self._others[spec]
+                other = Engine(models.load(spec))
+                # one lock for both: models of one type share the attention function hooks swap
+                other.lock = self.lock
+                self._others[spec] = other
+            return self._others[spec]
 
     # -- probes for lenses -----------------------------------------------------------------
     def hidden_states(self, ids: list[int], layers: Sequence[int]) -> dict[int, mx.array]:
         """Residual stream (L, D) after each requested block (-1: embeddings), plain model."""
         state = HookState([[]], self.n_layers, len(ids))
         state.record_layers = set(layers)
-        with hooked(self.model, state):
+        with self.lock, hooked(self.model, state):
             state.begin(mx.arange(len(ids)))
             self.model(mx.array([ids]))
-        mx.eval(list(state.recorded.values()))
+            mx.eval(list(state.recorded.values()))
         return {k: v[0] for k, v in state.recorded.items()}
 
     def prepare(self, variants: Sequence[Variant], ids: Sequence[int] = (), marks: Sequence[int] = ()) -> None:
@@ -235,16 +247,17 @@ class Engine:
         check_hookable(self.model)
         layers = list(range(self.n_layers)) if layers is None else list(layers)
         self.check_capture(len(ids), len(layers))
-        self.prepare([Variant("capture", list(lenses))], ids[: prompt_len or len(ids)], marks)
-        state = HookState([list(lenses)], self.n_layers, prompt_len or len(ids), tuple(marks))
-        state.track_marks = False
-        state.capture = True
-        if hidden:
-            state.record_layers = set(range(-1, self.n_layers))
-        with hooked(self.model, state):
-            state.begin(mx.arange(len(ids)))
-            self.model(mx.array([ids]))
-            mx.eval(list(state.captured.values()) + list(state.recorded.values()))
+        with self.lock:  # from prepare on: lenses run as prepared for this prompt
+            self.prepare([Variant("capture", list(lenses))], ids[: prompt_len or len(ids)], marks)
+            state = HookState([list(lenses)], self.n_layers, prompt_len or len(ids), tuple(marks))
+            state.track_marks = False
+            state.capture = True
+            if hidden:
+                state.record_layers = set(range(-1, self.n_layers))
+            with hooked(self.model, state):
+                state.begin(mx.arange(len(ids)))
+                self.model(mx.array([ids]))
+                mx.eval(list(state.captured.values()) + list(state.recorded.values()))
         attention = np.stack([np.array(state.captured[i][0]) for i in layers])
         states = np.stack([np.array(state.recorded[i][0].astype(mx.float32)) for i in range(-1, self.n_layers)]) \
             if hidden else None
@@ -299,6 +312,16 @@ class Comparison:
         return self.result
 
     def steps(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Step]:
+        # The engine is this generation's from its first step to its last: a thread waiting to
+        # run the model waits for the whole generation, not just one forward. Also released when
+        # the generator is closed early (close() or garbage collection raise GeneratorExit here).
+        with self.engine.lock:
+            try:
+                yield from self._generate(should_stop)
+            finally:
+                mx.synchronize()  # the forward started ahead of its step (async_eval) ends under the lock
+
+    def _generate(self, should_stop: Callable[[], bool]) -> Iterator[Step]:
         eng, req, res = self.engine, self.request, self.result
         B, P = len(self.variants), len(self.ids)
         rows = [list(v.lenses) for v in self.variants]

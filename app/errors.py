@@ -9,7 +9,7 @@ import re
 
 from lenscope.lenses.errors import BadInput
 
-__all__ = ["BadInput", "one_line"]
+__all__ = ["BadInput", "one_line", "reason"]
 
 
 # What must never reach a terminal raw: C0/C1 controls and DEL (escape sequences, bells,
@@ -21,3 +21,9 @@ def one_line(text: str) -> str:
     """`text` as one printable line: unsafe characters escaped as repr() writes them
     (`\\n`, `\\x1b`, `\\udcff`), every other character, any script or emoji, kept."""
     return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def reason(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one printable line: a BadInput says it all, anything else is named."""
+    text = str(exc) if isinstance(exc, BadInput) else f"{type(exc).__name__}: {exc}"
+    return one_line(" ".join(text.split()))[:limit]

@@ -16,12 +16,15 @@ x dW^T to its row's output. What each row's lenses hook is found in one place,
 `collect`, from each lens's `hooks()`.
 
 `hooked(model, state)` restores every class and module attribute on exit, also when
-the body raises.
+the body raises. It refuses (ModelBusy) to install over hooks already installed: what it
+restores is what it found, so two overlapping installs that exit out of order would
+leave the model hooked. The engine's lock keeps its own runs from overlapping.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -36,6 +39,14 @@ from lenscope.metal.attention_probs import repeat_kv
 
 SDPA_NAME = "scaled_dot_product_attention"
 _SUBCLASSES: dict[tuple[str, type], type] = {}  # (role, original class) -> hooked subclass
+# makes "not hooked yet, so install" and "restore" atomic between threads: two racing
+# installs get one ModelBusy, never a mix of both states
+_INSTALLING = threading.Lock()
+
+
+class ModelBusy(RuntimeError):
+    """The model (or its attention module, shared by every model of its type) already
+    carries another run's hooks."""
 
 # kind -> place (layer, module path, or None) -> row -> the row's hook functions, in stack order
 Table = dict[str, dict[Any, dict[int, list[Callable[..., Any]]]]]
@@ -298,38 +309,52 @@ def check_hookable(model: nn.Module) -> None:
                        f"{SDPA_NAME}, so attention lenses and capture cannot hook it")
 
 
+def _check_unhooked(modules: list[Any], targets: list[nn.Module]) -> None:
+    for module in targets:
+        if "_lens_state" in module.__dict__:
+            raise ModelBusy("the model is already hooked by another run")
+    for module in modules:
+        if isinstance(getattr(getattr(module, SDPA_NAME), "__self__", None), HookState):
+            raise ModelBusy(f"the model is already hooked by another run ({module.__name__}'s attention, "
+                            "shared by every model of its type)")
+
+
 @contextmanager
 def hooked(model: nn.Module, state: HookState) -> Iterator[HookState]:
     blocks: list[tuple[nn.Module, type]] = []
     swapped: list[tuple[Any, Any]] = []
+    embedding = find_embedding(model)
+    targets = [(-1, embedding)] if embedding is not None else []
+    targets += list(enumerate(model.layers))
+    named = dict(model.named_modules()) if state.deltas else {}
+    modules = attention_modules(model)
     try:
-        embedding = find_embedding(model)
-        targets = [(-1, embedding)] if embedding is not None else []
-        targets += list(enumerate(model.layers))
-        for index, block in targets:
-            blocks.append((block, type(block)))
-            object.__setattr__(block, "_lens_index", index)
-            object.__setattr__(block, "_lens_state", state)
-            block.__class__ = _subclass(type(block))
-        if state.deltas:
-            named = dict(model.named_modules())
+        with _INSTALLING:
+            # checked before anything is swapped, so a refusal leaves the model as it was
+            _check_unhooked(modules, [b for _, b in targets] + [named[p] for p in state.deltas if p in named])
+            for index, block in targets:
+                blocks.append((block, type(block)))
+                object.__setattr__(block, "_lens_index", index)
+                object.__setattr__(block, "_lens_state", state)
+                block.__class__ = _subclass(type(block))
             for path in state.deltas:
                 module = named[path]
                 blocks.append((module, type(module)))
                 object.__setattr__(module, "_lens_path", path)
                 object.__setattr__(module, "_lens_state", state)
                 module.__class__ = _linear_subclass(type(module))
-        for module in attention_modules(model):
-            original = getattr(module, SDPA_NAME)
-            swapped.append((module, original))
-            state.original_sdpa = state.original_sdpa or original
-            setattr(module, SDPA_NAME, state.attention)
+            for module in modules:
+                original = getattr(module, SDPA_NAME)
+                swapped.append((module, original))
+                state.original_sdpa = state.original_sdpa or original
+                setattr(module, SDPA_NAME, state.attention)
         yield state
     finally:
-        for block, cls in reversed(blocks):  # reverse: a module may have been wrapped twice
-            block.__class__ = cls
-            for attr in ("_lens_index", "_lens_state", "_lens_path"):
-                if attr in block.__dict__:
-                    object.__delattr__(block, attr)
-        for module, original in swapped:
-            setattr(module, SDPA_NAME, original)
+        with _INSTALLING:
+            for block, cls in reversed(blocks):  # reverse: a module may have been wrapped twice
+                block.__class__ = cls
+                for attr in ("_lens_index", "_lens_state", "_lens_path"):
+                    if attr in block.__dict__:
+                        object.__delattr__(block, attr)
+            for module, original in swapped:
+                setattr(module, SDPA_NAME, original)

@@ -62,13 +62,15 @@ def score(engine, prompt: str, continuation: str, variants: Sequence[Variant] = 
         raise BadInput(f"--continuation '{continuation}': has no tokens")
     marks = engine.check_marks(marks, len(p_ids))
     rows = [Variant("baseline")] + list(variants)
-    engine.prepare(rows[1:], p_ids, marks)
     ids = p_ids + c_ids
-    state = HookState([list(v.lenses) for v in rows], engine.n_layers, len(p_ids), tuple(marks))
-    state.track_marks = False
-    with hooked(engine.model, state):
-        state.begin(mx.arange(len(ids)))
-        logits = engine.model(mx.array([ids] * len(rows)))
+    with engine.lock:  # hooks swap the shared model's classes: one run at a time (issue 20)
+        engine.prepare(rows[1:], p_ids, marks)
+        state = HookState([list(v.lenses) for v in rows], engine.n_layers, len(p_ids), tuple(marks))
+        state.track_marks = False
+        with hooked(engine.model, state):
+            state.begin(mx.arange(len(ids)))
+            logits = engine.model(mx.array([ids] * len(rows)))
+            mx.eval(logits)
     # logits at position i predict token i + 1: the continuation's are P-1 .. P+C-2
     logits = logits[:, len(p_ids) - 1 : len(ids) - 1, :].astype(mx.float32)
     target = mx.array(c_ids)

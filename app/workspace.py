@@ -13,14 +13,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lenscope.app import chat, settings
 from lenscope.app import conversation as convs
 from lenscope.app import session as sessions
 from lenscope.app.errors import BadInput
+from lenscope.app.inspection import RowCapture
 from lenscope.app.marks import carry_marks, overlapping
 from lenscope.app.results import RunResult, from_json
 from lenscope.lenses.base import Variant
+from lenscope.lenses.fit import variant_problem
 from lenscope.lenses.spec import expand_points, to_data
 
 FIELDS = ("max_tokens", "temperature", "seed")  # the settings the TUI shows as text fields
@@ -50,6 +53,11 @@ class Workspace:
     conversation: convs.Conversation | None = None
     layout: convs.Layout | None = None  # the transcript as last tokenized
     tracked: set[int] = field(default_factory=set)  # tokens of tracked concepts (drawn apart, not marks)
+    parked_conversation: convs.Conversation | None = None  # kept while conversation mode is off
+    chat_choice: bool | None = None  # chat as asked or opened; None: the model's default, once it is loaded
+    # what the views read, measured from the result on screen (row -> capture) and once per model
+    captures: dict[int, RowCapture] = field(default_factory=dict)
+    head_roles: Any = None
 
     # -- what the model reads ----------------------------------------------------------------
     def system_text(self) -> str | None:
@@ -129,11 +137,20 @@ class Workspace:
             conv.marks = [m for m in lay.marks_of(self.marks) if m.message < n]
 
     def tracked_hits(self, concept: str) -> set[int]:
-        """The tokens of one tracked concept in the transcript as last tokenized."""
+        """The tokens of one tracked concept in the transcript as last tokenized (a concept of
+        several tokens has several per occurrence: `tracked_occurrences` counts occurrences)."""
         if self.conversation is None or self.layout is None:
             return set()
         messages = [*self.conversation.history(0), convs.Message("user", self.prompt)]
         return self.layout.concept_tokens(messages, concept)
+
+    def tracked_occurrences(self, concept: str) -> int:
+        """How many times one tracked concept occurs in the transcript and the prompt: matches of
+        the concept, not its tokens (a word of three tokens said twice occurs twice)."""
+        if self.conversation is None:
+            return 0
+        messages = [*self.conversation.history(0), convs.Message("user", self.prompt)]
+        return convs.occurrences(messages, concept)
 
     def pending_marks(self) -> list[convs.Mark]:
         """The marks on the prompt (the next user message), as characters of it."""
@@ -184,6 +201,12 @@ class Workspace:
         self.variants[index], self.variants[j] = self.variants[j], self.variants[index]
         return True
 
+    def check_variants(self, engine) -> None:
+        """Every variant fits the model (its layers and heads exist); BadInput names the first that does not."""
+        for v in self.variants:
+            if problem := variant_problem(v, (engine.n_layers, engine.n_heads)):
+                raise BadInput(problem)
+
     # -- settings, runs and sessions -----------------------------------------------------------
     def settings(self) -> tuple[int, float, int]:
         """max tokens, temperature, seed from their fields, checked as everywhere (app/settings.py)."""
@@ -198,6 +221,7 @@ class Workspace:
             raise BadInput("prompt: empty")
         prompt, _ = self.model_prompt(engine)
         max_tokens, temperature, seed = self.settings()
+        self.check_variants(engine)
         return Request(prompt, list(self.variants), sorted(self.marks), max_tokens, temperature, seed)
 
     def session(self, model: str | None) -> sessions.Session:
@@ -223,7 +247,7 @@ class Workspace:
         self.prompt_tokens, self.marks = [], set(s.marks)  # marks from the file, not carried over
         self.result = result
         self.conversation = convs.from_json(s.conversation, "session conversation") if s.conversation else None
-        self.layout, self.tracked = None, set()
+        self.layout, self.tracked, self.parked_conversation = None, set(), None
 
 
 def read_session(path: str) -> tuple[sessions.Session, RunResult | None, dict[str, str]]:

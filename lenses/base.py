@@ -78,7 +78,7 @@ class Keyframes:
         return isinstance(other, Keyframes) and self.points == other.points
 
     def __repr__(self) -> str:
-        return "|".join(f"{v:g}@{s}" for s, v in self.points)
+        return "|".join(f"{number_text(v)}@{s}" for s, v in self.points)
 
 
 @dataclass(frozen=True)
@@ -304,9 +304,12 @@ class Lens:
     def normalized(self) -> dict[str, Any]:
         return {"kind": self.kind, **{k: _jsonable(v) for k, v in self.values.items() if v is not None}}
 
-    def label(self) -> str:
-        changed = [f"{p.name}={_short(getattr(self, p.name))}" for p in self.params
-                   if getattr(self, p.name) != p.default]
+    def label(self, keep: tuple[str, ...] = ()) -> str:
+        """This lens as an inline spec, `kind:key=value,...`, naming the parameters that differ
+        from their defaults (and those in `keep`); `spec.parse_inline` reads it back to an equal
+        lens: a value that holds `,` `+` or a double quote is written in double quotes."""
+        changed = [f"{p.name}={spec_value(p, getattr(self, p.name))}" for p in self.params
+                   if p.name in keep or getattr(self, p.name) != p.default]
         return self.kind + (":" + ",".join(changed) if changed else "")
 
     def value_at(self, name: str, steps: np.ndarray | int) -> np.ndarray:
@@ -380,9 +383,40 @@ def layers_or_all(layers: tuple[int, ...] | None, n_layers: int, what: str) -> s
     return {i % n_layers for i in layers}
 
 
-def _short(v: Any) -> str:
+def number_text(x: float) -> str:
+    """A number as a spec writes it: short (0.3, 1e20, never 1e+20, whose '+' would stack a
+    lens) and exact (float() of it gives x back)."""
+    text = f"{x:g}"
+    if float(text) != x:
+        text = repr(float(x))
+    return text.replace("e+", "e")
+
+
+def quote(text: str) -> str:
+    """`text` in double quotes, with its backslashes and double quotes escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def needs_quotes(text: str, extra: str = "") -> bool:
+    """True when an inline spec cannot hold `text` bare: it holds `,` (between keys), `+`
+    (between lenses), a double quote or any of `extra`, or begins or ends with white space."""
+    return any(c in text for c in ',+"' + extra) or text != text.strip()
+
+
+def spec_value(p: Param, v: Any) -> str:
+    """The value of parameter `p` as `spec.parse_inline` reads it back."""
+    if v is None:
+        return "all" if p.type == "ints" else ""
+    if isinstance(v, Keyframes):
+        return repr(v)
+    if isinstance(v, bool):
+        return str(v)
     if isinstance(v, float):
-        return f"{v:g}"
+        return number_text(v)
     if isinstance(v, tuple):
-        return "|".join(str(x) for x in v)
-    return str(v)
+        if p.type == "ints":
+            return "|".join(str(x) for x in v) or "|"  # "|": no layer at all; "" would be all of them
+        # each item alone in quotes where it must be: one that holds '|' or is empty, too
+        return "|".join(quote(x) if not x or needs_quotes(x, "|") else x for x in map(str, v))
+    text = str(v)
+    return quote(text) if needs_quotes(text) else text

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lenscope.lenses import files
-from lenscope.lenses.base import Lens, Variant
+from lenscope.lenses.base import Keyframes, Lens, Variant, number_text, quote
 from lenscope.lenses.errors import BadInput
 from lenscope.lenses.registry import KINDS
 
@@ -59,33 +59,117 @@ def _split(text: str, sep: str, where: str) -> list[str]:
     return parts + ["".join(cur)]
 
 
+def _quoted(value: str) -> str | None:
+    """The text of a value that is one double-quoted string (`"a, b"`), its `\\"` and `\\\\`
+    undone (other backslashes stay); None when it is not one."""
+    if len(value) < 2 or value[0] != '"':
+        return None
+    out, i = [], 1
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\" and i + 1 < len(value) and value[i + 1] in '"\\':
+            out.append(value[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            return "".join(out) if i == len(value) - 1 else None
+        out.append(ch)
+        i += 1
+    return None
+
+
 def _unquote(value: str) -> tuple[str, bool]:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
+    text = _quoted(value)
+    if text is not None:
+        return text, True
+    if len(value) >= 2 and value[0] == value[-1] == '"':  # "a"b": the outer quotes go, as they always did
         return value[1:-1].replace('\\"', '"').replace("\\\\", "\\"), True
     return value, False
 
 
+def _items(value: str, where: str) -> list[str]:
+    """A list value with quotes: `"a, b"|c|"d|e"` -> [a, b; c; d|e] (each item may be quoted)."""
+    out = []
+    for piece in _split(value, "|", where):
+        text = _quoted(piece.strip())
+        if text is not None:
+            out.append(text)
+        elif piece:
+            out.append(piece)
+    return out
+
+
+def _hint(key: str, value: str, sep: str) -> str:
+    return f"; quote a value that holds '{sep}': {key}={quote(value)}"
+
+
 def parse_inline(text: str) -> Variant:
     """`emphasis:strength=3+steer:layers=2` -> one Variant named by the text.
-    `patch:source="a, b: c"` quotes a value; a quoted value is one item, never a list."""
+    `patch:source="a, b: c"` quotes a value; a quoted value is one item, never a list
+    (`bias:words="a|b"|c` is two words, `a|b` and `c`). `Lens.label()` writes this form back."""
     where = f"lens spec '{text}'"
     if not text.strip():
         raise BadInput("lens spec: empty")
     lenses = []
+    last: tuple[str, str] | None = None  # the key=value before a '+': the '+' may belong to its value
     for part in _split(text, "+", where):
-        kind, _, rest = part.strip().partition(":")
-        entry: dict[str, Any] = {"kind": kind.strip()}
-        cls = KINDS.get(kind.strip())
+        kind, colon, rest = part.strip().partition(":")
+        kind = kind.strip()
+        if kind not in KINDS and not colon and last is not None:
+            raise BadInput(f"{where}: unknown lens kind '{kind}' (known: {', '.join(KINDS)})"
+                           + _hint(last[0], f"{last[1]}+{part.split(',')[0]}", "+"))
+        entry: dict[str, Any] = {"kind": kind}
+        cls = KINDS.get(kind)
         types = {p.name: p.type for p in cls.params} if cls else {}
-        for item in filter(None, (s.strip() for s in _split(rest, ",", where))):
+        raw = _split(rest, ",", where)
+        last, at = None, 0
+        for n, item in enumerate(s.strip() for s in raw):
+            if not item:
+                continue
             key, eq, value = item.partition("=")
             if not eq:
-                raise BadInput(f"{where}: '{item}' is not key=value")
-            value, quoted = _unquote(value.strip())
-            key = key.strip()
-            entry[key] = [value] if quoted and types.get(key) == "strs" else value
+                if last is None:
+                    raise BadInput(f"{where}: '{item}' is not key=value")
+                end = next((m for m in range(n + 1, len(raw)) if "=" in raw[m]), len(raw))
+                whole = ",".join([raw[at].partition("=")[2], *raw[at + 1 : end]]).strip()  # what the commas cut
+                raise BadInput(f"{where}: '{item}' is not key=value" + _hint(last[0], whole, ","))
+            key, value = key.strip(), value.strip()
+            last, at = (key, value), n
+            if types.get(key) == "strs" and '"' in value:
+                entry[key] = _items(value, where)
+            else:
+                entry[key] = _unquote(value)[0]
         lenses.append(build_lens(entry, where))
     return Variant(name=text.strip(), lenses=lenses)
+
+
+def spec_of(lenses: list[Lens]) -> str:
+    """A stack of lenses as one inline spec (what `parse_inline` reads back to the same stack)."""
+    return "+".join(lens.label() for lens in lenses)
+
+
+def is_auto_name(name: str, lenses: list[Lens]) -> bool:
+    """True when `name` is a spec of these very lenses: the name a variant gets when nobody
+    names it (the spec as typed, or `spec_of`), not one a person chose."""
+    if name == spec_of(lenses):
+        return True
+    try:
+        return spec_of(parse_inline(name).lenses) == spec_of(lenses)
+    except BadInput:
+        return False
+
+
+def edited_name(typed: str, old: Variant | None, lenses: list[Lens], default: str) -> str:
+    """A variant's name after an edit made it `lenses`: what the person typed, except that a
+    name nobody chose (the old variant's spec, left as it was) follows the new lenses and
+    becomes `default` (their spec), as does an empty one."""
+    typed = typed.strip()
+    if not typed:
+        return default
+    if old is not None and typed == old.name and spec_of(lenses) != spec_of(old.lenses) \
+            and is_auto_name(old.name, old.lenses):
+        return default
+    return typed
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
@@ -132,18 +216,34 @@ def _stack(table: dict[str, Any], where: str) -> list[Lens]:
 
 
 def expand_points(variant: Variant) -> list[Variant]:
-    """A lens with `points=k` (slerp) becomes k rows at equidistant t in [0, 1]."""
+    """A lens with `points=k` (slerp) becomes k rows at equidistant t in [0, t]: `t=0.6,points=3`
+    gives t = 0, 0.3 and 0.6 (keyframed t: each row's keyframes scaled by 0 .. 1). Each row
+    has its own name: its spec, t written out, when the variant's name was its spec (nobody
+    named it), else that name and ` t=...`."""
     for i, lens in enumerate(variant.lenses):
-        k = getattr(lens, "points", 0)
-        if k and k > 1:
+        k = lens.values.get("points") or 0
+        if k > 1:
+            if lens.always("t", 0):
+                raise BadInput(f"variant '{variant.name}': points={k} spreads t over [0, t], and t is 0: "
+                               "every row would be the same")
+            auto = is_auto_name(variant.name, variant.lenses)
             out = []
             for j in range(k):
-                t = j / (k - 1)
-                entry = {**lens.normalized(), "t": t, "points": 0}
-                stack = variant.lenses[:i] + [build_lens(entry, variant.name)] + variant.lenses[i + 1 :]
-                out.append(Variant(f"{variant.name} t={t:.2f}", stack))
+                row = build_lens({**lens.normalized(), "t": _scaled(lens.t, j / (k - 1)), "points": 0}, variant.name)
+                stack = variant.lenses[:i] + [row] + variant.lenses[i + 1 :]
+                name = ("+".join(x.label(keep=("t",)) if x is row else x.label() for x in stack) if auto
+                        else f"{variant.name} t={row.t!r}" if isinstance(row.t, Keyframes)
+                        else f"{variant.name} t={number_text(row.t)}")
+                out.append(Variant(name, stack))
             return out
     return [variant]
+
+
+def _scaled(t: Any, f: float) -> Any:
+    """t times f (keyframes: each value), rounded to 12 digits (0.6 / 3 is 0.2, not 0.19999999999999998)."""
+    if isinstance(t, Keyframes):
+        return [[s, float(f"{v * f:.12g}")] for s, v in t.points]
+    return float(f"{t * f:.12g}")
 
 
 def parse(spec: str) -> list[Variant]:

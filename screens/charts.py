@@ -12,7 +12,10 @@ from textual.widget import Widget
 
 from lenscope.app.results import RunResult
 
-COLORS = ["white", "cyan", "magenta", "green", "yellow", "red", "blue", "orange"]
+# names both plotext and Rich know, and mean about the same colour by: plotext has no
+# "yellow" (it draws that line uncoloured) and Rich no "orange" (a legend with it raises
+# MissingStyle); "black" would not show on a dark terminal
+COLORS = ["white", "cyan", "magenta", "green", "red", "blue"]
 
 
 def row_color(r: int) -> str:

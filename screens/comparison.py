@@ -34,7 +34,7 @@ def row_status(result: RunResult, r: int, running: bool, steps_per_s: float | No
     else:
         state = "done"
     div = "" if r == 0 or row.first_divergence is None else f" · differs @{row.first_divergence}"
-    speed = "" if steps_per_s is None else f" {steps_per_s:.0f}/s"
+    speed = "" if steps_per_s is None else f" · {steps_per_s:.1f} steps/s"
     return f"{state} · {len(row.token_ids)} tok{speed}{div}"
 
 
@@ -55,8 +55,8 @@ def row_text(result: RunResult, r: int, cursor: int | None) -> Text:
 class RowColumn(Vertical):
     # no id: columns are reused and removed asynchronously, an id could collide with a new one
     DEFAULT_CSS = """
-    RowColumn { width: 1fr; border: round $panel; padding: 0 1; }
-    RowColumn.-focused { border: round $accent; }
+    RowColumn { width: 1fr; border: round $panel-lighten-2; padding: 0 1; border-title-color: $text; }
+    RowColumn.-focused { border: round $accent; border-title-style: bold; }
     RowColumn .row-status { color: $text-muted; height: auto; }
     RowColumn VerticalScroll { height: 1fr; }
     """
@@ -177,8 +177,11 @@ class ComparisonView(Widget, can_focus=True):
             return self._show_info()
         width = self.size.width
         shown = columns_on_screen(len(self._columns), width)
+        every = shown == len(self._columns)
         for col in self._columns:
-            col.styles.width = "1fr" if shown == len(self._columns) else width // shown
+            col.styles.width = "1fr" if every else width // shown
+        # the view is as wide as the columns it shows whole: no cut border of the next one peeks in
+        self.query_one("#columns", HorizontalScroll).styles.width = "1fr" if every else width // shown * shown
         self._show_info()
 
     def visible_rows(self) -> tuple[int, int]:

@@ -11,15 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.console import Group
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.content import Content
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
 from lenscope.app.conversation import Conversation, concept_pattern, fade
 from lenscope.screens.charts import legend, line_chart, row_color
+from lenscope.screens.markup import safe
 from lenscope.screens.keys import Key, bindings, hint
 
 ROLE_STYLES = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold green"}
@@ -134,17 +135,17 @@ class ConversationPanel(VerticalScroll, can_focus=True):
         yield Static(id="conv-fade")
         yield Static(id="conv-transcript")
 
-    def _header(self) -> str:
+    def _header(self) -> Content:
         conv = self.conv
         if conv is None:
-            return f"conversation mode is off: ctrl+n turns it on  [dim]{escape(hint(self.KEYS))}[/]"
+            return safe("conversation mode is off: ctrl+n turns it on  [dim]$keys[/]", keys=hint(self.KEYS))
         if conv.mode == "branches":
             mode = "branches: every row continues its own history"
         else:
             kept = self.row_names[conv.keep] if conv.keep < len(self.row_names) else f"row {conv.keep}"
             mode = f"keeping {kept}'s replies"
         tracked = f" · tracked: {', '.join(conv.concepts)}" if conv.concepts else ""
-        return f"{len(conv.turns)} turn(s) · {escape(mode + tracked)}  [dim]{escape(hint(self.KEYS))}[/]"
+        return safe("$n turn(s) · $what  [dim]$keys[/]", n=len(conv.turns), what=mode + tracked, keys=hint(self.KEYS))
 
     def show(self, conv: Conversation | None, row_names: list[str]) -> None:
         """`row_names`: the rows the next turn will run (the header names the kept one)."""

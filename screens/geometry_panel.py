@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import plotext as plt
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.widgets import Static
 
 from lenscope.app import geometry
@@ -21,6 +19,8 @@ from lenscope.app.inspection import RowCapture, hidden_label
 from lenscope.app.results import RunResult
 from lenscope.screens.charts import legend, row_color
 from lenscope.screens.heatmap_view import HeatmapView
+from lenscope.screens.panel import Panel
+from lenscope.screens.markup import safe
 from lenscope.screens.keys import Key, bindings, hint
 
 MODES = ("1 - cosine", "norm ratio - 1")
@@ -37,7 +37,8 @@ def pca_chart(rows: list[tuple[int, np.ndarray]], title: str, width: int, height
     return Text.from_ansi(plt.build().rstrip("\n"))
 
 
-class GeometryPanel(Vertical, can_focus=True):
+class GeometryPanel(Panel):
+    MODES = MODES
     DEFAULT_CSS = """
     GeometryPanel { height: 1fr; }
     GeometryPanel #geometry-header { height: 1; background: $boost; padding: 0 1; }
@@ -106,17 +107,11 @@ class GeometryPanel(Vertical, can_focus=True):
         else:
             pca.update(Text("no generated steps to project", style="dim italic"))
         top = float(np.abs(matrix).max()) if matrix.size else 0.0
-        header.update(f"row [b]{self.row}: {escape(name)}[/] vs baseline · [b]{self.mode}[/] (max {top:.3g}) · "
-                      f"PCA at {hidden_label(self.pca_layer % n)}  [dim]{escape(hint(self.KEYS))}[/]")
+        header.update(safe("row [b]$row: $name[/] vs baseline · [b]$mode[/] (max $top) · PCA at $pca  [dim]$keys[/]",
+                           row=self.row, name=name, mode=self.mode, top=f"{top:.3g}",
+                           pca=hidden_label(self.pca_layer % n), keys=hint(self.KEYS)))
 
-    def action_row(self, delta: int) -> None:
-        if self.result:
-            self.row = (self.row + delta) % len(self.result.rows)
-        self.redraw()
 
-    def action_mode(self) -> None:
-        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
-        self.redraw()
 
     def action_pca_layer_step(self, delta: int) -> None:
         self.pca_layer += delta

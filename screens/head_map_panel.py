@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from rich.markup import escape
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
@@ -24,6 +22,8 @@ from lenscope.app.head_map import HeadMap
 from lenscope.app.head_roles import ROLES, THRESHOLD, HeadRoles
 from lenscope.app.inspection import RowCapture
 from lenscope.app.results import RunResult
+from lenscope.screens.panel import Panel
+from lenscope.screens.markup import safe
 from lenscope.screens.keys import Key, bindings, hint
 
 MODES = ("marks", "entropy", *ROLES)
@@ -38,10 +38,11 @@ class HeadMapView(Widget):
         self.empty = ""
 
     def render(self):
-        return self.map if self.map is not None else escape(self.empty)
+        return self.map if self.map is not None else safe("$text", text=self.empty)
 
 
-class HeadMapPanel(Vertical, can_focus=True):
+class HeadMapPanel(Panel):
+    MODES = MODES
     DEFAULT_CSS = """
     HeadMapPanel { height: 1fr; }
     HeadMapPanel #headmap-header { height: 1; background: $boost; padding: 0 1; }
@@ -136,7 +137,7 @@ class HeadMapPanel(Vertical, can_focus=True):
             self.post_message(self.RolesWanted())
         if values is None:
             view.map, view.empty = None, what
-            header.update(f"head map · {escape(self.mode)}   [dim]{escape(hint(self.KEYS))}[/]")
+            header.update(safe("head map · $mode   [dim]$keys[/]", mode=self.mode, keys=hint(self.KEYS)))
             view.refresh()
             return
         layers, heads = values.shape
@@ -152,8 +153,9 @@ class HeadMapPanel(Vertical, can_focus=True):
         step = "" if self.mode in ROLES else f" · step {self.step} (query {cap.tokens[self._query(cap)]!r})"
         view.map = HeadMap(values, diverging=diverging, cursor=self.cursor, flags=flags,
                            title=f"{what}: L{layer} H{head} = {values[layer, head]:.3f}")
-        header.update(f"row [b]{self.row}: {escape(name)}[/]{escape(step)} · [b]{self.mode}[/]"
-                      f"{' · minus baseline' if diverging else ''}  [dim]{escape(hint(self.KEYS))}[/]")
+        header.update(safe("row [b]$row: $name[/]$step · [b]$mode[/]$diff  [dim]$keys[/]", row=self.row, name=name,
+                           step=step, mode=self.mode, diff=" · minus baseline" if diverging else "",
+                           keys=hint(self.KEYS)))
         view.refresh()
 
     def action_move(self, dl: int, dh: int) -> None:
@@ -167,14 +169,7 @@ class HeadMapPanel(Vertical, can_focus=True):
         self.step = max(0, self.step + delta)
         self.redraw()
 
-    def action_row(self, delta: int) -> None:
-        if self.result:
-            self.row = (self.row + delta) % len(self.result.rows)
-        self.redraw()
 
-    def action_mode(self) -> None:
-        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
-        self.redraw()
 
     def action_diff(self) -> None:
         self.diff = not self.diff

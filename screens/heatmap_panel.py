@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from rich.markup import escape
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.content import Content
 from textual.widgets import Static
 
 from lenscope.app.attention_views import rollout
 from lenscope.app.results import RunResult
 from lenscope.screens.charts import StepCharts
 from lenscope.screens.heatmap_view import HeatmapView
+from lenscope.screens.panel import Panel
+from lenscope.screens.markup import safe
 from lenscope.screens.keys import Key, bindings, hint
 
 MODES = ("lens", "baseline", "difference", "rollout")
@@ -19,7 +20,8 @@ CHARTS_MIN_HEIGHT = 28  # below this the heatmap and the charts do not both fit:
 HEATMAP_CHROME = 6  # title, column labels (4) and the pooled/scroll note: lines that are not matrix rows
 
 
-class HeatmapPanel(Vertical, can_focus=True):
+class HeatmapPanel(Panel):
+    MODES = MODES
     DEFAULT_CSS = """
     HeatmapPanel { height: 1fr; }
     HeatmapPanel #heatmap-header { height: 1; background: $boost; padding: 0 1; }
@@ -52,7 +54,7 @@ class HeatmapPanel(Vertical, can_focus=True):
         self.result: RunResult | None = None
         self.attention: dict[int, np.ndarray] = {}  # row -> (layers, heads, T, T)
         self._rollouts: dict[int, np.ndarray] = {}  # row -> (T, T), computed when first shown
-        self.row_index, self.layer_index, self.head_index, self.view_mode = 0, 0, -1, "lens"  # head -1: mean
+        self.row, self.layer_index, self.head_index, self.mode = 0, 0, -1, "lens"  # head -1: mean
         self.fit, self.origin = True, (0, 0)  # scroll mode (fit off) shows tokens at 1:1 from origin
         self.charts_wanted: bool | None = None  # None: shown when there is room; c toggles
         self.stale = False
@@ -83,7 +85,7 @@ class HeatmapPanel(Vertical, can_focus=True):
         if empty:
             self.empty_note = empty
         if result is not None:
-            self.row_index = min(self.row_index, len(result.rows) - 1)
+            self.row = min(self.row, len(result.rows) - 1)
         self.redraw()
 
     def set_stale(self, stale: bool) -> None:
@@ -97,7 +99,7 @@ class HeatmapPanel(Vertical, can_focus=True):
         a = self.attention.get(r)
         if a is None:
             return None
-        if self.view_mode == "rollout":
+        if self.mode == "rollout":
             if r not in self._rollouts:
                 self._rollouts[r] = rollout(a)
             return self._rollouts[r]
@@ -108,7 +110,7 @@ class HeatmapPanel(Vertical, can_focus=True):
         """(query rows, key columns) of the matrix on screen now, (0, 0) if none."""
         if not self.attention or self.result is None:
             return 0, 0
-        r = 0 if self.view_mode == "baseline" else self.row_index
+        r = 0 if self.mode == "baseline" else self.row
         m = self._matrix(r)
         return (0, 0) if m is None else m.shape
 
@@ -128,34 +130,34 @@ class HeatmapPanel(Vertical, can_focus=True):
         self.layer_index %= n_layers
         if self.head_index >= n_heads:
             self.head_index = -1
-        row_name = self.result.rows[self.row_index].name
+        row_name = self.result.rows[self.row].name
         head = "head mean" if self.head_index < 0 else f"head {self.head_index}/{n_heads - 1}"
         marks = self.result.marked_token_indices
-        shown_row = 0 if self.view_mode == "baseline" else self.row_index
-        if self.view_mode == "difference" and self.row_index != 0:
-            a, b = self._matrix(self.row_index), self._matrix(0)
+        shown_row = 0 if self.mode == "baseline" else self.row
+        if self.mode == "difference" and self.row != 0:
+            a, b = self._matrix(self.row), self._matrix(0)
             if a is None or b is None:
                 view.show(None, empty="capture missing for this row")
             else:
                 n = min(a.shape[0], b.shape[0])
-                tokens = self._tokens(self.row_index)[:n]
+                tokens = self._tokens(self.row)[:n]
                 view.show(a[:n, :n] - b[:n, :n], tokens, tokens, marks,
                           diverging=True, title=f"{row_name} minus baseline (blue: less, red: more)",
                           fit=self.fit, origin=self.origin)
         else:
             m = self._matrix(shown_row)
             name = self.result.rows[shown_row].name
-            what = "rollout through all layers (0.5 A + 0.5 I)" if self.view_mode == "rollout" else \
+            what = "rollout through all layers (0.5 A + 0.5 I)" if self.mode == "rollout" else \
                 "queries down, keys across"
             view.show(m, self._tokens(shown_row), self._tokens(shown_row), marks,
                       title=f"{name}: {what}",
                       empty="capture skipped for this row (too long?)", fit=self.fit, origin=self.origin)
         scale.update(view.scale() or "")
         where = "fit" if self.fit else f"scroll @{self.origin[0]},{self.origin[1]}"
-        header.update(f"{stale}row [b]{self.row_index}: {escape(row_name)}[/] · "
-                      f"layer [b]{self.layer_index}/{n_layers - 1}[/] · [b]{head}[/] · "
-                      f"[b]{self.view_mode}[/] · "
-                      f"{where}  [dim]{escape(hint(self.KEYS))}[/]")
+        header.update(Content.assemble(Content.from_markup(stale), safe(
+            "row [b]$row: $name[/] · layer [b]$layer/$last[/] · [b]$head[/] · [b]$mode[/] · $where  [dim]$keys[/]",
+            row=self.row, name=row_name, layer=self.layer_index, last=n_layers - 1, head=head, mode=self.mode,
+            where=where, keys=hint(self.KEYS))))
 
     def action_fit(self) -> None:
         self.fit = not self.fit
@@ -196,11 +198,4 @@ class HeatmapPanel(Vertical, can_focus=True):
             self.head_index = (self.head_index + 1 + delta) % (n_heads + 1) - 1
         self.redraw()
 
-    def action_row(self, delta: int) -> None:
-        if self.result:
-            self.row_index = (self.row_index + delta) % len(self.result.rows)
-        self.redraw()
 
-    def action_mode(self) -> None:
-        self.view_mode = MODES[(MODES.index(self.view_mode) + 1) % len(MODES)]
-        self.redraw()

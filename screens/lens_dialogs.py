@@ -5,44 +5,16 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from lenscope.app.errors import BadInput
-from lenscope.lenses.base import Lens, Variant, layers_or_all
+from lenscope.lenses.base import Keyframes, Lens, Variant, number_text
+from lenscope.lenses.fit import ModelShape, fit_problems, variant_problem
 from lenscope.lenses.registry import KINDS
-from lenscope.lenses.spec import build_lens, parse_inline
-
-ModelShape = tuple[int, int]  # (layers, heads) of the loaded model
-
-
-def fit_problems(lens: Lens, shape: ModelShape | None) -> dict[str, str]:
-    """Parameter -> why it does not fit the loaded model (layers and heads it does not have)."""
-    if shape is None:
-        return {}
-    n_layers, n_heads = shape
-    problems = {}
-    layers = getattr(lens, "layers", None)
-    if layers is not None:
-        try:
-            layers_or_all(layers, n_layers, lens.kind)
-        except BadInput as exc:
-            problems["layers"] = str(exc)
-    bad = [h for h in getattr(lens, "heads", None) or () if not 0 <= h < n_heads]
-    if bad:
-        problems["heads"] = f"{lens.kind}: head {bad[0]} does not exist (heads are 0..{n_heads - 1})"
-    if getattr(lens, "auto_heads", 0) > n_heads:
-        problems["auto_heads"] = f"{lens.kind}: auto_heads={lens.auto_heads}, the model has {n_heads} heads"
-    return problems
-
-
-def variant_problem(variant: Variant, shape: ModelShape | None) -> str | None:
-    """The first reason a variant cannot run on the loaded model, naming it; None if it fits."""
-    for lens in variant.lenses:
-        for problem in fit_problems(lens, shape).values():
-            return f"variant '{variant.name}': {problem}"
-    return None
+from lenscope.lenses.spec import build_lens, edited_name, parse_inline
 
 
 def number(x: float) -> str:
@@ -60,6 +32,7 @@ def shown_default(value) -> str:
 DIALOG_CSS = """
 .dialog { width: 90%; max-width: 100; height: auto; max-height: 90%; border: thick $accent;
           background: $surface; padding: 0 1; }
+.dialog Label { width: 100%; }  /* as wide as the dialog, so a long description wraps, never cut */
 .dialog .title { text-style: bold; margin-bottom: 1; }
 .dialog .error { color: $error; height: auto; }
 .dialog .help { color: $text-muted; }
@@ -77,21 +50,39 @@ class LensPicker(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Add a lens variant: pick a kind", classes="title")
-            yield OptionList(*[Option(f"[b]{k}[/b]  {cls.summary}", id=k) for k, cls in KINDS.items()])
+            yield OptionList(*[Option(kind_line(k), id=k) for k in KINDS])
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
 
 
+def kind_line(kind: str) -> Content:
+    """A kind and its summary, in the picker: Content, so no text in it is read as markup."""
+    return Content.assemble((kind, "bold"), f"  {KINDS[kind].summary}")
+
+
+def param_line(p) -> Content:
+    """A parameter's name, type, range and meaning above its field (never read as markup)."""
+    bounded = p.min is not None and p.max is not None
+    rng = f" [{number(p.min)}, {number(p.max)}]" if bounded else ""
+    choices = f" one of {'|'.join(p.choices)}" if p.choices else ""
+    keyframes = " · keyframes: 0@0|4@10" if p.keyframes else ""
+    return Content.assemble((p.name, "bold"), f" ({p.type}{rng}{choices}) — {p.help}{keyframes}")
+
+
 def _raw(lens: Lens, name: str) -> str:
-    value = lens.normalized().get(name)
+    """A parameter's value as its field shows it (numbers exact: applying the form unchanged
+    gives the same lens)."""
+    value = getattr(lens, name)
     if value is None:
         return ""
-    if isinstance(value, list):
-        if value and isinstance(value[0], list):  # keyframes
-            return "|".join(f"{v:g}@{int(s)}" for s, v in value)
+    if isinstance(value, Keyframes):
+        return repr(value)
+    if isinstance(value, tuple):
         return "|".join(str(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return number_text(value)
+    return str(value)
 
 
 class LensForm(ModalScreen[Variant | None]):
@@ -111,16 +102,12 @@ class LensForm(ModalScreen[Variant | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"{self.kind}: {self.cls.summary}", classes="title")
+            yield Label(f"{self.kind}: {self.cls.summary}", classes="title", markup=False)
             with VerticalScroll():
                 yield Label("column name")
                 yield Input(self.variant.name if self.variant else "", placeholder="(from the spec)", id="name")
                 for p in self.cls.params:
-                    bounded = p.min is not None and p.max is not None
-                    rng = f" [{number(p.min)}, {number(p.max)}]" if bounded else ""
-                    choices = f" one of {'|'.join(p.choices)}" if p.choices else ""
-                    keyframes = " · keyframes: 0@0|4@10" if p.keyframes else ""
-                    yield Label(f"[b]{p.name}[/b] ({p.type}{rng}{choices}) — {p.help}{keyframes}")
+                    yield Label(param_line(p))
                     value = _raw(self.lens, p.name) if self.lens else ""
                     yield Input(value, placeholder=f"default: {shown_default(p.default)}", id=f"p-{p.name}")
             yield Static("", classes="error", id="error", markup=False)  # errors quote user text
@@ -174,7 +161,8 @@ class LensForm(ModalScreen[Variant | None]):
         lens = self.validate()
         if lens is None:
             return
-        name = self.query_one("#name", Input).value.strip() or lens.label()
+        # a name nobody chose (the old spec) follows the new parameters; a typed one stays
+        name = edited_name(self.query_one("#name", Input).value, self.variant, [lens], lens.label())
         self.dismiss(Variant(name, [lens]))
 
 
@@ -219,10 +207,16 @@ class SpecEditor(ModalScreen[Variant | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         variant = self._parse()
         if variant is not None:
-            name = self.query_one("#name", Input).value.strip()
-            if name:
-                variant.name = name
+            variant.name = edited_name(self.query_one("#name", Input).value, self._old(), variant.lenses,
+                                       variant.name)
             self.dismiss(variant)
+
+    def _old(self) -> Variant | None:
+        """The variant being edited (its spec and name as given), None for a new one."""
+        try:
+            return Variant(self.name_, parse_inline(self.spec).lenses) if self.spec.strip() else None
+        except BadInput:
+            return None
 
 
 class PathPrompt(ModalScreen[str | None]):
@@ -238,7 +232,7 @@ class PathPrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_, classes="title")
+            yield Label(self.title_, classes="title", markup=False)  # a title may quote a path
             yield Input(self.value, id="path")
             yield Static("enter confirms · esc cancels", classes="help")
 

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import plotext as plt
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
@@ -24,6 +22,8 @@ from lenscope.app.inspection import RowCapture, hidden_label
 from lenscope.app.logit_lens import LogitLens
 from lenscope.app.logit_lens_table import LABEL, LogitLensTable
 from lenscope.app.results import RunResult
+from lenscope.screens.panel import Panel
+from lenscope.screens.markup import safe
 from lenscope.screens.keys import Key, bindings, hint
 
 CELL = 8  # columns per position in the table
@@ -57,7 +57,7 @@ def pinned_chart(series: list[tuple[str, str, list[float], bool]], width: int, h
     return Text.from_ansi(plt.build().rstrip("\n"))
 
 
-class LogitLensPanel(Vertical, can_focus=True):
+class LogitLensPanel(Panel):
     DEFAULT_CSS = """
     LogitLensPanel { height: 1fr; }
     LogitLensPanel #lens-header { height: 1; background: $boost; padding: 0 1; }
@@ -146,7 +146,7 @@ class LogitLensPanel(Vertical, can_focus=True):
         lens = self._lens(self.row)
         name = self.result.rows[self.row].name
         if lens is None:
-            header.update(f"row [b]{self.row}: {escape(name)}[/] · logit lens")
+            header.update(safe("row [b]$row: $name[/] · logit lens", row=self.row, name=name))
             view.table, view.empty = None, "decoding every layer at these positions…"
             view.refresh()
             return
@@ -160,8 +160,8 @@ class LogitLensPanel(Vertical, can_focus=True):
         view.table = LogitLensTable(tokens, lens.top_probs[:, :, 0], final,
                                     [cap.tokens[p] for p in lens.positions], title=title)
         pins = ", ".join(repr(self.token_text(t)) for t in self.pinned) or "none (p pins the prediction)"
-        header.update(f"row [b]{self.row}: {escape(name)}[/] · positions {lens.positions[0]}–{pos} · "
-                      f"pinned {escape(pins)}  [dim]{escape(hint(self.KEYS))}[/]")
+        header.update(safe("row [b]$row: $name[/] · positions $first–$pos · pinned $pins  [dim]$keys[/]",
+                           row=self.row, name=name, first=lens.positions[0], pos=pos, pins=pins, keys=hint(self.KEYS)))
         view.refresh()
         self._chart(chart, lens)
 
@@ -192,10 +192,6 @@ class LogitLensPanel(Vertical, can_focus=True):
             self.cursor = 0 if where == 0 else len(cap.ids) - 1
         self.redraw()
 
-    def action_row(self, delta: int) -> None:
-        if self.result:
-            self.row = (self.row + delta) % len(self.result.rows)
-        self.redraw()
 
     def action_pin(self) -> None:
         lens = self._lens(self.row)

@@ -1,8 +1,9 @@
 """The tree tab: tree-shaped generation from the prompt (app/tree.py) in Textual's Tree.
 
 Each node shows its own text, its score and what made it branch; the best leaves are
-marked ★ and pruned ones are dim. `g` grows a tree from the current prompt (in a worker);
-`enter` on a node opens its path as a comparison row (a `force` lens with that text).
+marked ★ and pruned ones are dim. The options row sets k, entropy, beam and budget; `g`
+grows a tree from the current prompt (the runner reports progress in the status line);
+`o` on a node opens its path as a comparison row (a `force` lens with that text).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Static, Tree
+from textual.widgets import Input, Label, Static, Tree
 
+from lenscope.app.errors import BadInput
+from lenscope.app.tree import TREE_PARAMS
 from lenscope.app.tree import Tree as GenTree
 from lenscope.screens.keys import Key, bindings, hint
 
@@ -35,17 +38,24 @@ class TreePanel(Vertical, can_focus=True):
     TreePanel { height: 1fr; }
     TreePanel #tree-header { height: 1; background: $boost; padding: 0 1; }
     TreePanel Tree { height: 1fr; }
+    TreePanel #tree-options { height: 1; }
+    TreePanel #tree-options Label { padding: 0 1; }
+    TreePanel #tree-options Input { width: 8; height: 1; border: none; padding: 0 1; background: $boost; }
+    TreePanel #tree-options Input:focus { background: $accent 30%; }
     """
+    OPTIONS = ("k", "entropy", "beam", "budget")  # the options a person sets here; the rest keep their defaults
     KEYS = [
-        Key("g", "grow", "grow a tree from the prompt: branch where the model hesitates, keep the best", "grow"),
+        Key("g", "grow", "grow a tree from the prompt with the options above: branch where the model hesitates, "
+            "keep the best", "grow"),
         Key("o", "open_path", "open the highlighted node's path as a comparison row (a force lens)", "open as row"),
     ]
     BINDINGS = bindings(KEYS)
 
     @dataclass
     class GrowWanted(Message):
-        """Grow a tree from the current prompt (the app runs it in a worker)."""
+        """Grow a tree from the current prompt with these options (the runner runs it)."""
 
+        options: dict
     @dataclass
     class OpenPath(Message):
         text: str
@@ -57,6 +67,11 @@ class TreePanel(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(f"tree-shaped generation  [dim]{hint(self.KEYS)}[/]", id="tree-header")
+        with Horizontal(id="tree-options"):
+            for name in self.OPTIONS:
+                param = TREE_PARAMS[name]
+                yield Label(name)
+                yield Input(f"{param.default:g}", id=f"tree-{name}", type="number", tooltip=param.help)
         widget: Tree[int] = Tree("press g to grow a tree from the prompt")
         widget.show_root = True
         yield widget
@@ -77,14 +92,30 @@ class TreePanel(Vertical, can_focus=True):
 
         add(widget.root, 0)
         widget.root.expand_all()
+        widget.focus()  # the arrows move the highlight at once
         opts = tree.options
         self.query_one("#tree-header", Static).update(
             f"{len(tree.nodes)} nodes · {tree.tokens_used} tokens · k {opts['k']} · entropy > {opts['entropy']:g} · "
             f"beam {opts['beam']} · score: fluency  [dim]{hint(self.KEYS)}[/]")
 
+    def focus_tree(self) -> None:
+        self.query_one(Tree).focus()
+
+    def options(self) -> dict:
+        """The options as typed, checked as `lenscope tree` checks them (BadInput names a bad one)."""
+        return {name: TREE_PARAMS[name].parse(self.query_one(f"#tree-{name}", Input).value.strip(), "tree")
+                for name in self.OPTIONS}
+
     def action_grow(self) -> None:
-        self.query_one("#tree-header", Static).update("growing a tree…")
-        self.post_message(self.GrowWanted())
+        try:
+            options = self.options()
+        except BadInput as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.post_message(self.GrowWanted(options))
+
+    def growing(self) -> None:
+        self.query_one("#tree-header", Static).update("growing a tree… (progress below · escape cancels)")
 
     def action_open_path(self) -> None:
         node = self.query_one(Tree).cursor_node

@@ -1,37 +1,70 @@
-"""The lens variants: one comparison column each. Keys call App actions."""
+"""The lens variants: one comparison column each. The list edits the workspace's variants
+itself (dialogs for a kind, its parameters or a spec; lens files) and posts `Changed`."""
 
 from __future__ import annotations
 
-from rich.markup import escape
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.content import Content
+from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from lenscope.app import session as sessions
+from lenscope.app.errors import BadInput
+from lenscope.app.workspace import Workspace
 from lenscope.lenses.base import Variant
+from lenscope.lenses.spec import parse, to_data
 from lenscope.screens.keys import Key, bindings
+from lenscope.screens.markup import safe
+from lenscope.screens.lens_dialogs import LensForm, LensPicker, PathPrompt, SpecEditor
 
 
-def variant_line(i: int, v: Variant) -> str:
+def variant_line(i: int, v: Variant) -> Content:
+    """`1. name  spec`, the spec dim; a lens at its defaults names them, so parameters always show."""
     stack = " + ".join(lens.label() for lens in v.lenses) or "(no lens)"
-    shown = "" if stack == v.name else f"  [dim]{escape(stack)}[/dim]"
-    return f"[b]{i + 1}. {escape(v.name)}[/b]{shown}"
+    if stack == v.name and len(v.lenses) == 1:
+        lens = v.lenses[0]
+        stack = "defaults: " + ", ".join(f"{p.name}={getattr(lens, p.name)}" for p in lens.params[:4])
+    if stack == v.name:
+        return safe("[b]$i. $name[/b]", i=i + 1, name=one_line_text(v.name))
+    return safe("[b]$i. $name[/b]  [dim]$stack[/dim]", i=i + 1, name=one_line_text(v.name), stack=one_line_text(stack))
+
+
+def one_line_text(text: str) -> str:
+    """A name or spec on one line of the list (a forced path may hold line breaks)."""
+    return text.replace("\n", "⏎").replace("\r", "")
 
 
 class VariantList(OptionList):
     KEYS = [
-        Key("a", "app.add_variant", "add a variant: pick a lens kind, edit its parameters", "add lens",
+        Key("a", "add_variant", "add a variant: pick a lens kind, edit its parameters", "add lens",
             "Add lens variant"),
-        Key("e,enter", "app.edit_variant", "edit the highlighted variant", "edit", "Edit lens variant"),
-        Key("t", "app.edit_variant_spec", "edit the highlighted variant as a spec (KIND:key=value, + stacks)",
+        Key("e,enter", "edit_variant", "edit the highlighted variant", "edit", "Edit lens variant"),
+        Key("t", "edit_variant_spec", "edit the highlighted variant as a spec (KIND:key=value, + stacks)",
             title="Edit variant as spec"),
-        Key("x,delete", "app.remove_variant", "remove the highlighted variant", "remove", "Remove lens variant"),
-        Key("ctrl+up", "app.move_variant(-1)", "move the variant up / down"),
-        Key("ctrl+down", "app.move_variant(1)", "move the variant up / down"),
-        Key("l", "app.load_lens_file", "load variants from a .toml or .json lens file", title="Load lens file"),
-        Key("w", "app.save_lens_file", "write the variants to a lens file", title="Save lens file"),
+        Key("x,delete", "remove_variant", "remove the highlighted variant", "remove", "Remove lens variant"),
+        Key("ctrl+up", "move_variant(-1)", "move the variant up / down"),
+        Key("ctrl+down", "move_variant(1)", "move the variant up / down"),
+        Key("l", "load_lens_file", "load variants from a .toml or .json lens file", title="Load lens file"),
+        Key("w", "save_lens_file", "write the variants to a lens file", title="Save lens file"),
     ]
     BINDINGS = bindings(KEYS)
 
-    def show(self, variants: list[Variant], highlight: int | None = None) -> None:
+    @dataclass
+    class Changed(Message):
+        """The variants changed; `highlight`: the row to highlight."""
+
+        highlight: int | None
+
+    def __init__(self, ws: Workspace, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ws = ws
+
+    def show(self, highlight: int | None = None) -> None:
+        variants = self.ws.variants
         self.clear_options()
         if not variants:
             self.add_option(Option("[dim]no variants yet: press [b]a[/b] to add a lens[/dim]", disabled=True))
@@ -39,3 +72,92 @@ class VariantList(OptionList):
         self.add_options([Option(variant_line(i, v)) for i, v in enumerate(variants)])
         # always one highlighted, so e, t and x act at once
         self.highlighted = max(0, min(highlight or 0, len(variants) - 1))
+
+    def model_shape(self):
+        engine = getattr(self.app, "engine", None)
+        return (engine.n_layers, engine.n_heads) if engine is not None else None
+
+    def _highlighted(self) -> int | None:
+        idx = self.highlighted
+        return idx if self.ws.variants and idx is not None and idx < len(self.ws.variants) else None
+
+    def set_variant(self, index: int | None, variant: Variant | None) -> None:
+        if variant is None:
+            return
+        before = len(self.ws.variants)
+        first = self.ws.set_variant(index, variant)
+        self.post_message(self.Changed(first))
+        rows = len(self.ws.variants) - before + (index is not None)
+        if rows > 1:
+            self.notify(f"{variant.name}: {rows} rows, one per point")
+
+    def action_add_variant(self) -> None:
+        def picked(kind: str | None) -> None:
+            if kind:
+                self.app.push_screen(LensForm(kind, shape=self.model_shape()), lambda v: self.set_variant(None, v))
+
+        self.app.push_screen(LensPicker(), picked)
+
+    def action_edit_variant(self) -> None:
+        i = self._highlighted()
+        if i is None:
+            self.notify("no variant to edit: press a to add one", severity="warning")
+            return
+        v = self.ws.variants[i]
+        if len(v.lenses) == 1:
+            self.app.push_screen(LensForm(v.lenses[0].kind, v, self.model_shape()), lambda nv: self.set_variant(i, nv))
+        else:
+            self.action_edit_variant_spec()
+
+    def action_edit_variant_spec(self) -> None:
+        i = self._highlighted()
+        v = self.ws.variants[i] if i is not None else None
+        spec = "+".join(lens.label() for lens in v.lenses) if v else ""
+        self.app.push_screen(SpecEditor(spec, v.name if v else "", self.model_shape()),
+                             lambda nv: self.set_variant(i, nv))
+
+    def action_remove_variant(self) -> None:
+        i = self._highlighted()
+        if i is not None:
+            removed = self.ws.remove_variant(i)
+            self.post_message(self.Changed(i))
+            self.notify(f"removed {removed.name}")
+
+    def action_move_variant(self, delta: int) -> None:
+        i = self._highlighted()
+        if i is not None and self.ws.move_variant(i, delta):
+            self.post_message(self.Changed(i + delta))
+
+    def action_load_lens_file(self) -> None:
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                new = parse(path) if path.endswith((".toml", ".json")) else []
+                if not new:
+                    raise BadInput(f"lens file '{path}': use .toml or .json")
+            except BadInput as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
+            self.ws.variants += new
+            self.post_message(self.Changed(len(self.ws.variants) - 1))
+            self.notify(f"loaded {len(new)} variant(s) from {path}")
+
+        self.app.push_screen(PathPrompt("Load lens file (.toml or .json)", "lenses.toml"), chosen)
+
+    def action_save_lens_file(self) -> None:
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            import tomli_w
+
+            data = to_data(self.ws.variants)
+            try:
+                text = tomli_w.dumps(data) if path.endswith(".toml") else json.dumps(data, indent=1)
+                sessions.atomic_write(Path(path), text)
+            except (BadInput, OSError) as exc:
+                self.notify(f"lens file '{path}': {exc}", severity="error", timeout=8)
+                return
+            self.notify(f"wrote {len(self.ws.variants)} variant(s) to {path}")
+
+        self.app.push_screen(PathPrompt("Write lens file (.toml or .json)", "lenses.toml"), chosen)

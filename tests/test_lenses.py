@@ -247,7 +247,7 @@ def test_keyframes_interpolate(engine):
 
 
 def test_slerp_points_expand_to_rows():
-    rows = parse("slerp:points=5,token=happy")
+    rows = parse("slerp:t=1,points=5,token=happy")  # equidistant in [0, t]
     assert [round(v.lenses[0].t, 2) for v in rows] == [0.0, 0.25, 0.5, 0.75, 1.0]
 
 

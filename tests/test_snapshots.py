@@ -156,7 +156,7 @@ def test_conversation(snap_compare, size):
                                   "say the colour of the key"]):
             convs.run_turn(a.engine, conv, user, a.ws.variants, max_tokens=6, temperature=0.0, seed=0,
                            mark=["blue"] if k == 0 else ())
-        a.parked_conversation = conv
+        a.ws.parked_conversation = conv
         await pilot.press("ctrl+n", "f9")
         await pilot.pause()
 

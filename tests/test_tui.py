@@ -108,7 +108,7 @@ async def test_run_streams_rows_and_alternatives():
         await pilot.press("right", "down", "down")
         alts = view.alternatives_text().plain
         assert "baseline @1" in alts and "emphasis" in alts
-        assert set(a.captures) == {0, 1, 2}
+        assert set(a.ws.captures) == {0, 1, 2}
 
 
 async def test_cancel_keeps_partial_output():
@@ -146,9 +146,9 @@ async def test_heatmap_navigation():
         await pilot.press("{")
         assert panel.head_index == -1
         await pilot.press("r")
-        assert panel.row_index == 1
+        assert panel.row == 1
         await pilot.press("m", "m")
-        assert panel.view_mode == "difference"
+        assert panel.mode == "difference"
         header = str(panel.query_one("#heatmap-header").render())
         assert "difference" in header and "emphasis" in header
         await pilot.press("z", "down", "down", "right")  # one query row / key column per key

@@ -92,7 +92,7 @@ async def test_five_turns_with_a_mark_in_turn_one(tmp_path):
         await pilot.press("ctrl+n")  # off: a plain comparison again
         await pilot.pause()
         assert a.ws.conversation is None
-        a.open_session(str(path))
+        a.sessions.open(str(path))
         await a.workers.wait_for_complete()
         await pilot.pause()
         assert a.ws.conversation is not None and a.ws.conversation.to_json() == saved

@@ -115,7 +115,7 @@ async def test_ctrl_k_in_prompt_marks_and_keeps_text_and_marks():
         await ready(pilot)
         area = a.main.query_one("#prompt", TextArea)
         assert area.has_focus  # focused at launch
-        a.set_marks({0})
+        a.pane.set_marks({0})
         start = PROMPT.index("blue")
         area.selection = Selection((0, start), (0, start + 4))
         await pilot.press("ctrl+k")
@@ -170,7 +170,7 @@ async def test_slerp_points_expand_in_form_and_spec_editor():
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert len(a.ws.variants) == 3
-        assert [round(v.lenses[0].t, 2) for v in a.ws.variants] == [0.0, 0.5, 1.0]
+        assert [round(v.lenses[0].t, 2) for v in a.ws.variants] == [0.0, 0.15, 0.3]  # [0, t], t at its default 0.3
         assert all(v.lenses[0].points == 0 for v in a.ws.variants)
         await pilot.press("t")  # edit the highlighted row as a spec: one row becomes two
         a.screen.query_one("#spec", Input).value = "slerp:points=2,token=sad"
@@ -238,9 +238,10 @@ async def test_results_go_stale_when_inputs_change():
         a.main.query_one("#max-tokens", Input).value = "3"  # back to what ran: not stale
         await pilot.pause()
         assert "stale" not in info(a)
-        a.set_marks({1})
+        a.pane.set_marks({1})
+        await pilot.pause()
         assert "stale" in info(a)
-        a.set_marks(set())
+        a.pane.set_marks(set())
         a.main.query_one("#prompt", TextArea).insert("so ", (0, 0))
         await pilot.pause()
         assert "stale" in info(a)
@@ -276,7 +277,7 @@ async def test_heatmap_scroll_keys_scale_and_charts():
         await pilot.press("home")
         assert panel.origin == (0, 0)
         await pilot.press("r", "m", "m")  # difference mode: a diverging scale with its range
-        assert panel.view_mode == "difference"
+        assert panel.mode == "difference"
         scale = text_of(panel.query_one("#heatmap-scale"))
         vmax = panel.query_one(HeatmapView).vmax
         assert f"{-vmax:+.3g}" in scale and f"{vmax:+.3g}" in scale and "blue" in scale
@@ -339,14 +340,14 @@ async def test_reopened_session_captures_attention_again(tmp_path):
         await run_and_wait(pilot)
         from lenscope.app import session as sessions
 
-        sessions.save(a.current_session(), path)
-        shape = a.captures[1].attention.shape
+        sessions.save(a.sessions.current(), path)
+        shape = a.ws.captures[1].attention.shape
     b = app(prompt="", session=str(path))
     async with b.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-        assert set(b.captures) == {0, 1} and b.captures[1].attention.shape == shape
+        assert set(b.ws.captures) == {0, 1} and b.ws.captures[1].attention.shape == shape
         assert not b.running and "stale" not in info(b)
         assert "attention captured" in text_of(b.main.query_one("#status"))
 
@@ -358,13 +359,13 @@ async def test_session_from_other_inputs_says_attention_is_not_saved(tmp_path):
         await ready(pilot)
         await run_and_wait(pilot)
 
-        data = a.current_session().to_json()
+        data = a.sessions.current().to_json()
     data["result"]["rows"][1]["name"] = "renamed elsewhere"  # the outputs no longer match the variants
     path.write_text(json.dumps(data))
     b = app(prompt="", session=str(path))
     async with b.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        assert b.ws.result is not None and b.captures == {}
+        assert b.ws.result is not None and b.ws.captures == {}
         assert "attention is not saved" in text_of(b.main.query_one("#status"))
         assert "ctrl+r runs again" in text_of(b.main.query_one("#status"))
 
@@ -481,7 +482,7 @@ async def test_bad_session_on_the_command_line(tmp_path, case):
         await ready(pilot)
         await _assert_untouched(a, pilot, path)
         assert a.ws.prompt == PROMPT and [v.name for v in a.ws.variants] == ["identity"]
-        assert a.ws.result is None and a.session_path == str(path)  # the path given, nothing from it
+        assert a.ws.result is None and a.sessions.path == str(path)  # the path given, nothing from it
 
 
 async def test_bad_sessions_opened_in_a_running_app_change_nothing(tmp_path):

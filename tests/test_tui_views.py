@@ -36,7 +36,7 @@ async def test_head_map_shows_shares_auto_heads_roles_and_opens_the_heatmap():
         panel = a.main.query_one(HeadMapPanel)
         await pilot.press("r")  # row 1: the emphasis row
         values, what = panel.values()
-        cap = a.captures[1]
+        cap = a.ws.captures[1]
         q = cap.prompt_len - 1
         assert "share of attention on the marks" in what
         assert np.allclose(values, head_shares(cap.attention, a.ws.result.marked_token_indices, q))
@@ -52,11 +52,11 @@ async def test_head_map_shows_shares_auto_heads_roles_and_opens_the_heatmap():
         await pilot.press("down", "down", "right", "enter")
         assert a.main.query_one(TabbedContent).active == "heatmap"
         heat = a.main.query_one(HeatmapPanel)
-        assert (heat.row_index, heat.layer_index, heat.head_index) == (1, 2, 1)
+        assert (heat.row, heat.layer_index, heat.head_index) == (1, 2, 1)
         await pilot.press("f5", "m", "m")  # entropy, then the previous-token role (measured now)
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-        assert panel.mode == "previous" and a.head_roles is not None
+        assert panel.mode == "previous" and a.ws.head_roles is not None
         values, what = panel.values()
         assert "previous-head score" in what and values.shape == (a.engine.n_layers, a.engine.n_heads)
 
@@ -72,7 +72,7 @@ async def test_logit_lens_tab_decodes_moves_and_pins():
         panel = a.main.query_one(LogitLensPanel)
         table = a.main.query_one(LensTableView).table
         assert table is not None
-        cap = a.captures[0]
+        cap = a.ws.captures[0]
         assert panel.cursor == cap.prompt_len - 1
         first_output = a.engine.token_text(a.ws.result.rows[0].token_ids[0])
         assert table.tokens[-1][-1] == first_output  # the last layer predicts what was generated
@@ -102,7 +102,7 @@ async def test_geometry_identity_is_zero_and_steering_is_not():
         view = panel.query_one(HeatmapView)
         assert np.abs(view._matrix).max() < 1e-5  # 1 - cosine of the identity row
         await pilot.press("r")
-        n = a.captures[0].prompt_len  # on the prompt: generated tokens differ, so do their embeddings
+        n = a.ws.captures[0].prompt_len  # on the prompt: generated tokens differ, so do their embeddings
         assert view._matrix[:3, :n].max() < 1e-5 and view._matrix[3:, :n].max() > 1e-3  # steered after block 2
         await pilot.press("m")
         assert "norm ratio" in header(a, GeometryPanel, "#geometry-header")
@@ -118,7 +118,7 @@ async def test_attention_on_text_follows_the_cursor_and_sources():
         await pilot.press("a", "down", "right")
         pane = view.query_one("#attention-text")
         assert pane.display
-        cap = a.captures[1]
+        cap = a.ws.captures[1]
         q = cap.prompt_len + 1
         assert np.allclose(pane.weights(1, q), token_weights(cap.attention, q))
         for source in ("layer", "head", "rollout"):
@@ -136,15 +136,15 @@ async def test_change_lens_run_again_and_the_views_follow():
     async with a.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await run(pilot, "4")
-        first = a.captures[1].attention.copy()
+        first = a.ws.captures[1].attention.copy()
         await pilot.press("f5", "r")  # the lens row
         before = a.main.query_one(HeadMapPanel).values()[0].copy()
         from lenscope.lenses.spec import parse_inline
 
         a.ws.variants[0] = parse_inline("emphasis:strength=4")
-        a.show_variants(0)
+        a.pane.show_variants(0)
         await run(pilot, "4")
-        assert not np.allclose(a.captures[1].attention, first)
+        assert not np.allclose(a.ws.captures[1].attention, first)
         await pilot.press("f5")
         after = a.main.query_one(HeadMapPanel).values()[0]
         assert after is not None and not np.allclose(after, before)
@@ -188,7 +188,7 @@ async def test_export_writes_the_comparison_on_screen_as_html_and_md(tmp_path):
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await run(pilot)
-        await pilot.press("ctrl+e")
+        await pilot.press("ctrl+g")
         assert isinstance(a.screen, PathPrompt)
         a.screen.query_one(Input).value = str(tmp_path / "exp")
         await pilot.press("enter")

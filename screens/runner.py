@@ -1,0 +1,282 @@
+"""The runner: the only place in screens/ that starts engine work.
+
+Loading the model, runs, conversation turns, captures, head roles, logit-lens windows and
+trees all run here, in thread workers, one at a time. `busy` names the job that holds the
+model; it is set and cleared on the UI thread only, so two requests can never both start.
+While a job runs, a new run, turn or tree is refused with a message (escape cancels the
+job), and a capture or a view's computation waits its turn (the latest request of each
+kind is kept). Workers report only with messages, which Textual delivers on the UI thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from textual.message import Message
+from textual.worker import Worker, get_current_worker
+
+from lenscope.app.errors import BadInput, reason
+from lenscope.app.inspection import RowCapture
+from lenscope.app.results import RunResult
+from lenscope.lenses.base import Variant
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from lenscope.app.conversation import Conversation
+    from lenscope.app.engine import Engine, Request
+
+FLUSH_S = 0.05  # tokens reach the screen in batches at most this often
+QUEUED = ("capture", "head roles", "logit lens")  # jobs that wait for the model instead of being refused
+
+
+@dataclass
+class ModelLoaded(Message):
+    engine: Any
+    seconds: float
+
+
+@dataclass
+class Failed(Message):
+    """A job failed ("model" for loading); one line."""
+
+    what: str
+    message: str
+
+
+@dataclass
+class RunProgress(Message):
+    run: int  # which run: a new number is a new result
+    result: RunResult  # a snapshot while generating; the finished result itself once `done`
+    steps_per_s: float
+    done: bool
+
+
+@dataclass
+class CaptureReady(Message):
+    """Attention and hidden states of every row of run `run`, for every view."""
+
+    run: int
+    captures: dict[int, RowCapture]
+    note: str
+
+
+@dataclass
+class TurnDone(Message):
+    """A conversation turn finished (or was cancelled: `conversation` is None)."""
+
+    run: int
+    conversation: Any  # the conversation with the turn added (the worker ran on a copy)
+    result: RunResult  # the turn as one comparison, for the views
+
+
+@dataclass
+class ViewReady(Message):
+    """A view's computation finished: `apply` shows it (on the UI thread)."""
+
+    apply: Callable[[], None]
+
+
+@dataclass
+class JobProgress(Message):
+    """A line of progress from a long job (a tree), for the status line."""
+
+    text: str
+
+
+@dataclass
+class JobDone(Message):
+    """The job let go of the model."""
+
+    job: str
+
+
+class Runner:
+    """Owns the engine; every method is called on the UI thread."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.engine: Engine | None = None
+        self.busy: str | None = None
+        self.pending: dict[str, Callable[[], None]] = {}  # job -> its body, started when the model is free
+
+    # -- the one lock ---------------------------------------------------------------------------
+    def start(self, job: str, body: Callable[[], None]) -> bool:
+        """Run `body` in a worker when the model is free. Refused (False, with a message) while
+        another job holds it, except captures and views, which wait."""
+        if self.busy is not None:
+            if job in QUEUED:
+                self.pending[job] = body
+                return True
+            self.app.notify(f"the model is busy ({self.busy}): escape cancels it", severity="warning")
+            return False
+        self.busy = job
+        self.app.run_worker(lambda: self._guarded(job, body), thread=True, group="engine", exit_on_error=False,
+                            name=job)
+        return True
+
+    def _guarded(self, job: str, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BadInput as exc:  # names what is wrong itself
+            self.app.post_message(Failed(job, reason(exc)))
+        except Exception as exc:  # whatever a lens or a view does: one line, the app keeps running
+            self.app.post_message(Failed(job, f"{job} failed: {reason(exc)}"))
+        finally:
+            self.app.post_message(JobDone(job))
+
+    def done(self, job: str) -> None:
+        """JobDone arrived: the model is free; the oldest waiting job starts."""
+        if self.busy == job:
+            self.busy = None
+        if self.pending and self.busy is None:
+            first = next(iter(self.pending))
+            self.start(first, self.pending.pop(first))
+
+    def cancel(self) -> bool:
+        """Cancel the job that holds the model and forget the waiting ones."""
+        self.pending.clear()
+        if self.busy is None:
+            return False
+        self.app.workers.cancel_group(self.app, "engine")
+        return True
+
+    # -- the jobs ---------------------------------------------------------------------------------
+    def load(self, spec: str | None, trust_remote_code: bool) -> None:
+        def body() -> None:
+            from lenscope.app import models
+            from lenscope.app.engine import Engine
+
+            t = time.perf_counter()
+            try:
+                engine = Engine(models.load(spec, trust_remote_code=trust_remote_code,
+                                            progress=lambda text: self.app.post_message(JobProgress(text))))
+            except Exception as exc:  # anything from a model folder: one line, the app stays
+                self.app.post_message(Failed("model", reason(exc)))
+                return
+            self.app.post_message(ModelLoaded(engine, time.perf_counter() - t))
+
+        self.start("load", body)
+
+    def run(self, request: Request, number: int) -> bool:
+        engine = self.engine
+
+        def body() -> None:
+            worker = get_current_worker()
+            # prepare one variant at a time (compare reuses the work), so a failure names its variant
+            for v in request.variants:
+                try:
+                    engine.prepare([v], engine.encode(request.prompt), request.marks)
+                except Exception as exc:
+                    raise BadInput(f"variant '{v.name}': {reason(exc)}") from exc
+            run = engine.compare(request)
+            t0 = last = time.perf_counter()
+            steps = 0
+            for _ in run.steps(should_stop=lambda: worker.is_cancelled):
+                steps += 1
+                now = time.perf_counter()
+                if now - last >= FLUSH_S:
+                    self.app.post_message(RunProgress(number, run.result.snapshot(), steps / (now - t0), False))
+                    last = now
+            # finished: nothing writes to the result any more, so the message carries it itself
+            self.app.post_message(RunProgress(number, run.result, steps / max(time.perf_counter() - t0, 1e-9), True))
+            if not run.result.cancelled:
+                self._capture(worker, run.result, run.variants, number)
+
+        return self.start("run", body)
+
+    def turn(self, conv: Conversation, user: str, variants: list[Variant], values: tuple[int, float, int],
+             number: int) -> bool:
+        from lenscope.app import conversation as convs
+
+        engine = self.engine
+
+        def body() -> None:
+            worker = get_current_worker()
+            t0 = last = time.perf_counter()
+            seen: list[RunResult] = []
+
+            def on_step(row, result: RunResult) -> None:
+                nonlocal last
+                seen[:] = [result]
+                now = time.perf_counter()
+                if now - last >= FLUSH_S:
+                    steps = max(len(r.top) for r in result.rows)
+                    self.app.post_message(RunProgress(number, result.snapshot(), steps / (now - t0), False))
+                    last = now
+
+            max_tokens, temperature, seed = values
+            record = convs.run_turn(engine, conv, user, variants, max_tokens=max_tokens, temperature=temperature,
+                                    seed=seed, on_step=on_step, should_stop=lambda: worker.is_cancelled)
+            result = convs.turn_result(record) if record is not None else seen[0] if seen else None
+            if result is None:
+                raise BadInput("cancelled before the first token")
+            steps = max(len(r.top) for r in result.rows)
+            self.app.post_message(RunProgress(number, result, steps / max(time.perf_counter() - t0, 1e-9), True))
+            self.app.post_message(TurnDone(number, conv if record is not None else None, result))
+
+        return self.start("turn", body)
+
+    def capture(self, result: RunResult, variants: list[Variant], number: int) -> None:
+        """Capture a result's attention (a reopened session's, a turn's): waits for the model."""
+        self.start("capture", lambda: self._capture(get_current_worker(), result, variants, number))
+
+    def _capture(self, worker: Worker, result: RunResult, variants: list[Variant], number: int) -> None:
+        """One forward per row capturing attention and hidden states, for every view."""
+        from lenscope.app.inspection import capture_row
+
+        captures, skipped, note = {}, [], ""
+        for r in range(len(result.rows)):
+            if worker.is_cancelled:
+                note = "capture cancelled"
+                break
+            try:
+                captures[r] = capture_row(self.engine, result, variants, r)
+            except Exception as exc:
+                skipped.append(f"{result.rows[r].name} ({reason(exc)})")
+        note = note or (f"capture skipped for {', '.join(skipped)}" if skipped else "")
+        self.app.post_message(CaptureReady(number, captures, note))
+
+    def head_roles(self, apply: Callable[[Any], None]) -> None:
+        def body() -> None:
+            from lenscope.app.head_roles import measure
+
+            roles = measure(self.engine)
+            self.app.post_message(ViewReady(lambda: apply(roles)))
+
+        self.start("head roles", body)
+
+    def logit_lens(self, capture: RowCapture, positions: list[int], pinned: Any,
+                   apply: Callable[[Any], None]) -> None:
+        def body() -> None:
+            from lenscope.app.logit_lens import logit_lens
+
+            shown = [p for p in positions if p < len(capture.ids)] or [len(capture.ids) - 1]  # a shorter baseline
+            lens = logit_lens(self.engine, capture.hidden, shown, pinned=pinned)
+            self.app.post_message(ViewReady(lambda: apply(lens)))
+
+        self.start("logit lens", body)
+
+    def tree(self, prompt: str, options: dict[str, Any], apply: Callable[[Any], None]) -> bool:
+        def body() -> None:
+            from lenscope.app.scores import Score
+            from lenscope.app.tree import grow
+
+            worker = get_current_worker()
+            last = [0.0]
+
+            def progress(done: int, total: int) -> None:
+                if worker.is_cancelled:
+                    raise BadInput("cancelled")
+                now = time.perf_counter()
+                if now - last[0] >= 0.2:
+                    self.app.post_message(JobProgress(f"growing a tree… {done}/{total} tokens"))
+                    last[0] = now
+
+            tree = grow(self.engine, prompt, Score.from_data([{"kind": "fluency"}], "tree"), options,
+                        progress=progress)
+            self.app.post_message(ViewReady(lambda: apply(tree)))
+
+        return self.start("tree", body)

@@ -1,0 +1,157 @@
+"""What the view tabs ask for and get: the captures of the result on screen, head roles,
+logit-lens windows and trees (computed by the runner), and moving between tabs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lenscope.app.errors import BadInput
+from lenscope.app.inspection import RowCapture
+from lenscope.lenses.base import Variant
+from lenscope.screens.comparison import ComparisonView
+from lenscope.screens.compose_pane import ComposePane
+from lenscope.screens.conversation_panel import ConversationPanel
+from lenscope.screens.geometry_panel import GeometryPanel
+from lenscope.screens.head_map_panel import HeadMapPanel
+from lenscope.screens.heatmap_panel import HeatmapPanel
+from lenscope.screens.keys import Key
+from lenscope.screens.logit_lens_panel import LogitLensPanel
+from lenscope.screens.token_chips import TokenChips
+from lenscope.screens.tree_panel import TreePanel
+from lenscope.screens.variant_list import VariantList
+from lenscope.screens.views import VIEWS
+
+if TYPE_CHECKING:
+    from lenscope.screens.app import LenscopeApp
+
+
+class ViewActions:
+    def __init__(self, app: LenscopeApp) -> None:
+        self.app = app
+        self.ws = app.ws
+
+    def _q(self, widget: type) -> Any:
+        return self.app.main.query_one(widget)
+
+    @staticmethod
+    def key_groups() -> list[tuple[str, list[Key]]]:
+        return [("tokens", TokenChips.KEYS), ("variants", VariantList.KEYS), ("compare", ComparisonView.KEYS),
+                ("heatmap", HeatmapPanel.KEYS), ("heads", HeadMapPanel.KEYS), ("logit lens", LogitLensPanel.KEYS),
+                ("geometry", GeometryPanel.KEYS), ("tree", TreePanel.KEYS), ("conversation", ConversationPanel.KEYS)]
+
+    def focus(self, tab: str) -> None:
+        view = next(v for v in VIEWS if v.id == tab)
+        if view.widget is ComposePane:
+            self.app.main.query_one("#prompt").focus()
+        elif view.widget is TreePanel:
+            self._q(TreePanel).focus_tree()
+        else:
+            self._q(view.widget).focus()
+
+    def attention_text(self) -> None:
+        self.app.action_tab("compare")
+        self._q(ComparisonView).action_attention_text()
+
+    def toggle_charts(self) -> None:
+        self.app.action_tab("heatmap")
+        self._q(HeatmapPanel).action_charts()
+
+    def set_stale(self, stale: bool) -> None:
+        self._q(ComparisonView).set_stale(stale)
+        self._q(HeatmapPanel).set_stale(stale)
+
+    # -- captures ----------------------------------------------------------------------------------
+    def clear_captures(self) -> None:
+        """A run starts: no view keeps showing the last result's attention."""
+        self.show_captures({})
+
+    def show_captures(self, captures: dict[int, RowCapture], empty: str = "") -> None:
+        """Every view reads the same captures of the result on screen."""
+        self.ws.captures = captures
+        res = self.ws.result
+        self._q(HeatmapPanel).set_data(res, {r: c.attention for r, c in captures.items()}, empty=empty)
+        self._q(HeadMapPanel).set_data(res, captures, self.auto_head_flags())
+        self._q(LogitLensPanel).set_data(res, captures)
+        self._q(GeometryPanel).set_data(res, captures)
+        self._q(ComparisonView).set_captures(captures, self.inherited_tokens())
+
+    def _lens_state(self, name: str) -> dict[int, list[Any]]:
+        """Per row, what its lenses prepared for this prompt under `name` (emphasis: inherit, auto)."""
+        out: dict[int, list[Any]] = {}
+        for r, v in enumerate(self.ws.variants, start=1):
+            for lens in v.lenses:
+                value = getattr(lens, name, None)
+                if value is not None:
+                    out.setdefault(r, []).append(value)
+        return out
+
+    def inherited_tokens(self, at_least: float = 0.05) -> dict[int, list[int]]:
+        """Per row, the prompt tokens its emphasis lens's propagation gave importance (the
+        attention-on-text view's second marker)."""
+        return {r: [int(j) for w in weights for j in np.flatnonzero(np.asarray(w) >= at_least)]
+                for r, weights in self._lens_state("inherit").items()}
+
+    def auto_head_flags(self) -> dict[int, dict[tuple[int, int], str]]:
+        """Per row, the heads an emphasis lens with auto_heads picked on this prompt (flagged •)."""
+        return {r: {(int(layer), int(h)): "•" for picked in picks for layer, heads in picked.items() for h in heads}
+                for r, picks in self._lens_state("auto").items()}
+
+    # -- what the panels ask for ---------------------------------------------------------------------
+    def open_head(self, row: int, layer: int, head: int) -> None:
+        panel = self._q(HeatmapPanel)
+        panel.row, panel.layer_index, panel.head_index = row, layer, head
+        self.app.action_tab("heatmap")
+        panel.redraw()
+
+    def roles_wanted(self) -> None:
+        if self.ws.head_roles is not None:
+            self._q(HeadMapPanel).set_roles(self.ws.head_roles)
+        elif self.app.engine is not None:
+            self.app.set_status("measuring head roles on a repeated random sequence…")
+
+            def apply(roles) -> None:
+                self.ws.head_roles = roles
+                self._q(HeadMapPanel).set_roles(roles)
+                self.app.set_status("head roles measured · m cycles the head map's modes")
+
+            self.app.runner.head_roles(apply)
+
+    def logit_lens_wanted(self, key) -> None:
+        row, positions, pinned = key
+        captures = self.ws.captures
+        cap = captures.get(row)
+        if self.app.engine is None or cap is None:
+            return
+        panel = self._q(LogitLensPanel)
+
+        def apply(lens) -> None:
+            if captures is self.ws.captures:  # still the result on screen
+                panel.asked = set(panel.lenses) | {key}  # asks that were dropped while waiting are asked again
+                panel.set_lens(key, lens)
+
+        self.app.runner.logit_lens(cap, list(positions), pinned, apply)
+
+    def grow_wanted(self, options: dict[str, Any]) -> None:
+        app = self.app
+        if app.engine is None:
+            app.notify("the model is still loading: try again in a moment", severity="warning")
+            return
+        try:
+            if not self.ws.prompt.strip():
+                raise BadInput("prompt: empty")
+            prompt, _ = self.ws.model_prompt(app.engine)
+        except BadInput as exc:
+            app.notify(str(exc), severity="error")
+            return
+        panel = self._q(TreePanel)
+        if app.runner.tree(prompt, options, panel.show_tree):
+            panel.growing()
+
+    def open_path(self, text: str, node: int) -> None:
+        from lenscope.lenses.constrain import Force
+
+        self.ws.set_variant(None, Variant(f"tree node {node}", [Force(text=text)]))
+        self._q(ComposePane).show_variants(len(self.ws.variants) - 1)
+        self.app.notify(f"added 'tree node {node}': its path forced from the first step (ctrl+r runs)")
