@@ -32,7 +32,8 @@ def line_chart(series: list[tuple[int, list[float | None]]], title: str, width: 
     plt.theme("clear")
     plotted = False
     for r, values in series:
-        pts = [(t, v) for t, v in enumerate(values, start=first) if v is not None]
+        # plotext fails on inf and nan (an infinite KL where a lens masks a token): gaps, like None
+        pts = [(t, v) for t, v in enumerate(values, start=first) if v is not None and math.isfinite(v)]
         if pts:
             plt.plot([p[0] for p in pts], [p[1] for p in pts], color=row_color(r), marker="braille")
             plotted = True

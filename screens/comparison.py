@@ -34,7 +34,7 @@ def row_status(result: RunResult, r: int, running: bool, steps_per_s: float | No
     else:
         state = "done"
     div = "" if r == 0 or row.first_divergence is None else f" · differs @{row.first_divergence}"
-    speed = "" if steps_per_s is None else f" · {steps_per_s:.1f} steps/s"
+    speed = "" if steps_per_s is None else f" · {steps_per_s:.1f}/s"
     return f"{state} · {len(row.token_ids)} tok{speed}{div}"
 
 

@@ -31,6 +31,9 @@ def pca_chart(rows: list[tuple[int, np.ndarray]], title: str, width: int, height
     plt.plotsize(max(20, width), max(5, height))
     plt.theme("clear")
     for r, pts in rows:
+        pts = pts[np.isfinite(pts).all(axis=1)]  # plotext fails on nan and inf: a row that overflowed is left out
+        if not len(pts):
+            continue
         plt.scatter(pts[:, 0].tolist(), pts[:, 1].tolist(), color=row_color(r), marker="braille")
         plt.plot(pts[:, 0].tolist(), pts[:, 1].tolist(), color=row_color(r), marker="braille")
     plt.title(title)

@@ -23,11 +23,11 @@ from lenscope.screens.lens_dialogs import LensForm, LensPicker, PathPrompt, Spec
 
 
 def variant_line(i: int, v: Variant) -> Content:
-    """`1. name  spec`, the spec dim; a lens at its defaults names them, so parameters always show."""
+    """`1. name  spec`, the spec dim; a lens at its defaults shows their values, so parameters always show."""
     stack = " + ".join(lens.label() for lens in v.lenses) or "(no lens)"
     if stack == v.name and len(v.lenses) == 1:
         lens = v.lenses[0]
-        stack = "defaults: " + ", ".join(f"{p.name}={getattr(lens, p.name)}" for p in lens.params[:4])
+        stack = " ".join(f"{k}={v}" for k, v in lens.normalized().items() if k != "kind") or stack
     if stack == v.name:
         return safe("[b]$i. $name[/b]", i=i + 1, name=one_line_text(v.name))
     return safe("[b]$i. $name[/b]  [dim]$stack[/dim]", i=i + 1, name=one_line_text(v.name), stack=one_line_text(stack))

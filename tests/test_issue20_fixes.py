@@ -312,3 +312,16 @@ async def test_lens_form_descriptions_wrap_within_the_dialog():
             assert label.region.right <= dialog.region.right
         longest = max(labels, key=lambda w: len(str(w.render())))
         assert longest.region.height > 1  # wrapped, not cut
+
+
+def test_charts_draw_around_infinite_and_nan_values():
+    """A lens that masks a token makes KL infinite: the chart leaves a gap (plotext raised here)."""
+    import numpy as np
+
+    from lenscope.screens import charts
+    from lenscope.screens.geometry_panel import pca_chart
+
+    chart = charts.line_chart([(1, [0.1, float("inf"), 0.3]), (2, [float("nan"), float("inf")])], "KL", 60, 10)
+    assert "KL" in chart.plain
+    pts = np.array([[0.0, 1.0], [np.inf, 2.0], [np.nan, 0.0], [1.0, 0.5]])
+    assert "PCA" in pca_chart([(0, pts), (1, np.full((3, 2), np.nan))], "PCA", 60, 10).plain
