@@ -27,7 +27,7 @@ def variant_line(i: int, v: Variant) -> Content:
     stack = " + ".join(lens.label() for lens in v.lenses) or "(no lens)"
     if stack == v.name and len(v.lenses) == 1:
         lens = v.lenses[0]
-        stack = " ".join(f"{k}={v}" for k, v in lens.normalized().items() if k != "kind") or stack
+        stack = " ".join(f"{k}={v}" for k, v in lens.normalized().items() if k != "kind" and v not in ("", [])) or stack
     if stack == v.name:
         return safe("[b]$i. $name[/b]", i=i + 1, name=one_line_text(v.name))
     return safe("[b]$i. $name[/b]  [dim]$stack[/dim]", i=i + 1, name=one_line_text(v.name), stack=one_line_text(stack))
