@@ -66,8 +66,7 @@ def palette(keys: Sequence[Key]) -> list[tuple[str, str, str]]:
     out = []
     for k in keys:
         if k.title:
-            action = k.action.removeprefix("app.")
-            out.append((k.title, action, f"{k.help} ({k.shown()})" if k.keys else k.help))
+            out.append((k.title, k.action, f"{k.help} ({k.shown()})" if k.keys else k.help))
     return out
 
 
