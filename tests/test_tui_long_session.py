@@ -14,7 +14,7 @@ import random
 import time
 from pathlib import Path
 
-from textual.widgets import Input, OptionList, TabbedContent, TextArea, Tree
+from textual.widgets import Input, TabbedContent, TextArea, Tree
 from tui_helpers import PROMPT, app, messages, ready
 
 from lenscope.app import session as sessions
