@@ -201,6 +201,10 @@ class Workspace:
         self.variants[index], self.variants[j] = self.variants[j], self.variants[index]
         return True
 
+    def rows(self) -> list[Variant]:
+        """The rows a run of these variants shows: the baseline, then each variant."""
+        return [Variant("baseline"), *self.variants]
+
     def check_variants(self, engine) -> None:
         """Every variant fits the model (its layers and heads exist); BadInput names the first that does not."""
         for v in self.variants:

@@ -221,8 +221,7 @@ class LenscopeApp(App):
             self.notify(f"no model loaded: {self.load_error}" if self.load_error else "the model is still loading",
                         severity="error" if self.load_error else "warning")
             return
-        if self.running:
-            self.notify(f"the model is busy ({self.runner.busy}): escape cancels it", severity="warning")
+        if not self.runner.free():
             return
         self.pane.pull_fields()
         if self.ws.conversation is not None:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from lenscope.app import conversation as convs
 from lenscope.app.errors import BadInput
-from lenscope.lenses.base import Variant
 from lenscope.screens.compose_pane import ComposePane
 from lenscope.screens.conversation_panel import ConversationPanel
 from lenscope.screens.lens_dialogs import PathPrompt
@@ -30,14 +29,7 @@ class ConversationActions:
         return self.app.main.query_one(ComposePane)
 
     def show(self) -> None:
-        names = ["baseline"] + [v.name for v in self.ws.variants]
-        self.app.main.query_one(ConversationPanel).show(self.ws.conversation, names)
-
-    def _busy(self) -> bool:
-        if self.app.runner.busy is not None:
-            self.app.notify(f"the model is busy ({self.app.runner.busy}): escape cancels it", severity="warning")
-            return True
-        return False
+        self.app.main.query_one(ConversationPanel).show(self.ws.conversation, [v.name for v in self.ws.rows()])
 
     # -- turns ------------------------------------------------------------------------------------
     def start_turn(self) -> None:
@@ -83,7 +75,7 @@ class ConversationActions:
             app.set_status(f"turn {turn} done · each row continues its own history · f9: transcript and fade chart")
             return
         app.set_status(f"turn {turn} done · capturing attention… · f9: transcript and fade chart")
-        app.runner.capture(result, [Variant("baseline")] + list(ws.variants), run)
+        app.runner.capture(result, ws.rows(), run)
 
     # -- the mode -----------------------------------------------------------------------------------
     def set_mode(self, on: bool) -> None:
@@ -123,17 +115,17 @@ class ConversationActions:
     def toggle(self) -> None:
         if self.app.engine is None:
             self.app.notify("the model is still loading", severity="warning")
-        elif not self._busy():
+        elif self.app.runner.free():
             self.set_mode(self.ws.conversation is None)
 
     def checkbox(self, value: bool) -> None:
-        if value != (self.ws.conversation is not None) and self.app.engine is not None and not self._busy():
+        if value != (self.ws.conversation is not None) and self.app.engine is not None and self.app.runner.free():
             self.set_mode(value)
         else:  # refused: the box shows the mode as it is
             self.pane.query_one("#conversation-mode").value = self.ws.conversation is not None
 
     def new(self) -> None:
-        if self._busy():
+        if not self.app.runner.free():
             return
         ws = self.ws
         old = ws.conversation or ws.parked_conversation
@@ -163,13 +155,13 @@ class ConversationActions:
             self.app.notify("keep works in a keep-mode conversation (branches keep every row's own)",
                             severity="warning")
             return
-        if self._busy():
+        if not self.app.runner.free():
             return
         rows = len(conv.turns[-1]["rows"]) if conv.turns else 1 + len(self.ws.variants)
         conv.keep_row((conv.keep + 1) % rows)
         self.pane.retokenize()
         self.show()
-        names = ["baseline"] + [v.name for v in self.ws.variants]
+        names = [v.name for v in self.ws.rows()]
         name = names[conv.keep] if conv.keep < len(names) else f"row {conv.keep}"
         self.app.notify(f"keeping {name}'s replies" + (" (the last turn's too)" if conv.turns else ""))
 

@@ -103,14 +103,20 @@ class Runner:
         self.pending: dict[str, Callable[[], None]] = {}  # job -> its body, started when the model is free
 
     # -- the one lock ---------------------------------------------------------------------------
+    def free(self, then: str = "") -> bool:
+        """True when no job holds the model; else False, and a line says which one does."""
+        if self.busy is None:
+            return True
+        self.app.notify(f"the model is busy ({self.busy}): escape cancels it{then}", severity="warning")
+        return False
+
     def start(self, job: str, body: Callable[[], None]) -> bool:
         """Run `body` in a worker when the model is free. Refused (False, with a message) while
         another job holds it, except captures and views, which wait."""
-        if self.busy is not None:
-            if job in QUEUED:
-                self.pending[job] = body
-                return True
-            self.app.notify(f"the model is busy ({self.busy}): escape cancels it", severity="warning")
+        if self.busy is not None and job in QUEUED:
+            self.pending[job] = body
+            return True
+        if not self.free():
             return False
         self.busy = job
         self.app.run_worker(lambda: self._guarded(job, body), thread=True, group="engine", exit_on_error=False,
@@ -172,16 +178,12 @@ class Runner:
                 except Exception as exc:
                     raise BadInput(f"variant '{v.name}': {reason(exc)}") from exc
             run = engine.compare(request)
-            t0 = last = time.perf_counter()
+            report = self._reporter(number)
             steps = 0
             for _ in run.steps(should_stop=lambda: worker.is_cancelled):
                 steps += 1
-                now = time.perf_counter()
-                if now - last >= FLUSH_S:
-                    self.app.post_message(RunProgress(number, run.result.snapshot(), steps / (now - t0), False))
-                    last = now
-            # finished: nothing writes to the result any more, so the message carries it itself
-            self.app.post_message(RunProgress(number, run.result, steps / max(time.perf_counter() - t0, 1e-9), True))
+                report(run.result, steps)
+            report(run.result, steps, done=True)
             if not run.result.cancelled:
                 self._capture(worker, run.result, run.variants, number)
 
@@ -195,17 +197,12 @@ class Runner:
 
         def body() -> None:
             worker = get_current_worker()
-            t0 = last = time.perf_counter()
+            report = self._reporter(number)
             seen: list[RunResult] = []
 
             def on_step(row, result: RunResult) -> None:
-                nonlocal last
                 seen[:] = [result]
-                now = time.perf_counter()
-                if now - last >= FLUSH_S:
-                    steps = max(len(r.top) for r in result.rows)
-                    self.app.post_message(RunProgress(number, result.snapshot(), steps / (now - t0), False))
-                    last = now
+                report(result, max(len(r.top) for r in result.rows))
 
             max_tokens, temperature, seed = values
             record = convs.run_turn(engine, conv, user, variants, max_tokens=max_tokens, temperature=temperature,
@@ -213,11 +210,25 @@ class Runner:
             result = convs.turn_result(record) if record is not None else seen[0] if seen else None
             if result is None:
                 raise BadInput("cancelled before the first token")
-            steps = max(len(r.top) for r in result.rows)
-            self.app.post_message(RunProgress(number, result, steps / max(time.perf_counter() - t0, 1e-9), True))
+            report(result, max(len(r.top) for r in result.rows), done=True)
             self.app.post_message(TurnDone(number, conv if record is not None else None, result))
 
         return self.start("turn", body)
+
+    def _reporter(self, number: int) -> Callable[..., None]:
+        """`report(result, steps, done=False)`: run `number`'s progress, a snapshot at most every
+        FLUSH_S while it runs, and the result itself once done (nothing writes to it any more)."""
+        t0 = last = time.perf_counter()
+
+        def report(result: RunResult, steps: int, done: bool = False) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            if done or now - last >= FLUSH_S:
+                self.app.post_message(RunProgress(number, result if done else result.snapshot(),
+                                                  steps / max(now - t0, 1e-9), done))
+                last = now
+
+        return report
 
     def capture(self, result: RunResult, variants: list[Variant], number: int) -> None:
         """Capture a result's attention (a reopened session's, a turn's): waits for the model."""

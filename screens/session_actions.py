@@ -17,7 +17,6 @@ from lenscope.app import conversation as convs
 from lenscope.app import session as sessions
 from lenscope.app.errors import BadInput, reason
 from lenscope.app.workspace import read_session
-from lenscope.lenses.base import Variant
 from lenscope.screens.choice_dialog import Choice
 from lenscope.screens.compose_pane import ComposePane
 from lenscope.screens.lens_dialogs import PathPrompt
@@ -92,9 +91,7 @@ class SessionActions:
 
     def open(self, path: str, quiet: bool = False) -> bool:
         app = self.app
-        if app.runner.busy is not None:
-            app.notify(f"the model is busy ({app.runner.busy}): escape cancels it, then open the session",
-                       severity="warning")
+        if not app.runner.free(then=", then open the session"):
             return False
         try:
             s, result, fields = read_session(path)
@@ -130,17 +127,17 @@ class SessionActions:
         again (sessions do not save it); otherwise say how to get it."""
         app, res = self.app, self.ws.result
         engine = app.engine
-        names = ["baseline"] + [v.name for v in self.ws.variants]
         if engine is None:
             return  # model_ready calls this again
-        if (res is None or res.model != engine.loaded.name or res.cancelled or [r.name for r in res.rows] != names
+        if (res is None or res.model != engine.loaded.name or res.cancelled
+                or [r.name for r in res.rows] != [v.name for v in self.ws.rows()]
                 or engine.encode(res.prompt) != res.prompt_token_ids):
             app.set_status("saved outputs shown · attention is not saved in sessions: ctrl+r runs again")
             return
         app.set_status("saved outputs shown · capturing their attention…")
         app.run_number += 1
         app.shown_run = app.run_number  # the session's result is this "run"
-        app.runner.capture(res, [Variant("baseline")] + list(self.ws.variants), app.run_number)
+        app.runner.capture(res, self.ws.rows(), app.run_number)
 
     # -- export -------------------------------------------------------------------------------------------
     def export(self) -> None:

@@ -13,7 +13,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from lenscope.app import session as sessions
-from lenscope.app.errors import BadInput
+from lenscope.app.errors import BadInput, one_line
 from lenscope.app.workspace import Workspace
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import parse, to_data
@@ -29,13 +29,9 @@ def variant_line(i: int, v: Variant) -> Content:
         lens = v.lenses[0]
         stack = " ".join(f"{k}={v}" for k, v in lens.normalized().items() if k != "kind" and v not in ("", [])) or stack
     if stack == v.name:
-        return safe("[b]$i. $name[/b]", i=i + 1, name=one_line_text(v.name))
-    return safe("[b]$i. $name[/b]  [dim]$stack[/dim]", i=i + 1, name=one_line_text(v.name), stack=one_line_text(stack))
-
-
-def one_line_text(text: str) -> str:
-    """A name or spec on one line of the list (a forced path may hold line breaks)."""
-    return text.replace("\n", "⏎").replace("\r", "")
+        return safe("[b]$i. $name[/b]", i=i + 1, name=one_line(v.name))
+    # one_line: a forced path's line breaks (and any control character) shown escaped, on one line
+    return safe("[b]$i. $name[/b]  [dim]$stack[/dim]", i=i + 1, name=one_line(v.name), stack=one_line(stack))
 
 
 class VariantList(OptionList):

@@ -106,36 +106,29 @@ class _Host:
         return Host()
 
 
-async def test_lens_form_and_spec_editor_rename_a_variant_named_by_its_spec():
+async def _edited(dialog, field: str, value: str, key: str) -> Variant:
+    """What a dialog returns after `field` is set to `value` and `key` applies it."""
     from textual.widgets import Input
 
+    app = _Host.make(dialog)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        app.screen.query_one(field, Input).value = value
+        await pilot.press(key)
+        await pilot.pause()
+    return app.result
+
+
+async def test_lens_form_and_spec_editor_rename_a_variant_named_by_its_spec():
     from lenscope.screens.lens_dialogs import LensForm, SpecEditor
 
     old = parse_inline("emphasis:strength=3")
-    app = _Host.make(LensForm("emphasis", old))
-    async with app.run_test() as pilot:
-        await pilot.pause()
-        app.screen.query_one("#p-strength", Input).value = "5"
-        await pilot.press("ctrl+s")
-        await pilot.pause()
-    assert app.result.name == "emphasis:strength=5"
-
-    mine = Variant("strong", old.lenses)
-    app = _Host.make(LensForm("emphasis", mine))
-    async with app.run_test() as pilot:
-        await pilot.pause()
-        app.screen.query_one("#p-strength", Input).value = "5"
-        await pilot.press("ctrl+s")
-        await pilot.pause()
-    assert app.result.name == "strong" and app.result.lenses[0].strength == 5
-
-    app = _Host.make(SpecEditor("emphasis:strength=3", "emphasis:strength=3"))
-    async with app.run_test() as pilot:
-        await pilot.pause()
-        app.screen.query_one("#spec", Input).value = "emphasis:strength=4"
-        await pilot.press("enter")
-        await pilot.pause()
-    assert app.result.name == "emphasis:strength=4"
+    assert (await _edited(LensForm("emphasis", old), "#p-strength", "5", "ctrl+s")).name == "emphasis:strength=5"
+    mine = await _edited(LensForm("emphasis", Variant("strong", old.lenses)), "#p-strength", "5", "ctrl+s")
+    assert mine.name == "strong" and mine.lenses[0].strength == 5
+    spec = await _edited(SpecEditor("emphasis:strength=3", "emphasis:strength=3"), "#spec", "emphasis:strength=4",
+                         "enter")
+    assert spec.name == "emphasis:strength=4"
 
 
 # -- 2. a spec reads back what it writes: values with , + " | quoted ---------------------------------
