@@ -1,4 +1,4 @@
 """`python -m lenscope`: the same as the `lenscope` command."""
-from lenscope.app.cli import main
+from lenscope.app.cli.main import main
 
 main()

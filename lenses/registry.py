@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from lenscope.lenses import attention, constrain, geometry, identity, patching, sampling, scale, steering, weights
+from lenscope.lenses import (
+    attention,
+    constrain,
+    geometry,
+    identity,
+    patching,
+    sampling,
+    scale,
+    steering,
+    weights,
+)
 from lenscope.lenses.base import Lens
 
 KINDS: dict[str, type[Lens]] = {cls.kind: cls for cls in (

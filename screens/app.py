@@ -12,14 +12,14 @@ from typing import Any
 
 from textual import on
 from textual.app import App
-from textual.content import Content
 from textual.command import CommandPalette
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import ProgressBar, Static, TabbedContent
 
+from lenscope.app.core.results import RunResult
 from lenscope.app.errors import BadInput
-from lenscope.app.results import RunResult
-from lenscope.app.workspace import Workspace
+from lenscope.app.tui.workspace import Workspace
 from lenscope.lenses.spec import parse
 from lenscope.screens import runner as jobs
 from lenscope.screens.comparison import ComparisonView
@@ -159,7 +159,7 @@ class LenscopeApp(App):
         self.set_status(safe("$text", text=message.text))
 
     def on_model_loaded(self, message: jobs.ModelLoaded) -> None:
-        from lenscope.app import chat
+        from lenscope.app.chat import templates as chat
         from lenscope.app.models import DEMO_MODEL_NAME
 
         engine = self.runner.engine = message.engine

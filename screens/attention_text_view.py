@@ -13,10 +13,10 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from lenscope.app.attention_text import AttentionText
-from lenscope.app.attention_views import head_means, token_weights
-from lenscope.app.inspection import RowCapture
-from lenscope.app.results import RunResult
+from lenscope.app.core.capture import RowCapture
+from lenscope.app.core.results import RunResult
+from lenscope.app.views.attention import head_means, token_weights
+from lenscope.app.views.attention_text import AttentionText
 
 SOURCES = ("mean", "layer", "head", "rollout")
 

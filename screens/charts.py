@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
-from lenscope.app.results import RunResult
+from lenscope.app.core.results import RunResult
 
 # names both plotext and Rich know, and mean about the same colour by: plotext has no
 # "yellow" (it draws that line uncoloured) and Rich no "orange" (a legend with it raises

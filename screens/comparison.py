@@ -12,7 +12,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
-from lenscope.app.results import RunResult
+from lenscope.app.core.results import RunResult
 from lenscope.screens.attention_text_view import SOURCES, AttentionTextView
 from lenscope.screens.keys import Key, bindings, hint
 from lenscope.screens.token_chips import chip_text

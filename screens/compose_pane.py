@@ -13,16 +13,16 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.content import Content
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, TextArea
 
-from lenscope.app import chat
-from lenscope.app import conversation as convs
+from lenscope.app.chat import conversation as convs
+from lenscope.app.chat import templates as chat
+from lenscope.app.core.settings import SETTINGS
 from lenscope.app.errors import BadInput
-from lenscope.app.settings import SETTINGS
-from lenscope.app.workspace import Workspace
+from lenscope.app.tui.workspace import Workspace
 from lenscope.screens.markup import safe
 from lenscope.screens.token_chips import TokenChips, chip_text
 from lenscope.screens.variant_list import VariantList

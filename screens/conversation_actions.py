@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lenscope.app import conversation as convs
+from lenscope.app.chat import conversation as convs
 from lenscope.app.errors import BadInput
 from lenscope.screens.compose_pane import ComposePane
 from lenscope.screens.conversation_panel import ConversationPanel

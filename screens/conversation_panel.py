@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.content import Content
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
-from lenscope.app.conversation import Conversation, concept_pattern, fade
+from lenscope.app.chat.conversation import Conversation, concept_pattern, fade
 from lenscope.screens.charts import legend, line_chart, row_color
-from lenscope.screens.markup import safe
 from lenscope.screens.keys import Key, bindings, hint
+from lenscope.screens.markup import safe
 
 ROLE_STYLES = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold green"}
 MARK_STYLE = "black on yellow"

@@ -14,14 +14,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from lenscope.app import geometry
-from lenscope.app.inspection import RowCapture, hidden_label
-from lenscope.app.results import RunResult
+from lenscope.app.core.capture import RowCapture, hidden_label
+from lenscope.app.core.results import RunResult
+from lenscope.app.views import hidden_states as geometry
 from lenscope.screens.charts import legend, row_color
 from lenscope.screens.heatmap_view import HeatmapView
-from lenscope.screens.panel import Panel
-from lenscope.screens.markup import safe
 from lenscope.screens.keys import Key, bindings, hint
+from lenscope.screens.markup import safe
+from lenscope.screens.panel import Panel
 
 MODES = ("1 - cosine", "norm ratio - 1")
 

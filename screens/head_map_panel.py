@@ -17,14 +17,14 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from lenscope.app.attention_views import head_entropy, head_shares
-from lenscope.app.head_map import HeadMap
-from lenscope.app.head_roles import ROLES, THRESHOLD, HeadRoles
-from lenscope.app.inspection import RowCapture
-from lenscope.app.results import RunResult
-from lenscope.screens.panel import Panel
-from lenscope.screens.markup import safe
+from lenscope.app.core.capture import RowCapture
+from lenscope.app.core.results import RunResult
+from lenscope.app.views.attention import head_entropy, head_shares
+from lenscope.app.views.head_map import HeadMap
+from lenscope.app.views.head_roles import ROLES, THRESHOLD, HeadRoles
 from lenscope.screens.keys import Key, bindings, hint
+from lenscope.screens.markup import safe
+from lenscope.screens.panel import Panel
 
 MODES = ("marks", "entropy", *ROLES)
 

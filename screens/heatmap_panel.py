@@ -7,13 +7,13 @@ from textual.app import ComposeResult
 from textual.content import Content
 from textual.widgets import Static
 
-from lenscope.app.attention_views import rollout
-from lenscope.app.results import RunResult
+from lenscope.app.core.results import RunResult
+from lenscope.app.views.attention import rollout
 from lenscope.screens.charts import StepCharts
 from lenscope.screens.heatmap_view import HeatmapView
-from lenscope.screens.panel import Panel
-from lenscope.screens.markup import safe
 from lenscope.screens.keys import Key, bindings, hint
+from lenscope.screens.markup import safe
+from lenscope.screens.panel import Panel
 
 MODES = ("lens", "baseline", "difference", "rollout")
 CHARTS_MIN_HEIGHT = 28  # below this the heatmap and the charts do not both fit: one at a time

@@ -9,7 +9,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from lenscope.app.heatmap import DIVERGING, VIRIDIS, Heatmap, colormap
+from lenscope.app.views.heatmap import DIVERGING, VIRIDIS, Heatmap, colormap
 
 
 def colour_scale(vmax: float, diverging: bool, width: int = 24) -> Text:

@@ -18,13 +18,13 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from lenscope.app.inspection import RowCapture, hidden_label
-from lenscope.app.logit_lens import LogitLens
-from lenscope.app.logit_lens_table import LABEL, LogitLensTable
-from lenscope.app.results import RunResult
-from lenscope.screens.panel import Panel
-from lenscope.screens.markup import safe
+from lenscope.app.core.capture import RowCapture, hidden_label
+from lenscope.app.core.results import RunResult
+from lenscope.app.views.logit_lens import LogitLens
+from lenscope.app.views.logit_lens_table import LABEL, LogitLensTable
 from lenscope.screens.keys import Key, bindings, hint
+from lenscope.screens.markup import safe
+from lenscope.screens.panel import Panel
 
 CELL = 8  # columns per position in the table
 PIN_COLORS = ["cyan", "magenta", "green", "yellow", "red"]

@@ -8,7 +8,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Checkbox, Footer, Header, ProgressBar, Static, TabbedContent, TabPane
 
-from lenscope.app.workspace import Workspace
+from lenscope.app.tui.workspace import Workspace
 from lenscope.screens.compose_pane import ComposePane
 from lenscope.screens.conversation_panel import ConversationPanel
 from lenscope.screens.head_map_panel import HeadMapPanel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.containers import Vertical
 
-from lenscope.app.results import RunResult
+from lenscope.app.core.results import RunResult
 
 
 class Panel(Vertical, can_focus=True):

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any, Callable
 from textual.message import Message
 from textual.worker import Worker, get_current_worker
 
+from lenscope.app.core.capture import RowCapture
+from lenscope.app.core.results import RunResult
 from lenscope.app.errors import BadInput, reason
-from lenscope.app.inspection import RowCapture
-from lenscope.app.results import RunResult
 from lenscope.lenses.base import Variant
 
 if TYPE_CHECKING:
     from textual.app import App
 
-    from lenscope.app.conversation import Conversation
-    from lenscope.app.engine import Engine, Request
+    from lenscope.app.chat.conversation import Conversation
+    from lenscope.app.core.engine import Engine, Request
 
 FLUSH_S = 0.05  # tokens reach the screen in batches at most this often
 QUEUED = ("capture", "head roles", "logit lens")  # jobs that wait for the model instead of being refused
@@ -153,7 +153,7 @@ class Runner:
     def load(self, spec: str | None, trust_remote_code: bool) -> None:
         def body() -> None:
             from lenscope.app import models
-            from lenscope.app.engine import Engine
+            from lenscope.app.core.engine import Engine
 
             t = time.perf_counter()
             try:
@@ -191,7 +191,7 @@ class Runner:
 
     def turn(self, conv: Conversation, user: str, variants: list[Variant], values: tuple[int, float, int],
              number: int) -> bool:
-        from lenscope.app import conversation as convs
+        from lenscope.app.chat import conversation as convs
 
         engine = self.engine
 
@@ -236,7 +236,7 @@ class Runner:
 
     def _capture(self, worker: Worker, result: RunResult, variants: list[Variant], number: int) -> None:
         """One forward per row capturing attention and hidden states, for every view."""
-        from lenscope.app.inspection import capture_row
+        from lenscope.app.core.capture import capture_row
 
         captures, skipped, note = {}, [], ""
         for r in range(len(result.rows)):
@@ -252,7 +252,7 @@ class Runner:
 
     def head_roles(self, apply: Callable[[Any], None]) -> None:
         def body() -> None:
-            from lenscope.app.head_roles import measure
+            from lenscope.app.views.head_roles import measure
 
             roles = measure(self.engine)
             self.app.post_message(ViewReady(lambda: apply(roles)))
@@ -262,7 +262,7 @@ class Runner:
     def logit_lens(self, capture: RowCapture, positions: list[int], pinned: Any,
                    apply: Callable[[Any], None]) -> None:
         def body() -> None:
-            from lenscope.app.logit_lens import logit_lens
+            from lenscope.app.views.logit_lens import logit_lens
 
             shown = [p for p in positions if p < len(capture.ids)] or [len(capture.ids) - 1]  # a shorter baseline
             lens = logit_lens(self.engine, capture.hidden, shown, pinned=pinned)
@@ -272,8 +272,8 @@ class Runner:
 
     def tree(self, prompt: str, options: dict[str, Any], apply: Callable[[Any], None]) -> bool:
         def body() -> None:
-            from lenscope.app.scores import Score
-            from lenscope.app.tree import grow
+            from lenscope.app.batch.scores import Score
+            from lenscope.app.batch.tree import grow
 
             worker = get_current_worker()
             last = [0.0]

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lenscope.app import conversation as convs
-from lenscope.app import session as sessions
+from lenscope.app.chat import conversation as convs
 from lenscope.app.errors import BadInput, reason
-from lenscope.app.workspace import read_session
+from lenscope.app.io import session as sessions
+from lenscope.app.tui.workspace import read_session
 from lenscope.screens.choice_dialog import Choice
 from lenscope.screens.compose_pane import ComposePane
 from lenscope.screens.lens_dialogs import PathPrompt
@@ -151,8 +151,8 @@ class SessionActions:
                 return
             from importlib import metadata
 
-            from lenscope.app.experiment import write_reports
-            from lenscope.app.html_report import attention_row
+            from lenscope.app.batch.experiment import write_reports
+            from lenscope.app.reports.html import attention_row
 
             record = {"comparison": "lenscope tui", **self.ws.result.to_json()}
             conv = self.ws.conversation

@@ -16,9 +16,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Static, Tree
 
+from lenscope.app.batch.tree import TREE_PARAMS
+from lenscope.app.batch.tree import Tree as GenTree
 from lenscope.app.errors import BadInput
-from lenscope.app.tree import TREE_PARAMS
-from lenscope.app.tree import Tree as GenTree
 from lenscope.screens.keys import Key, bindings, hint
 
 

@@ -12,14 +12,14 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from lenscope.app import session as sessions
 from lenscope.app.errors import BadInput, one_line
-from lenscope.app.workspace import Workspace
+from lenscope.app.io import session as sessions
+from lenscope.app.tui.workspace import Workspace
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import parse, to_data
 from lenscope.screens.keys import Key, bindings
-from lenscope.screens.markup import safe
 from lenscope.screens.lens_dialogs import LensForm, LensPicker, PathPrompt, SpecEditor
+from lenscope.screens.markup import safe
 
 
 def variant_line(i: int, v: Variant) -> Content:

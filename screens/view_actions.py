@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lenscope.app.core.capture import RowCapture
 from lenscope.app.errors import BadInput
-from lenscope.app.inspection import RowCapture
 from lenscope.lenses.base import Variant
 from lenscope.screens.comparison import ComparisonView
 from lenscope.screens.compose_pane import ComposePane

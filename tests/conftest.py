@@ -15,7 +15,7 @@ def loaded():
 
 @pytest.fixture(scope="session")
 def engine(loaded):
-    from lenscope.app.engine import Engine
+    from lenscope.app.core.engine import Engine
 
     return Engine(loaded)
 
@@ -37,7 +37,7 @@ def real_model_or_skip(fetch):
 def smollm2_engine():
     """SmolLM2-135M-Instruct as lenscope runs it by default (auto precision)."""
     from lenscope.app import models
-    from lenscope.app.engine import Engine
+    from lenscope.app.core.engine import Engine
 
     return Engine(real_model_or_skip(lambda: models.load("smollm2")))
 
@@ -45,7 +45,7 @@ def smollm2_engine():
 @pytest.fixture
 def run_cli(capsys):
     """Run `lenscope ARGS` in-process: (exit code, stdout, stderr)."""
-    from lenscope.app.cli import main
+    from lenscope.app.cli.main import main
 
     def run(*args: str):
         code = 0

@@ -7,9 +7,9 @@ from mlx.utils import tree_flatten
 from mlx_lm.generate import generate_step
 from tiny_models import CONFIGS, build
 
-from lenscope.app.engine import Engine, Request
+from lenscope.app.core.engine import Engine, Request
+from lenscope.app.core.hooks import check_hookable
 from lenscope.app.errors import BadInput
-from lenscope.app.hooks import check_hookable
 from lenscope.app.models import LoadedModel
 from lenscope.lenses.spec import parse_inline
 

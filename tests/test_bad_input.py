@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenscope.app import datafile, experiment, results
-from lenscope.app import session as sessions
+from lenscope.app.batch import experiment
+from lenscope.app.core import results
 from lenscope.app.errors import BadInput
+from lenscope.app.io import datafile
+from lenscope.app.io import session as sessions
 from lenscope.lenses import directions
 from lenscope.lenses.spec import parse
 
@@ -237,7 +239,7 @@ def test_long_prompt_adds_no_transformers_warning():
 
 
 def test_emit_never_prints_nan(capsys):
-    from lenscope.app.cli import _emit
+    from lenscope.app.cli.common import emit as _emit
 
     _emit({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -math.inf}})
     out = capsys.readouterr().out
@@ -358,7 +360,7 @@ def test_failing_run_keeps_finished_comparisons_and_resumes(run_cli, fast_model,
                    "comparison 'c': --mark 'dog': does not occur")
     assert snapshot(tmp_path) == before
 
-    from lenscope.app.engine import Comparison
+    from lenscope.app.core.engine import Comparison
 
     exp.write_text(GOOD_EXPERIMENT + "capture_attention = true\n" + GOOD_EXPERIMENT.replace('name = "c"', 'name = "d"'))
     real_run, calls = Comparison.run, []

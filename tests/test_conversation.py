@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from lenscope.app import conversation as convs
-from lenscope.app import experiment, session
-from lenscope.app.conversation import Conversation, Mark, Message
+from lenscope.app.batch import experiment
+from lenscope.app.chat import conversation as convs
+from lenscope.app.chat.conversation import Conversation, Mark, Message
 from lenscope.app.errors import BadInput
+from lenscope.app.io import session
 from lenscope.lenses.spec import parse_inline
 
 EMPH = [parse_inline("emphasis:strength=3")]

@@ -5,10 +5,9 @@ import mlx_lm
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
-
 from numerics import same_logits
 
-from lenscope.app.engine import Request
+from lenscope.app.core.engine import Request
 from lenscope.app.errors import BadInput
 from lenscope.lenses.base import HookPoint, Lens, Variant
 from lenscope.lenses.spec import parse_inline

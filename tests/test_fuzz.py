@@ -23,10 +23,12 @@ import tomli_w
 from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
-from lenscope.app import datafile, experiment, results
-from lenscope.app import session as sessions
+from lenscope.app.batch import experiment
+from lenscope.app.core import results
+from lenscope.app.core.settings import SETTINGS
 from lenscope.app.errors import BadInput
-from lenscope.app.settings import SETTINGS
+from lenscope.app.io import datafile
+from lenscope.app.io import session as sessions
 from lenscope.lenses.spec import parse
 
 EXAMPLES = int(os.environ.get("LENSCOPE_FUZZ_EXAMPLES", "100"))

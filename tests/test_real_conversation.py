@@ -2,7 +2,7 @@
 turns pass, and marking + tracking it with emphasis keeps a larger share on it (the claim
 of the README's 20-conversation run, on one of its conversations)."""
 
-from lenscope.app import conversation as convs
+from lenscope.app.chat import conversation as convs
 from lenscope.lenses.spec import parse_inline
 
 TURNS = ["My dog is called Noodle. In every answer you give me, mention Noodle. What should I feed Noodle?",

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from lenscope.app import prompt_sets as ps
-from lenscope.app.engine import Request
-from lenscope.app.score import score
+from lenscope.app.core.engine import Request
+from lenscope.app.core.logprob import score
+from lenscope.app.lab import prompt_sets as ps
 from lenscope.lenses.spec import parse
 
 pytestmark = pytest.mark.real_model
@@ -52,7 +52,7 @@ def test_emphasis_raises_the_score_of_the_context_answer(smollm2_engine):
 
 
 def test_patching_moves_the_fact(smollm2_engine):
-    from lenscope.app.measure_real import patch
+    from lenscope.app.lab.measure_real import patch
 
     rep = patch(smollm2_engine, n=6)
     assert rep["items"] >= 4 and rep["patched_names_source_city"] >= 0.75
@@ -69,7 +69,7 @@ def test_steering_shifts_mood_both_ways(smollm2_engine):
 
 
 def _mood_words(engine, variants) -> tuple[dict[str, int], dict[str, int]]:
-    from lenscope.app.chat import apply
+    from lenscope.app.chat.templates import apply
 
     pos = {"baseline": 0, **{v.name: 0 for v in variants}}
     neg = dict.fromkeys(pos, 0)

@@ -4,11 +4,12 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from lenscope.app import geometry, head_roles
-from lenscope.app.attention_views import head_shares
-from lenscope.app.engine import Request
-from lenscope.app.inspection import capture_row
-from lenscope.app.logit_lens import logit_lens
+from lenscope.app.core.capture import capture_row
+from lenscope.app.core.engine import Request
+from lenscope.app.views import head_roles
+from lenscope.app.views import hidden_states as geometry
+from lenscope.app.views.attention import head_shares
+from lenscope.app.views.logit_lens import logit_lens
 from lenscope.lenses.spec import parse_inline
 
 pytestmark = pytest.mark.real_model

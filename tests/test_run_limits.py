@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lenscope.app import budget
-from lenscope.app.engine import Request
+from lenscope.app.core import budget
+from lenscope.app.core.engine import Request
 from lenscope.app.errors import BadInput
 from lenscope.app.models import DEMO_MODEL_DIR
 from lenscope.lenses.spec import parse
@@ -76,11 +76,11 @@ def test_prompt_past_the_context_warns(engine):
 
 
 def test_capture_limit_is_checked_before_generating(run_cli, monkeypatch):
-    import lenscope.app.engine
+    import lenscope.app.core.engine
 
     calls = []
-    monkeypatch.setattr(lenscope.app.engine.Comparison, "run", lambda self, *a: calls.append(1))
-    monkeypatch.setattr(lenscope.app.engine, "CAPTURE_MAX_BYTES", 1 << 16)
+    monkeypatch.setattr(lenscope.app.core.engine.Comparison, "run", lambda self, *a: calls.append(1))
+    monkeypatch.setattr(lenscope.app.core.engine, "CAPTURE_MAX_BYTES", 1 << 16)
     code, _, err = run_cli("generate", "--prompt", PROMPT, "--max-tokens", "4", "--capture-attention")
     assert code == 2 and "attention capture" in err and calls == []
 

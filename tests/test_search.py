@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lenscope.app import search as searches
+from lenscope.app.batch import search as searches
 from lenscope.app.errors import BadInput
 
 PLANTED = """

@@ -143,7 +143,7 @@ def test_geometry(snap_compare, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_conversation(snap_compare, size):
     """Five turns with 'blue' marked in turn 1 and 'key' tracked: the fade chart and the transcript."""
-    from lenscope.app import conversation as convs
+    from lenscope.app.chat import conversation as convs
 
     app = LenscopeApp(prompt="", lens_specs=["emphasis:strength=3"], show_speed=False)
 

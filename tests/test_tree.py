@@ -9,9 +9,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from lenscope.app.batch.scores import Score
+from lenscope.app.batch.tree import entropy, grow
 from lenscope.app.errors import BadInput
-from lenscope.app.scores import Score
-from lenscope.app.tree import entropy, grow
 
 PROMPT = "one day, tom went to the park. the sun was"
 FLUENCY = Score.from_data([{"kind": "fluency"}], "test")

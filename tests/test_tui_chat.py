@@ -12,7 +12,7 @@ from textual.widgets import Checkbox, Input, TextArea
 from textual.widgets.text_area import Selection
 from tui_helpers import PROMPT, app, messages, ready
 
-from lenscope.app import chat
+from lenscope.app.chat import templates as chat
 from lenscope.screens.app import LenscopeApp
 from lenscope.screens.token_chips import TokenChips, chip_text
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from textual.widgets import Checkbox, TextArea
 from tui_helpers import app, messages, ready
 
-from lenscope.app.conversation import Mark
+from lenscope.app.chat.conversation import Mark
 from lenscope.screens.conversation_panel import ConversationPanel, fade_text, transcript_text
 from lenscope.screens.token_chips import TokenChips
 

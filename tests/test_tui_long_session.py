@@ -17,9 +17,9 @@ from pathlib import Path
 from textual.widgets import Input, TabbedContent, TextArea, Tree
 from tui_helpers import PROMPT, app, messages, ready
 
-from lenscope.app import session as sessions
-from lenscope.app.engine import Request
+from lenscope.app.core.engine import Request
 from lenscope.app.errors import BadInput
+from lenscope.app.io import session as sessions
 from lenscope.lenses.base import Variant
 from lenscope.lenses.registry import KINDS
 from lenscope.lenses.spec import build_lens

@@ -97,7 +97,7 @@ async def test_columns_follow_rows_without_waiting():
         full = a.ws.result
         fewer = json.loads(json.dumps(full.to_json()))
         fewer["rows"] = fewer["rows"][:1]
-        from lenscope.app.results import from_json
+        from lenscope.app.core.results import from_json
 
         view.set_result(from_json(fewer))
         view.set_result(full)
@@ -338,7 +338,7 @@ async def test_reopened_session_captures_attention_again(tmp_path):
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await run_and_wait(pilot)
-        from lenscope.app import session as sessions
+        from lenscope.app.io import session as sessions
 
         sessions.save(a.sessions.current(), path)
         shape = a.ws.captures[1].attention.shape
@@ -413,7 +413,7 @@ async def test_form_ranges_and_byte_chips_and_alternatives():
         view = a.main.query_one(ComparisonView)
         byte_id = a.ws.prompt_ids[3]
         assert view.raw_token(byte_id) == "Ã"
-        from lenscope.app.results import Alternative
+        from lenscope.app.core.results import Alternative
 
         a.ws.result.rows[0].top[0] = [Alternative(byte_id, "\ufffd", 0.5)]
         view.cursor = 0
@@ -526,7 +526,7 @@ async def test_unreadable_session(tmp_path, monkeypatch):
 
 async def test_any_loader_error_keeps_the_app(tmp_path, monkeypatch):
     """Whatever app/session.py raises (not only BadInput), the app says so in one line and goes on."""
-    from lenscope.app import session as sessions
+    from lenscope.app.io import session as sessions
 
     def broken(path):
         raise RuntimeError("loader bug\nsecond line")

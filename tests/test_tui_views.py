@@ -3,14 +3,14 @@ run again with another lens, and check what each view computes against app/ func
 
 import numpy as np
 from textual.widgets import Input, TabbedContent
+from tui_helpers import app, ready
 
-from lenscope.app.attention_views import head_shares, token_weights
+from lenscope.app.views.attention import head_shares, token_weights
 from lenscope.screens.comparison import ComparisonView
 from lenscope.screens.geometry_panel import GeometryPanel
 from lenscope.screens.head_map_panel import HeadMapPanel, HeadMapView
 from lenscope.screens.heatmap_panel import HeatmapPanel
 from lenscope.screens.logit_lens_panel import LensTableView, LogitLensPanel
-from tui_helpers import app, ready
 
 SPECS = ["emphasis:strength=3,auto_heads=2", "steer:token=happy,strength=20"]
 

@@ -3,10 +3,10 @@ settings and sessions, all on the bundled model's tokenizer."""
 
 import pytest
 
-from lenscope.app import session as sessions
+from lenscope.app.core.results import RunResult
 from lenscope.app.errors import BadInput
-from lenscope.app.results import RunResult
-from lenscope.app.workspace import Workspace, read_session
+from lenscope.app.io import session as sessions
+from lenscope.app.tui.workspace import Workspace, read_session
 from lenscope.lenses.spec import parse_inline
 
 PROMPT = "the key is blue. question: what color is the key? answer: the key is"

@@ -15,8 +15,12 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from lenscope.app import episodes, measure, models  # noqa: E402
-from lenscope.app.engine import Engine, Request  # noqa: E402
+from lenscope.app import models  # noqa: E402
+from lenscope.app.core.engine import Engine, Request  # noqa: E402
+from lenscope.app.lab import (
+    episodes,  # noqa: E402
+    measure,  # noqa: E402
+)
 
 SAMPLE_PROMPTS = ["one day, tom went to the park.", "in the morning, lily was happy.", "anna had a little cat named"]
 

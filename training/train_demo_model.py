@@ -24,7 +24,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.models import llama  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from lenscope.app import episodes  # noqa: E402
+from lenscope.app.lab import episodes  # noqa: E402
 
 EOS = "<|endoftext|>"
 SPECIALS = [EOS, "<|user|>", "<|assistant|>"]

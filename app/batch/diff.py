@@ -1,0 +1,109 @@
+"""`lenscope diff RUN_A RUN_B`: which comparisons changed between two runs of an experiment.
+
+Comparisons are matched by name, rows within them by name. A row changed when its tokens
+differ; for each change it says where the outputs first part, and how the first
+divergence from the baseline and the mean attention on the marks moved. Comparisons or
+rows only in one run are listed as added or removed.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lenscope.app.errors import BadInput
+from lenscope.app.reports.conversation import is_conversation
+
+
+def load_run(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A run folder's (or a results.jsonl file's) comparisons by name."""
+    p = Path(path)
+    p = p / "results.jsonl" if p.is_dir() else p
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BadInput(f"run '{path}': cannot read {p.name} ({exc.strerror or exc})") from None
+    out = {}
+    for n, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+            out.update(_turns(rec) if is_conversation(rec) else {str(rec["comparison"]): rec})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise BadInput(f"run '{path}': line {n} of {p.name} is not a comparison result") from None
+    return out
+
+
+def _turns(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A conversation compared turn by turn: each turn's rows as a comparison's."""
+    out = {}
+    for k, t in enumerate(rec["conversation"]["turns"]):
+        rows = [{"name": r["name"], "text": r["text"], "token_ids": r["token_ids"], "first_divergence": None,
+                 "attention_to_marks": [sum(v for v in r["shares"] if v is not None)]} for r in t["rows"]]
+        out[f"{rec['comparison']} · turn {k + 1}"] = {"rows": rows}
+    return out
+
+
+def _mean(xs: list) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _first_difference(a: list[int], b: list[int]) -> int | None:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def diff(a: dict[str, dict], b: dict[str, dict]) -> dict[str, Any]:
+    changed = []
+    for name in [n for n in a if n in b]:
+        rows_a = {r["name"]: r for r in a[name]["rows"]}
+        rows_b = {r["name"]: r for r in b[name]["rows"]}
+        rows = []
+        for row in rows_a.keys() | rows_b.keys():
+            ra, rb = rows_a.get(row), rows_b.get(row)
+            if ra is None or rb is None:
+                rows.append({"row": row, "only_in": "b" if ra is None else "a"})
+                continue
+            if ra["token_ids"] == rb["token_ids"]:
+                continue
+            rows.append({"row": row, "text_a": ra["text"], "text_b": rb["text"],
+                         "parts_at": _first_difference(ra["token_ids"], rb["token_ids"]),
+                         "first_divergence": [ra["first_divergence"], rb["first_divergence"]],
+                         "attention_on_marks": [_mean(ra["attention_to_marks"]), _mean(rb["attention_to_marks"])]})
+        if rows:
+            changed.append({"comparison": name, "rows": sorted(rows, key=lambda r: r["row"])})
+    return {"changed": changed, "only_in_a": [n for n in a if n not in b], "only_in_b": [n for n in b if n not in a],
+            "unchanged": sum(1 for n in a if n in b) - len(changed)}
+
+
+def to_html(d: dict[str, Any], a: str, b: str) -> str:
+    def num(x):
+        return "–" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>lenscope diff</title><style>"
+             "body{font:15px system-ui,sans-serif;max-width:70em;margin:2em auto}td,th{border:1px solid #ccc;"
+             "padding:.3em;vertical-align:top}table{border-collapse:collapse}code{white-space:pre-wrap}</style>"
+             f"</head><body><h1>lenscope diff</h1><p>A: <code>{html.escape(a)}</code><br>B: <code>{html.escape(b)}"
+             f"</code></p><p>{len(d['changed'])} changed, {d['unchanged']} unchanged</p>"]
+    for c in d["changed"]:
+        parts.append(f"<h2>{html.escape(c['comparison'])}</h2><table><tr><th>row</th><th>A</th><th>B</th>"
+                     "<th>parts at</th><th>first divergence A → B</th><th>attention on marks A → B</th></tr>")
+        for r in c["rows"]:
+            if "only_in" in r:
+                parts.append(f"<tr><td>{html.escape(r['row'])}</td><td colspan='5'>only in {r['only_in'].upper()}</td></tr>")
+                continue
+            fd, am = r["first_divergence"], r["attention_on_marks"]
+            parts.append(f"<tr><td>{html.escape(r['row'])}</td><td><code>{html.escape(r['text_a'])}</code></td>"
+                         f"<td><code>{html.escape(r['text_b'])}</code></td><td>{num(r['parts_at'])}</td>"
+                         f"<td>{num(fd[0])} → {num(fd[1])}</td><td>{num(am[0])} → {num(am[1])}</td></tr>")
+        parts.append("</table>")
+    for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
+        if d[key]:
+            parts.append(f"<p>{label}: {html.escape(', '.join(d[key]))}</p>")
+    return "\n".join(parts) + "</body></html>\n"

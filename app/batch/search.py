@@ -1,0 +1,446 @@
+"""`lenscope search SEARCH.toml --out DIR`: tune a lens stack toward a score.
+
+    model = "smollm2"                  # optional, like experiments
+    prompts = ["Write about my day:", "Tell me about the weekend:"]
+    max_tokens = 24                    # temperature, seed, chat, system: as in experiments
+    strategy = "halving"               # grid | random | halving
+    budget = 24                        # candidates (grid: at most this many of the grid)
+    steps = 4                          # grid points per range
+    rows = 8                           # rows per batch: the baseline + rows - 1 candidates
+
+    [[lens]]                           # the stack; a list where one value goes is searched:
+    kind = "steer"
+    layers = [[8], [12], [16]]         #   a list of values for a list parameter: choices
+    strength = [0.0, 0.3]              #   two numbers for a number: a range
+    unit = "norm"                      #   three or more numbers: choices
+
+    [[score]]                          # app/scores.py
+    kind = "words"
+    list = "positive"
+
+    [[constraint]]                     # a candidate must keep this part within a margin of the baseline
+    part = "fluency"
+    min_vs_baseline = -0.5
+
+Candidates run as rows of one batched generation per prompt. Every (candidate, prompt)
+result is appended to DIR/results.jsonl as it is made; a restarted search reads it back and
+only runs what is missing (candidates and rounds are deterministic from the file and the
+seed). At the end DIR/best.toml holds the best stack as a lens file and DIR/report.md the
+ranking, the score against each parameter and the best and worst outputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lenscope.app.batch.scores import Score
+from lenscope.app.chat import templates as chat
+from lenscope.app.core import settings
+from lenscope.app.errors import BadInput
+from lenscope.app.io import datafile
+from lenscope.lenses.base import Param, Variant
+from lenscope.lenses.spec import KINDS, build_lens
+
+TOP_KEYS = {"model", "prompts", "strategy", "budget", "steps", "rows", "lens", "score", "constraint", "chat",
+            "system", *settings.SETTINGS}
+STRATEGIES = ("grid", "random", "halving")
+SEARCH_PARAMS = {
+    "strategy": Param("strategy", "choice", "grid", "how candidates are chosen", choices=STRATEGIES),
+    "budget": Param("budget", "int", 16, "how many candidates to try", 1, 10000),
+    "steps": Param("steps", "int", 4, "grid points per range", 2, 100),
+    "rows": Param("rows", "int", 8, "rows per batch (the baseline included)", 2, 128),
+}
+
+
+@dataclass
+class Dimension:
+    """One searched parameter: `lens` index in the stack, the parameter, and its space."""
+
+    lens: int
+    name: str
+    choices: list[Any] | None = None  # a list of values, or
+    low: float | None = None  # a range
+    high: float | None = None
+    integer: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.lens}.{self.name}"
+
+    def grid(self, steps: int) -> list[Any]:
+        if self.choices is not None:
+            return list(self.choices)
+        pts = np.linspace(self.low, self.high, steps)
+        return sorted({int(round(p)) for p in pts}) if self.integer else [round(float(p), 6) for p in pts]
+
+    def sample(self, rng: random.Random) -> Any:
+        if self.choices is not None:
+            return rng.choice(self.choices)
+        if self.integer:
+            return rng.randint(int(self.low), int(self.high))
+        return round(rng.uniform(self.low, self.high), 6)
+
+
+@dataclass
+class Search:
+    path: str
+    model: str | None
+    prompts: list[str]
+    settings: dict[str, Any]
+    chat: bool
+    system: str | None
+    strategy: str
+    budget: int
+    steps: int
+    rows: int
+    stack: list[dict[str, Any]]  # lens tables with searched values taken out
+    dimensions: list[Dimension]
+    score: Score
+    constraints: list[tuple[str, float]]  # (part kind or label, min value - baseline's)
+
+    def candidate(self, values: dict[str, Any]) -> Variant:
+        tables = [dict(t) for t in self.stack]
+        for d in self.dimensions:
+            tables[d.lens][d.name] = values[d.key]
+        name = " ".join(f"{d.key.split('.', 1)[1] if len(self.stack) == 1 else d.key}={_show(values[d.key])}"
+                        for d in self.dimensions) or "stack"
+        return Variant(name, [build_lens(t, f"search '{self.path}' lens {i + 1}") for i, t in enumerate(tables)])
+
+    def candidates(self, seed: int) -> list[dict[str, Any]]:
+        """The candidates to start from, in a fixed order (a resumed search makes the same)."""
+        if self.strategy == "grid":
+            axes = [d.grid(self.steps) for d in self.dimensions]
+            return [dict(zip([d.key for d in self.dimensions], combo)) for combo in itertools.product(*axes)][
+                : self.budget]
+        rng = random.Random(seed)
+        out, seen = [], set()
+        for _ in range(self.budget * 20):  # choices may hold fewer distinct candidates than the budget
+            c = {d.key: d.sample(rng) for d in self.dimensions}
+            k = _key(c)
+            if k not in seen:
+                seen.add(k)
+                out.append(c)
+            if len(out) == self.budget:
+                break
+        return out
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "|".join(_show(x) for x in v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _order(v: Any) -> tuple:
+    """Numbers (and lists of them) in numeric order, anything else after, as text."""
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v):
+        return (0, tuple(v))
+    return (0, (v,)) if isinstance(v, (int, float)) else (1, (str(v),))
+
+
+def _key(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True, default=list)
+
+
+def _dimension(i: int, kind: str, param: Param, raw: Any, where: str) -> Dimension | None:
+    """A searched value, or None for a plain one. Numbers: [lo, hi] is a range, 3+ values
+    choices; list parameters: a list of lists is choices."""
+    if not isinstance(raw, list):
+        return None
+    if param.type in ("ints", "strs"):
+        if raw and all(isinstance(x, list) for x in raw):
+            return Dimension(i, param.name, choices=[param.parse(x, where) for x in raw])
+        return None
+    if param.type in ("float", "int") and raw and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                      for x in raw):
+        values = [param.parse(x, where) for x in raw]
+        if len(values) == 2:
+            lo, hi = sorted(values)
+            return Dimension(i, param.name, low=lo, high=hi, integer=param.type == "int")
+        return Dimension(i, param.name, choices=values)
+    if param.type in ("choice", "str", "bool") and raw:
+        return Dimension(i, param.name, choices=[param.parse(x, where) for x in raw])
+    return None
+
+
+def load(path: str | Path) -> Search:
+    """The whole search file, checked without a model."""
+    where = f"search '{path}'"
+    data = datafile.read(path, where, "toml")
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise BadInput(f"{where}: unknown key '{min(unknown)}' (keys: {', '.join(sorted(TOP_KEYS))})")
+    prompts = data.get("prompts")
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise BadInput(f"{where}: 'prompts' must be a non-empty list of texts")
+    model = data.get("model")
+    if model is not None and not (isinstance(model, str) and model.strip()):
+        raise BadInput(f"{where}: 'model' must be a model folder, hub id or name (text)")
+    values = {k: settings.check(k, data[k], where) if k in data else settings.defaults()[k] for k in settings.SETTINGS}
+    opts = {k: p.parse(data[k], where) if k in data else p.default for k, p in SEARCH_PARAMS.items()}
+    use_chat, system = chat.check_options(data.get("chat", False), data.get("system"), where)
+    tables = data.get("lens")
+    if isinstance(tables, dict):
+        tables = [tables]
+    if not isinstance(tables, list) or not tables:
+        raise BadInput(f"{where}: needs a lens stack ([[lens]] tables)")
+    stack, dims = [], []
+    for i, table in enumerate(tables):
+        lwhere = f"{where} lens {i + 1}"
+        if not isinstance(table, dict) or table.get("kind") not in KINDS:
+            raise BadInput(f"{lwhere}: a lens table with a known 'kind' (known: {', '.join(KINDS)})")
+        params = {p.name: p for p in KINDS[table["kind"]].params}
+        plain = {}
+        for k, raw in table.items():
+            d = _dimension(i, table["kind"], params[k], raw, lwhere) if k in params else None
+            if d is None:
+                plain[k] = raw
+            else:
+                dims.append(d)
+        stack.append(plain)
+    if "score" not in data:
+        raise BadInput(f"{where}: needs a score ([[score]] tables)")
+    score = Score.from_data(data["score"], where)
+    constraints = []
+    for j, c in enumerate(data.get("constraint", []) if isinstance(data.get("constraint", []), list) else [None]):
+        cwhere = f"{where} constraint {j + 1}"
+        if not isinstance(c, dict) or set(c) != {"part", "min_vs_baseline"} or not isinstance(c["part"], str):
+            raise BadInput(f"{cwhere}: a table with 'part' (a score part's kind) and 'min_vs_baseline' (a number)")
+        if not any(c["part"] in (p.kind, p.label()) for p in score.parts):
+            raise BadInput(f"{cwhere}: part '{c['part']}' is not in the score")
+        constraints.append((c["part"], Param("min_vs_baseline", "float", 0.0, "").parse(c["min_vs_baseline"], cwhere)))
+    search = Search(str(path), model, prompts, values, use_chat, system, opts["strategy"], opts["budget"],
+                    opts["steps"], opts["rows"], stack, dims, score, constraints)
+    search.candidate(search.candidates(values["seed"])[0] if dims else {})  # every lens value checked now
+    return search
+
+
+# -- running ----------------------------------------------------------------------------
+
+
+class Results:
+    """DIR/results.jsonl: one line per (candidate, prompt), appended as they are made."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.done: dict[tuple[str, int], dict[str, Any]] = {}
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        for n, line in enumerate(lines):
+            try:
+                rec = json.loads(line)
+                self.done[rec["candidate"], int(rec["prompt"])] = rec
+            except (ValueError, KeyError, TypeError):
+                if n < len(lines) - 1:
+                    raise BadInput(f"{path}: line {n + 1} is not a search result") from None
+                # the last line, cut off by a kill: dropped from the file, and made again
+                path.write_text("".join(lines[:-1]), encoding="utf-8")
+                return
+        if lines and not lines[-1].endswith("\n"):  # whole, but killed before its newline
+            with path.open("a", encoding="utf-8") as f:
+                f.write("\n")
+
+    def add(self, rec: dict[str, Any], write: bool = True) -> None:
+        self.done[rec["candidate"], rec["prompt"]] = rec
+        if write:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(datafile.dumps(rec) + "\n")
+                f.flush()
+
+    def take(self, recs: list[dict[str, Any]], write: bool) -> None:
+        """Records another rank (or a killed run's shard) made: the ones not known yet."""
+        for rec in recs:
+            if isinstance(rec, dict) and (rec.get("candidate"), rec.get("prompt")) not in self.done:
+                self.add(rec, write)
+
+
+BASELINE = "baseline"
+
+
+def run(engine, search: Search, out: Path, progress: Callable[[int, int], None] = lambda done, total: None,
+        world=None) -> dict[str, Any]:
+    """Run (or resume) the search; returns the summary the report is written from.
+
+    Under `mlx.launch` (`world`, app/distributed.py) the batches of each prompt are shared
+    out, one per rank per round; after each round every rank knows every score (halving
+    ranks them) and rank 0 appends them to DIR/results.jsonl in the order one process
+    would. The other ranks keep theirs in DIR/shards/rank-R.jsonl, read again on resume."""
+    from lenscope.app.batch.distributed import World, read_jsonl, read_shards
+
+    world = world or World()
+    out.mkdir(parents=True, exist_ok=True)
+    results = Results(out / "results.jsonl" if world.leader else world.shard_file(out))
+    if world.size > 1:  # what any rank finished before (its shard, the merged file), known to all
+        results.take(read_shards(out), write=world.leader)
+        if not world.leader and (out / "results.jsonl").exists():  # rank 0's file: read, never repaired here
+            results.take(read_jsonl(out / "results.jsonl"), write=False)
+        results.take(world.gather(list(results.done.values())), write=world.leader)
+    seed = search.settings["seed"]
+    pool = search.candidates(seed) if search.dimensions else [{}]
+    prompt_ids = list(range(len(search.prompts)))
+    if search.strategy == "halving":
+        rounds = _halving_rounds(len(pool), len(prompt_ids))
+    else:
+        rounds = [(len(pool), len(prompt_ids))]
+    total = sum(n * p for n, p in rounds)
+    done_count = [0]
+    alive = pool
+    for keep, n_prompts in rounds:
+        alive = alive[:keep]
+        for p in prompt_ids[:n_prompts]:
+            _evaluate(engine, search, results, alive, p, world)
+            done_count[0] += len(alive)
+            progress(done_count[0], total)
+        alive = _rank(search, results, alive, prompt_ids[:n_prompts])
+    return summarise(search, results, pool)
+
+
+def _halving_rounds(n: int, prompts: int) -> list[tuple[int, int]]:
+    """Successive halving: all candidates on one prompt, then the better half on twice the
+    prompts, ..., until one candidate or every prompt is in use."""
+    rounds, keep, used = [], n, 1
+    while True:
+        rounds.append((keep, min(used, prompts)))
+        if keep <= 1 or used >= prompts:
+            break
+        keep, used = max(1, math.ceil(keep / 2)), used * 2
+    return rounds
+
+
+def _evaluate(engine, search: Search, results: Results, candidates: list[dict[str, Any]], p: int, world) -> None:
+    """Every candidate not yet scored on prompt p, as rows of batches (baseline first); with
+    several ranks, one batch per rank per round, every rank learning every record."""
+    from lenscope.app.core.engine import Request
+
+    todo = [c for c in candidates if (_key(c), p) not in results.done]
+    need_baseline = (BASELINE, p) not in results.done
+    if not todo and not need_baseline:
+        return
+    prompt, _ = chat.model_prompt(engine.tokenizer, search.prompts[p], search.chat, search.system)
+    size = search.rows - 1
+    batches = [todo[start : start + size] for start in range(0, max(len(todo), 1), size)]
+    for b in world.rounds(list(range(len(batches)))):
+        made = []
+        if b is not None:
+            batch = batches[b]
+            variants = [search.candidate(c) for c in batch]
+            s = search.settings
+            comparison = engine.compare(Request(prompt, variants, [], s["max_tokens"], s["temperature"], s["seed"]))
+            result = comparison.run()
+            scored = search.score.evaluate(engine, result, comparison.variants)
+            if need_baseline and b == 0:  # the baseline row of the first batch stands for all
+                made.append(_record(BASELINE, {}, p, result.rows[0], scored[0]))
+            made += [_record(_key(c), c, p, row, sc) for c, row, sc in zip(batch, result.rows[1:], scored[1:])]
+            for rec in made:  # this rank's own, in its file at once (a kill loses none of them)
+                results.add(rec)
+        results.take(world.gather(made), write=world.leader)
+
+
+def _record(key: str, values: dict[str, Any], p: int, row, scored: dict[str, Any]) -> dict[str, Any]:
+    return {"candidate": key, "values": values, "prompt": p, "score": scored["score"], "parts": scored["parts"],
+            "text": row.text}
+
+
+def _mean(recs: list[dict[str, Any]], field: str, label: str | None = None) -> float:
+    xs = [r["parts"][label] if label else r[field] for r in recs]
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return float(np.mean(xs)) if xs else float("-inf")
+
+
+def _feasible(search: Search, recs: list[dict[str, Any]], base: list[dict[str, Any]]) -> bool:
+    for part, margin in search.constraints:
+        label = next(p.label() for p in search.score.parts if part in (p.kind, p.label()))
+        if _mean(recs, "", label) < _mean(base, "", label) + margin:
+            return False
+    return True
+
+
+def _rank(search: Search, results: Results, candidates: list[dict[str, Any]], prompts: list[int]) -> list[dict]:
+    """Feasible candidates first, then by mean score over `prompts`, best first; ties keep order."""
+    base = [results.done[BASELINE, p] for p in prompts]
+
+    def order(c: dict[str, Any]) -> tuple[bool, float]:
+        recs = [results.done[_key(c), p] for p in prompts]
+        return (not _feasible(search, recs, base), -_mean(recs, "score"))
+
+    return sorted(candidates, key=order)
+
+
+def summarise(search: Search, results: Results, pool: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each candidate's mean over the prompts it ran on, ranked; the baseline's for reference."""
+    rows = []
+    labels = [p.label() for p in search.score.parts]
+    for c in pool:
+        recs = [r for (k, _), r in results.done.items() if k == _key(c)]
+        if not recs:
+            continue
+        prompts = sorted(r["prompt"] for r in recs)
+        base = [results.done[BASELINE, p] for p in prompts if (BASELINE, p) in results.done]
+        rows.append({"values": c, "name": search.candidate(c).name, "prompts": len(prompts),
+                     "score": _mean(recs, "score"), "parts": {lb: _mean(recs, "", lb) for lb in labels},
+                     "feasible": _feasible(search, recs, base), "records": recs})
+    rows.sort(key=lambda r: (not r["feasible"], -r["prompts"], -r["score"]))
+    base = [r for (k, _), r in results.done.items() if k == BASELINE]
+    baseline = {"score": _mean(base, "score"), "parts": {lb: _mean(base, "", lb) for lb in labels},
+                "prompts": len(base), "records": base}
+    return {"candidates": rows, "baseline": baseline, "dimensions": [d.key for d in search.dimensions]}
+
+
+def best_lens_file(search: Search, summary: dict[str, Any]) -> str:
+    import tomli_w
+
+    best = summary["candidates"][0]
+    variant = search.candidate(best["values"])
+    data = {"variant": [{"name": variant.name, "lens": [lens.normalized() for lens in variant.lenses]}]}
+    header = (f"# best of {len(summary['candidates'])} candidates from {search.path}: score {best['score']:.4g} "
+              f"on {best['prompts']} prompt(s) (baseline {summary['baseline']['score']:.4g})\n")
+    return header + tomli_w.dumps(json.loads(datafile.dumps(data)))
+
+
+def _md(text: Any) -> str:
+    """A Markdown table cell: pipes escaped, lines joined."""
+    return " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def report(search: Search, summary: dict[str, Any]) -> str:
+    """Ranking, the score against each searched parameter, and the best and worst outputs
+    (so a person can check what the score, or the judge, rewarded)."""
+    labels = [p.label() for p in search.score.parts]
+    base = summary["baseline"]
+    lines = [f"# search: {_md(search.path)}", "",
+             f"{search.strategy}, {len(summary['candidates'])} candidates, {len(search.prompts)} prompts; "
+             f"score = " + " + ".join(f"{p.weight:g} x {_md(p.label())}" for p in search.score.parts), ""]
+    if search.constraints:
+        lines += ["constraints: " + ", ".join(f"{_md(p)} >= baseline {m:+g}" for p, m in search.constraints), ""]
+    lines += ["| rank | candidate | prompts | score | " + " | ".join(map(_md, labels)) + " | feasible |",
+              "|---|---|---|---|" + "---|" * len(labels) + "---|",
+              f"| - | baseline | {base['prompts']} | {base['score']:.4g} | "
+              + " | ".join(f"{base['parts'][lb]:.4g}" for lb in labels) + " | - |"]
+    for i, c in enumerate(summary["candidates"]):
+        lines.append(f"| {i + 1} | {_md(c['name'])} | {c['prompts']} | {c['score']:.4g} | "
+                     + " | ".join(f"{c['parts'][lb]:.4g}" for lb in labels) + f" | {'yes' if c['feasible'] else 'no'} |")
+    for d in search.dimensions:
+        by: dict[str, list[float]] = {}
+        for c in sorted(summary["candidates"], key=lambda c: _order(c["values"][d.key])):
+            by.setdefault(_show(c["values"][d.key]), []).append(c["score"])
+        lines += ["", f"## score against {_md(d.key)}", "", "| value | candidates | mean score | best |", "|---|---|---|---|"]
+        for value, scores in by.items():
+            lines.append(f"| {_md(value)} | {len(scores)} | {np.mean(scores):.4g} | {max(scores):.4g} |")
+    ranked = summary["candidates"]
+    for title, cands in (("best", ranked[:2]), ("worst", ranked[-2:][::-1] if len(ranked) > 2 else [])):
+        for c in cands:
+            lines += ["", f"## {title}: {_md(c['name'])} (score {c['score']:.4g})", ""]
+            for rec in sorted(c["records"], key=lambda r: r["prompt"])[:3]:
+                lines.append(f"- prompt {rec['prompt'] + 1} ({rec['score']:.3g}): {_md(rec['text'])}")
+    return "\n".join(lines) + "\n"

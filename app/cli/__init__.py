@@ -1,0 +1,1 @@
+"""The `lenscope` command: one parser per command (CONTRACT.md), each calling the layers below."""

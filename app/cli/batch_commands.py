@@ -1,0 +1,168 @@
+"""Commands over many comparisons: `run`, `search`, `tree` and `diff`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lenscope.app.cli.common import (
+    add_model,
+    add_prompt,
+    add_setting,
+    checked,
+    emit,
+    load_engine,
+    model_prompt_of,
+    stderr_console,
+    variants_of,
+)
+from lenscope.app.errors import BadInput, one_line
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="a batch of comparisons: results.jsonl + report.md + report.html (+ SVG)",
+                       epilog="Under `mlx.launch -n N -- lenscope run ...` each process runs its share and rank 0 "
+                              "writes the merged results (README: Beyond one machine).")
+    p.set_defaults(func=cmd_run)
+    add_model(p)
+    p.add_argument("experiment", help="an experiment .toml file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the comparisons an interrupted run of this experiment finished in --out; run the rest")
+
+
+def cmd_run(args) -> None:
+    from lenscope.app.batch import experiment
+    from lenscope.app.batch.distributed import world
+
+    here = world()  # under mlx.launch: this rank's share (app/distributed.py)
+    exp = experiment.load(args.experiment)  # the whole file checked, no model needed
+    out = experiment.check_out(args.out, experiment.outputs(exp))  # before any work
+    if args.model is None and exp["model"]:
+        args.model = exp["model"]
+    engine, _ = load_engine(args)
+    from importlib import metadata
+
+    meta = {"lenscope": metadata.version("lenscope"), "model": engine.loaded.name,
+            "precision": engine.loaded.precision, "backend": engine.backend,
+            "reproduce": f"lenscope run {args.experiment} --out {args.out}"
+                         + (f" --model {args.model}" if args.model and not exp["model"] else "")}
+    results = experiment.run(engine, exp, out, progress=lambda m: print(one_line(m), file=sys.stderr, flush=True),
+                             meta=meta, resume=args.resume, world=here)
+    if not here.leader:
+        return
+    print(one_line(f"{len(results)} comparison(s): {out / 'results.jsonl'}, {out / 'report.md'}, "
+                   f"{out / 'report.html'}"))
+
+
+def add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="tune a lens stack toward a score: results.jsonl, best.toml, report.md",
+                       epilog="Under `mlx.launch -n N -- lenscope search ...` the candidates' batches are shared out "
+                              "(README: Beyond one machine).")
+    p.set_defaults(func=cmd_search)
+    p.add_argument("search", help="the search file (TOML)")
+    p.add_argument("--out", required=True, help="output folder; a search already there is resumed")
+    add_model(p)
+
+
+def cmd_search(args) -> None:
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from lenscope.app.batch import search as searches
+    from lenscope.app.batch.distributed import world
+    from lenscope.app.io.session import atomic_write
+
+    here = world()  # under mlx.launch: this rank's share (app/distributed.py)
+    search = searches.load(args.search)  # the whole file is checked before a model loads
+    if args.model is None:
+        args.model = search.model
+    engine, _ = load_engine(args)
+    out = Path(args.out)
+    with Progress(transient=True, console=stderr_console(), disable=not here.leader) as bar:
+        task = bar.add_task("search", total=None)
+        summary = searches.run(engine, search, out, lambda done, total: bar.update(task, completed=done, total=total),
+                               world=here)
+    if not here.leader:
+        return
+    if not summary["candidates"]:
+        raise BadInput(f"search '{args.search}': no candidate was scored")
+    atomic_write(out / "best.toml", searches.best_lens_file(search, summary))
+    atomic_write(out / "report.md", searches.report(search, summary))
+    best = summary["candidates"][0]
+    print(f"best: {best['name']} · score {best['score']:.4g} (baseline {summary['baseline']['score']:.4g}) · "
+          f"{out / 'best.toml'}, {out / 'report.md'}")
+
+
+def add_tree(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tree", help="branch where the model hesitates, score the leaves, keep the best (beam)")
+    p.set_defaults(func=cmd_tree)
+    add_model(p)
+    add_prompt(p, required=True)
+    p.add_argument("--lens", default=None, metavar="SPEC", help="a lens stack every node runs under")
+    p.add_argument("--score", default=None, metavar="FILE", help="a TOML file of [[score]] tables (default: fluency)")
+    for name in ("temperature", "seed"):
+        add_setting(p, name)
+    from lenscope.app.batch.tree import TREE_PARAMS
+
+    for name, param in TREE_PARAMS.items():
+        p.add_argument(f"--{name}", type=checked(param, f"--{name}"), default=param.default, help=param.help)
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_tree(args) -> None:
+    from lenscope.app.batch.scores import Score
+    from lenscope.app.batch.tree import TREE_PARAMS, grow
+    from lenscope.app.io import datafile
+
+    if args.score:
+        score = Score.from_data(datafile.read(args.score, f"score file '{args.score}'", "toml").get("score"),
+                                f"score file '{args.score}'")
+    else:
+        score = Score.from_data([{"kind": "fluency"}], "default score")
+    variants = variants_of([args.lens]) if args.lens else []
+    if len(variants) > 1:
+        raise BadInput(f"--lens '{args.lens}': holds {len(variants)} variants; a tree runs under one stack")
+    engine, _ = load_engine(args)
+    prompt, _ = model_prompt_of(engine, args)
+    tree = grow(engine, prompt, score, {k: getattr(args, k) for k in TREE_PARAMS}, args.temperature, args.seed,
+                variants[0] if variants else None)
+    if args.json:
+        emit({"model": engine.loaded.name, **tree.to_json()})
+        return
+    from lenscope.app.reports.terminal import print_tree
+
+    print_tree(tree)
+
+
+def add_diff(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diff", help="which comparisons changed between two runs (folders or results.jsonl)")
+    p.set_defaults(func=cmd_diff)
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--html", metavar="FILE", help="also write the diff as an HTML page")
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_diff(args) -> None:
+    from lenscope.app.batch import diff as run_diff
+    from lenscope.app.io.session import atomic_write
+
+    d = run_diff.diff(run_diff.load_run(args.run_a), run_diff.load_run(args.run_b))
+    if args.html:
+        atomic_write(args.html, run_diff.to_html(d, args.run_a, args.run_b))
+    if args.json:
+        emit(d)
+        return
+    print(f"{len(d['changed'])} changed, {d['unchanged']} unchanged")
+    for c in d["changed"]:
+        print(one_line(f"{c['comparison']}:"))
+        for r in c["rows"]:
+            if "only_in" in r:
+                print(one_line(f"  {r['row']}: only in {r['only_in'].upper()}"))
+            else:
+                print(one_line(f"  {r['row']}: parts at token {r['parts_at']}: {r['text_a']!r} -> {r['text_b']!r}"))
+    for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
+        if d[key]:
+            print(one_line(f"{label}: {', '.join(d[key])}"))

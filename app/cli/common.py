@@ -1,0 +1,120 @@
+"""What the commands share: a parser that fails in one line, flags checked like lens values,
+loading the model, the prompt and its marks, and JSON on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from lenscope.app.errors import BadInput
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        raise BadInput(f"{self.prog}: {message}")
+
+
+def checked(param, what: str):
+    """An argparse type: a value checked by a `Param`, like every lens value."""
+
+    def conv(text: str):
+        try:
+            return param.parse(text, "", label=what)
+        except BadInput as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return conv
+
+
+def int_range(lo: int, hi: int, what: str):
+    from lenscope.lenses.base import Param  # imports MLX: only once parsing, after the BLAS re-exec
+
+    return checked(Param(what, "int", None, "", lo, hi), what)
+
+
+def add_setting(p: argparse.ArgumentParser, name: str, **kw: Any) -> None:
+    """A generation setting's flag: type, range and default from app/settings.py, so the CLI,
+    the TUI, experiments and sessions share them."""
+    from lenscope.app.core.settings import SETTINGS
+
+    param = SETTINGS[name]
+    flag = "--" + name.replace("_", "-")
+    p.add_argument(flag, type=checked(param, flag), default=param.default, help=param.help, **kw)
+
+
+def token_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--mark-tokens must be integers separated by commas, got '{text}'") from None
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="local mlx-lm model folder or hub id (default: the bundled demo model)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code (off by default)")
+    p.add_argument("--precision", choices=["auto", "native", "float32", "float16"], default="auto",
+                   help="auto: a quantized model runs dequantized to float32 on a CPU with a fast BLAS")
+
+
+def add_prompt(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--prompt", required=required, help="the prompt text")
+    p.add_argument("--chat", action="store_true",
+                   help="wrap the prompt in the model's chat template (marks are searched in your text only)")
+    p.add_argument("--system", default=None, metavar="TEXT", help="a system message (with --chat)")
+    p.add_argument("--mark", action="append", default=[], metavar="TEXT",
+                   help="mark every prompt token overlapping each occurrence of TEXT (repeatable)")
+    p.add_argument("--mark-tokens", type=token_list, default=[], metavar="I,J,...", help="mark prompt tokens by index")
+
+
+def emit(data: Any) -> None:
+    """stdout JSON: standard JSON only (NaN/inf as null), see app/datafile.py."""
+    from lenscope.app.io.datafile import dumps
+
+    print(dumps(data))
+
+
+def warn(warnings: Sequence[str]) -> None:
+    for w in warnings:
+        print(f"lenscope: warning: {w}", file=sys.stderr)
+
+
+def load_engine(args) -> tuple[Any, float]:
+    from lenscope.app import models
+    from lenscope.app.core.engine import Engine
+
+    t = time.perf_counter()
+    loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, precision=args.precision,
+                         progress=lambda m: print(f"lenscope: {m}", file=sys.stderr))
+    return Engine(loaded), time.perf_counter() - t
+
+
+def model_prompt_of(engine, args) -> tuple[str, tuple[int, int] | None]:
+    """The text the model reads and where the user's own text sits in it (None: all of it)."""
+    if not args.prompt.strip():
+        raise BadInput("--prompt: empty")
+    if args.system is not None and not args.chat:
+        raise BadInput("--system needs --chat")
+    from lenscope.app.chat.templates import model_prompt
+
+    return model_prompt(engine.tokenizer, args.prompt, args.chat, args.system)
+
+
+def marks_of(engine, prompt: str, args, region: tuple[int, int] | None = None) -> list[int]:
+    ids = engine.encode(prompt)
+    marks = engine.marks_from_text(prompt, ids, args.mark, region) if args.mark else []
+    return sorted(set(marks) | set(engine.check_marks(args.mark_tokens, len(ids))))
+
+
+def variants_of(specs: Sequence[str]):
+    from lenscope.lenses.spec import parse
+
+    return [v for s in specs for v in parse(s)]
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)

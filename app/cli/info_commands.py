@@ -1,0 +1,157 @@
+"""Commands about the installation and lenscope itself: `models`, `lenses`, `doctor`, `measure`,
+`bench`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lenscope.app.cli.common import (
+    add_model,
+    emit,
+    int_range,
+    load_engine,
+)
+from lenscope.app.errors import BadInput
+
+
+def add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="bundled, named (fetched or not), converted and hub-cached models")
+    p.set_defaults(func=cmd_models)
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_models(args) -> None:
+    from lenscope.app.models.sources import list_models
+
+    found = list_models()
+    if args.json:
+        emit({"models": found})
+        return
+    for m in found:
+        state = "ready" if m["available"] else "not fetched (--model " + m["name"] + " fetches it)"
+        print(f"{m['name']:<24} {m['kind']:<8} {m['size_bytes'] / 2**20:8.1f} MiB  {state}  {m['path']}")
+
+
+def add_lenses(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lenses", help="the lens kinds, their parameters, defaults and ranges")
+    p.set_defaults(func=cmd_lenses)
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_lenses(args) -> None:
+    from lenscope.lenses.registry import describe
+
+    kinds = describe()
+    if args.json:
+        emit({"kinds": kinds})
+        return
+    for k in kinds:
+        print(f"{k['kind']}: {k['summary']}")
+        for p in k["params"]:
+            rng = f" [{p['min']:g}, {p['max']:g}]" if "min" in p else ""
+            choices = f" one of {'|'.join(p['choices'])}" if "choices" in p else ""
+            print(f"  {p['name']} ({p['type']}, default {p['default']!r}){rng}{choices}: {p['help']}")
+
+
+def add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="platform, MLX backend, BLAS, kernel self-tests, default model")
+    p.set_defaults(func=cmd_doctor)
+    add_model(p)
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_doctor(args) -> None:
+    from lenscope.app.lab.doctor import render, report
+
+    rep = report(args.model, args.precision)
+    emit(rep) if args.json else print(render(rep))
+    if not rep["model"].get("loads"):  # the report is still useful; the failing input gets its line
+        raise BadInput(rep["model"].get("error") or f"model '{rep['model']['name']}': does not load")
+
+
+def add_measure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("measure", help="measured lens effects on the model: recall by distance, mood counts")
+    p.set_defaults(func=cmd_measure)
+    add_model(p)
+    p.add_argument("what", choices=["recall", "attribute", "counterfact", "mood", "patch"],
+                   help="recall/attribute: the demo model's episodes; counterfact/mood/patch: English prompt "
+                        "sets for real models")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC",
+                   help="lens rows to compare with the baseline (default: emphasis for recall, steering for attribute)")
+    p.add_argument("--n", type=int_range(1, 10000, "--n"), default=None, help="episodes or samples per row")
+    p.add_argument("--distances", default=None, help="filler sentences, e.g. 0,4,8,16 (recall, counterfact)")
+    p.add_argument("--chat", action="store_true", help="counterfact/patch: use the chat template (mood always does)")
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_measure(args) -> None:
+    from lenscope.app.lab import measure
+
+    try:
+        distances = [int(x) for x in args.distances.split(",")] if args.distances else None
+    except ValueError:
+        raise BadInput(f"--distances must be integers separated by commas, got '{args.distances}'") from None
+    if args.what in ("counterfact", "mood", "patch"):
+        return _measure_real(args, distances)
+    engine, _ = load_engine(args)
+    if args.what == "recall":
+        distances = distances or measure.DISTANCES
+        specs = args.lens or ["emphasis:strength=2", "emphasis:strength=4"]
+        rep = measure.recall(engine, specs, distances, n=args.n or 40)
+        emit(rep) if args.json else print(measure.render_recall(rep))
+    else:
+        specs = args.lens or [measure.STEER_SPEC, measure.STEER_SPEC.replace("strength=30", "strength=-30")]
+        rep = measure.attribute(engine, specs, n=args.n or 24)
+        emit(rep) if args.json else print(measure.render_attribute(rep))
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="performance ratios measured in one run")
+    p.set_defaults(func=cmd_bench)
+    add_model(p)
+    p.add_argument("--tokens", type=int_range(4, 1024, "--tokens"), default=48)
+    p.add_argument("--repeats", type=int_range(1, 20, "--repeats"), default=3)
+    p.add_argument("--launch", type=int_range(2, 64, "--launch"), metavar="N",
+                   help="instead: time an 8-comparison experiment run by one process and by N under mlx.launch")
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_bench(args) -> None:
+    from lenscope.app.lab.bench import launch_bench, render, render_launch, run_bench
+
+    if args.launch:
+        rep = launch_bench(args.model, args.launch, args.tokens)
+        emit(rep) if args.json else print(render_launch(rep))
+        return
+    engine, _ = load_engine(args)
+    native = None
+    if "dequantized" in engine.loaded.precision:  # also time the stored, quantized path
+        from lenscope.app import models
+        from lenscope.app.core.engine import Engine
+
+        native = Engine(models.load(args.model, trust_remote_code=args.trust_remote_code, precision="native"))
+    rep = run_bench(engine, tokens=args.tokens, repeats=args.repeats, native=native)
+    emit(rep) if args.json else print(render(rep))
+
+
+def _measure_real(args, distances: list[int] | None) -> None:
+    from lenscope.app.lab import measure_real
+
+    progress = (lambda m: print(f"\r{m}   ", end="", file=sys.stderr)) if sys.stderr.isatty() else None
+    engine, _ = load_engine(args)
+    if args.what == "counterfact":
+        specs = args.lens or ["emphasis:strength=1", "emphasis:strength=2"]
+        rep = measure_real.counterfact(engine, specs, n=args.n or 48, filler=distances or [0], chat=args.chat,
+                                       progress=progress)
+    elif args.what == "mood":
+        if not args.lens:
+            raise BadInput("measure mood: give the steering rows with --lens")
+        rep = measure_real.mood(engine, args.lens, n=args.n or 40, progress=progress)
+    else:
+        rep = measure_real.patch(engine, n=args.n or 48, chat=args.chat, progress=progress)
+    if progress:
+        print(file=sys.stderr)
+    from lenscope.app.io.datafile import dumps
+
+    emit(rep) if args.json else print(dumps(rep, indent=1))

