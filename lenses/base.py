@@ -329,6 +329,24 @@ class Lens:
         """True when this lens, as configured, cannot change anything: it installs no hook."""
         return False
 
+    def fit_problems(self, n_layers: int, n_heads: int) -> dict[str, str]:
+        """Parameter -> why it does not fit a model of `n_layers` layers and `n_heads` heads
+        (layers and heads it does not have); empty when it fits. The engine checks every lens
+        before it prepares or runs it, so a bad head is one line, not an error mid-forward."""
+        problems = {}
+        layers = getattr(self, "layers", None)
+        if layers is not None:
+            try:
+                layers_or_all(layers, n_layers, self.kind)
+            except BadInput as exc:
+                problems["layers"] = str(exc)
+        bad = [h for h in getattr(self, "heads", None) or () if not 0 <= h < n_heads]
+        if bad:
+            problems["heads"] = f"{self.kind}: head {bad[0]} does not exist (heads are 0..{n_heads - 1})"
+        if getattr(self, "auto_heads", 0) > n_heads:
+            problems["auto_heads"] = f"{self.kind}: auto_heads={self.auto_heads}, the model has {n_heads} heads"
+        return problems
+
     def needs_marks(self) -> bool:
         """True when this lens acts only through the marked tokens (nothing marked: no effect)."""
         return getattr(self, "positions", None) == "marked"
@@ -372,6 +390,13 @@ class Variant:
         if not self.lenses:
             return None
         return {"name": self.name, "stack": [lens.normalized() for lens in self.lenses]}
+
+    def fit_problem(self, n_layers: int, n_heads: int) -> str | None:
+        """The first reason this variant cannot run on a model of that shape, naming it; None if it fits."""
+        for lens in self.lenses:
+            for problem in lens.fit_problems(n_layers, n_heads).values():
+                return f"variant '{self.name}': {problem}"
+        return None
 
 
 def layers_or_all(layers: tuple[int, ...] | None, n_layers: int, what: str) -> set[int]:

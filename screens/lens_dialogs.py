@@ -12,7 +12,6 @@ from textual.widgets.option_list import Option
 
 from lenscope.app.errors import BadInput
 from lenscope.lenses.base import Keyframes, Lens, Variant, number_text
-from lenscope.lenses.fit import ModelShape, fit_problems, variant_problem
 from lenscope.lenses.registry import KINDS
 from lenscope.lenses.spec import build_lens, edited_name, parse_inline
 
@@ -39,6 +38,9 @@ DIALOG_CSS = """
 .dialog Input.-invalid { border: tall $error; }
 .dialog .buttons { height: auto; margin-top: 1; }
 """
+
+
+ModelShape = tuple[int, int]  # the loaded model's (layers, heads)
 
 
 class LensPicker(ModalScreen[str | None]):
@@ -142,7 +144,7 @@ class LensForm(ModalScreen[Variant | None]):
         except BadInput as exc:
             error.update(str(exc))
             return None
-        problems = fit_problems(lens, self.shape)
+        problems = lens.fit_problems(*self.shape) if self.shape else {}
         for name in problems:
             self.query(f"#p-{name}").add_class("-invalid")
         error.update("\n".join(problems.values()))
@@ -193,7 +195,7 @@ class SpecEditor(ModalScreen[Variant | None]):
         spec = self.query_one("#spec", Input)
         try:
             variant = parse_inline(spec.value)
-            problem = variant_problem(variant, self.shape)
+            problem = variant.fit_problem(*self.shape) if self.shape else None
             if problem:
                 raise BadInput(problem)
         except BadInput as exc:

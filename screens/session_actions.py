@@ -151,7 +151,7 @@ class SessionActions:
                 return
             from importlib import metadata
 
-            from lenscope.app.batch.experiment import write_reports
+            from lenscope.app.reports.export import write_reports
             from lenscope.app.reports.html import attention_row
 
             record = {"comparison": "lenscope tui", **self.ws.result.to_json()}

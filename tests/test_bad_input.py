@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenscope.app.batch import experiment
+from lenscope.app.batch import experiment_file
 from lenscope.app.core import results
 from lenscope.app.errors import BadInput
 from lenscope.app.io import datafile
 from lenscope.app.io import session as sessions
+from lenscope.app.reports.markdown import markdown
 from lenscope.lenses import directions
 from lenscope.lenses.spec import parse
 
@@ -301,7 +302,7 @@ def test_experiment_settings_are_the_clis(tmp_path):
     """`capture_attention = "no"` was truthy; now settings parse it as the CLI would."""
     p = tmp_path / "e.toml"
     p.write_text(GOOD_EXPERIMENT + 'capture_attention = "no"\nseed = 7\ntemperature = 0.5\n')
-    c = experiment.load(p)["comparisons"][0]
+    c = experiment_file.load(p)["comparisons"][0]
     assert (c["capture_attention"], c["seed"], c["temperature"], c["max_tokens"]) == (False, 7, 0.5, 2)
 
 
@@ -427,7 +428,7 @@ def test_report_md_escapes_markdown_and_html():
            "temperature": 0.0, "seed": 0, "marked_token_indices": [],
            "rows": [{"name": "emphasis:layers=1|2", "text": "x | <b>y</b>\n# z", "finite": True,
                      "first_divergence": None, "kl_from_baseline": [None], "attention_to_marks": []}]}
-    md = experiment.markdown([rec])
+    md = markdown([rec])
     assert "<script>" not in md and "<b>" not in md and "&lt;script&gt;" in md
     assert "\\*\\*bold\\*\\*" in md and "emphasis:layers=1\\|2" in md and "a \\`b\\` \\| c d" in md
     row = next(line for line in md.splitlines() if line.startswith("| emphasis"))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lenscope.app.batch import experiment
+from lenscope.app.batch import experiment, experiment_file
 from lenscope.app.chat import conversation as convs
 from lenscope.app.chat.conversation import Conversation, Mark, Message
 from lenscope.app.errors import BadInput
@@ -179,7 +179,7 @@ check = {kind = "contains", text = "the"}
 name = "plain"
 prompt = "the key is blue. the key is"
 ''')
-    exp = experiment.load(path)
+    exp = experiment_file.load(path)
     out = tmp_path / "out"
     first = experiment.run(engine, exp, out, progress=lambda m: None)
     conv = first[0]["conversation"]
@@ -207,11 +207,11 @@ prompt = "the key is blue. the key is"
 ])
 def test_bad_conversation_experiment_is_one_line(tmp_path, extra, message):
     with pytest.raises(BadInput, match=message):
-        experiment.load(write(tmp_path, f'[[comparison]]\n{extra}\n'))
+        experiment_file.load(write(tmp_path, f'[[comparison]]\n{extra}\n'))
 
 
 def test_mark_that_occurs_nowhere_is_refused_before_running(engine, tmp_path):
-    exp = experiment.load(write(tmp_path, '[[comparison]]\nname = "c"\nturns = ["hi there"]\nmark = ["absent"]\n'))
+    exp = experiment_file.load(write(tmp_path, '[[comparison]]\nname = "c"\nturns = ["hi there"]\nmark = ["absent"]\n'))
     with pytest.raises(BadInput, match="mark 'absent'"):
         experiment.run(engine, exp, tmp_path / "out", progress=lambda m: None)
     assert not (tmp_path / "out").exists()

@@ -23,7 +23,7 @@ import tomli_w
 from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
-from lenscope.app.batch import experiment
+from lenscope.app.batch import experiment_file
 from lenscope.app.core import results
 from lenscope.app.core.settings import SETTINGS
 from lenscope.app.errors import BadInput
@@ -193,7 +193,7 @@ def test_experiment_files(raw):
         (Path(d) / "lens.toml").write_text(tomli_w.dumps(LENS))
         path = Path(d) / "e.toml"
         path.write_bytes(raw)
-        exp = _ok_or_bad_input(experiment.load, path)
+        exp = _ok_or_bad_input(experiment_file.load, path)
     for c in (exp or {}).get("comparisons", []):
         for name, param in SETTINGS.items():
             lo, hi = param.bounds()

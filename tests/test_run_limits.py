@@ -109,7 +109,7 @@ def test_interleaved_comparisons_keep_their_own_lenses(engine):
 
 
 def test_auto_heads_beyond_the_model_is_refused(engine):
-    with pytest.raises(BadInput, match="auto_heads=64 but the model has 8 heads"):
+    with pytest.raises(BadInput, match="emphasis: auto_heads=64, the model has 8 heads"):
         engine.compare(Request(PROMPT, parse("emphasis:auto_heads=64"), marks=[3], max_tokens=1))
 
 

@@ -13,8 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from lenscope.app.core.results import finite_mean
 from lenscope.app.errors import BadInput
 from lenscope.app.reports.conversation import is_conversation
 
@@ -47,11 +46,6 @@ def _turns(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _mean(xs: list) -> float | None:
-    vals = [x for x in xs if x is not None]
-    return float(np.mean(vals)) if vals else None
-
-
 def _first_difference(a: list[int], b: list[int]) -> int | None:
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
@@ -75,7 +69,7 @@ def diff(a: dict[str, dict], b: dict[str, dict]) -> dict[str, Any]:
             rows.append({"row": row, "text_a": ra["text"], "text_b": rb["text"],
                          "parts_at": _first_difference(ra["token_ids"], rb["token_ids"]),
                          "first_divergence": [ra["first_divergence"], rb["first_divergence"]],
-                         "attention_on_marks": [_mean(ra["attention_to_marks"]), _mean(rb["attention_to_marks"])]})
+                         "attention_on_marks": [finite_mean(ra["attention_to_marks"]), finite_mean(rb["attention_to_marks"])]})
         if rows:
             changed.append({"comparison": name, "rows": sorted(rows, key=lambda r: r["row"])})
     return {"changed": changed, "only_in_a": [n for n in a if n not in b], "only_in_b": [n for n in b if n not in a],

@@ -22,9 +22,17 @@ import numpy as np
 
 from lenscope.app.core.results import RunResult
 from lenscope.app.errors import BadInput
-from lenscope.app.lab.prompt_sets import NEGATIVE_WORDS, POSITIVE_WORDS
 from lenscope.lenses.base import Param, Variant
 
+# The mood word lists: the `words` score part, and `lenscope measure mood` counts them.
+POSITIVE_WORDS = {"happy", "joy", "joyful", "glad", "wonderful", "great", "love", "loved", "lovely", "beautiful",
+                  "fun", "smile", "smiled", "smiling", "laugh", "laughed", "laughing", "delighted", "cheerful",
+                  "excited", "amazing", "fantastic", "perfect", "best", "good", "bright", "warm", "celebrate",
+                  "celebrated", "enjoy", "enjoyed", "pleasant", "grateful", "proud", "hope", "sunny", "peaceful"}
+NEGATIVE_WORDS = {"sad", "sadness", "unhappy", "cry", "cried", "crying", "tears", "lonely", "alone", "miserable",
+                  "awful", "terrible", "horrible", "bad", "worst", "hate", "hated", "angry", "upset", "grief",
+                  "sorrow", "gloomy", "dark", "cold", "lost", "pain", "hurt", "fear", "afraid", "worried",
+                  "tired", "broken", "empty", "dull", "rain", "rainy", "depressed", "disappointed"}
 WORD_LISTS = {"positive": POSITIVE_WORDS, "negative": NEGATIVE_WORDS}
 JUDGE_TEMPLATE = "{question}\n\nText: {text}\n\nAnswer with yes or no."
 

@@ -45,8 +45,10 @@ import numpy as np
 from lenscope.app.batch.scores import Score
 from lenscope.app.chat import templates as chat
 from lenscope.app.core import settings
+from lenscope.app.core.results import finite_mean
 from lenscope.app.errors import BadInput
 from lenscope.app.io import datafile
+from lenscope.app.reports.markdown import md_escape
 from lenscope.lenses.base import Param, Variant
 from lenscope.lenses.spec import KINDS, build_lens
 
@@ -353,9 +355,9 @@ def _record(key: str, values: dict[str, Any], p: int, row, scored: dict[str, Any
 
 
 def _mean(recs: list[dict[str, Any]], field: str, label: str | None = None) -> float:
-    xs = [r["parts"][label] if label else r[field] for r in recs]
-    xs = [x for x in xs if x is not None and math.isfinite(x)]
-    return float(np.mean(xs)) if xs else float("-inf")
+    """Over records: the mean score (or score part); -inf with none, so it ranks last."""
+    m = finite_mean(r["parts"][label] if label else r[field] for r in recs)
+    return float("-inf") if m is None else m
 
 
 def _feasible(search: Search, recs: list[dict[str, Any]], base: list[dict[str, Any]]) -> bool:
@@ -408,39 +410,34 @@ def best_lens_file(search: Search, summary: dict[str, Any]) -> str:
     return header + tomli_w.dumps(json.loads(datafile.dumps(data)))
 
 
-def _md(text: Any) -> str:
-    """A Markdown table cell: pipes escaped, lines joined."""
-    return " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
-
-
 def report(search: Search, summary: dict[str, Any]) -> str:
     """Ranking, the score against each searched parameter, and the best and worst outputs
     (so a person can check what the score, or the judge, rewarded)."""
     labels = [p.label() for p in search.score.parts]
     base = summary["baseline"]
-    lines = [f"# search: {_md(search.path)}", "",
+    lines = [f"# search: {md_escape(search.path)}", "",
              f"{search.strategy}, {len(summary['candidates'])} candidates, {len(search.prompts)} prompts; "
-             f"score = " + " + ".join(f"{p.weight:g} x {_md(p.label())}" for p in search.score.parts), ""]
+             f"score = " + " + ".join(f"{p.weight:g} x {md_escape(p.label())}" for p in search.score.parts), ""]
     if search.constraints:
-        lines += ["constraints: " + ", ".join(f"{_md(p)} >= baseline {m:+g}" for p, m in search.constraints), ""]
-    lines += ["| rank | candidate | prompts | score | " + " | ".join(map(_md, labels)) + " | feasible |",
+        lines += ["constraints: " + ", ".join(f"{md_escape(p)} >= baseline {m:+g}" for p, m in search.constraints), ""]
+    lines += ["| rank | candidate | prompts | score | " + " | ".join(map(md_escape, labels)) + " | feasible |",
               "|---|---|---|---|" + "---|" * len(labels) + "---|",
               f"| - | baseline | {base['prompts']} | {base['score']:.4g} | "
               + " | ".join(f"{base['parts'][lb]:.4g}" for lb in labels) + " | - |"]
     for i, c in enumerate(summary["candidates"]):
-        lines.append(f"| {i + 1} | {_md(c['name'])} | {c['prompts']} | {c['score']:.4g} | "
+        lines.append(f"| {i + 1} | {md_escape(c['name'])} | {c['prompts']} | {c['score']:.4g} | "
                      + " | ".join(f"{c['parts'][lb]:.4g}" for lb in labels) + f" | {'yes' if c['feasible'] else 'no'} |")
     for d in search.dimensions:
         by: dict[str, list[float]] = {}
         for c in sorted(summary["candidates"], key=lambda c: _order(c["values"][d.key])):
             by.setdefault(_show(c["values"][d.key]), []).append(c["score"])
-        lines += ["", f"## score against {_md(d.key)}", "", "| value | candidates | mean score | best |", "|---|---|---|---|"]
+        lines += ["", f"## score against {md_escape(d.key)}", "", "| value | candidates | mean score | best |", "|---|---|---|---|"]
         for value, scores in by.items():
-            lines.append(f"| {_md(value)} | {len(scores)} | {np.mean(scores):.4g} | {max(scores):.4g} |")
+            lines.append(f"| {md_escape(value)} | {len(scores)} | {np.mean(scores):.4g} | {max(scores):.4g} |")
     ranked = summary["candidates"]
     for title, cands in (("best", ranked[:2]), ("worst", ranked[-2:][::-1] if len(ranked) > 2 else [])):
         for c in cands:
-            lines += ["", f"## {title}: {_md(c['name'])} (score {c['score']:.4g})", ""]
+            lines += ["", f"## {title}: {md_escape(c['name'])} (score {c['score']:.4g})", ""]
             for rec in sorted(c["records"], key=lambda r: r["prompt"])[:3]:
-                lines.append(f"- prompt {rec['prompt'] + 1} ({rec['score']:.3g}): {_md(rec['text'])}")
+                lines.append(f"- prompt {rec['prompt'] + 1} ({rec['score']:.3g}): {md_escape(rec['text'])}")
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from typing import Any
 
 from lenscope.app.core import settings
 from lenscope.app.core.marks import overlapping
+from lenscope.app.core.results import finite_mean
 from lenscope.app.errors import BadInput
 
 ROLES = ("system", "user", "assistant")
@@ -400,7 +401,7 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
         for r in picks:
             k = r if row is None else (0 if row == 0 else 1)
             out = result.rows[k]
-            shares = [_mean([step[g] for step in out.attention_to_groups]) for g in range(len(groups))]
+            shares = [finite_mean([step[g] for step in out.attention_to_groups]) for g in range(len(groups))]
             rows[r] = {"name": out.name, "text": out.text, "token_ids": out.token_ids, "finished": out.finished,
                        "prompt_tokens": len(lay.ids), "shares": shares,
                        "distances": [len(lay.ids) - 1 - max(g) if g else None for g in groups],
@@ -467,11 +468,6 @@ def replay(engine, saved: Conversation, on_turn=None) -> Conversation:
     conv.marks = list(saved.marks)  # marks placed after the last turn
     conv.concepts = list(saved.concepts)
     return conv
-
-
-def _mean(values: list) -> float | None:
-    vals = [v for v in values if v is not None]
-    return sum(vals) / len(vals) if vals else None
 
 
 def fade(conv_or_turns: Conversation | list[dict[str, Any]]) -> dict[str, Any]:

@@ -32,12 +32,12 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args) -> None:
-    from lenscope.app.batch import experiment
+    from lenscope.app.batch import experiment, experiment_file, outdir
     from lenscope.app.batch.distributed import world
 
     here = world()  # under mlx.launch: this rank's share (app/distributed.py)
-    exp = experiment.load(args.experiment)  # the whole file checked, no model needed
-    out = experiment.check_out(args.out, experiment.outputs(exp))  # before any work
+    exp = experiment_file.load(args.experiment)  # the whole file checked, no model needed
+    out = outdir.check_out(args.out, experiment_file.outputs(exp))  # before any work
     if args.model is None and exp["model"]:
         args.model = exp["model"]
     engine, _ = load_engine(args)

@@ -191,8 +191,16 @@ class Engine:
             mx.eval(list(state.recorded.values()))
         return {k: v[0] for k, v in state.recorded.items()}
 
+    def check_fit(self, variants: Sequence[Variant]) -> None:
+        """Every lens fits this model (its layers and heads exist); BadInput names the first that does not."""
+        for v in variants:
+            if problem := v.fit_problem(self.n_layers, self.n_heads):
+                raise BadInput(problem)
+
     def prepare(self, variants: Sequence[Variant], ids: Sequence[int] = (), marks: Sequence[int] = ()) -> None:
-        """Each lens's prepare, with this engine as its probe and the prompt it will run on."""
+        """Each lens's prepare, with this engine as its probe and the prompt it will run on;
+        every entry point that runs lenses comes through here, so the fit is checked here."""
+        self.check_fit(variants)
         for v in variants:
             for lens in v.lenses:
                 lens.ensure_prepared(self, list(ids), list(marks))
@@ -248,7 +256,8 @@ class Engine:
         layers = list(range(self.n_layers)) if layers is None else list(layers)
         self.check_capture(len(ids), len(layers))
         with self.lock:  # from prepare on: lenses run as prepared for this prompt
-            self.prepare([Variant("capture", list(lenses))], ids[: prompt_len or len(ids)], marks)
+            name = "+".join(lens.label() for lens in lenses) or "baseline"  # as a spec names its variant
+            self.prepare([Variant(name, list(lenses))], ids[: prompt_len or len(ids)], marks)
             state = HookState([list(lenses)], self.n_layers, prompt_len or len(ids), tuple(marks))
             state.track_marks = False
             state.capture = True

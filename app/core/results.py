@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Iterable
 
 from lenscope.app.errors import BadInput
+
+
+def finite_mean(values: Iterable[float | None]) -> float | None:
+    """The mean of the finite values (None, inf and nan are left out); None when there are none.
+    The one mean of per-step and per-record numbers, in reports, diffs, searches and turns."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return sum(xs) / len(xs) if xs else None
 
 
 def _num(x: float | None) -> float | None:

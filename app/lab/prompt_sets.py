@@ -14,6 +14,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from lenscope.app.batch.scores import NEGATIVE_WORDS, POSITIVE_WORDS
+
 # (subject, what the model knows) for "X is located in CITY"
 LANDMARKS = [
     ("The Eiffel Tower", "Paris"), ("The Colosseum", "Rome"), ("Big Ben", "London"),
@@ -49,14 +51,6 @@ FILLER = [
     "The committee approved the budget for next year.", "Birds gathered on the roof of the old barn.",
 ]
 
-POSITIVE_WORDS = {"happy", "joy", "joyful", "glad", "wonderful", "great", "love", "loved", "lovely", "beautiful",
-                  "fun", "smile", "smiled", "smiling", "laugh", "laughed", "laughing", "delighted", "cheerful",
-                  "excited", "amazing", "fantastic", "perfect", "best", "good", "bright", "warm", "celebrate",
-                  "celebrated", "enjoy", "enjoyed", "pleasant", "grateful", "proud", "hope", "sunny", "peaceful"}
-NEGATIVE_WORDS = {"sad", "sadness", "unhappy", "cry", "cried", "crying", "tears", "lonely", "alone", "miserable",
-                  "awful", "terrible", "horrible", "bad", "worst", "hate", "hated", "angry", "upset", "grief",
-                  "sorrow", "gloomy", "dark", "cold", "lost", "pain", "hurt", "fear", "afraid", "worried",
-                  "tired", "broken", "empty", "dull", "rain", "rainy", "depressed", "disappointed"}
 POSITIVE_SENTENCES = ["I am so happy today, everything is wonderful.", "What a joyful, beautiful morning!",
                       "We laughed and celebrated all night.", "She smiled, full of love and hope.",
                       "This is the best day of my life.", "I feel grateful, cheerful and excited."]

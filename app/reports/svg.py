@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 from html import escape
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -78,3 +79,8 @@ def line_chart(series: list[tuple[int, list]], title: str, width: int = 320, hei
             f"<text x='4' y='12' font-size='11'>{html.escape(title)}</text>"
             f"<text x='4' y='{height - 4}' font-size='10'>0</text><text x='4' y='26' font-size='10'>{top:.3g}</text>"
             f"<text x='{width - 44}' y='{height - 4}' font-size='10'>{x_label} {steps - 1 + first}</text>{''.join(lines)}</svg>")
+
+
+def write_svg(path: Path, matrix: np.ndarray, tokens: list[str], marks: list[int], title: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(svg(matrix, tokens, marks, title), encoding="utf-8")

@@ -24,7 +24,6 @@ from lenscope.app.core.results import RunResult, from_json
 from lenscope.app.errors import BadInput
 from lenscope.app.io import session as sessions
 from lenscope.lenses.base import Variant
-from lenscope.lenses.fit import variant_problem
 from lenscope.lenses.spec import expand_points, to_data
 
 FIELDS = ("max_tokens", "temperature", "seed")  # the settings the TUI shows as text fields
@@ -208,9 +207,7 @@ class Workspace:
 
     def check_variants(self, engine) -> None:
         """Every variant fits the model (its layers and heads exist); BadInput names the first that does not."""
-        for v in self.variants:
-            if problem := variant_problem(v, (engine.n_layers, engine.n_heads)):
-                raise BadInput(problem)
+        engine.check_fit(self.variants)
 
     # -- settings, runs and sessions -----------------------------------------------------------
     def settings(self) -> tuple[int, float, int]:
