@@ -7,6 +7,8 @@ attention by exp(-strength) and renormalising.
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlx.core as mx
 import numpy as np
 
@@ -55,11 +57,15 @@ class Emphasis(Lens):
             self.inherit = inherited_importance(probs, marks, self.propagate)
         if not self.auto_heads:
             return
-        if self.auto_heads > probs.shape[1]:
-            raise BadInput(f"emphasis: auto_heads={self.auto_heads} but the model has {probs.shape[1]} heads per layer")
         share = probs[:, :, min(marks):, :][..., marks].sum(-1).mean(-1)  # (layers, H)
         self.auto = {layer: sorted(np.argsort(share[layer])[: self.auto_heads].tolist())
                      for layer in range(share.shape[0])}
+
+    def prepared(self) -> dict[str, Any]:
+        """The tokens propagation gave importance (per query row, weights over the prompt) and
+        the heads auto_heads picked per layer, when this prompt made any."""
+        found = (("inherited", getattr(self, "inherit", None)), ("auto_heads", getattr(self, "auto", None)))
+        return {k: v for k, v in found if v is not None}
 
     def selected_heads(self, layer: int) -> tuple[int, ...] | None:
         if getattr(self, "auto", None):

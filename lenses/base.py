@@ -347,6 +347,11 @@ class Lens:
             problems["auto_heads"] = f"{self.kind}: auto_heads={self.auto_heads}, the model has {n_heads} heads"
         return problems
 
+    def prepared(self) -> dict[str, Any]:
+        """What `prepare` found on the current prompt that the views show, by name; most lenses
+        find nothing to show."""
+        return {}
+
     def needs_marks(self) -> bool:
         """True when this lens acts only through the marked tokens (nothing marked: no effect)."""
         return getattr(self, "positions", None) == "marked"

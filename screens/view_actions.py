@@ -78,11 +78,11 @@ class ViewActions:
         self._q(ComparisonView).set_captures(captures, self.inherited_tokens())
 
     def _lens_state(self, name: str) -> dict[int, list[Any]]:
-        """Per row, what its lenses prepared for this prompt under `name` (emphasis: inherit, auto)."""
+        """Per row, what its lenses prepared for this prompt under `name` (Lens.prepared)."""
         out: dict[int, list[Any]] = {}
         for r, v in enumerate(self.ws.variants, start=1):
             for lens in v.lenses:
-                value = getattr(lens, name, None)
+                value = lens.prepared().get(name)
                 if value is not None:
                     out.setdefault(r, []).append(value)
         return out
@@ -91,12 +91,12 @@ class ViewActions:
         """Per row, the prompt tokens its emphasis lens's propagation gave importance (the
         attention-on-text view's second marker)."""
         return {r: [int(j) for w in weights for j in np.flatnonzero(np.asarray(w) >= at_least)]
-                for r, weights in self._lens_state("inherit").items()}
+                for r, weights in self._lens_state("inherited").items()}
 
     def auto_head_flags(self) -> dict[int, dict[tuple[int, int], str]]:
         """Per row, the heads an emphasis lens with auto_heads picked on this prompt (flagged •)."""
         return {r: {(int(layer), int(h)): "•" for picked in picks for layer, heads in picked.items() for h in heads}
-                for r, picks in self._lens_state("auto").items()}
+                for r, picks in self._lens_state("auto_heads").items()}
 
     # -- what the panels ask for ---------------------------------------------------------------------
     def open_head(self, row: int, layer: int, head: int) -> None:

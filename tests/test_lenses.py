@@ -256,7 +256,7 @@ def test_auto_heads_pick_low_attention_heads(engine):
     marks = engine.marks_from_text(PROMPT, ids, ["green"])
     variant = parse_inline("emphasis:strength=3,auto_heads=2")
     engine.prepare([variant], ids, marks)
-    auto = variant.lenses[0].auto
+    auto = variant.lenses[0].prepared()["auto_heads"]
     assert set(auto) == set(range(engine.n_layers)) and all(len(h) == 2 for h in auto.values())
     probs = engine.capture_attention(ids)
     share = probs[:, :, min(marks):, :][..., marks].sum(-1).mean(-1)

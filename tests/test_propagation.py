@@ -80,5 +80,5 @@ async def test_tui_marks_the_tokens_propagation_reached():
         inherited = a.main.query_one(AttentionTextView).inherited
         assert set(inherited) == {1}  # only the propagating row
         lens = a.ws.variants[0].lenses[0]
-        assert inherited[1] == [int(j) for j in np.flatnonzero(lens.inherit >= 0.05)]
+        assert inherited[1] == [int(j) for j in np.flatnonzero(lens.prepared()["inherited"] >= 0.05)]
         assert set(inherited[1]) - set(a.ws.marks)  # more than the marks themselves

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,8 +31,11 @@ from lenscope.app.io import datafile
 from lenscope.app.reports.markdown import markdown
 from lenscope.app.reports.svg import write_svg
 
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
-def run(engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[str], None] = print,
+
+def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Callable[[str], None] = print,
         meta: dict[str, Any] | None = None, resume: bool = False, world=None) -> list[dict]:
     """Run every comparison; after each one the reports are rewritten (each file replaced
     whole), so an interrupted run leaves its finished comparisons, and `resume` keeps those
@@ -107,7 +110,7 @@ def _no_folder() -> Iterator[None]:
     yield None
 
 
-def _run_one(engine, c: dict[str, Any], comparison) -> dict[str, Any]:
+def _run_one(engine: Engine, c: dict[str, Any], comparison) -> dict[str, Any]:
     """One comparison (or conversation) run, as its line of results.jsonl."""
     from lenscope.app.core.capture import capture_row
     from lenscope.app.reports.html import attention_row
@@ -159,7 +162,7 @@ def _write_reports(tmp: Path, out_dir: Path, results: list[dict | None], meta: d
     publish(tmp, Path(out_dir))
 
 
-def _run_conversation(engine, c: dict[str, Any]) -> dict[str, Any]:
+def _run_conversation(engine: Engine, c: dict[str, Any]) -> dict[str, Any]:
     """Every turn of a conversation comparison; its record holds the whole conversation."""
     from lenscope.app.chat import conversation as convs
 
@@ -180,7 +183,7 @@ def _clock(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
-def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None], skip: set[int] = frozenset()) -> list:
+def _prepare(engine: Engine, experiment: dict[str, Any], progress: Callable[[str], None], skip: set[int] = frozenset()) -> list:
     """Every comparison checked against the model and prepared, before anything runs
     (those in `skip`, finished by an earlier run, are not)."""
     from lenscope.app.core.engine import Request
@@ -211,7 +214,7 @@ def _prepare(engine, experiment: dict[str, Any], progress: Callable[[str], None]
     return comparisons
 
 
-def _check_conversation(engine, c: dict[str, Any]) -> None:
+def _check_conversation(engine: Engine, c: dict[str, Any]) -> None:
     """The first turn templates, tokenizes and prepares; each `mark` text occurs somewhere."""
     from lenscope.app.chat import conversation as convs
     from lenscope.app.core.engine import Request

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -23,6 +23,9 @@ import numpy as np
 from lenscope.app.core.results import RunResult
 from lenscope.app.errors import BadInput
 from lenscope.lenses.base import Param, Variant
+
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
 # The mood word lists: the `words` score part, and `lenscope measure mood` counts them.
 POSITIVE_WORDS = {"happy", "joy", "joyful", "glad", "wonderful", "great", "love", "loved", "lovely", "beautiful",
@@ -57,7 +60,7 @@ class Part:
         shown = ",".join(f"{k}={v}" for k, v in self.values_.items() if v not in ("", (), None, False))
         return f"{self.kind}:{shown}" if shown else self.kind
 
-    def values(self, engine, result: RunResult, variants: Sequence[Variant]) -> list[float]:
+    def values(self, engine: Engine, result: RunResult, variants: Sequence[Variant]) -> list[float]:
         raise NotImplementedError
 
 
@@ -68,7 +71,7 @@ class Contains(Part):
               Param("count", "bool", False, "count occurrences instead of 1/0"),
               Param("case", "bool", False, "match case"))
 
-    def values(self, engine, result, variants):
+    def values(self, engine: Engine, result, variants):
         needle = self.text if self.case else self.text.lower()
         out = []
         for row in result.rows:
@@ -91,7 +94,7 @@ class Regex(Part):
         except re.error as exc:
             raise BadInput(f"score regex: pattern {self.pattern!r} does not compile: {exc}") from None
 
-    def values(self, engine, result, variants):
+    def values(self, engine: Engine, result, variants):
         rx = self.compiled()
         if self.full:
             return [float(rx.fullmatch(row.text) is not None) for row in result.rows]
@@ -109,7 +112,7 @@ class Words(Part):
     params = (Param("list", "choice", "positive", "a bundled sentiment list", choices=("positive", "negative", "")),
               Param("words", "strs", (), "your own words (instead of `list`)"))
 
-    def values(self, engine, result, variants):
+    def values(self, engine: Engine, result, variants):
         vocab = {w.lower() for w in self.words} if self.words else WORD_LISTS[self.list or "positive"]
         return [float(sum(w in vocab for w in _words(row.text))) for row in result.rows]
 
@@ -120,7 +123,7 @@ class Logprob(Part):
     params = (Param("continuation", "str", "", "the target text"),
               Param("mean", "bool", False, "per token instead of the total"))
 
-    def values(self, engine, result, variants):
+    def values(self, engine: Engine, result, variants):
         from lenscope.app.core.logprob import score
 
         _, c_ids, rows = score(engine, result.prompt, self.continuation, list(variants[1:]),
@@ -134,7 +137,7 @@ class Fluency(Part):
     summary = "mean log-probability of each output's tokens under the plain model"
     params = ()
 
-    def values(self, engine, result, variants):
+    def values(self, engine: Engine, result, variants):
         from lenscope.app.core.logprob import score
 
         out = []
@@ -152,7 +155,7 @@ class Divergence(Part):
     summary = "mean KL(baseline || row) over the steps the two share a prefix (0 for the baseline)"
     params = ()
 
-    def values(self, engine, result, variants):
+    def values(self, engine: Engine, result, variants):
         out = []
         for row in result.rows:
             kl = [k for k in row.kl_from_baseline if k is not None]
@@ -166,12 +169,12 @@ class Judge(Part):
     params = (Param("question", "str", "", "e.g. 'Is this text cheerful?'"),
               Param("model", "str", "", "the judging model (default: the one that generated)"))
 
-    def values(self, engine, result, variants):
+    def values(self, engine: Engine, result, variants):
         judge = engine.other_model(self.model) if self.model else engine
         return [judge_yes_no(judge, self.question, row.text) for row in result.rows]
 
 
-def _answer_ids(engine, words: Sequence[str]) -> list[int]:
+def _answer_ids(engine: Engine, words: Sequence[str]) -> list[int]:
     """First token of each spelling of an answer ('yes', ' Yes', ...), once each."""
     ids = set()
     for w in words:
@@ -182,7 +185,7 @@ def _answer_ids(engine, words: Sequence[str]) -> list[int]:
     return sorted(ids)
 
 
-def judge_yes_no(engine, question: str, text: str) -> float:
+def judge_yes_no(engine: Engine, question: str, text: str) -> float:
     """p(yes) - p(no) of the judge's next token after the question, in its chat template
     when it has one (an instruct model answers there)."""
     from lenscope.app.chat.templates import model_prompt, template_name
@@ -232,7 +235,7 @@ class Score:
             raise BadInput(f"{where}: 'score' must be a table or a non-empty list of tables")
         return cls([build_part(e, f"{where} score {i + 1}") for i, e in enumerate(entries)])
 
-    def evaluate(self, engine, result: RunResult, variants: Sequence[Variant]) -> list[dict[str, Any]]:
+    def evaluate(self, engine: Engine, result: RunResult, variants: Sequence[Variant]) -> list[dict[str, Any]]:
         """Per row: {"score": weighted sum, "parts": {label: value}}."""
         columns = [(p, p.values(engine, result, variants)) for p in self.parts]
         out = []

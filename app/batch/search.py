@@ -38,19 +38,23 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lenscope.app.batch.scores import Score
 from lenscope.app.chat import templates as chat
 from lenscope.app.core import settings
-from lenscope.app.core.results import finite_mean
+from lenscope.app.core.records import SearchRecord, SearchSummary
+from lenscope.app.core.results import RowResult, finite_mean
 from lenscope.app.errors import BadInput
 from lenscope.app.io import datafile
 from lenscope.app.reports.markdown import md_escape
 from lenscope.lenses.base import Param, Variant
 from lenscope.lenses.spec import KINDS, build_lens
+
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
 TOP_KEYS = {"model", "prompts", "strategy", "budget", "steps", "rows", "lens", "score", "constraint", "chat",
             "system", *settings.SETTINGS}
@@ -234,7 +238,7 @@ class Results:
 
     def __init__(self, path: Path):
         self.path = path
-        self.done: dict[tuple[str, int], dict[str, Any]] = {}
+        self.done: dict[tuple[str, int], SearchRecord] = {}
         if not path.exists():
             return
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -260,7 +264,7 @@ class Results:
                 f.write(datafile.dumps(rec) + "\n")
                 f.flush()
 
-    def take(self, recs: list[dict[str, Any]], write: bool) -> None:
+    def take(self, recs: list[SearchRecord], write: bool) -> None:
         """Records another rank (or a killed run's shard) made: the ones not known yet."""
         for rec in recs:
             if isinstance(rec, dict) and (rec.get("candidate"), rec.get("prompt")) not in self.done:
@@ -270,7 +274,7 @@ class Results:
 BASELINE = "baseline"
 
 
-def run(engine, search: Search, out: Path, progress: Callable[[int, int], None] = lambda done, total: None,
+def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int], None] = lambda done, total: None,
         world=None) -> dict[str, Any]:
     """Run (or resume) the search; returns the summary the report is written from.
 
@@ -320,7 +324,7 @@ def _halving_rounds(n: int, prompts: int) -> list[tuple[int, int]]:
     return rounds
 
 
-def _evaluate(engine, search: Search, results: Results, candidates: list[dict[str, Any]], p: int, world) -> None:
+def _evaluate(engine: Engine, search: Search, results: Results, candidates: list[dict[str, Any]], p: int, world) -> None:
     """Every candidate not yet scored on prompt p, as rows of batches (baseline first); with
     several ranks, one batch per rank per round, every rank learning every record."""
     from lenscope.app.core.engine import Request
@@ -349,18 +353,18 @@ def _evaluate(engine, search: Search, results: Results, candidates: list[dict[st
         results.take(world.gather(made), write=world.leader)
 
 
-def _record(key: str, values: dict[str, Any], p: int, row, scored: dict[str, Any]) -> dict[str, Any]:
+def _record(key: str, values: dict[str, Any], p: int, row: RowResult, scored: dict[str, Any]) -> SearchRecord:
     return {"candidate": key, "values": values, "prompt": p, "score": scored["score"], "parts": scored["parts"],
             "text": row.text}
 
 
-def _mean(recs: list[dict[str, Any]], field: str, label: str | None = None) -> float:
+def _mean(recs: list[SearchRecord], field: str, label: str | None = None) -> float:
     """Over records: the mean score (or score part); -inf with none, so it ranks last."""
     m = finite_mean(r["parts"][label] if label else r[field] for r in recs)
     return float("-inf") if m is None else m
 
 
-def _feasible(search: Search, recs: list[dict[str, Any]], base: list[dict[str, Any]]) -> bool:
+def _feasible(search: Search, recs: list[SearchRecord], base: list[SearchRecord]) -> bool:
     for part, margin in search.constraints:
         label = next(p.label() for p in search.score.parts if part in (p.kind, p.label()))
         if _mean(recs, "", label) < _mean(base, "", label) + margin:
@@ -379,7 +383,7 @@ def _rank(search: Search, results: Results, candidates: list[dict[str, Any]], pr
     return sorted(candidates, key=order)
 
 
-def summarise(search: Search, results: Results, pool: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(search: Search, results: Results, pool: list[dict[str, Any]]) -> SearchSummary:
     """Each candidate's mean over the prompts it ran on, ranked; the baseline's for reference."""
     rows = []
     labels = [p.label() for p in search.score.parts]
@@ -399,7 +403,7 @@ def summarise(search: Search, results: Results, pool: list[dict[str, Any]]) -> d
     return {"candidates": rows, "baseline": baseline, "dimensions": [d.key for d in search.dimensions]}
 
 
-def best_lens_file(search: Search, summary: dict[str, Any]) -> str:
+def best_lens_file(search: Search, summary: SearchSummary) -> str:
     import tomli_w
 
     best = summary["candidates"][0]
@@ -410,7 +414,7 @@ def best_lens_file(search: Search, summary: dict[str, Any]) -> str:
     return header + tomli_w.dumps(json.loads(datafile.dumps(data)))
 
 
-def report(search: Search, summary: dict[str, Any]) -> str:
+def report(search: Search, summary: SearchSummary) -> str:
     """Ranking, the score against each searched parameter, and the best and worst outputs
     (so a person can check what the score, or the judge, rewarded)."""
     labels = [p.label() for p in search.score.parts]

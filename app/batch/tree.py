@@ -11,7 +11,7 @@ no leaf is open. Every node says what made it branch, so the tree reads as an ex
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from lenscope.app.core.engine import Request
 from lenscope.app.core.results import RowResult, RunResult
 from lenscope.app.errors import BadInput
 from lenscope.lenses.base import Param, Variant
+
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
 TREE_PARAMS = {p.name: p for p in (
     Param("k", "int", 2, "children per branch point (the k most likely tokens)", 2, 20),
@@ -86,7 +89,7 @@ def entropy(logits: np.ndarray) -> float:
     return float(-(p[nz] * np.log(p[nz])).sum())
 
 
-def grow(engine, prompt: str, score: Score, options: dict[str, Any], temperature: float = 0.0, seed: int = 0,
+def grow(engine: Engine, prompt: str, score: Score, options: dict[str, Any], temperature: float = 0.0, seed: int = 0,
          variant: Variant | None = None, progress: Callable[[int, int], None] = lambda done, total: None) -> Tree:
     """Grow the tree. `variant`: a lens stack every node runs under (none: the plain model)."""
     opts = {name: p.parse(options.get(name, p.default), "tree") for name, p in TREE_PARAMS.items()}
@@ -116,7 +119,7 @@ def grow(engine, prompt: str, score: Score, options: dict[str, Any], temperature
     return tree
 
 
-def _extend(engine, tree: Tree, node_id: int, prompt_ids: list[int], temperature: float, seed: int,
+def _extend(engine: Engine, tree: Tree, node_id: int, prompt_ids: list[int], temperature: float, seed: int,
             variant: Variant | None) -> list[int]:
     """Generate from a node until a branch point, EOS, its segment or the budget; returns the
     nodes that changed (the node, and its children when it branched)."""
@@ -160,7 +163,7 @@ def _extend(engine, tree: Tree, node_id: int, prompt_ids: list[int], temperature
     return [node_id, *node.children]
 
 
-def _score(engine, tree: Tree, node_ids: list[int], prompt: str, score: Score) -> None:
+def _score(engine: Engine, tree: Tree, node_ids: list[int], prompt: str, score: Score) -> None:
     """Score leaves as rows of one result (the parts read texts; row 0 stands in as baseline)."""
     if not node_ids:
         return

@@ -18,12 +18,16 @@ import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lenscope.app.core import settings
 from lenscope.app.core.marks import overlapping
+from lenscope.app.core.records import ConversationRecord, TurnRecord, TurnRowRecord, TurnSetup
 from lenscope.app.core.results import finite_mean
 from lenscope.app.errors import BadInput
+
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
 ROLES = ("system", "user", "assistant")
 MODES = ("keep", "branches")
@@ -178,7 +182,7 @@ def render(tokenizer, messages: Sequence[Message], generation_prompt: bool = Tru
     return text, offsets
 
 
-def layout(engine, messages: Sequence[Message], generation_prompt: bool = True) -> Layout:
+def layout(engine: Engine, messages: Sequence[Message], generation_prompt: bool = True) -> Layout:
     text, offsets = render(engine.tokenizer, messages, generation_prompt)
     ids = engine.encode(text)
     return Layout(text, ids, engine.token_spans(text, ids), offsets)
@@ -343,9 +347,9 @@ def _check_turn(t: Any, where: str) -> None:
 
 
 # -- running a turn ------------------------------------------------------------------------------
-def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_tokens: int, temperature: float,
+def run_turn(engine: Engine, conv: Conversation, user: str, variants: Sequence, *, max_tokens: int, temperature: float,
              seed: int, mark: Sequence[str] = (), check=None, on_step=None,
-             should_stop=lambda: False) -> dict[str, Any] | None:
+             should_stop=lambda: False) -> TurnRecord | None:
     """One user turn: the baseline and every lens row answer it, the conversation grows, and
     the turn's record (appended to `conv.turns`) says per row what it answered, each marked
     span's share of its attention while answering (mean over the answer's tokens, layers and
@@ -373,7 +377,7 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
     spans = conv.spans([*conv.messages, Message("user", user)])
     # keep mode: one comparison, every row on the shared transcript; branches: one per row
     plans = [(None, conv.messages)] if conv.mode == "keep" else [(r, conv.branches[r]) for r in range(n_rows)]
-    rows: list[dict[str, Any]] = [{} for _ in range(n_rows)]
+    rows: list[TurnRowRecord] = [{} for _ in range(n_rows)]  # type: ignore[typeddict-item]  # each filled below
     results = []
     for row, history in plans:
         msgs = [*history, Message("user", user)]
@@ -409,10 +413,10 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
                        "passed": None if scored is None else scored[k]["score"] > 0}
     # what this turn ran with, so a saved conversation replays exactly even if lenses, marks or
     # settings changed between turns
-    setup = {"variants": to_data(list(variants))["variant"], "max_tokens": max_tokens, "temperature": temperature,
+    setup: TurnSetup = {"variants": to_data(list(variants))["variant"], "max_tokens": max_tokens, "temperature": temperature,
              "seed": seed, "keep": conv.keep, "concepts": list(conv.concepts),
              "marks": [{"message": m.message, "start": m.start, "end": m.end} for m in conv.marks]}
-    record = {"user": user, "spans": [s.label for s in spans], "rows": rows, "results": results, "setup": setup}
+    record: TurnRecord = {"user": user, "spans": [s.label for s in spans], "rows": rows, "results": results, "setup": setup}
     conv.messages.append(Message("user", user))
     if conv.mode == "keep":
         conv.messages.append(Message("assistant", rows[conv.keep]["text"]))
@@ -424,7 +428,7 @@ def run_turn(engine, conv: Conversation, user: str, variants: Sequence, *, max_t
     return record
 
 
-def record(name: str, engine, conv: Conversation, lens: Sequence[str]) -> dict[str, Any]:
+def record(name: str, engine: Engine, conv: Conversation, lens: Sequence[str]) -> ConversationRecord:
     """A conversation as one line of results.jsonl (`lenscope run`, the TUI's export): the
     settings shown are its last turn's."""
     setup = conv.turns[-1]["setup"] if conv.turns else {}
@@ -444,7 +448,7 @@ def turn_result(record: dict[str, Any]):
     return base
 
 
-def replay(engine, saved: Conversation, on_turn=None) -> Conversation:
+def replay(engine: Engine, saved: Conversation, on_turn=None) -> Conversation:
     """Run a saved conversation's user turns again, each with the lenses, settings, marks and
     tracked concepts it ran with: the same model gives the same tokens."""
     from lenscope.lenses.spec import variants_from_data

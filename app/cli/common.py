@@ -7,9 +7,12 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lenscope.app.errors import BadInput
+
+if TYPE_CHECKING:  # imported when a command runs: MLX loads after the BLAS re-exec
+    from lenscope.app.core.engine import Engine
 
 
 class Parser(argparse.ArgumentParser):
@@ -81,7 +84,7 @@ def warn(warnings: Sequence[str]) -> None:
         print(f"lenscope: warning: {w}", file=sys.stderr)
 
 
-def load_engine(args) -> tuple[Any, float]:
+def load_engine(args) -> tuple[Engine, float]:
     from lenscope.app import models
     from lenscope.app.core.engine import Engine
 
@@ -91,7 +94,7 @@ def load_engine(args) -> tuple[Any, float]:
     return Engine(loaded), time.perf_counter() - t
 
 
-def model_prompt_of(engine, args) -> tuple[str, tuple[int, int] | None]:
+def model_prompt_of(engine: Engine, args) -> tuple[str, tuple[int, int] | None]:
     """The text the model reads and where the user's own text sits in it (None: all of it)."""
     if not args.prompt.strip():
         raise BadInput("--prompt: empty")
@@ -102,7 +105,7 @@ def model_prompt_of(engine, args) -> tuple[str, tuple[int, int] | None]:
     return model_prompt(engine.tokenizer, args.prompt, args.chat, args.system)
 
 
-def marks_of(engine, prompt: str, args, region: tuple[int, int] | None = None) -> list[int]:
+def marks_of(engine: Engine, prompt: str, args, region: tuple[int, int] | None = None) -> list[int]:
     ids = engine.encode(prompt)
     marks = engine.marks_from_text(prompt, ids, args.mark, region) if args.mark else []
     return sorted(set(marks) | set(engine.check_marks(args.mark_tokens, len(ids))))

@@ -11,7 +11,7 @@ of the row's distribution, not of how it would be sampled.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -19,6 +19,9 @@ import numpy as np
 from lenscope.app.core.hooks import HookState, hooked
 from lenscope.app.errors import BadInput
 from lenscope.lenses.base import Variant
+
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
 
 @dataclass
@@ -39,7 +42,7 @@ class RowScore:
                 "mean_logprob": num(self.logprob / max(len(self.token_logprobs), 1))}
 
 
-def split_ids(engine, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+def split_ids(engine: Engine, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
     """Token ids of the prompt and of the continuation as they read after it: the whole
     text is tokenized once when that keeps the prompt's own tokens (BPE merges across the
     seam otherwise), else the two parts are tokenized apart."""
@@ -51,7 +54,7 @@ def split_ids(engine, prompt: str, continuation: str) -> tuple[list[int], list[i
     return p_ids, c_ids
 
 
-def score(engine, prompt: str, continuation: str, variants: Sequence[Variant] = (),
+def score(engine: Engine, prompt: str, continuation: str, variants: Sequence[Variant] = (),
           marks: Sequence[int] = ()) -> tuple[list[int], list[int], list[RowScore]]:
     if not prompt.strip():
         raise BadInput("--prompt: empty")

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
+from lenscope.app.core.records import ComparisonRecord, RowRecord
 from lenscope.app.errors import BadInput
 
 
@@ -43,7 +44,7 @@ class RowResult:
     top: list[list[Alternative]] = field(default_factory=list)  # per step, best first
     first_divergence: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> RowRecord:
         return {
             "name": self.name, "lens": self.lens,
             "token_ids": self.token_ids, "tokens": self.tokens, "text": self.text,
@@ -91,8 +92,8 @@ class RunResult:
                 for r in self.rows]
         return replace(self, rows=rows, timing=dict(self.timing))
 
-    def to_json(self) -> dict[str, Any]:
-        out = {
+    def to_json(self) -> ComparisonRecord:
+        out: ComparisonRecord = {
             "model": self.model, "backend": self.backend, "precision": self.precision, "seed": self.seed,
             "temperature": self.temperature, "prompt": self.prompt,
             "prompt_token_ids": self.prompt_token_ids, "prompt_tokens": self.prompt_tokens,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lenscope.app.chat import conversation as convs
 from lenscope.app.chat import templates as chat
@@ -25,6 +25,9 @@ from lenscope.app.errors import BadInput
 from lenscope.app.io import session as sessions
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import expand_points, to_data
+
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
 FIELDS = ("max_tokens", "temperature", "seed")  # the settings the TUI shows as text fields
 
@@ -63,14 +66,14 @@ class Workspace:
     def system_text(self) -> str | None:
         return self.system if self.system.strip() else None
 
-    def model_prompt(self, engine) -> tuple[str, tuple[int, int] | None]:
+    def model_prompt(self, engine: Engine) -> tuple[str, tuple[int, int] | None]:
         """The text the model reads and where the user's text sits in it (None: all of it).
         Raises BadInput when the chat template fails on this text."""
         if engine is None:
             return self.prompt, None
         return chat.model_prompt(engine.tokenizer, self.prompt, self.chat, self.system_text())
 
-    def retokenize(self, engine, remap: bool = False) -> int:
+    def retokenize(self, engine: Engine, remap: bool = False) -> int:
         """Tokenize what the model reads and keep the marks: carried over the user's edits
         (carry_marks) or, with `remap` (chat toggled, another system message), moved onto the
         same characters of the user's text. Returns how many marks were lost. A template that
@@ -103,7 +106,7 @@ class Workspace:
         self.prompt_ids, self.prompt_tokens, self.marks, self.template_tokens = ids, tokens, marks, template
         return lost
 
-    def _retokenize_conversation(self, engine) -> int:
+    def _retokenize_conversation(self, engine: Engine) -> int:
         """The transcript so far and the prompt as the next user message: marks on earlier
         messages come from the conversation's character marks, the prompt's are carried over edits."""
         conv = self.conversation
@@ -159,7 +162,7 @@ class Workspace:
         n = len(self.conversation.history(0))
         return [m for m in self.layout.marks_of(self.marks) if m.message == n]
 
-    def tokens_in(self, engine, start: int, end: int) -> set[int]:
+    def tokens_in(self, engine: Engine, start: int, end: int) -> set[int]:
         """Markable tokens overlapping characters [start, end) of the user's prompt."""
         offset = self.user_span[0] if self.user_span else 0  # the prompt's place in the templated text
         spans = self.prompt_spans if self.prompt_spans is not None else engine.token_spans(self.model_text,
@@ -205,7 +208,7 @@ class Workspace:
         """The rows a run of these variants shows: the baseline, then each variant."""
         return [Variant("baseline"), *self.variants]
 
-    def check_variants(self, engine) -> None:
+    def check_variants(self, engine: Engine) -> None:
         """Every variant fits the model (its layers and heads exist); BadInput names the first that does not."""
         engine.check_fit(self.variants)
 
@@ -215,7 +218,7 @@ class Workspace:
         values = [settings.check(k, self.fields[k].strip(), "settings") for k in FIELDS]
         return values[0], values[1], values[2]
 
-    def request(self, engine):
+    def request(self, engine: Engine):
         """The run these inputs ask for; BadInput names what is wrong."""
         from lenscope.app.core.engine import Request
 

@@ -14,8 +14,12 @@ passes `THRESHOLD`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
 THRESHOLD = 0.4
 ROLES = ("previous", "induction", "sink")
@@ -52,7 +56,7 @@ def scores(attention: np.ndarray, n: int, offset: int = 1) -> dict[str, np.ndarr
     }
 
 
-def measure(engine, n: int = 32, seed: int = 0) -> HeadRoles:
+def measure(engine: Engine, n: int = 32, seed: int = 0) -> HeadRoles:
     """Capture the plain model's attention on a repeated random sequence of ordinary tokens."""
     rng = np.random.default_rng(seed)
     special = set(getattr(engine.tokenizer, "all_special_ids", None) or []) | engine.eos_ids

@@ -10,12 +10,15 @@ positions they show, not the whole sequence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import mlx.core as mx
 import numpy as np
 
 from lenscope.app.core.capture import RowCapture, hidden_label
+
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
 
 @dataclass
@@ -33,7 +36,7 @@ class LogitLens:
         return int(hits[0]) if len(hits) else None
 
 
-def logit_lens(engine, hidden: np.ndarray, positions: Sequence[int], top_k: int = 5,
+def logit_lens(engine: Engine, hidden: np.ndarray, positions: Sequence[int], top_k: int = 5,
                pinned: Sequence[int] = (), chunk: int = 8) -> LogitLens:
     """Decode `hidden` (layers + 1, T, D) at `positions` with `engine.decode_hidden`."""
     positions = [int(p) for p in positions]
@@ -53,7 +56,7 @@ def logit_lens(engine, hidden: np.ndarray, positions: Sequence[int], top_k: int 
                      np.concatenate(pins, 1))
 
 
-def logit_lens_json(engine, cap: RowCapture, positions: Sequence[int], top_k: int,
+def logit_lens_json(engine: Engine, cap: RowCapture, positions: Sequence[int], top_k: int,
                     pinned: Sequence[int]) -> dict[str, Any]:
     lens = logit_lens(engine, cap.hidden, positions, top_k, pinned)
     out = []

@@ -1,0 +1,133 @@
+"""The records lenscope writes and reads as JSON, one declaration each: a comparison
+(`generate --json`, a line of results.jsonl, a session's result), a conversation turn and a
+conversation's line of results.jsonl, and a search's records and summary. They are built by
+`RunResult.to_json`, `conversation.run_turn` / `conversation.record` and `search`, and
+written only through `io.datafile.dumps` (NaN and inf become null, so every float here may
+be None). tests/test_records.py checks real records against these declarations, key by key.
+"""
+
+# No `from __future__ import annotations`: TypedDict reads NotRequired from live annotations.
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class AlternativeRecord(TypedDict):
+    token_id: int
+    token: str
+    prob: float | None
+
+
+class RowRecord(TypedDict):
+    name: str
+    lens: dict[str, Any] | None  # {"name", "stack": [lens.normalized()]}; None for the baseline
+    token_ids: list[int]
+    tokens: list[str]
+    text: str
+    finite: bool
+    finished: bool
+    attention_to_marks: list[float | None]
+    first_divergence: int | None
+    kl_from_baseline: list[float | None]
+    top_alternatives: list[list[AlternativeRecord]]
+    attention_to_spans: NotRequired[list[list[float | None]]]  # conversations: per step, per span
+
+
+class ComparisonRecord(TypedDict):
+    model: str
+    backend: str
+    precision: str
+    seed: int
+    temperature: float
+    prompt: str
+    prompt_token_ids: list[int]
+    prompt_tokens: list[str]
+    marked_token_indices: list[int]
+    rows: list[RowRecord]
+    timing: dict[str, float]
+    cancelled: bool
+    attention: NotRequired[dict[str, Any]]  # --capture-attention
+    comparison: NotRequired[str]  # its name, in results.jsonl
+    heatmaps: NotRequired[list[str]]  # results.jsonl of a run with capture_attention: the SVG files
+
+
+class MarkRecord(TypedDict):
+    message: int
+    start: int
+    end: int
+
+
+class TurnRowRecord(TypedDict):
+    name: str
+    text: str
+    token_ids: list[int]
+    finished: bool
+    prompt_tokens: int
+    shares: list[float | None]  # per span: its share of attention while this row answered
+    distances: list[int | None]  # per span: tokens from it to the answer
+    score: float | None  # the check's, when the turn had one
+    passed: bool | None
+
+
+class TurnSetup(TypedDict):
+    variants: list[dict[str, Any]]
+    max_tokens: int
+    temperature: float
+    seed: int
+    keep: int
+    concepts: list[str]
+    marks: list[MarkRecord]
+
+
+class TurnRecord(TypedDict):
+    user: str
+    spans: list[str]
+    rows: list[TurnRowRecord]
+    results: list[ComparisonRecord]
+    setup: TurnSetup
+
+
+class ConversationRecord(TypedDict):
+    comparison: str
+    kind: Literal["conversation"]
+    model: str
+    backend: str
+    seed: int | None
+    temperature: float | None
+    max_tokens: int | None
+    lens: list[str]
+    conversation: dict[str, Any]  # Conversation.to_json(): messages, marks, concepts, mode, keep, branches, turns
+    fade: dict[str, Any]
+
+
+class SearchRecord(TypedDict):
+    candidate: str
+    values: dict[str, Any]
+    prompt: int
+    score: float | None
+    parts: dict[str, float | None]
+    text: str
+
+
+class SearchCandidate(TypedDict):
+    values: dict[str, Any]
+    name: str
+    prompts: int
+    score: float
+    parts: dict[str, float]
+    feasible: bool
+    records: list[SearchRecord]
+
+
+class SearchBaseline(TypedDict):
+    score: float
+    parts: dict[str, float]
+    prompts: int
+    records: list[SearchRecord]
+
+
+class SearchSummary(TypedDict):
+    candidates: list[SearchCandidate]
+    baseline: SearchBaseline
+    dimensions: list[str]
+
+
+ResultLine = ComparisonRecord | ConversationRecord  # one line of results.jsonl
