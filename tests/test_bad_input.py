@@ -361,7 +361,7 @@ def test_failing_run_keeps_finished_comparisons_and_resumes(run_cli, fast_model,
                    "comparison 'c': --mark 'dog': does not occur")
     assert snapshot(tmp_path) == before
 
-    from lenscope.app.core.engine import Comparison
+    from lenscope.app.core.comparison import Comparison
 
     exp.write_text(GOOD_EXPERIMENT + "capture_attention = true\n" + GOOD_EXPERIMENT.replace('name = "c"', 'name = "d"'))
     real_run, calls = Comparison.run, []

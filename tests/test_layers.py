@@ -196,7 +196,7 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
 def test_every_entry_point_checks_the_fit_before_running(run_cli, monkeypatch, command, spec, problem):
     """Lens.fit_problems, called by Engine.prepare: one line naming the variant, and no
     forward of that lens ever starts."""
-    from lenscope.app.core.engine import Comparison
+    from lenscope.app.core.comparison import Comparison
 
     monkeypatch.setattr(Comparison, "steps", lambda *a, **k: pytest.fail("generated with a lens that does not fit"))
     code, out, err = run_cli(*command, "--prompt", "the key is blue. the key is", "--mark", "blue", "--lens", spec)

@@ -10,8 +10,6 @@ import types
 import typing
 from typing import Any, Literal, NotRequired, Union, get_args, get_origin, get_type_hints
 
-import pytest
-
 from lenscope.app.batch import experiment, experiment_file
 from lenscope.app.batch import search as searches
 from lenscope.app.chat import conversation as convs

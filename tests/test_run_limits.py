@@ -77,9 +77,10 @@ def test_prompt_past_the_context_warns(engine):
 
 def test_capture_limit_is_checked_before_generating(run_cli, monkeypatch):
     import lenscope.app.core.engine
+    from lenscope.app.core.comparison import Comparison
 
     calls = []
-    monkeypatch.setattr(lenscope.app.core.engine.Comparison, "run", lambda self, *a: calls.append(1))
+    monkeypatch.setattr(Comparison, "run", lambda self, *a: calls.append(1))
     monkeypatch.setattr(lenscope.app.core.engine, "CAPTURE_MAX_BYTES", 1 << 16)
     code, _, err = run_cli("generate", "--prompt", PROMPT, "--max-tokens", "4", "--capture-attention")
     assert code == 2 and "attention capture" in err and calls == []

@@ -1,9 +1,5 @@
-"""The comparison engine: baseline and lens rows in one batched generation.
-
-Row 0 is the plain model, rows 1..K apply one lens stack each. All rows share the
-prompt, one KV cache of batch K+1 and one prefill. With a temperature every row draws
-the same Gumbel noise at each step (common random numbers), so rows differ only where
-a lens changed the distribution. Knows nothing of Textual: the UI consumes `steps()`.
+"""The engine: one loaded model, what lenses read from it while they prepare (the `Probe`),
+and the checked start of a comparison (`compare`; the generation is core/comparison.py).
 
 One thread at a time runs the model: hooks swap the classes of the shared model's
 blocks, so every region that hooks or runs it holds `Engine.lock` (reentrant: lenses
@@ -13,26 +9,22 @@ prepare through the engine's own probes while it is held).
 from __future__ import annotations
 
 import threading
-import time
-from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx_lm.models.cache import make_prompt_cache
 
 from lenscope.app.core import budget
+from lenscope.app.core.comparison import PREFILL_CHUNK, Comparison
 from lenscope.app.core.hooks import HookState, check_hookable, collect, find_embedding, hooked
 from lenscope.app.core.marks import overlapping
-from lenscope.app.core.results import Alternative, RowResult, RunResult, Step
 from lenscope.app.core.settings import SETTINGS
 from lenscope.app.errors import BadInput
 from lenscope.app.models import LoadedModel
 from lenscope.lenses.base import Lens, Variant
 
-TOP_K = 5
-PREFILL_CHUNK = 512
 CAPTURE_MAX_BYTES = 1 << 30
 
 
@@ -289,173 +281,3 @@ def _n_heads(model) -> int:
         if attn is not None and hasattr(attn, name):
             return int(getattr(attn, name))
     return int(getattr(model.args, "num_attention_heads"))
-
-
-class Comparison:
-    """One run: iterate `steps()` to generate; `result` fills in as it goes."""
-
-    def __init__(self, engine: Engine, request: Request, ids: list[int], marks: list[int]):
-        self.engine = engine
-        self.request = request
-        self.ids = ids
-        self.marks = marks
-        self.variants = [Variant("baseline")] + list(request.variants)
-        tok = engine.token_text
-        self.result = RunResult(
-            model=engine.loaded.name, backend=engine.backend, precision=engine.loaded.precision, seed=request.seed,
-            temperature=request.temperature, prompt=request.prompt, prompt_token_ids=ids,
-            prompt_tokens=[tok(i) for i in ids], marked_token_indices=marks,
-            rows=[RowResult(name=v.name, lens=v.normalized()) for v in self.variants],
-        )
-        self._cancel = False
-        self.logits: list[np.ndarray] = []
-        self.warnings: list[str] = []  # said before running: context overflow, lenses with nothing marked
-
-    def cancel(self) -> None:
-        self._cancel = True
-
-    def run(self, on_step: Callable[[Step], None] | None = None) -> RunResult:
-        for step in self.steps():
-            if on_step:
-                on_step(step)
-        return self.result
-
-    def steps(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Step]:
-        # The engine is this generation's from its first step to its last: a thread waiting to
-        # run the model waits for the whole generation, not just one forward. Also released when
-        # the generator is closed early (close() or garbage collection raise GeneratorExit here).
-        with self.engine.lock:
-            try:
-                yield from self._generate(should_stop)
-            finally:
-                mx.synchronize()  # the forward started ahead of its step (async_eval) ends under the lock
-
-    def _generate(self, should_stop: Callable[[], bool]) -> Iterator[Step]:
-        eng, req, res = self.engine, self.request, self.result
-        B, P = len(self.variants), len(self.ids)
-        rows = [list(v.lenses) for v in self.variants]
-        state = HookState(rows, eng.n_layers, P, tuple(self.marks))
-        state.mark_groups = [[m for m in g if m < P] for g in req.mark_groups]
-        logit_hooks = [state.step_hooks("logits", r) for r in range(B)]
-        temp_hooks = [state.step_hooks("temperature", r) for r in range(B)]
-        keys = mx.random.split(mx.random.key(req.seed), max(req.max_tokens, 1))
-        cache = make_prompt_cache(eng.model)
-        raw: list[list[int]] = [[] for _ in range(B)]  # chosen token per step, EOS included
-        active = [True] * B
-
-        def forward(tokens: mx.array, positions: mx.array) -> mx.array:
-            # hooks live only while this forward's graph is built: a suspended generator
-            # (API use, two comparisons interleaved) never leaves its lenses on the model
-            state.begin(positions)
-            if state.idle:  # plain rows only: the stock model, no classes swapped
-                return eng.model(tokens, cache=cache)[:, -1, :]
-            with hooked(eng.model, state):
-                return eng.model(tokens, cache=cache)[:, -1, :]
-
-        t0 = time.perf_counter()
-        x = mx.array([self.ids] * B)
-        for start in range(0, P, PREFILL_CHUNK):
-            logits = forward(x[:, start : start + PREFILL_CHUNK], mx.arange(start, min(P, start + PREFILL_CHUNK)))
-            mx.eval(logits)  # one chunk's (B, chunk, vocab) logits at a time, not all of them
-        res.timing["prefill_s"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        steps_done = 0
-        for t in range(req.max_tokens):
-            if self._cancel or should_stop():
-                res.cancelled = True
-                break
-            ctx = state.ctx(eng.n_layers)
-            logits = logits.astype(mx.float32)
-            row_ctx = [replace(ctx, generated=tuple(raw[r])) for r in range(B)]
-            if any(logit_hooks):
-                logits = mx.concatenate([_chain(row_ctx[r], logit_hooks[r], logits[r : r + 1]) for r in range(B)],
-                                        axis=0)
-            if req.keep_logits:
-                self.logits.append(np.array(logits))
-            temps = [_chain(row_ctx[r], temp_hooks[r], req.temperature) for r in range(B)]
-            tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention,
-                                      state.group_attention)
-            if t + 1 < req.max_tokens:
-                # start the next forward now and do the bookkeeping while it runs; rows that
-                # stopped are fed their last token and ignored (rows never mix in a batch)
-                next_logits = forward(mx.array(tokens)[:, None], mx.array([P + t]))
-                mx.async_eval(next_logits)
-            step_ids: list[int | None] = [None] * B
-            for r in range(B):
-                if not active[r]:
-                    continue
-                row = res.rows[r]
-                if not metrics["finite"][r]:
-                    row.finite = False
-                    active[r] = False
-                    continue
-                tid = tokens[r]
-                raw[r].append(tid)
-                same_prefix = r == 0 or raw[r][:-1] == raw[0][: len(raw[r]) - 1] and len(raw[0]) >= len(raw[r])
-                row.kl_from_baseline.append(metrics["kl"][r] if same_prefix else None)
-                if row.first_divergence is None and r > 0 and same_prefix and raw[r][-1] != raw[0][t]:
-                    row.first_divergence = t
-                if self.marks:
-                    row.attention_to_marks.append(metrics["marks"][r])
-                if "groups" in metrics:
-                    row.attention_to_groups.append(metrics["groups"][r])
-                row.top.append([Alternative(i, eng.token_text(i), p) for i, p in metrics["top"][r]])
-                if req.stop_at_eos and tid in eng.eos_ids:
-                    row.finished = True
-                    active[r] = False
-                    continue
-                row.token_ids.append(tid)
-                row.tokens.append(eng.token_text(tid))
-                step_ids[r] = tid
-            steps_done = t + 1
-            yield Step(t, step_ids, [None if i is None else eng.token_text(i) for i in step_ids])
-            if not any(active) or t + 1 == req.max_tokens:
-                break
-            logits = next_logits
-        decode_s = time.perf_counter() - t1 if req.max_tokens else 0.0
-        res.timing["decode_s"] = decode_s
-        res.timing["decode_tokens_per_s"] = steps_done / decode_s if decode_s > 0 else 0.0
-        for row in res.rows:
-            row.text = eng.tokenizer.decode(row.token_ids)
-
-
-def _chain(ctx, fns: list[Callable], x):
-    """A row's logits or temperature through its hooks, in stack order."""
-    for fn in fns:
-        x = fn(ctx, x)
-    return x
-
-
-def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts, group_parts=()) -> tuple[list[int], dict]:
-    """Pick each row's token (greedy, or Gumbel-max with shared noise) and its metrics."""
-    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    greedy = mx.argmax(logprobs, axis=-1)
-    if any(t > 0 for t in temps):
-        gumbel = -mx.log(-mx.log(mx.random.uniform(low=1e-20, high=1.0, shape=logits.shape[-1:], key=key)))
-        temp = mx.array([max(t, 1e-6) for t in temps])[:, None]
-        sampled = mx.argmax(logprobs / temp + gumbel, axis=-1)
-        chosen = mx.where(mx.array([t > 0 for t in temps]), sampled, greedy)
-    else:
-        chosen = greedy
-    finite = mx.all(mx.isfinite(logits) | (logits == -mx.inf), axis=-1) & mx.any(mx.isfinite(logits), axis=-1)
-    p0 = mx.exp(logprobs[0:1])
-    kl = mx.sum(mx.where(p0 > 0, p0 * (logprobs[0:1] - logprobs), 0.0), axis=-1)
-    top_ids = mx.argpartition(-logprobs, kth=TOP_K - 1, axis=-1)[:, :TOP_K]
-    top_lp = mx.take_along_axis(logprobs, top_ids, axis=-1)
-    outs = [chosen, finite, kl, top_ids, top_lp]
-    if mark_parts:
-        outs.append(mx.mean(mx.stack(mark_parts), axis=0))
-    if group_parts:
-        outs.append(mx.mean(mx.stack(group_parts), axis=0))  # (B, groups), mean over layers
-    mx.eval(outs)
-    ids_np, lp_np = np.array(top_ids), np.array(top_lp)
-    top = []
-    for r in range(logits.shape[0]):
-        order = np.argsort(-lp_np[r])
-        top.append([(int(ids_np[r, j]), float(np.exp(lp_np[r, j]))) for j in order])
-    metrics = {"finite": np.array(finite).tolist(), "kl": [max(0.0, float(v)) for v in np.array(kl)], "top": top}
-    if mark_parts:
-        metrics["marks"] = np.array(outs[5]).tolist()
-    if group_parts:
-        metrics["groups"] = np.array(outs[-1]).tolist()
-    return np.array(chosen).tolist(), metrics
