@@ -1,6 +1,6 @@
 """LenscopeApp: start-up, the model, keys, palette, help and tabs.
 
-State lives in the workspace (app/workspace.py); engine work starts only in the runner
+State lives in the workspace (app/tui/workspace.py); engine work starts only in the runner
 (screens/runner.py), which reports with messages; the compose pane, conversation and
 session actions live in their own modules and the views in their panels.
 """

@@ -1,6 +1,6 @@
 """The compose tab: prompt, tokens to mark, lens variants, settings, chat and system message.
 
-The pane keeps the workspace (app/workspace.py) and its widgets equal: what a person types,
+The pane keeps the workspace (app/tui/workspace.py) and its widgets equal: what a person types,
 marks or toggles goes into the workspace, which retokenizes; the pane shows the result and
 posts `Edited` (the inputs changed: the result on screen may be stale) and `Status`. It
 tokenizes with the loaded model's tokenizer but never runs the model.
@@ -9,7 +9,7 @@ tokenizes with the loaded model's tokenizer but never runs the model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -26,6 +26,9 @@ from lenscope.app.tui.workspace import Workspace
 from lenscope.screens.markup import safe
 from lenscope.screens.token_chips import TokenChips, chip_text
 from lenscope.screens.variant_list import VariantList
+
+if TYPE_CHECKING:
+    from lenscope.app.core.engine import Engine
 
 
 def tokens_label(n: int | None, template: int = 0, conversation: bool = False, marked: int = 0) -> str:
@@ -61,7 +64,7 @@ class ComposePane(Vertical):
     def __init__(self, ws: Workspace, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ws = ws
-        self.engine: Any = None  # set when the model is loaded: tokenizes, never runs here
+        self.engine: Engine | None = None  # set when the model is loaded: tokenizes, never runs here
         self.chat_template: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -97,7 +100,7 @@ class ComposePane(Vertical):
         self.query_one("#system", Input).disabled = not ws.chat or bool(ws.conversation and ws.conversation.turns)
         self.show_variants()
 
-    def model_ready(self, engine: Any, chat_on: bool) -> bool:
+    def model_ready(self, engine: Engine, chat_on: bool) -> bool:
         """The model is there: chat controls, chat mode (as asked) and the first tokenization."""
         self.engine = engine
         self.chat_template = chat.template_name(engine.tokenizer)

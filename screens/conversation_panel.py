@@ -2,7 +2,7 @@
 every row's reply with its check) and the fade chart: a marked span's share of attention
 at each turn's answer, one line per row.
 
-`transcript_text` and `fade_text` are pure renderables of app/conversation.py's data; the
+`transcript_text` and `fade_text` are pure renderables of app/chat/conversation.py's data; the
 panel only lays them out and asks the app (messages) to track a concept or change the kept row.
 """
 

@@ -34,7 +34,7 @@ QUEUED = ("capture", "head roles", "logit lens")  # jobs that wait for the model
 
 @dataclass
 class ModelLoaded(Message):
-    engine: Any
+    engine: Engine
     seconds: float
 
 

@@ -1,4 +1,4 @@
-"""The tree tab: tree-shaped generation from the prompt (app/tree.py) in Textual's Tree.
+"""The tree tab: tree-shaped generation from the prompt (app/batch/tree.py) in Textual's Tree.
 
 Each node shows its own text, its score and what made it branch; the best leaves are
 marked ★ and pruned ones are dim. The options row sets k, entropy, beam and budget; `g`

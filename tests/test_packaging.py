@@ -1,6 +1,8 @@
-"""The wheel installs one top-level package, `lenscope`, and it runs from there."""
+"""The wheel installs one top-level package, `lenscope`, holding every module of the source
+tree (a subpackage left out of pyproject.toml fails here), and each imports from there."""
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -10,9 +12,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+SOURCE = ("app", "lenses", "metal", "screens")
+
+
+def source_modules(root: Path) -> set[str]:
+    return {".".join(("lenscope", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+            for top in SOURCE for p in (root / top).rglob("*.py") if "__pycache__" not in p.parts}
+
+
 def test_wheel_installs_only_lenscope(tmp_path):
+    # Built from a copy without build/: setuptools would otherwise pack a stale build/lib too
+    # (modules since moved away), and the wheel would look complete when it is not.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
+                                                              "examples", ".pytest_cache"))
     wheels = tmp_path / "wheels"
-    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)]
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)]
     subprocess.run(build, check=True, capture_output=True, cwd=tmp_path)
     wheel = next(wheels.glob("lenscope-*.whl"))
 
@@ -28,7 +43,8 @@ def test_wheel_installs_only_lenscope(tmp_path):
     assert "lenscope" in top and any(n.endswith(".dist-info") for n in top)
     installed = target / "lenscope"
     assert {"app", "lenses", "metal", "screens", "__main__.py"} <= {p.name for p in installed.iterdir()}
-    assert (installed / "app" / "demo_model" / "config.json").is_file()
+    assert (installed / "app" / "models" / "demo" / "config.json").is_file()
+    assert source_modules(installed) == source_modules(ROOT)
     assert (installed / "screens" / "lenscope.tcss").is_file()
 
     # The installed copy runs: its dependencies come from this environment, through a folder
@@ -47,3 +63,12 @@ def test_wheel_installs_only_lenscope(tmp_path):
     where = subprocess.run([py, "-c", "import lenscope.app; print(lenscope.app.__file__)"], capture_output=True,
                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": deps}, check=True).stdout
     assert where.startswith(str(target))
+
+    # every module imports from the installed copy (__main__ aside: it runs the command)
+    mods = sorted(source_modules(installed))
+    code = ("import importlib, sys\nfor m in sys.argv[1:]:\n    mod = importlib.import_module(m)\n"
+            "    assert mod.__file__.startswith(%r), mod.__file__\nprint(len(sys.argv) - 1)" % str(target))
+    proc = subprocess.run([py, "-c", code, *mods], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": deps}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout) == len(mods) > 90

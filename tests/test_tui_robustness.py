@@ -525,7 +525,7 @@ async def test_unreadable_session(tmp_path, monkeypatch):
 
 
 async def test_any_loader_error_keeps_the_app(tmp_path, monkeypatch):
-    """Whatever app/session.py raises (not only BadInput), the app says so in one line and goes on."""
+    """Whatever app/io/session.py raises (not only BadInput), the app says so in one line and goes on."""
     from lenscope.app.io import session as sessions
 
     def broken(path):

@@ -42,7 +42,7 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
     (matched by position and name in DIR/results.jsonl) and runs the rest.
     `meta`: how the run was made (command, version), shown in the HTML report.
 
-    Under `mlx.launch` (`world`, app/distributed.py) each rank runs its share, one comparison
+    Under `mlx.launch` (`world`, app/batch/distributed.py) each rank runs its share, one comparison
     per round; after each round rank 0 has every finished record and writes the reports, in
     the order one process would. Each rank also keeps its own in DIR/shards/rank-R.jsonl,
     which `resume` reads too (a rank that died)."""

@@ -27,7 +27,7 @@ from lenscope.app.io import datafile
 
 TOP_KEYS = {"model", "defaults", "comparison"}
 KEYS = {"name", "prompt", "mark", "mark_tokens", "lens", "chat", "system", *settings.SETTINGS}
-TURN_KEYS = {"turns", "track", "check", "mode", "keep"}  # a conversation (app/conversation.py)
+TURN_KEYS = {"turns", "track", "check", "mode", "keep"}  # a conversation (app/chat/conversation.py)
 REPORTS = ("results.jsonl", "report.md", "report.html")
 
 
@@ -89,7 +89,7 @@ def _conversation(path: str | Path, name: str, merged: dict[str, Any], where: st
         turns = ["Always answer in capital letters. What is 2+2?", "Name a fruit.", ...]
         mark = ["capital letters"]      # marked where they occur in the system and user messages
         track = ["atexit"]              # tracked: every occurrence, the model's replies included
-        check = {kind = "regex", pattern = "^[^a-z]*$"}   # a score (app/scores.py): > 0 passes
+        check = {kind = "regex", pattern = "^[^a-z]*$"}   # a score (app/batch/scores.py): > 0 passes
         mode = "keep"                   # or "branches"; keep = 0: the row whose reply is kept
     """
     from lenscope.app.batch.scores import Score

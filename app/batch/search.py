@@ -14,7 +14,7 @@
     strength = [0.0, 0.3]              #   two numbers for a number: a range
     unit = "norm"                      #   three or more numbers: choices
 
-    [[score]]                          # app/scores.py
+    [[score]]                          # app/batch/scores.py
     kind = "words"
     list = "positive"
 
@@ -278,7 +278,7 @@ def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int]
         world=None) -> dict[str, Any]:
     """Run (or resume) the search; returns the summary the report is written from.
 
-    Under `mlx.launch` (`world`, app/distributed.py) the batches of each prompt are shared
+    Under `mlx.launch` (`world`, app/batch/distributed.py) the batches of each prompt are shared
     out, one per rank per round; after each round every rank knows every score (halving
     ranks them) and rank 0 appends them to DIR/results.jsonl in the order one process
     would. The other ranks keep theirs in DIR/shards/rank-R.jsonl, read again on resume."""

@@ -3,7 +3,7 @@
 From the prompt, each open node generates (greedily, or at the given temperature) until its
 next-token entropy passes `entropy` (or every `every` tokens); there it branches into the
 `k` most likely tokens, each child starting with one of them. After each round the open
-leaves are scored (app/scores.py) and only the best `beam` stay open; the rest are kept in
+leaves are scored (app/batch/scores.py) and only the best `beam` stay open; the rest are kept in
 the tree, marked pruned. The tree stops when `budget` tokens have been generated in all, or
 no leaf is open. Every node says what made it branch, so the tree reads as an explanation.
 """

@@ -35,7 +35,7 @@ def cmd_run(args) -> None:
     from lenscope.app.batch import experiment, experiment_file, outdir
     from lenscope.app.batch.distributed import world
 
-    here = world()  # under mlx.launch: this rank's share (app/distributed.py)
+    here = world()  # under mlx.launch: this rank's share (app/batch/distributed.py)
     exp = experiment_file.load(args.experiment)  # the whole file checked, no model needed
     out = outdir.check_out(args.out, experiment_file.outputs(exp))  # before any work
     if args.model is None and exp["model"]:
@@ -74,7 +74,7 @@ def cmd_search(args) -> None:
     from lenscope.app.batch.distributed import world
     from lenscope.app.io.session import atomic_write
 
-    here = world()  # under mlx.launch: this rank's share (app/distributed.py)
+    here = world()  # under mlx.launch: this rank's share (app/batch/distributed.py)
     search = searches.load(args.search)  # the whole file is checked before a model loads
     if args.model is None:
         args.model = search.model

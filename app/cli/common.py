@@ -39,7 +39,7 @@ def int_range(lo: int, hi: int, what: str):
 
 
 def add_setting(p: argparse.ArgumentParser, name: str, **kw: Any) -> None:
-    """A generation setting's flag: type, range and default from app/settings.py, so the CLI,
+    """A generation setting's flag: type, range and default from app/core/settings.py, so the CLI,
     the TUI, experiments and sessions share them."""
     from lenscope.app.core.settings import SETTINGS
 
@@ -73,7 +73,7 @@ def add_prompt(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def emit(data: Any) -> None:
-    """stdout JSON: standard JSON only (NaN/inf as null), see app/datafile.py."""
+    """stdout JSON: standard JSON only (NaN/inf as null), see app/io/datafile.py."""
     from lenscope.app.io.datafile import dumps
 
     print(dumps(data))

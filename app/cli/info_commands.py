@@ -6,12 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lenscope.app.cli.common import (
-    add_model,
-    emit,
-    int_range,
-    load_engine,
-)
+from lenscope.app.cli.common import add_model, emit, int_range, load_engine
 from lenscope.app.errors import BadInput
 
 

@@ -214,7 +214,7 @@ class Workspace:
 
     # -- settings, runs and sessions -----------------------------------------------------------
     def settings(self) -> tuple[int, float, int]:
-        """max tokens, temperature, seed from their fields, checked as everywhere (app/settings.py)."""
+        """max tokens, temperature, seed from their fields, checked as everywhere (app/core/settings.py)."""
         values = [settings.check(k, self.fields[k].strip(), "settings") for k in FIELDS]
         return values[0], values[1], values[2]
 
