@@ -1,4 +1,5 @@
-"""Records are declared once (app/core/records.py) and the real ones match, key by key: a
+"""Records are declared once (app/core/records.py, turned into JSON Schema by
+tests/json_schema.py) and the real ones match, key by key: a
 comparison from `generate --json` and from a run's results.jsonl, a conversation turn and a
 conversation's line, and a search's records and summary. A key added or renamed without
 its declaration fails here."""
@@ -6,67 +7,40 @@ its declaration fails here."""
 from __future__ import annotations
 
 import json
-import types
-import typing
-from typing import Any, Literal, NotRequired, Union, get_args, get_origin, get_type_hints
+from typing import Any
+
+import jsonschema
+from json_schema import schema_for
 
 from lenscope.app.batch import experiment, experiment_file
 from lenscope.app.batch import search as searches
 from lenscope.app.chat import conversation as convs
+from lenscope.app.cli import outputs
 from lenscope.app.core import records
 from lenscope.lenses.spec import parse_inline
 
 
-def problems(value: Any, tp: Any, where: str = "record") -> list[str]:
-    """Where `value` does not have type `tp` (TypedDicts checked key by key, recursively)."""
-    origin, args = get_origin(tp), get_args(tp)
-    if tp is Any:
-        return []
-    if origin is NotRequired:
-        return problems(value, args[0], where)
-    if origin in (Union, types.UnionType):
-        return [] if any(not problems(value, a, where) for a in args) else [f"{where}: {value!r:.60} is not {tp}"]
-    if origin is Literal:
-        return [] if value in args else [f"{where}: {value!r} is not one of {args}"]
-    if typing.is_typeddict(tp):
-        if not isinstance(value, dict):
-            return [f"{where}: not an object"]
-        hints = get_type_hints(tp)
-        out = [f"{where}: '{k}' is missing" for k in tp.__required_keys__ if k not in value]
-        out += [f"{where}: '{k}' is not declared in {tp.__name__}" for k in value if k not in hints]
-        return out + [p for k, v in value.items() if k in hints for p in problems(v, hints[k], f"{where}.{k}")]
-    if origin is list:
-        if not isinstance(value, list):
-            return [f"{where}: not a list"]
-        return [p for i, v in enumerate(value) for p in problems(v, args[0], f"{where}[{i}]")]
-    if origin is dict:
-        if not isinstance(value, dict):
-            return [f"{where}: not an object"]
-        return [p for k, v in value.items() for p in problems(v, args[1], f"{where}.{k}")]
-    if tp is float:
-        return [] if isinstance(value, (int, float)) and not isinstance(value, bool) else [f"{where}: not a number"]
-    if tp is int:
-        return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{where}: not an integer"]
-    if tp is type(None):
-        return [] if value is None else [f"{where}: not null"]
-    return [] if isinstance(value, tp) else [f"{where}: {value!r:.60} is not {tp.__name__}"]
+def problems(value: Any, tp: Any) -> list[str]:
+    """Where `value` does not match its declaration, as jsonschema says it (empty: it does)."""
+    validator = jsonschema.Draft202012Validator(schema_for(tp))
+    return sorted(f"{'.'.join(map(str, e.absolute_path)) or 'record'}: {e.message}" for e in validator.iter_errors(value))
 
 
-def test_the_checker_finds_a_missing_an_undeclared_and_a_mistyped_key():
+def test_the_check_finds_a_missing_an_undeclared_and_a_mistyped_key():
     good = {"token_id": 3, "token": "a", "prob": None}
     assert problems(good, records.AlternativeRecord) == []
-    assert problems({"token_id": 3, "token": "a"}, records.AlternativeRecord) == ["record: 'prob' is missing"]
+    assert problems({"token_id": 3, "token": "a"}, records.AlternativeRecord) == ["record: 'prob' is a required property"]
     assert problems({**good, "extra": 1}, records.AlternativeRecord) == [
-        "record: 'extra' is not declared in AlternativeRecord"]
-    assert problems({**good, "token_id": "3"}, records.AlternativeRecord) == ["record.token_id: not an integer"]
-    assert problems({**good, "token_id": True}, records.AlternativeRecord) == ["record.token_id: not an integer"]
+        "record: Additional properties are not allowed ('extra' was unexpected)"]
+    assert problems({**good, "token_id": "3"}, records.AlternativeRecord) == ["token_id: '3' is not of type 'integer'"]
+    assert problems({**good, "token_id": True}, records.AlternativeRecord) == ["token_id: True is not of type 'integer'"]
 
 
 def test_generate_json_is_a_comparison_record(run_cli):
     code, out, err = run_cli("generate", "--prompt", "the key is blue. the key is", "--mark", "blue",
                              "--lens", "emphasis:strength=3", "--max-tokens", "3", "--capture-attention", "--json")
     assert code == 0, err
-    assert problems(json.loads(out), records.ComparisonRecord) == []
+    assert problems(json.loads(out), outputs.ComparisonLine) == []
 
 
 def test_results_jsonl_lines_and_turns_are_declared(engine, tmp_path):
@@ -78,11 +52,11 @@ def test_results_jsonl_lines_and_turns_are_declared(engine, tmp_path):
                     'mark = ["blue"]\nlens = ["emphasis:strength=2"]\n')
     experiment.run(engine, experiment_file.load(path), tmp_path / "out", progress=lambda m: None)
     lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
-    assert [problems(rec, records.ResultLine) for rec in lines] == [[], []]
+    assert [problems(rec, outputs.ComparisonLine if "rows" in rec else outputs.ConversationLine) for rec in lines] == [[], []]
     plain, talk = lines
     assert "heatmaps" in plain and talk["kind"] == "conversation"
     turns = talk["conversation"]["turns"]
-    assert len(turns) == 2 and [problems(t, records.TurnRecord, f"turn {k}") for k, t in enumerate(turns)] == [[], []]
+    assert len(turns) == 2 and [problems(t, records.TurnRecord) for t in turns] == [[], []]
 
 
 def test_a_turn_with_a_check_is_declared(engine):

@@ -238,7 +238,11 @@ def test_logit_lens_cli_json(run_cli):
     last = base["positions"][data["prompt_len"] - 1]
     assert last["next"] == base["positions"][data["prompt_len"]]["input"]
     assert last["prediction"] == last["next"]  # greedy: the last layer's top-1 is what was generated
-    assert len(last["layers"]) == data["layers"] + 1 and len(last["pinned"][" blue"]) == data["layers"] + 1
+    # ids next to every token: the prediction matches the generated token by id, not by text
+    assert last["prediction_id"] == last["next_id"] == base["positions"][data["prompt_len"]]["input_id"]
+    assert last["layers"][-1]["top"][0]["id"] == last["prediction_id"]
+    assert len(last["layers"]) == data["layers"] + 1
+    assert [p["token"] for p in last["pinned"]] == [" blue"] and len(last["pinned"][0]["probs"]) == data["layers"] + 1
     assert ident == {**base, "name": ident["name"]}
 
 

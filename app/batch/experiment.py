@@ -26,6 +26,7 @@ import numpy as np
 from lenscope.app.batch.experiment_file import svg_name
 from lenscope.app.batch.outdir import finished, output_folder, publish
 from lenscope.app.chat import templates as chat
+from lenscope.app.core.records import SCHEMA_VERSION
 from lenscope.app.errors import BadInput
 from lenscope.app.io import datafile
 from lenscope.app.reports.markdown import markdown
@@ -118,7 +119,7 @@ def _run_one(engine: Engine, c: dict[str, Any], comparison) -> dict[str, Any]:
     if "turns" in c:
         return _run_conversation(engine, c)
     result = comparison.run()
-    record = {"comparison": c["name"], **result.to_json()}
+    record = {"schema_version": SCHEMA_VERSION, "comparison": c["name"], **result.to_json()}
     if c["capture_attention"]:
         rows = []
         for r, row in enumerate(result.rows):
@@ -175,7 +176,7 @@ def _run_conversation(engine: Engine, c: dict[str, Any]) -> dict[str, Any]:
                            temperature=c["temperature"], seed=c["seed"], mark=c["mark"], check=c["check"])
         except BadInput as exc:
             raise BadInput(f"comparison '{c['name']}' turn {len(conv.turns) + 1}: {exc}") from None
-    return convs.record(c["name"], engine, conv, c["lens"])
+    return {"schema_version": SCHEMA_VERSION, **convs.record(c["name"], engine, conv, c["lens"])}
 
 
 def _clock(seconds: float) -> str:

@@ -45,7 +45,7 @@ import numpy as np
 from lenscope.app.batch.scores import Score
 from lenscope.app.chat import templates as chat
 from lenscope.app.core import settings
-from lenscope.app.core.records import SearchRecord, SearchSummary
+from lenscope.app.core.records import SCHEMA_VERSION, SearchRecord, SearchSummary
 from lenscope.app.core.results import RowResult, finite_mean
 from lenscope.app.errors import BadInput
 from lenscope.app.io import datafile
@@ -354,7 +354,7 @@ def _evaluate(engine: Engine, search: Search, results: Results, candidates: list
 
 
 def _record(key: str, values: dict[str, Any], p: int, row: RowResult, scored: dict[str, Any]) -> SearchRecord:
-    return {"candidate": key, "values": values, "prompt": p, "score": scored["score"], "parts": scored["parts"],
+    return {"schema_version": SCHEMA_VERSION, "candidate": key, "values": values, "prompt": p, "score": scored["score"], "parts": scored["parts"],
             "text": row.text}
 
 

@@ -155,14 +155,5 @@ def cmd_diff(args) -> None:
     if args.json:
         emit(d)
         return
-    print(f"{len(d['changed'])} changed, {d['unchanged']} unchanged")
-    for c in d["changed"]:
-        print(one_line(f"{c['comparison']}:"))
-        for r in c["rows"]:
-            if "only_in" in r:
-                print(one_line(f"  {r['row']}: only in {r['only_in'].upper()}"))
-            else:
-                print(one_line(f"  {r['row']}: parts at token {r['parts_at']}: {r['text_a']!r} -> {r['text_b']!r}"))
-    for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
-        if d[key]:
-            print(one_line(f"{label}: {', '.join(d[key])}"))
+    for line in run_diff.to_text(d):
+        print(one_line(line))

@@ -72,11 +72,13 @@ def add_prompt(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--mark-tokens", type=token_list, default=[], metavar="I,J,...", help="mark prompt tokens by index")
 
 
-def emit(data: Any) -> None:
-    """stdout JSON: standard JSON only (NaN/inf as null), see app/io/datafile.py."""
+def emit(data: dict[str, Any]) -> None:
+    """stdout JSON, versioned (docs/json: `schema_version`): standard JSON only (NaN/inf as
+    null), see app/io/datafile.py."""
+    from lenscope.app.core.records import SCHEMA_VERSION
     from lenscope.app.io.datafile import dumps
 
-    print(dumps(data))
+    print(dumps({"schema_version": SCHEMA_VERSION, **data}))
 
 
 def warn(warnings: Sequence[str]) -> None:

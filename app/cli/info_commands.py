@@ -94,11 +94,12 @@ def cmd_measure(args) -> None:
         distances = distances or measure.DISTANCES
         specs = args.lens or ["emphasis:strength=2", "emphasis:strength=4"]
         rep = measure.recall(engine, specs, distances, n=args.n or 40)
-        emit(rep) if args.json else print(measure.render_recall(rep))
+        emit({"what": args.what, "model": engine.loaded.name, **rep}) if args.json else print(measure.render_recall(rep))
     else:
         specs = args.lens or [measure.STEER_SPEC, measure.STEER_SPEC.replace("strength=30", "strength=-30")]
         rep = measure.attribute(engine, specs, n=args.n or 24)
-        emit(rep) if args.json else print(measure.render_attribute(rep))
+        emit({"what": args.what, "model": engine.loaded.name, **rep}) if args.json \
+            else print(measure.render_attribute(rep))
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
@@ -149,4 +150,4 @@ def _measure_real(args, distances: list[int] | None) -> None:
         print(file=sys.stderr)
     from lenscope.app.io.datafile import dumps
 
-    emit(rep) if args.json else print(dumps(rep, indent=1))
+    emit({"what": args.what, "model": engine.loaded.name, **rep}) if args.json else print(dumps(rep, indent=1))

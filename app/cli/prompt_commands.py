@@ -98,7 +98,7 @@ def cmd_score(args) -> None:
     _, c_ids, rows = score(engine, prompt, args.continuation, variants, marks)
     tokens = [engine.token_text(i) for i in c_ids]
     data = {"model": engine.loaded.name, "prompt": prompt, "continuation": args.continuation,
-            "rows": [r.to_json(tokens) for r in rows]}
+            "rows": [r.to_json(c_ids, tokens) for r in rows]}
     if args.json:
         emit(data)
         return

@@ -34,10 +34,11 @@ class RowScore:
     def logprob(self) -> float:
         return float(sum(self.token_logprobs))
 
-    def to_json(self, tokens: list[str]) -> dict[str, Any]:
+    def to_json(self, token_ids: list[int], tokens: list[str]) -> dict[str, Any]:
         """JSON has no -inf: a token a lens banned outright scores null."""
         num = lambda x: round(x, 6) if np.isfinite(x) else None  # noqa: E731
-        return {"name": self.name, "lens": self.lens, "logprob": num(self.logprob), "tokens": tokens,
+        return {"name": self.name, "lens": self.lens, "logprob": num(self.logprob), "token_ids": token_ids,
+                "tokens": tokens,
                 "token_logprobs": [num(x) for x in self.token_logprobs],
                 "mean_logprob": num(self.logprob / max(len(self.token_logprobs), 1))}
 

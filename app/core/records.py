@@ -9,6 +9,8 @@ be None). tests/test_records.py checks real records against these declarations, 
 # No `from __future__ import annotations`: TypedDict reads NotRequired from live annotations.
 from typing import Any, Literal, NotRequired, TypedDict
 
+SCHEMA_VERSION = 1  # of every JSON output (docs/json); up when a script would notice a change
+
 
 class AlternativeRecord(TypedDict):
     token_id: int
@@ -99,6 +101,9 @@ class ConversationRecord(TypedDict):
 
 
 class SearchRecord(TypedDict):
+    """A line of a search's results.jsonl: one candidate on one prompt."""
+
+    schema_version: Literal[1]
     candidate: str
     values: dict[str, Any]
     prompt: int
@@ -128,6 +133,3 @@ class SearchSummary(TypedDict):
     candidates: list[SearchCandidate]
     baseline: SearchBaseline
     dimensions: list[str]
-
-
-ResultLine = ComparisonRecord | ConversationRecord  # one line of results.jsonl

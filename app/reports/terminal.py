@@ -53,11 +53,11 @@ def print_logit_lens(data: dict, console: Console | None = None) -> None:
                                 f"top-1 from {pos['first_top1_layer']})", expand=False)
             table.add_column("layer", style="dim")
             table.add_column("top tokens")
-            for k in pos["pinned"]:
-                table.add_column(f"p({one_line(k)!r})", justify="right")
+            for pin in pos["pinned"]:
+                table.add_column(f"p({one_line(pin['token'])!r})", justify="right")
             for i, layer in enumerate(pos["layers"]):
-                tops = "  ".join(f"{one_line(t)!r} {p:.2f}" for t, p in layer["top"])
-                table.add_row(layer["layer"], tops, *(f"{v[i]:.3f}" for v in pos["pinned"].values()))
+                tops = "  ".join(f"{one_line(t['token'])!r} {t['prob']:.2f}" for t in layer["top"])
+                table.add_row(layer["layer"], tops, *(f"{pin['probs'][i]:.3f}" for pin in pos["pinned"]))
             console.print(table)
 
 

@@ -50,7 +50,7 @@ def geometry_json(rows: Sequence[RowCapture], layer: int = -1) -> dict[str, Any]
     out = []
     for c, pts in zip(rows, points):
         cos, ratio = compare(c.hidden, base.hidden)
-        out.append({"name": c.name, "tokens": c.tokens, "cosine": np.round(cos, 5).tolist(),
+        out.append({"name": c.name, "tokens": c.tokens, "token_ids": c.ids, "cosine": np.round(cos, 5).tolist(),
                     "norm_ratio": np.round(ratio, 5).tolist(), "pca": np.round(pts, 4).tolist()})
     return {"layers": [hidden_label(i) for i in range(base.hidden.shape[0])], "pca_layer": hidden_label(
         layer % base.hidden.shape[0]), "pca_explained": np.round(explained, 4).tolist(), "rows": out}

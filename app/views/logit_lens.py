@@ -58,22 +58,25 @@ def logit_lens(engine: Engine, hidden: np.ndarray, positions: Sequence[int], top
 
 def logit_lens_json(engine: Engine, cap: RowCapture, positions: Sequence[int], top_k: int,
                     pinned: Sequence[int]) -> dict[str, Any]:
+    """One row of `logit-lens --json` (docs/json/logit-lens.schema.json): every token as its
+    text and its id."""
     lens = logit_lens(engine, cap.hidden, positions, top_k, pinned)
     out = []
     for p, pos in enumerate(lens.positions):
         final = int(lens.top_ids[-1, p, 0])
+        after = pos + 1 < len(cap.tokens)
         out.append({
             "position": pos,
-            "input": cap.tokens[pos],
-            "next": cap.tokens[pos + 1] if pos + 1 < len(cap.tokens) else None,
-            "prediction": engine.token_text(final),
+            "input": cap.tokens[pos], "input_id": cap.ids[pos],
+            "next": cap.tokens[pos + 1] if after else None, "next_id": cap.ids[pos + 1] if after else None,
+            "prediction": engine.token_text(final), "prediction_id": final,
             "first_top1_layer": _label_or_none(lens.first_top1_layer(p, final)),
             "layers": [{"layer": hidden_label(li),
-                        "top": [[engine.token_text(int(t)), round(float(q), 5)]
+                        "top": [{"token": engine.token_text(int(t)), "id": int(t), "prob": round(float(q), 5)}
                                 for t, q in zip(lens.top_ids[li, p], lens.top_probs[li, p])]}
                        for li in range(lens.top_ids.shape[0])],
-            "pinned": {engine.token_text(t): np.round(lens.pinned_probs[:, p, k], 5).tolist()
-                       for k, t in enumerate(lens.pinned_ids)},
+            "pinned": [{"token": engine.token_text(t), "id": t, "probs": np.round(lens.pinned_probs[:, p, k], 5).tolist()}
+                       for k, t in enumerate(lens.pinned_ids)],
         })
     return {"name": cap.name, "positions": out}
 
