@@ -42,7 +42,7 @@ class ConversationActions:
             if ws.chat_error:
                 raise BadInput(ws.chat_error)
             max_tokens, temperature, seed = ws.settings()
-            ws.check_variants(app.engine)
+            app.engine.check_fit(ws.variants)
         except BadInput as exc:
             app.notify(str(exc), severity="error", timeout=8)
             return

@@ -244,8 +244,8 @@ def test_emit_never_prints_nan(capsys):
 
     _emit({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -math.inf}})
     out = capsys.readouterr().out
-    assert json.loads(out, parse_constant=lambda c: pytest.fail(c)) == {"a": None, "b": [None, 1.5],
-                                                                        "c": {"d": None}}
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(c)) == {"schema_version": 1, "a": None,
+                                                                        "b": [None, 1.5], "c": {"d": None}}
 
 
 def test_generate_json_is_standard_json(run_cli, fast_model):

@@ -1,4 +1,4 @@
-"""The command line of CONTRACT.md: JSON shapes and one-line errors with exit 2."""
+"""The command line of the README (shapes in docs/json): JSON shapes and one-line errors with exit 2."""
 
 import json
 import os
@@ -97,3 +97,31 @@ def test_console_entry_point_offline(tmp_path):
     assert rep["backend"] in ("cpu", "gpu") and rep["kernels"][0]["name"] == "attention_probs"
     if "blas" in rep:
         assert rep["blas"]["matmul_gflops_1024"] > 0
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "--max-tokens", "2"], ["score", "--continuation", " blue"], ["attention"], ["logit-lens"],
+    ["geometry"]])
+@pytest.mark.parametrize("spec, problem", [
+    ("emphasis:heads=99", "emphasis: head 99 does not exist (heads are 0..7)"),
+    ("emphasis:auto_heads=9", "emphasis: auto_heads=9, the model has 8 heads"),
+    ("head-scale:heads=9,layers=0", "head-scale: head 9 does not exist"),
+    ("steer:layers=40,token=happy", "steer: layer 40 does not exist (the model has 4 layers)")])
+def test_every_entry_point_checks_the_fit_before_running(run_cli, monkeypatch, command, spec, problem):
+    """Lens.fit_problems, called by Engine.prepare: one line naming the variant, and no
+    forward of that lens ever starts."""
+    from lenscope.app.core.comparison import Comparison
+
+    monkeypatch.setattr(Comparison, "steps", lambda *a, **k: pytest.fail("generated with a lens that does not fit"))
+    code, out, err = run_cli(*command, "--prompt", "the key is blue. the key is", "--mark", "blue", "--lens", spec)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and f"variant '{spec}': {problem}" in err, err
+
+
+def test_the_command_line_loads_no_mlx_before_the_blas_re_exec():
+    """`lenscope` re-executes itself with OpenBLAS preloaded (models/blas.py) before MLX
+    loads: everything `main` imports until then loads no MLX."""
+    code = ("import sys, lenscope.app.cli.main\n"
+            "from lenscope.app.models.blas import maybe_reexec_with_openblas\n"
+            "sys.exit('mlx.core' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

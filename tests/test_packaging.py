@@ -23,9 +23,19 @@ def source_modules(root: Path) -> set[str]:
 def test_wheel_installs_only_lenscope(tmp_path):
     # Built from a copy without build/: setuptools would otherwise pack a stale build/lib too
     # (modules since moved away), and the wheel would look complete when it is not.
+    # In a git checkout, only what git holds (tracked, or new and not ignored): a module
+    # left out of git is then missing from the wheel, as it would be from a clean clone.
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
-                                                              "examples", ".pytest_cache"))
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True) if (ROOT / ".git").exists() else None
+    if listed is not None and listed.returncode == 0:
+        for rel in listed.stdout.splitlines():
+            if (ROOT / rel).is_file() and not rel.startswith("examples/"):
+                (src / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / rel, src / rel)
+    else:
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
+                                                                  "examples", ".pytest_cache"))
     wheels = tmp_path / "wheels"
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)]
     subprocess.run(build, check=True, capture_output=True, cwd=tmp_path)
@@ -44,7 +54,7 @@ def test_wheel_installs_only_lenscope(tmp_path):
     installed = target / "lenscope"
     assert {"app", "lenses", "metal", "screens", "__main__.py"} <= {p.name for p in installed.iterdir()}
     assert (installed / "app" / "models" / "demo" / "config.json").is_file()
-    assert source_modules(installed) == source_modules(ROOT)
+    assert source_modules(installed) == source_modules(src)
     assert (installed / "screens" / "lenscope.tcss").is_file()
 
     # The installed copy runs: its dependencies come from this environment, through a folder

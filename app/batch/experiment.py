@@ -11,7 +11,6 @@ run that fails or is killed leaves the comparisons it finished (a failure before
 leaves DIR as it was); `--resume` keeps them.
 """
 
-
 from __future__ import annotations
 
 import shutil

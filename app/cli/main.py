@@ -1,4 +1,4 @@
-"""`lenscope`: parse the command line (CONTRACT.md) and run one command; bad input is one line
+"""`lenscope`: parse the command line (README: Command line; JSON shapes in docs/json) and run one command; bad input is one line
 on stderr and exit status 2."""
 
 from __future__ import annotations

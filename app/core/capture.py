@@ -31,7 +31,7 @@ def capture_row(engine: Engine, result: RunResult, variants: Sequence[Variant], 
                 hidden: bool = True) -> RowCapture:
     ids = result.prompt_token_ids + result.rows[row].token_ids
     attention, states = engine.inspect(ids, variants[row].lenses, prompt_len=len(result.prompt_token_ids),
-                                       marks=result.marked_token_indices, hidden=hidden)
+                                       marks=result.marked_token_indices, hidden=hidden, name=variants[row].name)
     return RowCapture(result.rows[row].name, ids, result.prompt_tokens + result.rows[row].tokens,
                       len(result.prompt_token_ids), attention, states)
 

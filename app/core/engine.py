@@ -240,7 +240,7 @@ class Engine:
 
     def inspect(self, ids: list[int], lenses: Sequence[Lens] = (), prompt_len: int | None = None,
                 marks: Sequence[int] = (), layers: Sequence[int] | None = None,
-                hidden: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                hidden: bool = True, name: str = "") -> tuple[np.ndarray, np.ndarray | None]:
         """One forward over `ids` with `lenses` applied, capturing what the views read:
         attention (layers, heads, L, L) and, with `hidden`, the residual stream
         (n_layers + 1, L, D): the embeddings, then the output of each block."""
@@ -248,7 +248,7 @@ class Engine:
         layers = list(range(self.n_layers)) if layers is None else list(layers)
         self.check_capture(len(ids), len(layers))
         with self.lock:  # from prepare on: lenses run as prepared for this prompt
-            name = "+".join(lens.label() for lens in lenses) or "baseline"  # as a spec names its variant
+            name = name or "+".join(lens.label() for lens in lenses) or "baseline"  # as a spec names it
             self.prepare([Variant(name, list(lenses))], ids[: prompt_len or len(ids)], marks)
             state = HookState([list(lenses)], self.n_layers, prompt_len or len(ids), tuple(marks))
             state.track_marks = False

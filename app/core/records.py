@@ -116,15 +116,15 @@ class SearchCandidate(TypedDict):
     values: dict[str, Any]
     name: str
     prompts: int
-    score: float
-    parts: dict[str, float]
+    score: float | None  # the mean over its prompts (-inf, null in JSON, when none scored)
+    parts: dict[str, float | None]
     feasible: bool
     records: list[SearchRecord]
 
 
 class SearchBaseline(TypedDict):
-    score: float
-    parts: dict[str, float]
+    score: float | None
+    parts: dict[str, float | None]
     prompts: int
     records: list[SearchRecord]
 

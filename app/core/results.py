@@ -1,4 +1,4 @@
-"""What a comparison produces: plain data, turned into the JSON of CONTRACT.md."""
+"""What a comparison produces: plain data, turned into the JSON of docs/json/comparison.schema.json."""
 
 from __future__ import annotations
 

@@ -208,10 +208,6 @@ class Workspace:
         """The rows a run of these variants shows: the baseline, then each variant."""
         return [Variant("baseline"), *self.variants]
 
-    def check_variants(self, engine: Engine) -> None:
-        """Every variant fits the model (its layers and heads exist); BadInput names the first that does not."""
-        engine.check_fit(self.variants)
-
     # -- settings, runs and sessions -----------------------------------------------------------
     def settings(self) -> tuple[int, float, int]:
         """max tokens, temperature, seed from their fields, checked as everywhere (app/core/settings.py)."""
@@ -226,7 +222,7 @@ class Workspace:
             raise BadInput("prompt: empty")
         prompt, _ = self.model_prompt(engine)
         max_tokens, temperature, seed = self.settings()
-        self.check_variants(engine)
+        engine.check_fit(self.variants)
         return Request(prompt, list(self.variants), sorted(self.marks), max_tokens, temperature, seed)
 
     def session(self, model: str | None) -> sessions.Session:
