@@ -23,6 +23,7 @@ import numpy as np
 
 from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
 from lenscope.lenses.errors import BadInput
+from lenscope.lenses.files import read_text
 from lenscope.lenses.probe import Probe
 
 _TOKENIZERS: dict[int, Any] = {}  # id(HF tokenizer) -> llguidance tokenizer (~1 s to build)
@@ -47,6 +48,9 @@ def allowed_mask(bitmask: np.ndarray, vocab: int) -> np.ndarray:
     return np.unpackbits(bitmask.view(np.uint8), bitorder="little")[:vocab].astype(bool)
 
 
+GRAMMAR_FILE_LIMIT = 1 << 20  # a grammar or schema past 1 MiB is not one a person wrote
+
+
 class Constrain(Lens):
     kind = "constrain"
     summary = "hold the row's output to a regular expression, a Lark grammar or a JSON schema (llguidance)"
@@ -54,14 +58,34 @@ class Constrain(Lens):
         Param("regex", "str", "", "a regular expression the whole output must match"),
         Param("lark", "str", "", "a Lark grammar (start rule `start`)"),
         Param("json_schema", "str", "", "a JSON schema (as JSON text); the output is JSON that satisfies it"),
+        Param("schema", "str", "", "a JSON schema file (.json), read when the lens is made"),
+        Param("grammar", "str", "", "a Lark grammar file (.lark), read when the lens is made"),
+        Param("regex_file", "str", "", "a file holding the regular expression, read when the lens is made"),
     )
+    FILES = {"schema": "json_schema", "grammar": "lark", "regex_file": "regex"}  # file -> the text it gives
 
-    def grammar(self) -> str:
+    def __init__(self, **values: Any):
+        """A file parameter is read now, into the text parameter it gives: the lens (and a
+        session or report that saves it) then holds the grammar itself, not a path."""
+        super().__init__(**values)
+        for name, text_param in self.FILES.items():
+            path = getattr(self, name)
+            if not path:
+                continue
+            if getattr(self, text_param):
+                raise BadInput(f"constrain: give {name} or {text_param}, not both")
+            text = read_text(path, f"constrain: {name} file '{path}'", GRAMMAR_FILE_LIMIT)
+            # a regex file's last line break is the editor's, not part of the pattern
+            setattr(self, text_param, text.rstrip("\r\n") if text_param == "regex" else text)
+            setattr(self, name, "")
+        self.values = {p.name: getattr(self, p.name) for p in self.params}
+
+    def grammar_text(self) -> str:
         import llguidance
 
         given = [(k, getattr(self, k)) for k in ("regex", "lark", "json_schema") if getattr(self, k)]
         if len(given) != 1:
-            raise BadInput("constrain: give exactly one of regex, lark, json_schema")
+            raise BadInput("constrain: give exactly one of regex, lark, json_schema (or a file: regex_file, grammar, schema)")
         kind, text = given[0]
         if kind == "json_schema":
             try:
@@ -80,7 +104,7 @@ class Constrain(Lens):
 
         self.vocab = probe.vocab_size
         self.tokenizer = _ll_tokenizer(probe.tokenizer, self.vocab)
-        self._grammar = self.grammar()
+        self._grammar = self.grammar_text()
         error = llguidance.LLMatcher.validate_grammar(self._grammar, self.tokenizer)  # "" when it is fine
         if error:
             raise BadInput(f"constrain: the grammar is refused: {' '.join(error.split())[:200]}")

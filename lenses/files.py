@@ -20,26 +20,10 @@ MAX_DEPTH = 32  # our files nest ~6 deep; far deeper is corrupt or hostile (and 
 
 def read(path: str | Path, where: str, fmt: str | None = None) -> Any:
     """Parse a .toml or .json file (`fmt`, else its suffix); `where` names it in errors."""
-    p = Path(path).expanduser()
-    fmt = fmt or p.suffix.lstrip(".").lower()
+    fmt = fmt or Path(path).suffix.lstrip(".").lower()
     if fmt not in ("toml", "json"):
         raise BadInput(f"{where}: use .toml or .json")
-    try:
-        if p.is_dir():
-            raise BadInput(f"{where}: is a folder, not a file")
-        if not p.exists():
-            raise BadInput(f"{where}: not found")
-        if not p.is_file():  # a FIFO or device would block or never end
-            raise BadInput(f"{where}: not a regular file")
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise BadInput(f"{where}: cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:  # e.g. a NUL byte in the path
-        raise BadInput(f"{where}: {exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    text = read_text(path, where)
     try:
         data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
     except RecursionError:
@@ -48,6 +32,30 @@ def read(path: str | Path, where: str, fmt: str | None = None) -> Any:
         raise BadInput(f"{where}: not valid {fmt.upper()} ({str(exc).splitlines()[0][:200]})") from None
     check(data, where)
     return data
+
+
+def read_text(path: str | Path, where: str, limit: int | None = None) -> str:
+    """A UTF-8 text file's content (at most `limit` bytes); every way it can be unreadable
+    is one BadInput line."""
+    p = Path(path).expanduser()
+    try:
+        if p.is_dir():
+            raise BadInput(f"{where}: is a folder, not a file")
+        if not p.exists():
+            raise BadInput(f"{where}: not found")
+        if not p.is_file():  # a FIFO or device would block or never end
+            raise BadInput(f"{where}: not a regular file")
+        if limit is not None and p.stat().st_size > limit:
+            raise BadInput(f"{where}: larger than {limit >> 10} KiB")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{where}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise BadInput(f"{where}: {exc}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{where}: not UTF-8 text (byte {exc.start})") from None
 
 
 def check(data: Any, where: str) -> None:

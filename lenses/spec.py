@@ -246,9 +246,20 @@ def _scaled(t: Any, f: float) -> Any:
     return float(f"{t * f:.12g}")
 
 
+def is_lens_file(spec: str) -> bool:
+    """A --lens value names a lens file when the whole value is an existing file, or when it
+    has no `:` and ends in .toml or .json (a missing file is then said as one). An inline spec
+    is never taken for a file because of its ending: `constrain:schema=s.json` is a lens."""
+    try:
+        exists = Path(spec).expanduser().is_file()
+    except (OSError, ValueError):
+        exists = False
+    return exists or (":" not in spec and spec.endswith((".toml", ".json")))
+
+
 def parse(spec: str) -> list[Variant]:
     """A --lens value: a .toml/.json file (one or more variants) or an inline spec."""
-    if spec.endswith((".toml", ".json")):
+    if is_lens_file(spec):
         variants = variants_from_data(read_file(spec), f"lens file '{spec}'")
     else:
         variants = [parse_inline(spec)]

@@ -73,3 +73,45 @@ def test_allowed_mask_reads_llguidance_bits():
 def test_bad_grammars_are_one_line(engine, text, words):
     with pytest.raises(BadInput, match=words):
         engine.compare(Request(PROMPT, [parse_inline(text)], max_tokens=2))
+
+
+FILES = [("schema", "s.json", json.dumps(SCHEMA), check_json),
+         ("grammar", "g.lark", LARK, CASES[1][2]),
+         ("regex_file", "r.txt", REGEX + "\n", CASES[0][2])]
+
+
+@pytest.mark.parametrize("param, name, content, matches", FILES, ids=[f[0] for f in FILES])
+def test_grammar_files_constrain_as_their_text_does(run_cli, tmp_path, monkeypatch, param, name, content, matches):
+    """`constrain:schema=FILE.json` (grammar=, regex_file=): the file is read into the lens, so
+    the row matches it; the inline spec ending in .json is a lens, not a lens file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text(content)
+    code, out, err = run_cli("generate", "--prompt", PROMPT, "--lens", f"constrain:{param}={name}",
+                             "--max-tokens", "24", "--temperature", "0.9", "--seed", "3", "--json")
+    assert code == 0, err
+    row = json.loads(out)["rows"][1]
+    assert row["name"] == f"constrain:{param}={name}" and matches(row["text"]), row["text"]
+    saved = row["lens"]["stack"][0]  # the grammar itself, not the path: a saved run replays without the file
+    text_param = {"schema": "json_schema", "grammar": "lark", "regex_file": "regex"}[param]
+    assert saved[text_param] == (content.rstrip("\n") if param == "regex_file" else content) and saved[param] == ""
+
+
+@pytest.mark.parametrize("spec_text, message", [
+    ("constrain:schema=missing.json", "constrain: schema file 'missing.json': not found"),
+    ("constrain:grammar=.", "constrain: grammar file '.': is a folder, not a file"),
+    ("constrain:schema=s.json,json_schema={}", "constrain: give schema or json_schema, not both"),
+    ("constrain:regex=[a-z]{1,3}", "quote a value that holds ',': regex=\"[a-z]{1,3}\""),
+    ("missing.json", "lens file 'missing.json': not found"),
+])
+def test_file_and_spec_mistakes_are_one_line(run_cli, tmp_path, monkeypatch, spec_text, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
+    code, out, err = run_cli("generate", "--prompt", PROMPT, "--lens", spec_text, "--max-tokens", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+
+
+def test_a_grammar_file_past_its_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "big.lark").write_text("start: " + " | ".join(['"a"'] * 300_000))
+    with pytest.raises(BadInput, match="constrain: grammar file 'big.lark': larger than 1024 KiB"):
+        parse_inline("constrain:grammar=big.lark")

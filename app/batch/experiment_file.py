@@ -126,9 +126,9 @@ def _conversation(path: str | Path, name: str, merged: dict[str, Any], where: st
 
 def _lenses(path: str | Path, merged: dict[str, Any], where: str) -> tuple[list[str], list]:
     """A comparison's `lens` specs (files relative to the experiment) and the variants they make."""
-    from lenscope.lenses.spec import parse
+    from lenscope.lenses.spec import is_lens_file, parse
 
-    specs = [str(Path(path).parent / s) if s.endswith((".toml", ".json")) else s
+    specs = [str(Path(path).parent / s) if is_lens_file(str(Path(path).parent / s)) else s
              for s in _texts(merged.get("lens", []), "lens", where)]
     try:
         return specs, [v for s in specs for v in parse(s)]
