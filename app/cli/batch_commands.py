@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lenscope.app.cli.common import (
+    add_json,
     add_model,
     add_prompt,
     add_setting,
@@ -108,7 +109,7 @@ def add_tree(sub: argparse._SubParsersAction) -> None:
 
     for name, param in TREE_PARAMS.items():
         p.add_argument(f"--{name}", type=checked(param, f"--{name}"), default=param.default, help=param.help)
-    p.add_argument("--json", action="store_true")
+    add_json(p, "tree")
 
 
 def cmd_tree(args) -> None:
@@ -139,10 +140,10 @@ def cmd_tree(args) -> None:
 def add_diff(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("diff", help="which comparisons changed between two runs (folders or results.jsonl)")
     p.set_defaults(func=cmd_diff)
-    p.add_argument("run_a")
-    p.add_argument("run_b")
+    p.add_argument("run_a", help="run A: its --out folder or its results.jsonl")
+    p.add_argument("run_b", help="run B, compared with A")
     p.add_argument("--html", metavar="FILE", help="also write the diff as an HTML page")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "diff")
 
 
 def cmd_diff(args) -> None:

@@ -15,9 +15,28 @@ if TYPE_CHECKING:  # imported when a command runs: MLX loads after the BLAS re-e
     from lenscope.app.core.engine import Engine
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's help says its default, unless it has none to say (not given, off, empty);
+    descriptions and epilogs keep their lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default is None or default is False or default == [] \
+                or default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kw)
+
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
-        raise BadInput(f"{self.prog}: {message}")
+        # main prefixes "lenscope: "; a subcommand's parser names itself after it
+        where = self.prog.removeprefix("lenscope").strip()
+        raise BadInput(f"{where}: {message}" if where else message)
 
 
 def checked(param, what: str):
@@ -55,8 +74,21 @@ def token_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--mark-tokens must be integers separated by commas, got '{text}'") from None
 
 
+LENS_HELP = ("a lens spec, kind:key=value,... (`lenscope lenses` lists them; + stacks lenses), or a lens "
+             "file (.toml/.json); repeatable: a row each")
+
+
+def add_json(p: argparse.ArgumentParser, schema: str) -> None:
+    p.add_argument("--json", action="store_true",
+                   help=f"print JSON instead (its shape: docs/json/{schema}.schema.json)")
+
+
 def add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="local mlx-lm model folder or hub id (default: the bundled demo model)")
+    from lenscope.app.models.sources import NAMED  # no MLX: the names only
+
+    p.add_argument("--model", metavar="MODEL",
+                   help="an mlx-lm model folder, a hub id (owner/name, from the hub cache), a .gguf file, or a "
+                        f"named model ({', '.join(NAMED)}; fetched once); default: the bundled demo model")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code (off by default)")
     p.add_argument("--precision", choices=["auto", "native", "float32", "float16"], default="auto",
                    help="auto: a quantized model runs dequantized to float32 on a CPU with a fast BLAS")

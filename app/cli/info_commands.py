@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lenscope.app.cli.common import add_model, emit, int_range, load_engine
+from lenscope.app.cli.common import add_json, add_model, emit, int_range, load_engine
 from lenscope.app.errors import BadInput
 
 
 def add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="bundled, named (fetched or not), converted and hub-cached models")
     p.set_defaults(func=cmd_models)
-    p.add_argument("--json", action="store_true")
+    add_json(p, "models")
 
 
 def cmd_models(args) -> None:
@@ -23,15 +23,16 @@ def cmd_models(args) -> None:
     if args.json:
         emit({"models": found})
         return
+    print(f"{'MODEL (--model)':<24} {'KIND':<8} {'SIZE':>12}  {'STATE':<5}  PATH")
     for m in found:
         state = "ready" if m["available"] else "not fetched (--model " + m["name"] + " fetches it)"
-        print(f"{m['name']:<24} {m['kind']:<8} {m['size_bytes'] / 2**20:8.1f} MiB  {state}  {m['path']}")
+        print(f"{m['name']:<24} {m['kind']:<8} {m['size_bytes'] / 2**20:8.1f} MiB  {state:<5}  {m['path']}")
 
 
 def add_lenses(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lenses", help="the lens kinds, their parameters, defaults and ranges")
     p.set_defaults(func=cmd_lenses)
-    p.add_argument("--json", action="store_true")
+    add_json(p, "lenses")
 
 
 def cmd_lenses(args) -> None:
@@ -53,7 +54,7 @@ def add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="platform, MLX backend, BLAS, kernel self-tests, default model")
     p.set_defaults(func=cmd_doctor)
     add_model(p)
-    p.add_argument("--json", action="store_true")
+    add_json(p, "doctor")
 
 
 def cmd_doctor(args) -> None:
@@ -77,7 +78,7 @@ def add_measure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int_range(1, 10000, "--n"), default=None, help="episodes or samples per row")
     p.add_argument("--distances", default=None, help="filler sentences, e.g. 0,4,8,16 (recall, counterfact)")
     p.add_argument("--chat", action="store_true", help="counterfact/patch: use the chat template (mood always does)")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "measure")
 
 
 def cmd_measure(args) -> None:
@@ -106,11 +107,12 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="performance ratios measured in one run")
     p.set_defaults(func=cmd_bench)
     add_model(p)
-    p.add_argument("--tokens", type=int_range(4, 1024, "--tokens"), default=48)
-    p.add_argument("--repeats", type=int_range(1, 20, "--repeats"), default=3)
+    p.add_argument("--tokens", type=int_range(4, 1024, "--tokens"), default=48, help="tokens generated per timed run")
+    p.add_argument("--repeats", type=int_range(1, 20, "--repeats"), default=3,
+                   help="timed runs per measurement (the best counts)")
     p.add_argument("--launch", type=int_range(2, 64, "--launch"), metavar="N",
                    help="instead: time an 8-comparison experiment run by one process and by N under mlx.launch")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "bench")
 
 
 def cmd_bench(args) -> None:

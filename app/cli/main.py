@@ -1,5 +1,5 @@
-"""`lenscope`: parse the command line (README: Command line; JSON shapes in docs/json) and run one command; bad input is one line
-on stderr and exit status 2."""
+"""`lenscope`: parse the command line (README: Command line; JSON shapes in docs/json) and run one
+command; bad input is one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from lenscope.app.cli.common import Parser
 from lenscope.app.errors import BadInput, one_line
 
 # In the order `lenscope --help` lists them.
-COMMANDS = [prompt_commands.add_tui, prompt_commands.add_generate, prompt_commands.add_score, prompt_commands.add_attention, prompt_commands.add_logit_lens, prompt_commands.add_geometry, prompt_commands.add_heads, batch_commands.add_run, batch_commands.add_search, batch_commands.add_tree, batch_commands.add_diff, info_commands.add_models, info_commands.add_lenses, info_commands.add_doctor, info_commands.add_measure, prompt_commands.add_direction, info_commands.add_bench]
+COMMANDS = [
+    prompt_commands.add_tui, prompt_commands.add_generate, prompt_commands.add_score, prompt_commands.add_attention,
+    prompt_commands.add_logit_lens, prompt_commands.add_geometry, prompt_commands.add_heads,
+    batch_commands.add_run, batch_commands.add_search, batch_commands.add_tree, batch_commands.add_diff,
+    info_commands.add_models, info_commands.add_lenses, info_commands.add_doctor, info_commands.add_measure,
+    prompt_commands.add_direction, info_commands.add_bench,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", parser_class=Parser)
     for add in COMMANDS:
         add(sub)
+    # `lenscope` alone, or with options only, is the TUI: say which options it takes
+    tui_options = sub.choices["tui"].format_help().split("options:\n", 1)[1].split("\n", 1)[1]  # not -h
+    ap.epilog = ("With no command (or `tui`), lenscope starts the terminal app, which takes:\n" + tui_options
+                 + "\n`lenscope COMMAND --help` for a command's options; JSON shapes: docs/json/ in the repository.")
     return ap
 
 

@@ -7,6 +7,8 @@ import argparse
 import sys
 
 from lenscope.app.cli.common import (
+    LENS_HELP,
+    add_json,
     add_model,
     add_prompt,
     add_setting,
@@ -45,11 +47,11 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
     add_model(p)
     add_prompt(p, required=True)
-    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help=LENS_HELP)
     for name in ("max_tokens", "temperature", "seed"):
         add_setting(p, name)
     p.add_argument("--capture-attention", action="store_true", help="add attention (mean over layers and heads)")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "comparison")
 
 
 def cmd_generate(args) -> None:
@@ -84,8 +86,8 @@ def add_score(sub: argparse._SubParsersAction) -> None:
     add_model(p)
     add_prompt(p, required=True)
     p.add_argument("--continuation", required=True, help="the text to score after the prompt")
-    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help=LENS_HELP)
+    add_json(p, "score")
 
 
 def cmd_score(args) -> None:
@@ -113,10 +115,12 @@ def add_attention(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_attention)
     add_model(p)
     add_prompt(p, required=True)
-    p.add_argument("--layer", type=int_range(-1024, 1023, "--layer"), default=-1)
-    p.add_argument("--head", type=int_range(0, 1023, "--head"), default=None)
+    p.add_argument("--layer", type=int_range(-1024, 1023, "--layer"), default=-1,
+                   help="the layer (negative: from the end)")
+    p.add_argument("--head", type=int_range(0, 1023, "--head"), default=None,
+                   help="one head (default: the mean over heads)")
     p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="apply this lens stack while capturing")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "attention")
 
 
 def cmd_attention(args) -> None:
@@ -160,16 +164,16 @@ def add_logit_lens(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_logit_lens)
     add_model(p)
     add_prompt(p, required=True)
-    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help=LENS_HELP)
     for name in ("max_tokens", "temperature", "seed"):
         add_setting(p, name)
     p.add_argument("--positions", default="prompt", metavar="prompt|last|all|I,J,...",
                    help="positions of prompt + output to decode: prompt (default: the last prompt token, which "
                         "chose the first output token), last, all, or indices")
-    p.add_argument("--top-k", type=int_range(1, 50, "--top-k"), default=5)
+    p.add_argument("--top-k", type=int_range(1, 50, "--top-k"), default=5, help="tokens shown per layer and position")
     p.add_argument("--pin", action="append", default=[], metavar="TOKEN",
                    help="follow this token's probability across layers (its first token; repeatable)")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "logit-lens")
 
 
 def cmd_logit_lens(args) -> None:
@@ -198,12 +202,12 @@ def add_geometry(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_geometry)
     add_model(p)
     add_prompt(p, required=True)
-    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="lens spec or file (repeatable)")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help=LENS_HELP)
     for name in ("max_tokens", "temperature", "seed"):
         add_setting(p, name)
     p.add_argument("--layer", type=int_range(-1024, 1024, "--layer"), default=-1,
                    help="hidden state for the PCA (0: embeddings, l + 1: after block l; default the last)")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "geometry")
 
 
 def cmd_geometry(args) -> None:
@@ -229,7 +233,7 @@ def add_heads(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--length", type=int_range(4, 512, "--length"), default=32,
                    help="length of the random sequence that is repeated")
     add_setting(p, "seed")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "heads")
 
 
 def cmd_heads(args) -> None:
@@ -254,8 +258,11 @@ def add_direction(sub: argparse._SubParsersAction) -> None:
     add_model(p)
     p.add_argument("--positive", required=True, help="texts for the + side, separated by |")
     p.add_argument("--negative", required=True, help="texts for the - side, separated by |")
-    p.add_argument("--layer", type=int_range(0, 1023, "--layer"), required=True)
-    p.add_argument("--method", choices=["mean", "pca"], default="mean")
+    p.add_argument("--layer", type=int_range(0, 1023, "--layer"), required=True,
+                   help="the block whose output (residual stream) the texts are read at")
+    p.add_argument("--method", choices=["mean", "pca"], default="mean",
+                   help="mean: the mean of the paired (positive - negative) differences; pca: their first principal "
+                        "component (as repeng)")
     p.add_argument("--out", required=True, help="a .npy or .safetensors file")
 
 
