@@ -429,7 +429,7 @@ def test_report_md_escapes_markdown_and_html():
            "rows": [{"name": "emphasis:layers=1|2", "text": "x | <b>y</b>\n# z", "finite": True,
                      "first_divergence": None, "kl_from_baseline": [None], "attention_to_marks": []}]}
     md = markdown([rec])
-    assert "<script>" not in md and "<b>" not in md and "&lt;script&gt;" in md
+    assert "<script>" not in md and "<b>" not in md and "\\<script\\>" in md and "&lt;" not in md
     assert "\\*\\*bold\\*\\*" in md and "emphasis:layers=1\\|2" in md and "a \\`b\\` \\| c d" in md
     row = next(line for line in md.splitlines() if line.startswith("| emphasis"))
     assert row.count(" | ") == 4  # the cells stayed five: no raw | from names or outputs

@@ -29,8 +29,9 @@ body{font:15px/1.45 system-ui,sans-serif;max-width:80em;margin:1.5em auto;paddin
 h2{margin-top:2em;border-bottom:1px solid #ddd}
 .meta{color:#555;font-size:.9em}.meta code{white-space:pre-wrap}
 .prompt,.row .out{font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.9}
-.rows{display:grid;grid-template-columns:repeat(auto-fit,minmax(18em,1fr));gap:.8em}
-.row{border:1px solid #ccc;border-radius:6px;padding:.5em .7em}.row h3{margin:0 0 .3em;font-size:1em}
+.rows{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(18em,100%),1fr));gap:.8em}
+.row{border:1px solid #ccc;border-radius:6px;padding:.5em .7em;min-width:0}.row h3{margin:0 0 .3em;font-size:1em}
+h1,h2,h3,td,th,summary,code,.meta{overflow-wrap:anywhere}
 .t{border-radius:3px;padding:0 1px}.t.mark{outline:2px solid #e6a800}.t.diff{background:#f5c6e8}
 .t.gen{cursor:help}.t.gen:focus,.t.gen:hover{outline:2px solid #333}.t.q{outline:2px solid #000}
 #tip{position:fixed;pointer-events:none;background:#fff;border:1px solid #888;border-radius:4px;padding:.4em .6em;

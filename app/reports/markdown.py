@@ -3,21 +3,20 @@ report.md of a run (`lenscope run`, and the TUI's export)."""
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any
 
 from lenscope.app.core.results import finite_mean
 from lenscope.app.reports import conversation as cr
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~>-])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~<>&-])")
 
 
 def md_escape(text: Any) -> str:
-    """Text that Markdown shows as written: HTML escaped, Markdown syntax backslashed, on one
-    line (a heading or a table cell cannot span lines)."""
-    text = html.escape(str(text), quote=False)
-    return _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s*[\r\n]+\s*", " ", text))
+    """Text that Markdown shows as written, on one line (a heading or a table cell cannot span
+    lines): Markdown syntax and HTML's `<`, `>`, `&` backslashed, so a chat prompt reads
+    `\\<|im_start|\\>` in the file and `<|im_start|>` rendered, never as HTML entities."""
+    return _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s*[\r\n]+\s*", " ", str(text)))
 
 
 def _mean(xs: list) -> str:

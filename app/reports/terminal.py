@@ -86,7 +86,8 @@ def print_tree(tree, console: Console | None = None) -> None:
     from rich.tree import Tree as RichTree
 
     console = console or Console()
-    best = set(tree.to_json()["best"])
+    ranks = {node_id: k + 1 for k, node_id in enumerate(tree.to_json()["best"])}
+    best = set(ranks)
 
     def label(node) -> Text:
         own = tree.nodes[node.parent].text if node.parent is not None else ""
@@ -96,6 +97,8 @@ def print_tree(tree, console: Console | None = None) -> None:
         text.append(f"  {node.reason}", style="dim")
         if node.pruned:
             text.append("  pruned", style="dim red")
+        if node.id in best:  # said in words too: piped, or without colour, green is not seen
+            text.append(f"  ★ best {ranks[node.id]}", style="bold green")
         return text
 
     root = RichTree(label(tree.nodes[0]))
@@ -107,4 +110,4 @@ def print_tree(tree, console: Console | None = None) -> None:
     add(root, tree.nodes[0])
     console.print(Text("prompt: ", style="dim") + Text(_printable(tree.prompt)))
     console.print(root)
-    console.print(f"[dim]{tree.tokens_used} tokens generated; best leaves in green[/]")
+    console.print(f"[dim]{tree.tokens_used} tokens generated; the best leaves are marked ★ best 1, 2, ...[/]")
