@@ -46,7 +46,7 @@ def test_top_level_help_shows_the_tui_options(run_cli):
 @pytest.mark.parametrize("args, message", [
     (["--bogus"], "lenscope: unrecognized arguments: --bogus"),
     (["generate"], "lenscope: generate: the following arguments are required: --prompt"),
-    (["nosuch"], "lenscope: argument command: invalid choice: 'nosuch'"),
+    (["nosuch"], "lenscope: argument COMMAND: invalid choice: 'nosuch'"),
 ])
 def test_errors_carry_one_prefix(run_cli, args, message):
     code, out, err = run_cli(*args)

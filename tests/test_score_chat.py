@@ -55,7 +55,7 @@ def test_score_bias_moves_the_score_and_json_stays_strict(engine, run_cli):
     assert code == 0
     rows = json.loads(out)["rows"]
     assert rows[1]["logprob"] < rows[0]["logprob"] - 900
-    banned = RowScore("x", None, [-1.0, float("-inf")]).to_json(["a", "b"])
+    banned = RowScore("x", None, [-1.0, float("-inf")]).to_json([1, 2], ["a", "b"])
     assert banned["logprob"] is None and banned["token_logprobs"] == [-1.0, None]
     json.dumps(banned, allow_nan=False)
 

@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 
 TREE_PARAMS = {p.name: p for p in (
     Param("k", "int", 2, "children per branch point (the k most likely tokens)", 2, 20),
-    Param("entropy", "float", 1.5, "branch where the next-token entropy (nats) passes this", 0, 20),
+    Param("entropy", "float", 1.5, "branch where the next-token entropy (nats) exceeds this", 0, 20),
     Param("every", "int", 0, "branch every N tokens instead (0: by entropy)", 0, 1 << 16),
     Param("beam", "int", 3, "open leaves kept after each round", 1, 256),
-    Param("budget", "int", 64, "generated tokens in all", 1, 1 << 16),
+    Param("budget", "int", 64, "tokens generated in all, over every branch", 1, 1 << 16),
     Param("segment", "int", 16, "longest stretch a node generates before it is scored", 1, 4096),
 )}
 

@@ -26,8 +26,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                               "writes the merged results (README: Beyond one machine).")
     p.set_defaults(func=cmd_run)
     add_model(p)
-    p.add_argument("experiment", help="an experiment .toml file")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("experiment", metavar="EXPERIMENT_FILE",
+                   help="an experiment .toml file (README: Command line; examples/ has some)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the output folder: results.jsonl, report.md, report.html, heatmaps/ (made if missing)")
     p.add_argument("--resume", action="store_true",
                    help="keep the comparisons an interrupted run of this experiment finished in --out; run the rest")
 
@@ -61,8 +62,8 @@ def add_search(sub: argparse._SubParsersAction) -> None:
                        epilog="Under `mlx.launch -n N -- lenscope search ...` the candidates' batches are shared out "
                               "(README: Beyond one machine).")
     p.set_defaults(func=cmd_search)
-    p.add_argument("search", help="the search file (TOML)")
-    p.add_argument("--out", required=True, help="output folder; a search already there is resumed")
+    p.add_argument("search", metavar="SEARCH_FILE", help="the search file (TOML; README: Toward a goal)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder; a search already there is resumed")
     add_model(p)
 
 
@@ -101,8 +102,8 @@ def add_tree(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_tree)
     add_model(p)
     add_prompt(p, required=True)
-    p.add_argument("--lens", default=None, metavar="SPEC", help="a lens stack every node runs under")
-    p.add_argument("--score", default=None, metavar="FILE", help="a TOML file of [[score]] tables (default: fluency)")
+    p.add_argument("--lens", default=None, metavar="SPEC", help="one lens stack every node runs under: kind:key=value,... (+ stacks lenses) or a lens file")
+    p.add_argument("--score", default=None, metavar="FILE", help="a TOML file of [[score]] tables (default: the built-in fluency score)")
     for name in ("temperature", "seed"):
         add_setting(p, name)
     from lenscope.app.batch.tree import TREE_PARAMS

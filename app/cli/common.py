@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,6 +27,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
                 or default is argparse.SUPPRESS or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
+
+    def _split_lines(self, text: str, width: int) -> list[str]:  # a path or name is never cut at its hyphen
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,7 +68,8 @@ def add_setting(p: argparse.ArgumentParser, name: str, **kw: Any) -> None:
 
     param = SETTINGS[name]
     flag = "--" + name.replace("_", "-")
-    p.add_argument(flag, type=checked(param, flag), default=param.default, help=param.help, **kw)
+    kw.setdefault("help", param.help)
+    p.add_argument(flag, type=checked(param, flag), default=param.default, **kw)
 
 
 def token_list(text: str) -> list[int]:
@@ -89,9 +94,11 @@ def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="MODEL",
                    help="an mlx-lm model folder, a hub id (owner/name, from the hub cache), a .gguf file, or a "
                         f"named model ({', '.join(NAMED)}; fetched once); default: the bundled demo model")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code (off by default)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let a model folder's own Python code (auto_map) run; never without this flag")
     p.add_argument("--precision", choices=["auto", "native", "float32", "float16"], default="auto",
-                   help="auto: a quantized model runs dequantized to float32 on a CPU with a fast BLAS")
+                   help="native: the weights as stored; float32/float16: a quantized model dequantized once; auto: "
+                        "float32 for a quantized model on a CPU with a fast BLAS, else native")
 
 
 def add_prompt(p: argparse.ArgumentParser, required: bool) -> None:
@@ -100,8 +107,10 @@ def add_prompt(p: argparse.ArgumentParser, required: bool) -> None:
                    help="wrap the prompt in the model's chat template (marks are searched in your text only)")
     p.add_argument("--system", default=None, metavar="TEXT", help="a system message (with --chat)")
     p.add_argument("--mark", action="append", default=[], metavar="TEXT",
-                   help="mark every prompt token overlapping each occurrence of TEXT (repeatable)")
-    p.add_argument("--mark-tokens", type=token_list, default=[], metavar="I,J,...", help="mark prompt tokens by index")
+                   help="mark as important every prompt token overlapping each occurrence of TEXT (emphasis "
+                        "lenses act on marks; attention on them is measured); repeatable")
+    p.add_argument("--mark-tokens", type=token_list, default=[], metavar="I,J,...",
+                   help="mark prompt tokens by 0-based index")
 
 
 def emit(data: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from lenscope.app.errors import BadInput
 
 
 def add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="bundled, named (fetched or not), converted and hub-cached models")
+    p = sub.add_parser("models", help="list the models: bundled, named (fetched or not), converted and hub-cached")
     p.set_defaults(func=cmd_models)
     add_json(p, "models")
 
@@ -30,7 +30,7 @@ def cmd_models(args) -> None:
 
 
 def add_lenses(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lenses", help="the lens kinds, their parameters, defaults and ranges")
+    p = sub.add_parser("lenses", help="list the lens kinds, their parameters, defaults and ranges")
     p.set_defaults(func=cmd_lenses)
     add_json(p, "lenses")
 
@@ -51,7 +51,7 @@ def cmd_lenses(args) -> None:
 
 
 def add_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="platform, MLX backend, BLAS, kernel self-tests, default model")
+    p = sub.add_parser("doctor", help="check the platform, MLX backend, BLAS, kernel self-tests and a model")
     p.set_defaults(func=cmd_doctor)
     add_model(p)
     add_json(p, "doctor")
@@ -67,16 +67,18 @@ def cmd_doctor(args) -> None:
 
 
 def add_measure(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("measure", help="measured lens effects on the model: recall by distance, mood counts")
+    p = sub.add_parser("measure", help="measure lens effects: recall/attribute (bundled model), counterfact/mood/patch (real ones)")
     p.set_defaults(func=cmd_measure)
     add_model(p)
     p.add_argument("what", choices=["recall", "attribute", "counterfact", "mood", "patch"],
                    help="recall/attribute: the demo model's episodes; counterfact/mood/patch: English prompt "
                         "sets for real models")
     p.add_argument("--lens", action="append", default=[], metavar="SPEC",
-                   help="lens rows to compare with the baseline (default: emphasis for recall, steering for attribute)")
-    p.add_argument("--n", type=int_range(1, 10000, "--n"), default=None, help="episodes or samples per row")
-    p.add_argument("--distances", default=None, help="filler sentences, e.g. 0,4,8,16 (recall, counterfact)")
+                   help="lens rows to compare with the baseline, specs or files, repeatable (default: emphasis for recall "
+                        "and counterfact, steering for attribute; mood needs them)")
+    p.add_argument("--n", type=int_range(1, 10000, "--n"), default=None, help="episodes or samples per row (default: 40 recall, 24 attribute, 48 counterfact/patch, 40 mood)")
+    p.add_argument("--distances", default=None, help="numbers of filler sentences between fact and question, comma-separated, e.g. 0,4,8,16 "
+                        "(default: 0,2,4,8,12,16,20 for recall, 0 for counterfact)")
     p.add_argument("--chat", action="store_true", help="counterfact/patch: use the chat template (mood always does)")
     add_json(p, "measure")
 
@@ -104,14 +106,15 @@ def cmd_measure(args) -> None:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="performance ratios measured in one run")
+    p = sub.add_parser("bench", help="time lenscope against plain decoding: ratios (lenses, captures, rows) from one run")
     p.set_defaults(func=cmd_bench)
     add_model(p)
     p.add_argument("--tokens", type=int_range(4, 1024, "--tokens"), default=48, help="tokens generated per timed run")
     p.add_argument("--repeats", type=int_range(1, 20, "--repeats"), default=3,
                    help="timed runs per measurement (the best counts)")
     p.add_argument("--launch", type=int_range(2, 64, "--launch"), metavar="N",
-                   help="instead: time an 8-comparison experiment run by one process and by N under mlx.launch")
+                   help="time an 8-comparison experiment run by one process and by N under mlx.launch, instead of "
+                        "the ratios")
     add_json(p, "bench")
 
 

@@ -24,7 +24,7 @@ COMMANDS = [
 
 def build_parser() -> argparse.ArgumentParser:
     ap = Parser(prog="lenscope", description="Watch a local language model think, and bend it at inference time.")
-    sub = ap.add_subparsers(dest="command", parser_class=Parser)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for add in COMMANDS:
         add(sub)
     # `lenscope` alone, or with options only, is the TUI: say which options it takes

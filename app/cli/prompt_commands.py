@@ -28,8 +28,8 @@ def add_tui(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_tui)
     add_model(p)
     add_prompt(p, required=False)
-    p.add_argument("--session", help="open a saved session file")
-    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="a lens variant column (repeatable)")
+    p.add_argument("--session", metavar="FILE", help="open a session saved from the TUI (ctrl+s; a .json file)")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help=LENS_HELP)
 
 
 def cmd_tui(args) -> None:
@@ -50,7 +50,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lens", action="append", default=[], metavar="SPEC", help=LENS_HELP)
     for name in ("max_tokens", "temperature", "seed"):
         add_setting(p, name)
-    p.add_argument("--capture-attention", action="store_true", help="add attention (mean over layers and heads)")
+    p.add_argument("--capture-attention", action="store_true", help="add each row's attention (mean over layers and heads) to the output")
     add_json(p, "comparison")
 
 
@@ -116,10 +116,10 @@ def add_attention(sub: argparse._SubParsersAction) -> None:
     add_model(p)
     add_prompt(p, required=True)
     p.add_argument("--layer", type=int_range(-1024, 1023, "--layer"), default=-1,
-                   help="the layer (negative: from the end)")
+                   help="the block, 0-based (negative: from the end)")
     p.add_argument("--head", type=int_range(0, 1023, "--head"), default=None,
-                   help="one head (default: the mean over heads)")
-    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="apply this lens stack while capturing")
+                   help="one head, 0-based (default: the mean over heads)")
+    p.add_argument("--lens", action="append", default=[], metavar="SPEC", help="one lens stack applied while capturing: kind:key=value,... (+ stacks lenses) or a lens file")
     add_json(p, "attention")
 
 
@@ -168,8 +168,8 @@ def add_logit_lens(sub: argparse._SubParsersAction) -> None:
     for name in ("max_tokens", "temperature", "seed"):
         add_setting(p, name)
     p.add_argument("--positions", default="prompt", metavar="prompt|last|all|I,J,...",
-                   help="positions of prompt + output to decode: prompt (default: the last prompt token, which "
-                        "chose the first output token), last, all, or indices")
+                   help="which positions of prompt + output to decode: prompt = the last prompt token (it chose "
+                        "the first output token); last = the final token; all; or 0-based indices")
     p.add_argument("--top-k", type=int_range(1, 50, "--top-k"), default=5, help="tokens shown per layer and position")
     p.add_argument("--pin", action="append", default=[], metavar="TOKEN",
                    help="follow this token's probability across layers (its first token; repeatable)")
@@ -206,7 +206,7 @@ def add_geometry(sub: argparse._SubParsersAction) -> None:
     for name in ("max_tokens", "temperature", "seed"):
         add_setting(p, name)
     p.add_argument("--layer", type=int_range(-1024, 1024, "--layer"), default=-1,
-                   help="hidden state for the PCA (0: embeddings, l + 1: after block l; default the last)")
+                   help="hidden state for the PCA: 0 = the embeddings, l+1 = after block l, negative = from the end")
     add_json(p, "geometry")
 
 
@@ -232,7 +232,7 @@ def add_heads(sub: argparse._SubParsersAction) -> None:
     add_model(p)
     p.add_argument("--length", type=int_range(4, 512, "--length"), default=32,
                    help="length of the random sequence that is repeated")
-    add_setting(p, "seed")
+    add_setting(p, "seed", help="seed of the random token sequence")
     add_json(p, "heads")
 
 
@@ -256,14 +256,14 @@ def add_direction(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("direction", help="compute a steering direction from contrast prompts and save it")
     p.set_defaults(func=cmd_direction)
     add_model(p)
-    p.add_argument("--positive", required=True, help="texts for the + side, separated by |")
+    p.add_argument("--positive", required=True, help="texts for the + side, separated by | (paired with --negative in order; quote the argument)")
     p.add_argument("--negative", required=True, help="texts for the - side, separated by |")
     p.add_argument("--layer", type=int_range(0, 1023, "--layer"), required=True,
-                   help="the block whose output (residual stream) the texts are read at")
+                   help="the block (0-based) whose output, the residual stream, the texts are read at")
     p.add_argument("--method", choices=["mean", "pca"], default="mean",
                    help="mean: the mean of the paired (positive - negative) differences; pca: their first principal "
                         "component (as repeng)")
-    p.add_argument("--out", required=True, help="a .npy or .safetensors file")
+    p.add_argument("--out", required=True, help="a .npy or .safetensors file (a steer lens reads it: steer:file=PATH)")
 
 
 def cmd_direction(args) -> None:

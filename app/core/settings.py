@@ -9,7 +9,7 @@ from lenscope.lenses.base import Param
 
 SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("max_tokens", "int", 32, "tokens to generate per row", min=0, max=4096),
-    Param("temperature", "float", 0.0, "sampling temperature (0 = greedy)", min=0.0, max=10.0),
+    Param("temperature", "float", 0.0, "sampling temperature; 0 is greedy", min=0.0, max=10.0),
     Param("seed", "int", 0, "seed of the shared sampling noise", min=0, max=2**31 - 1),
     Param("capture_attention", "bool", False, "capture attention after generating"),
     Param("report_heads", "bool", False, "with capture_attention: keep every layer's and head's attention in the "
