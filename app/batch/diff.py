@@ -9,12 +9,12 @@ rows only in one run are listed as added or removed.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 from lenscope.app.core.results import finite_mean
 from lenscope.app.errors import BadInput
+from lenscope.app.io.datafile import json_lines
 from lenscope.app.reports.conversation import is_conversation
 
 
@@ -22,17 +22,18 @@ def load_run(path: str | Path) -> dict[str, dict[str, Any]]:
     """A run folder's (or a results.jsonl file's) comparisons by name."""
     p = Path(path)
     p = p / "results.jsonl" if p.is_dir() else p
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise BadInput(f"run '{path}': cannot read {p.name} ({exc.strerror or exc})") from None
     out = {}
-    for n, line in enumerate(lines, 1):
+    where = f"run '{path}'" + (f": {p.name}" if p != Path(path) else "")
+    for n, rec in enumerate(json_lines(p, where), 1):
         try:
-            rec = json.loads(line)
-            out.update(_turns(rec) if is_conversation(rec) else {str(rec["comparison"]): rec})
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise BadInput(f"run '{path}': line {n} of {p.name} is not a comparison result") from None
+            found = _turns(rec) if is_conversation(rec) else {str(rec["comparison"]): rec}
+            ok = all(isinstance(row["name"], str) and isinstance(row["text"], str) and isinstance(row["token_ids"], list)
+                     for comp in found.values() for row in comp["rows"])
+        except (KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise BadInput(f"run '{path}': line {n} of {p.name} is not a comparison result")
+        out.update(found)
     return out
 
 

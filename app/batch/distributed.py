@@ -109,15 +109,11 @@ def world() -> World:
 
 
 def read_jsonl(path: Path) -> list[Any]:
-    """The lines of a JSON-lines file that parse, read only (a killed writer's last line may be
-    cut off: skipped; the file is left for its owner to repair)."""
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    """The lines of a JSON-lines file, read only (a killed writer's last line may be cut off:
+    skipped; the file is left for its owner to repair); anything else wrong is one line."""
+    from lenscope.app.io.datafile import json_lines
+
+    return json_lines(path, f"'{path}'")
 
 
 def read_shards(out: Path) -> list[Any]:

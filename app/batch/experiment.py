@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lenscope.app.batch.experiment_file import svg_name
-from lenscope.app.batch.outdir import finished, output_folder, publish
+from lenscope.app.batch.outdir import MANIFEST, finished, manifest, output_folder, publish, work_id
 from lenscope.app.chat import templates as chat
 from lenscope.app.core.records import SCHEMA_VERSION
 from lenscope.app.errors import BadInput
@@ -52,10 +52,11 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
     say = progress if world.leader else (lambda m: None)
     out = Path(out_dir)
     names = [c["name"] for c in experiment["comparisons"]]
-    done = finished(out, names) if resume else {}
+    works = [work_id(definition(c), engine.loaded.name) for c in experiment["comparisons"]]
+    done = finished(out, works) if resume else {}
     if resume:
         for item in read_shards(out):
-            if _shard_item(item, names):
+            if _shard_item(item, works):
                 done.setdefault(item["index"], item["record"])
     if world.size > 1:  # the ranks agree on what is left: each read its own disk
         for item in world.gather([{"index": i, "record": r} for i, r in sorted(done.items())]):
@@ -78,7 +79,8 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
                 f"{_clock((time.perf_counter() - t0) / k * (len(mine) - k))} left"
             if world.size == 1:
                 say(f"[{i + 1}/{len(names)}] {names[i]}{left}")
-            record = None if i is None else _run_one(engine, experiment["comparisons"][i], comparisons[i])
+            record = None if i is None else {**_run_one(engine, experiment["comparisons"][i], comparisons[i]),
+                                             "work": works[i]}
             if i is not None:
                 comparisons[i] = None  # its prepared lenses (weight deltas) can go
                 if world.size > 1:
@@ -99,10 +101,22 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
     return [r for r in results if r is not None]
 
 
-def _shard_item(item: Any, names: list[str]) -> bool:
-    """A shard line of this experiment: its index holds a comparison of that name."""
-    return isinstance(item, dict) and isinstance(item.get("index"), int) and 0 <= item["index"] < len(names) \
-        and names[item["index"]] == item.get("comparison") and isinstance(item.get("record"), dict)
+def _shard_item(item: Any, works: list[str]) -> bool:
+    """A shard line of this experiment: its index holds the same work (not just the same name)."""
+    return isinstance(item, dict) and isinstance(item.get("index"), int) and 0 <= item["index"] < len(works) \
+        and isinstance(item.get("record"), dict) and item["record"].get("work") == works[item["index"]]
+
+
+def definition(c: dict[str, Any]) -> dict[str, Any]:
+    """What a comparison (or conversation) is, as data: its checked keys, the lens stacks as
+    normalized data (a constrain grammar's text included), the check's parts; not its name."""
+    from lenscope.lenses.spec import to_data
+
+    out = {k: v for k, v in c.items() if k not in ("name", "variants", "check")}
+    out["variants"] = to_data(list(c["variants"]))["variant"]
+    if c.get("check") is not None:
+        out["check"] = [[p.label(), p.weight] for p in c["check"].parts]
+    return out
 
 
 @contextmanager
@@ -159,6 +173,7 @@ def _write_reports(tmp: Path, out_dir: Path, results: list[dict | None], meta: d
     (tmp / "results.jsonl").write_text("".join(datafile.dumps(r) + "\n" for r in so_far), encoding="utf-8")
     (tmp / "report.md").write_text(markdown(so_far), encoding="utf-8")
     (tmp / "report.html").write_text(render(so_far, meta or {}), encoding="utf-8")
+    (tmp / MANIFEST).write_text(manifest("run"), encoding="utf-8")  # this folder is a run's
     publish(tmp, Path(out_dir))
 
 

@@ -4,10 +4,10 @@ naming the first's pid), filled through a temp folder inside it whose files are 
 with os.replace (a file of the same name is replaced whole, other files are left alone),
 and read back for `--resume`."""
 
-
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -16,8 +16,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from lenscope.app.errors import BadInput
+from lenscope.app.io.datafile import json_lines, read_text
 
 LOCK = ".lenscope.lock"
 TEMP_PREFIX = ".lenscope-run-"
@@ -55,20 +57,61 @@ def check_out(out: str, names: list[str]) -> Path:
     return p
 
 
-def finished(out: Path, names: list[str]) -> dict[int, dict]:
-    """The comparisons an earlier run of this experiment finished, by index: the records of
-    DIR/results.jsonl whose name is the experiment's at that position."""
+MANIFEST = ".lenscope-folder.json"  # which command's folder this is, and for what work
+
+
+def work_id(definition: Any, model: str) -> str:
+    """What identifies a piece of work: a hash of its definition (prompt, lenses, settings:
+    the checked data, so formatting does not count) and the model. Resume and search keep
+    a record only when it was made for the same work, whatever its name."""
+    text = json.dumps([definition, model], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def check_kind(out: Path, kind: str, identity: str | None = None) -> bool:
+    """Whether `out` is already this command's folder (`kind`: run or search) for this work
+    (`identity`, for a search); False when it holds no lenscope output yet. A folder another
+    kind made, another search's, or (for a search) one holding a results.jsonl that no search
+    marked as its own, is refused (BadInput) before anything in it is read or written."""
+    where = f"--out '{out}'"
+    mark = out / MANIFEST
+    if mark.exists() or mark.is_symlink():
+        try:
+            data = json.loads(read_text(mark, f"{where}: {MANIFEST}", 1 << 16))
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or data.get("kind") not in ("run", "search"):
+            raise BadInput(f"{where}: its {MANIFEST} is not lenscope's; use another folder")
+        if data["kind"] != kind:
+            raise BadInput(f"{where}: holds a `lenscope {data['kind']}`, not a {kind}; use another folder")
+        if identity is not None and data.get("identity") != identity:
+            raise BadInput(f"{where}: holds another search (from {str(data.get('made_from'))[:80]!r}); "
+                           "use another folder")
+        return True
+    results = out / "results.jsonl"
+    if kind == "search" and (results.exists() or results.is_symlink()):
+        raise BadInput(f"{where}: holds a results.jsonl that no lenscope search marked as its own; "
+                       "use another folder")
+    return False
+
+
+def manifest(kind: str, identity: str | None = None, made_from: str = "") -> str:
+    """The text of DIR/.lenscope-folder.json."""
+    return json.dumps({"kind": kind, "identity": identity, "made_from": made_from}) + "\n"
+
+
+def finished(out: Path, works: list[str]) -> dict[int, dict]:
+    """The comparisons an earlier run finished that this run would make again, by index: the
+    records of DIR/results.jsonl whose `work` (work_id: prompt, lenses, settings, model) is
+    the one at that position. A record of other work, whatever its name, is run again."""
     path = out / "results.jsonl"
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return {}
     done = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-            i = names.index(rec["comparison"])
-        except (ValueError, KeyError, TypeError):
-            raise BadInput(f"--resume: {path} holds a line that is not a comparison of this experiment") from None
-        done[i] = rec
+    for rec in json_lines(path, f"--resume: {path}"):
+        work = rec.get("work") if isinstance(rec, dict) else None
+        if work in works:
+            done[works.index(work)] = rec
     return done
 
 

@@ -36,12 +36,13 @@ import json
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lenscope.app.batch.outdir import MANIFEST, manifest
 from lenscope.app.batch.scores import Score
 from lenscope.app.chat import templates as chat
 from lenscope.app.core import settings
@@ -112,6 +113,8 @@ class Search:
     dimensions: list[Dimension]
     score: Score
     constraints: list[tuple[str, float]]  # (part kind or label, min value - baseline's)
+    definition: dict[str, Any] = field(default_factory=dict)  # the file's checked data: what the search is
+    identity: str | None = None  # outdir.work_id(definition, model): its output folder is marked with it
 
     def candidate(self, values: dict[str, Any]) -> Variant:
         tables = [dict(t) for t in self.stack]
@@ -225,12 +228,23 @@ def load(path: str | Path) -> Search:
             raise BadInput(f"{cwhere}: part '{c['part']}' is not in the score")
         constraints.append((c["part"], Param("min_vs_baseline", "float", 0.0, "").parse(c["min_vs_baseline"], cwhere)))
     search = Search(str(path), model, prompts, values, use_chat, system, opts["strategy"], opts["budget"],
-                    opts["steps"], opts["rows"], stack, dims, score, constraints)
+                    opts["steps"], opts["rows"], stack, dims, score, constraints, data)
     search.candidate(search.candidates(values["seed"])[0] if dims else {})  # every lens value checked now
     return search
 
 
 # -- running ----------------------------------------------------------------------------
+
+
+def _is_record(rec: Any) -> bool:
+    """A search record as `_record` writes it (docs/json/search-record.schema.json), its
+    numbers numbers: a line that is not one is never scored or ranked."""
+    number = (int, float)
+    return isinstance(rec, dict) and isinstance(rec.get("candidate"), str) and type(rec.get("prompt")) is int \
+        and isinstance(rec.get("text"), str) and isinstance(rec.get("parts"), dict) \
+        and (rec.get("score") is None or isinstance(rec.get("score"), number)) \
+        and all(v is None or isinstance(v, number) for v in rec["parts"].values()) \
+        and isinstance(rec.get("values"), dict)
 
 
 class Results:
@@ -241,17 +255,19 @@ class Results:
         self.done: dict[tuple[str, int], SearchRecord] = {}
         if not path.exists():
             return
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = datafile.read_text(path, f"search results '{path}'", datafile.LINES_LIMIT).splitlines(keepends=True)
         for n, line in enumerate(lines):
             try:
                 rec = json.loads(line)
-                self.done[rec["candidate"], int(rec["prompt"])] = rec
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, RecursionError):
                 if n < len(lines) - 1:
-                    raise BadInput(f"{path}: line {n + 1} is not a search result") from None
+                    raise BadInput(f"{path}: line {n + 1} is not JSON") from None
                 # the last line, cut off by a kill: dropped from the file, and made again
                 path.write_text("".join(lines[:-1]), encoding="utf-8")
                 return
+            if not _is_record(rec):
+                raise BadInput(f"{path}: line {n + 1} is not a search result")
+            self.done[rec["candidate"], rec["prompt"]] = rec
         if lines and not lines[-1].endswith("\n"):  # whole, but killed before its newline
             with path.open("a", encoding="utf-8") as f:
                 f.write("\n")
@@ -267,7 +283,7 @@ class Results:
     def take(self, recs: list[SearchRecord], write: bool) -> None:
         """Records another rank (or a killed run's shard) made: the ones not known yet."""
         for rec in recs:
-            if isinstance(rec, dict) and (rec.get("candidate"), rec.get("prompt")) not in self.done:
+            if _is_record(rec) and (rec["candidate"], rec["prompt"]) not in self.done:
                 self.add(rec, write)
 
 
@@ -286,6 +302,8 @@ def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int]
 
     world = world or World()
     out.mkdir(parents=True, exist_ok=True)
+    if world.leader and not (out / MANIFEST).exists():  # the folder is this search's from now on
+        (out / MANIFEST).write_text(manifest("search", search.identity, search.path), encoding="utf-8")
     results = Results(out / "results.jsonl" if world.leader else world.shard_file(out))
     if world.size > 1:  # what any rank finished before (its shard, the merged file), known to all
         results.take(read_shards(out), write=world.leader)

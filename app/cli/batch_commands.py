@@ -40,6 +40,7 @@ def cmd_run(args) -> None:
     here = world()  # under mlx.launch: this rank's share (app/batch/distributed.py)
     exp = experiment_file.load(args.experiment)  # the whole file checked, no model needed
     out = outdir.check_out(args.out, experiment_file.outputs(exp))  # before any work
+    outdir.check_kind(out, "run")  # not a search's folder
     if args.model is None and exp["model"]:
         args.model = exp["model"]
     engine, _ = load_engine(args)
@@ -68,10 +69,10 @@ def add_search(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args) -> None:
-    from pathlib import Path
 
     from rich.progress import Progress
 
+    from lenscope.app.batch import outdir
     from lenscope.app.batch import search as searches
     from lenscope.app.batch.distributed import world
     from lenscope.app.io.session import atomic_write
@@ -80,8 +81,11 @@ def cmd_search(args) -> None:
     search = searches.load(args.search)  # the whole file is checked before a model loads
     if args.model is None:
         args.model = search.model
+    out = outdir.check_out(args.out, ["results.jsonl", "best.toml", "report.md"])
+    search.identity = outdir.work_id(search.definition, args.model or "")
+    if outdir.check_kind(out, "search", search.identity):  # a new folder, or this search's own
+        searches.Results(out / "results.jsonl")  # what it holds is read (and checked) before the model loads
     engine, _ = load_engine(args)
-    out = Path(args.out)
     with Progress(transient=True, console=stderr_console(), disable=not here.leader) as bar:
         task = bar.add_task("search", total=None)
         summary = searches.run(engine, search, out, lambda done, total: bar.update(task, completed=done, total=total),

@@ -18,9 +18,13 @@ class Versioned(TypedDict):
 class ComparisonLine(ComparisonRecord, Versioned):
     """`generate --json`, and a comparison's line of a run's results.jsonl."""
 
+    work: NotRequired[str]  # a run's line: the hash of what it ran (prompt, lenses, settings, model)
+
 
 class ConversationLine(ConversationRecord, Versioned):
     """A conversation's line of a run's results.jsonl."""
+
+    work: NotRequired[str]
 
 
 class ScoreRow(TypedDict):

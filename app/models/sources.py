@@ -64,9 +64,11 @@ def file_sha256(path: Path, progress: Progress = None) -> str:
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     try:
         memo = json.loads(memo_file.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         memo = {}
-    if key in memo:
+    if not isinstance(memo, dict):
+        memo = {}
+    if is_sha256(memo.get(key)):  # a memo is a cache, not a source of truth: anything else is re-hashed
         return memo[key]
     if progress:
         progress(f"hashing {path.name}")
@@ -85,6 +87,11 @@ def file_sha256(path: Path, progress: Progress = None) -> str:
     return memo[key]
 
 
+def is_sha256(value: object) -> bool:
+    """64 lower-case hex digits: the only thing a cached hash may be (it names a cache folder)."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str | None = None) -> Path:
     """The mlx-lm folder for a GGUF file: converted on first use, reused after."""
     from lenscope.app.models import gguf
@@ -92,7 +99,10 @@ def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str 
     path = Path(path).expanduser()
     if not path.is_file():
         raise BadInput(f"model '{path}': no such file")
-    folder = cache_root() / "gguf" / (sha256 or file_sha256(path, progress))[:16]
+    digest = sha256 or file_sha256(path, progress)
+    if not is_sha256(digest):
+        raise BadInput(f"model '{path}': its hash is not a sha256 ({digest!r:.40})")
+    folder = cache_root() / "gguf" / digest[:16]
     if _complete(folder):
         return folder
     if folder.exists():  # left by something other than convert (which renames a finished folder in)

@@ -1,0 +1,148 @@
+"""Every file lenscope reads and did not just write is untrusted: caches, memos, resume
+files, shards, search folders, GGUF headers. Table-driven, one kind at a time: a hostile
+file is one line (exit 2) or is ignored and rebuilt, never a traceback, a hang, a crash,
+a silently wrong result or a file touched outside what the command owns."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+gr = pytest.importorskip("gguf_reference")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LENSCOPE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# -- data loss: a cache memo names the folder a conversion writes -----------------------------------
+
+@pytest.mark.parametrize("value", ["../../victim", "../../../victim", "../victim", "/tmp", "", 7, None, ["x"], "ab" * 40,
+                                   "0" * 63 + "g"])
+def test_a_hostile_hash_memo_is_rehashed_and_touches_nothing(tmp_path, cache, value):
+    from lenscope.app.models import sources as ms
+
+    src = gr.write_tiny(tmp_path / "tiny.gguf")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    st = src.stat()
+    (cache / "gguf").mkdir(parents=True)
+    (cache / "gguf" / "hashes.json").write_text(json.dumps({f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}": value}))
+    folder = ms.gguf_folder(src)
+    assert folder.parent == cache / "gguf" and ms.is_sha256(ms.file_sha256(src))
+    assert (victim / "precious.txt").read_text() == "keep me" and sorted(os.listdir(victim)) == ["precious.txt"]
+
+
+@pytest.mark.parametrize("memo", ["[1, 2]", "not json", "\xff\xfe", "{" * 5000])
+def test_a_corrupt_memo_file_is_ignored(tmp_path, cache, memo):
+    from lenscope.app.models import sources as ms
+
+    src = gr.write_tiny(tmp_path / "tiny.gguf")
+    (cache / "gguf").mkdir(parents=True)
+    (cache / "gguf" / "hashes.json").write_bytes(memo.encode("utf-8", "surrogateescape") if memo != "\xff\xfe"
+                                                 else b"\xff\xfe")
+    assert ms.is_sha256(ms.file_sha256(src))
+
+
+# -- identity, not names: resume and search folders -------------------------------------------------
+
+EXP = '[defaults]\nmax_tokens = 2\n[[comparison]]\nname = "a"\nprompt = "{prompt}"\n'
+SEARCH = ('prompts = ["the key is blue. the key is"]\nmax_tokens = 2\nstrategy = "grid"\nbudget = 2\nsteps = 2\n'
+          '[[lens]]\nkind = "bias"\nwords = ["happy"]\nvalue = [0, {top}]\n[[score]]\nkind = "contains"\ntext = "happy"\n')
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_resume_runs_again_a_comparison_of_the_same_name_but_other_work(run_cli, tmp_path):
+    exp = tmp_path / "e.toml"
+    exp.write_text(EXP.format(prompt="one day, tom"))
+    assert run_cli("run", str(exp), "--out", str(tmp_path / "out"))[0] == 0
+    first = _lines(tmp_path / "out" / "results.jsonl")[0]
+    exp.write_text(EXP.format(prompt="the key is blue. the key is"))  # same name, other prompt
+    code, _, err = run_cli("run", str(exp), "--out", str(tmp_path / "out"), "--resume")
+    assert code == 0, err
+    again = _lines(tmp_path / "out" / "results.jsonl")[0]
+    assert again["prompt"] == "the key is blue. the key is" and again["work"] != first["work"]
+    code, _, err = run_cli("run", str(exp), "--out", str(tmp_path / "out"), "--resume")
+    assert code == 0 and "resuming: 1 of 1" in err  # the same work is kept
+
+
+@pytest.mark.parametrize("case", ["run folder", "other search", "foreign results", "bad manifest"])
+def test_a_folder_made_by_something_else_is_refused_and_left_alone(run_cli, tmp_path, case):
+    out = tmp_path / "out"
+    search = tmp_path / "s.toml"
+    search.write_text(SEARCH.format(top=30))
+    if case == "run folder":
+        exp = tmp_path / "e.toml"
+        exp.write_text(EXP.format(prompt="one day, tom"))
+        assert run_cli("run", str(exp), "--out", str(out))[0] == 0
+    elif case == "other search":
+        other = tmp_path / "other.toml"
+        other.write_text(SEARCH.format(top=20))
+        assert run_cli("search", str(other), "--out", str(out))[0] == 0
+    elif case == "foreign results":
+        out.mkdir()
+        (out / "results.jsonl").write_text('{"mine": true}\n')
+    else:
+        out.mkdir()
+        (out / ".lenscope-folder.json").write_text("[1]")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    code, stdout, err = run_cli("search", str(search), "--out", str(out))
+    assert code == 2 and err.count("\n") == 1 and "use another folder" in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_run_into_a_search_folder_is_refused(run_cli, tmp_path):
+    search = tmp_path / "s.toml"
+    search.write_text(SEARCH.format(top=30))
+    assert run_cli("search", str(search), "--out", str(tmp_path / "out"))[0] == 0
+    exp = tmp_path / "e.toml"
+    exp.write_text(EXP.format(prompt="one day, tom"))
+    code, _, err = run_cli("run", str(exp), "--out", str(tmp_path / "out"))
+    assert code == 2 and "holds a `lenscope search`, not a run" in err
+    code, _, err = run_cli("search", str(search), "--out", str(tmp_path / "out"))  # its own: resumed
+    assert code == 0, err
+
+
+# -- files that are not files: no hang, no unbounded read -------------------------------------------
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "not utf-8", "not json", "deep"])
+@pytest.mark.parametrize("command", ["diff", "resume", "search"])
+def test_unreadable_results_files_are_one_line(run_cli, tmp_path, kind, command):
+    out = tmp_path / "out"
+    out.mkdir()
+    results = out / "results.jsonl"
+    if kind == "fifo":
+        os.mkfifo(results)  # reading it would wait forever
+    elif kind == "folder":
+        results.mkdir()
+    elif kind == "not utf-8":
+        results.write_bytes(b'{"a": "\xff"}\n{}\n')
+    elif kind == "not json":
+        results.write_text("{oops\n{}\n")
+    else:
+        results.write_text("[" * 5000 + "]" * 5000 + "\n{}\n")
+    if command == "search":  # this search's own folder, so that it reads the file
+        search = tmp_path / "s.toml"
+        search.write_text(SEARCH.format(top=30))
+        from lenscope.app.batch import outdir
+        from lenscope.app.batch import search as searches
+
+        identity = outdir.work_id(searches.load(search).definition, "")
+        (out / outdir.MANIFEST).write_text(outdir.manifest("search", identity, str(search)))
+        args = ["search", str(search), "--out", str(out)]
+    elif command == "resume":
+        exp = tmp_path / "e.toml"
+        exp.write_text(EXP.format(prompt="one day, tom"))
+        args = ["run", str(exp), "--out", str(out), "--resume"]
+    else:
+        args = ["diff", str(out), str(out)]
+    code, stdout, err = run_cli(*args)
+    assert code == 2 and err.count("\n") == 1 and str(results.name) in err, err
