@@ -146,3 +146,26 @@ def test_unreadable_results_files_are_one_line(run_cli, tmp_path, kind, command)
         args = ["diff", str(out), str(out)]
     code, stdout, err = run_cli(*args)
     assert code == 2 and err.count("\n") == 1 and str(results.name) in err, err
+
+
+# -- no waiting forever -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hostfile, expect_code, message", [
+    ('[["127.0.0.1:45991"], ["127.0.0.1:45992"]]', -9, "no launch joined within 2 s (MLX_RANK=0"),
+    (None, 2, "MLX_HOSTFILE '"),
+    ("not json", 2, "not a JSON list of hosts"),
+])
+def test_a_launch_nobody_joins_ends_with_one_line(tmp_path, hostfile, expect_code, message):
+    import subprocess
+    import sys
+
+    exp = tmp_path / "e.toml"
+    exp.write_text(EXP.format(prompt="one day, tom"))
+    hosts = tmp_path / "hosts.json"
+    if hostfile is not None:
+        hosts.write_text(hostfile)
+    env = {**os.environ, "MLX_RANK": "0", "MLX_HOSTFILE": str(hosts), "LENSCOPE_LAUNCH_TIMEOUT": "2"}
+    proc = subprocess.run([sys.executable, "-m", "lenscope", "run", str(exp), "--out", str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == expect_code and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,12 +104,53 @@ def world() -> World:
         if not launched():
             _WORLD = World()
         else:
+            _check_hostfile()
             try:
-                group = mx.distributed.init(strict=True)
+                with _watchdog(float(os.environ.get("LENSCOPE_LAUNCH_TIMEOUT", 120))):
+                    group = mx.distributed.init(strict=True)
             except Exception as exc:  # the launcher's backend could not connect
                 raise BadInput(f"distributed: could not join the launch ({exc})") from None
             _WORLD = World(group.rank(), group.size(), group)
     return _WORLD
+
+
+def _check_hostfile() -> None:
+    """MLX_HOSTFILE, when set, is a readable JSON list (MLX would fail on it less clearly)."""
+    path = os.environ.get("MLX_HOSTFILE")
+    if not path:
+        return
+    from lenscope.app.io.datafile import read_text
+
+    try:
+        hosts = json.loads(read_text(path, f"MLX_HOSTFILE '{path}'", 1 << 20))
+    except ValueError:
+        hosts = None
+    if not isinstance(hosts, list) or not hosts:
+        raise BadInput(f"MLX_HOSTFILE '{path}': not a JSON list of hosts")
+
+
+@contextmanager
+def _watchdog(seconds: float) -> Iterator[None]:
+    """MLX's init waits for every rank and holds the interpreter while it does (no thread or
+    signal handler can run), so a child process keeps the time: if the launch is not joined
+    within `seconds`, it says so in one line and ends this process."""
+    done_r, done_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # the watchdog: only os calls, nothing of MLX
+        os.close(done_w)
+        ready, _, _ = select.select([done_r], [], [], seconds)
+        if not ready:
+            ranks = ", ".join(f"{v}={os.environ[v]}" for v in (*LAUNCH_VARS, "MLX_HOSTFILE") if v in os.environ)
+            os.write(2, (f"lenscope: distributed: no launch joined within {seconds:g} s ({ranks}); start the ranks "
+                         "together with mlx.launch (LENSCOPE_LAUNCH_TIMEOUT sets the wait)\n").encode())
+            os.kill(os.getppid(), signal.SIGKILL)
+        os._exit(0)
+    os.close(done_r)
+    try:
+        yield
+    finally:
+        os.close(done_w)  # the watchdog sees the pipe close and leaves
+        os.waitpid(child, 0)
 
 
 def read_jsonl(path: Path) -> list[Any]:
