@@ -169,3 +169,91 @@ def test_a_launch_nobody_joins_ends_with_one_line(tmp_path, hostfile, expect_cod
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == expect_code and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# -- GGUF headers: bounds before work ---------------------------------------------------------------
+
+def _header(n_tensors=0, kvs=b"", n_kv=0, tensors=b"") -> bytes:
+    import struct
+
+    return b"GGUF" + struct.pack("<IQQ", 3, n_tensors, n_kv) + kvs + tensors
+
+
+def _s(text: bytes) -> bytes:
+    import struct
+
+    return struct.pack("<Q", len(text)) + text
+
+
+def _kv(key: bytes, vtype: int, payload: bytes) -> bytes:
+    import struct
+
+    return _s(key) + struct.pack("<I", vtype) + payload
+
+
+def _tensor(name: bytes, dims: list[int]) -> bytes:
+    import struct
+
+    return _s(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", 0, 0)
+
+
+HOSTILE_HEADERS = {
+    "array of 2^40": _header(kvs=_kv(b"tokenizer.ggml.scores", 9, (6).to_bytes(4, "little") + (1 << 40).to_bytes(8, "little")), n_kv=1),
+    "string of 2^62": _header(kvs=_s(b"general.name")[:8] + (1 << 62).to_bytes(8, "little"), n_kv=1),
+    "kv count 2^40": _header(n_kv=1 << 40),
+    "tensor count 2^40": _header(n_tensors=1 << 40),
+    "9 dimensions": _header(n_tensors=1, tensors=_tensor(b"w", [2] * 9)),
+    "a zero dimension": _header(n_tensors=1, tensors=_tensor(b"w", [0, 4])),
+    "a dimension of 2^50": _header(n_tensors=1, tensors=_tensor(b"w", [1 << 50])),
+    "nested arrays": _header(kvs=_kv(b"x", 9, (9).to_bytes(4, "little") + (1).to_bytes(8, "little")), n_kv=1),
+    "unknown value type": _header(kvs=_kv(b"x", 77, b""), n_kv=1),
+    "truncated": _header(n_kv=1)[:-3],
+    "no magic": b"GGUX" + bytes(20),
+    "version 99": b"GGUF" + (99).to_bytes(4, "little") + bytes(16),
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_HEADERS))
+def test_hostile_gguf_headers_are_one_line_before_any_allocation(tmp_path, cache, name):
+    from lenscope.app.errors import BadInput
+    from lenscope.app.models import sources as ms
+
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(HOSTILE_HEADERS[name])
+    with pytest.raises(BadInput, match="not a readable GGUF file") as info:
+        ms.gguf_folder(path)
+    assert "\n" not in str(info.value) and not list((cache / "gguf").glob("*/"))
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    return gr.write_tiny(tmp_path_factory.mktemp("tiny") / "tiny.gguf").read_bytes()
+
+
+def test_random_mutations_of_a_real_gguf_are_converted_or_refused(tmp_path_factory, tiny_gguf):
+    """Hypothesis: bytes of a real (tiny) GGUF flipped, cut or overwritten: conversion either
+    works or is one BadInput line; never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lenscope.app.errors import BadInput
+    from lenscope.app.models.gguf import convert
+
+    header = 4096  # mutations where the parsing happens
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, header - 1), st.integers(0, 255)), min_size=1, max_size=6),
+           st.none() | st.integers(8, len(tiny_gguf)))
+    def mutate(edits, cut):
+        data = bytearray(tiny_gguf)
+        for at, byte in edits:
+            data[at] = byte
+        root = tmp_path_factory.mktemp("m")
+        (root / "m.gguf").write_bytes(bytes(data[:cut]))
+        try:
+            convert(root / "m.gguf", root / "out")
+        except BadInput as exc:
+            assert "\n" not in str(exc)
+
+    mutate()

@@ -86,6 +86,74 @@ def mlx_name(gguf_name: str) -> str | None:
     return None
 
 
+# GGUF value types -> byte size of one element (8: string, 9: array, sized as they are read)
+_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+MAX_DIMS = 4  # GGML_MAX_DIMS: llama.cpp's tensors have at most four
+MAX_HEADER_ITEMS = 1 << 24  # key-values, tensors or array elements: more is no model's header
+
+
+def check_header(path: Path) -> None:
+    """Walk the GGUF header (key-values and tensor table) checking every count, length and
+    dimension against what is left of the file and against sane limits, before any reader
+    allocates from them: a hostile header is one BadInput line, not a hang, an allocation
+    of 2^40 elements, or an assertion inside MLX's loader."""
+    size = path.stat().st_size
+    where = f"model '{path}': not a readable GGUF file"
+    with open(path, "rb") as f:
+        def take(n: int) -> bytes:
+            if n < 0 or f.tell() + n > size:
+                raise BadInput(f"{where} (the header claims {n} bytes past the end of the file at byte {f.tell()})")
+            return f.read(n)
+
+        def u(n: int) -> int:
+            return int.from_bytes(take(n), "little")
+
+        def count(what: str, item_bytes: int) -> int:
+            n = u(8)
+            if n > MAX_HEADER_ITEMS or n * item_bytes > size - f.tell():
+                raise BadInput(f"{where} ({what}: {n} does not fit in the file)")
+            return n
+
+        def string(what: str) -> None:
+            take(count(f"{what} length", 1))
+
+        def value(vtype: int, what: str, depth: int = 0) -> None:
+            if vtype == 8:
+                string(what)
+            elif vtype == 9:
+                etype = u(4)
+                if depth or etype not in (*_SCALAR, 8):
+                    raise BadInput(f"{where} ({what}: an array of type {etype})")
+                n = count(f"{what} array length", _SCALAR.get(etype, 8))
+                if etype == 8:
+                    for _ in range(n):
+                        string(what)
+                else:
+                    take(n * _SCALAR[etype])
+            elif vtype in _SCALAR:
+                take(_SCALAR[vtype])
+            else:
+                raise BadInput(f"{where} ({what}: value type {vtype})")
+
+        if take(4) != b"GGUF":
+            raise BadInput(f"{where} (no GGUF magic)")
+        if u(4) not in (2, 3):
+            raise BadInput(f"{where} (GGUF version not 2 or 3)")
+        n_tensors, n_kv = count("tensor count", 32), count("key-value count", 13)
+        for k in range(n_kv):
+            key = take(count(f"key {k + 1} length", 1)).decode("utf-8", "replace")
+            value(u(4), f"'{key[:60]}'")
+        for k in range(n_tensors):
+            name = take(count(f"tensor {k + 1} name length", 1)).decode("utf-8", "replace")[:60]
+            n_dims = u(4)
+            if not 1 <= n_dims <= MAX_DIMS:
+                raise BadInput(f"{where} (tensor '{name}': {n_dims} dimensions; GGUF has 1 to {MAX_DIMS})")
+            dims = [u(8) for _ in range(n_dims)]
+            if any(d == 0 or d > size for d in dims):
+                raise BadInput(f"{where} (tensor '{name}': shape {dims} cannot be in a file of {size} bytes)")
+            take(12)  # type, offset
+
+
 def read_table(path: Path):
     """llama.cpp's reader over the file: the tensor table (types, raw bytes) that mx.load hides."""
     try:
@@ -325,6 +393,10 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike,
     if not path.is_file():
         raise BadInput(f"model '{gguf_path}': no such file")
     say(f"reading {path.name}")
+    try:
+        check_header(path)
+    except OSError as exc:
+        raise BadInput(f"model '{path}': cannot read it ({exc.strerror or exc})") from None
     table = read_table(path)
     check_types(path, table)
     try:

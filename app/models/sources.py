@@ -173,9 +173,14 @@ def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str
     Order: the bundled model, an existing path (a .gguf file is converted once, a folder
     is used as is), a named model, then a hub id (owner/name).
     """
-    if not spec or spec == DEMO_MODEL_NAME:
+    if spec is None or spec == DEMO_MODEL_NAME:
         return DEMO_MODEL_NAME, str(DEMO_MODEL_DIR)
-    path = Path(spec).expanduser()
+    if not spec.strip():
+        raise BadInput("--model: empty (leave it out for the bundled model)")
+    try:
+        path = Path(spec).expanduser()
+    except RuntimeError:  # `~user` of no user, or no home
+        raise BadInput(f"model '{spec}': no such folder (its ~ names no home folder)") from None
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise BadInput(f"model '{spec}': no such file")

@@ -16,8 +16,10 @@ from lenscope.app.views.heatmap import VIRIDIS, colormap
 COLORS = ["#555", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]  # one per row
 
 
-def _label(token: str) -> str:
-    return escape(token.replace("\n", "⏎").strip() or "·")
+def _label(token: str, cut: int | None = None) -> str:
+    """A token as SVG text: cut to `cut` characters first, then escaped (cutting escaped
+    text can split an entity, `&quot;` into `&quo`, and break the XML)."""
+    return escape((token.replace("\n", "⏎").strip() or "·")[:cut])
 
 
 def svg(matrix: np.ndarray, tokens: Sequence[str], marks: Sequence[int] = (), title: str = "", cell: int = 12) -> str:
@@ -35,9 +37,9 @@ def svg(matrix: np.ndarray, tokens: Sequence[str], marks: Sequence[int] = (), ti
     for i, tok in enumerate(tokens[:n]):
         style = " font-weight='bold' fill='#c77700'" if i in marked else ""
         y = top + i * cell + cell - 2
-        out.append(f"<text x='{left - 4}' y='{y}' text-anchor='end'{style}>{_label(tok)[:14]}</text>")
+        out.append(f"<text x='{left - 4}' y='{y}' text-anchor='end'{style}>{_label(tok, 14)}</text>")
         x = left + i * cell + cell - 3
-        out.append(f"<text transform='translate({x},{top - 4}) rotate(-60)'{style}>{_label(tok)[:14]}</text>")
+        out.append(f"<text transform='translate({x},{top - 4}) rotate(-60)'{style}>{_label(tok, 14)}</text>")
     for i in range(n):
         for j in range(i + 1):
             r, g, b = rgb[i, j].tolist()
