@@ -257,3 +257,55 @@ def test_random_mutations_of_a_real_gguf_are_converted_or_refused(tmp_path_facto
             assert "\n" not in str(exc)
 
     mutate()
+
+
+# -- bounds before work -----------------------------------------------------------------------------
+
+def test_a_score_too_large_to_hold_is_refused_before_the_forward(run_cli):
+    code, out, err = run_cli("score", "--prompt", "hi", "--continuation", "x " * 60_000)
+    assert code == 2 and err.count("\n") == 1 and "need about" in err and "GiB" in err
+
+
+def test_a_grid_of_a_trillion_candidates_is_cut_to_the_budget_lazily(tmp_path):
+    import time
+
+    from lenscope.app.batch import search as searches
+
+    lenses = "".join(f'[[lens]]\nkind = "bias"\nwords = ["w{i}"]\nvalue = [0, 30]\n' for i in range(20))
+    path = tmp_path / "s.toml"
+    path.write_text('prompts = ["hi"]\nstrategy = "grid"\nbudget = 5\nsteps = 4\n' + lenses
+                    + '[[score]]\nkind = "contains"\ntext = "a"\n')
+    t = time.perf_counter()
+    s = searches.load(path)  # 4^20 = 10^12 grid points
+    assert len(s.candidates(0)) == 5 and time.perf_counter() - t < 10
+
+
+@pytest.mark.parametrize("where", ["experiment", "session"])
+def test_a_conversation_of_ten_thousand_turns_is_refused(tmp_path, where):
+    from lenscope.app.batch import experiment_file
+    from lenscope.app.chat import conversation as convs
+    from lenscope.app.errors import BadInput
+
+    with pytest.raises(BadInput, match="10000 turns; a conversation holds at most 256"):
+        if where == "experiment":
+            path = tmp_path / "e.toml"
+            path.write_text('[[comparison]]\nname = "c"\nturns = [' + ", ".join(['"hi"'] * 10_000) + "]\n")
+            experiment_file.load(path)
+        else:
+            convs.from_json({"messages": [], "turns": [{}] * 10_000}, "session")
+
+
+@pytest.mark.parametrize("pattern", ["(x+x+)+y", "(a|aa)+$"])
+def test_a_backtracking_check_regex_stops_within_its_time_limit(pattern):
+    import time
+    from types import SimpleNamespace
+
+    from lenscope.app.batch.scores import Score
+    from lenscope.app.errors import BadInput
+
+    part = Score.from_data([{"kind": "regex", "pattern": pattern}], "check").parts[0]
+    result = SimpleNamespace(rows=[SimpleNamespace(text="x" * 5000 if "x" in pattern else "a" * 5000 + "b")])
+    t = time.perf_counter()
+    with pytest.raises(BadInput, match="ran over 1 s on an output"):
+        part.values(None, result, [])
+    assert time.perf_counter() - t < 5

@@ -93,11 +93,13 @@ def _conversation(path: str | Path, name: str, merged: dict[str, Any], where: st
         mode = "keep"                   # or "branches"; keep = 0: the row whose reply is kept
     """
     from lenscope.app.batch.scores import Score
-    from lenscope.app.chat.conversation import MODES
+    from lenscope.app.chat.conversation import MAX_TURNS, MODES
 
     turns = _texts(merged["turns"], "turns", where)
     if not turns or any(not t.strip() for t in turns):
         raise BadInput(f"{where}: 'turns' must be a non-empty list of user messages (non-empty texts)")
+    if len(turns) > MAX_TURNS:
+        raise BadInput(f"{where}: {len(turns)} turns; a conversation holds at most {MAX_TURNS}")
     if "prompt" in merged or "mark_tokens" in merged:
         raise BadInput(f"{where}: a conversation takes 'turns', not 'prompt' or 'mark_tokens'")
     marks = _texts(merged.get("mark", []), "mark", where)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import mlx.core as mx
 import numpy as np
+import regex
 
 from lenscope.app.core.results import RunResult
 from lenscope.app.errors import BadInput
@@ -36,6 +37,7 @@ NEGATIVE_WORDS = {"sad", "sadness", "unhappy", "cry", "cried", "crying", "tears"
                   "awful", "terrible", "horrible", "bad", "worst", "hate", "hated", "angry", "upset", "grief",
                   "sorrow", "gloomy", "dark", "cold", "lost", "pain", "hurt", "fear", "afraid", "worried",
                   "tired", "broken", "empty", "dull", "rain", "rainy", "depressed", "disappointed"}
+REGEX_TIMEOUT_S = 1.0  # per output and pattern (score regex parts, conversation checks)
 WORD_LISTS = {"positive": POSITIVE_WORDS, "negative": NEGATIVE_WORDS}
 JUDGE_TEMPLATE = "{question}\n\nText: {text}\n\nAnswer with yes or no."
 
@@ -88,18 +90,24 @@ class Regex(Part):
               Param("count", "bool", False, "count matches instead of 1/0"),
               Param("full", "bool", False, "the whole output must match"))
 
-    def compiled(self) -> re.Pattern:
+    def compiled(self) -> regex.Pattern:
         try:
-            return re.compile(self.pattern)
-        except re.error as exc:
+            return regex.compile(self.pattern)
+        except regex.error as exc:
             raise BadInput(f"score regex: pattern {self.pattern!r} does not compile: {exc}") from None
 
     def values(self, engine: Engine, result, variants):
+        # the `regex` engine (re's syntax) because it takes a timeout: a pattern such as (a+)+$
+        # backtracks exponentially on a long output, and a check must not run for hours
         rx = self.compiled()
-        if self.full:
-            return [float(rx.fullmatch(row.text) is not None) for row in result.rows]
-        return [float(len(rx.findall(row.text)) if self.count else rx.search(row.text) is not None)
-                for row in result.rows]
+        try:
+            if self.full:
+                return [float(rx.fullmatch(row.text, timeout=REGEX_TIMEOUT_S) is not None) for row in result.rows]
+            return [float(len(rx.findall(row.text, timeout=REGEX_TIMEOUT_S)) if self.count
+                          else rx.search(row.text, timeout=REGEX_TIMEOUT_S) is not None) for row in result.rows]
+        except TimeoutError:
+            raise BadInput(f"score regex: pattern {self.pattern!r} ran over {REGEX_TIMEOUT_S:g} s on an output "
+                           "(it backtracks; make it simpler)") from None
 
 
 def _words(text: str) -> list[str]:

@@ -128,8 +128,8 @@ class Search:
         """The candidates to start from, in a fixed order (a resumed search makes the same)."""
         if self.strategy == "grid":
             axes = [d.grid(self.steps) for d in self.dimensions]
-            return [dict(zip([d.key for d in self.dimensions], combo)) for combo in itertools.product(*axes)][
-                : self.budget]
+            combos = itertools.islice(itertools.product(*axes), self.budget)  # lazily: a grid may be 10^12
+            return [dict(zip([d.key for d in self.dimensions], combo)) for combo in combos]
         rng = random.Random(seed)
         out, seen = [], set()
         for _ in range(self.budget * 20):  # choices may hold fewer distinct candidates than the budget

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import mlx.core as mx
 import numpy as np
 
+from lenscope.app.core import budget
 from lenscope.app.core.hooks import HookState, hooked
 from lenscope.app.errors import BadInput
 from lenscope.lenses.base import Variant
@@ -67,6 +68,9 @@ def score(engine: Engine, prompt: str, continuation: str, variants: Sequence[Var
     marks = engine.check_marks(marks, len(p_ids))
     rows = [Variant("baseline")] + list(variants)
     ids = p_ids + c_ids
+    # one forward over all of it: its logits and attention are held whole (a 100 kB
+    # continuation would need hundreds of GB), so the size is checked as a comparison's is
+    budget.check_comparison(engine.model, len(rows), len(ids), 0, len(ids))
     with engine.lock:  # hooks swap the shared model's classes: one run at a time (issue 20)
         engine.prepare(rows[1:], p_ids, marks)
         state = HookState([list(v.lenses) for v in rows], engine.n_layers, len(p_ids), tuple(marks))
