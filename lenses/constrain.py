@@ -109,6 +109,16 @@ class Constrain(Lens):
         if error:
             raise BadInput(f"constrain: the grammar is refused: {' '.join(error.split())[:200]}")
         self._matcher = None
+        # a grammar whose language is empty (or only the empty text) lets nothing but end-of-text
+        # through: the row would print "" as if it had matched, so it is said now
+        from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
+
+        start = llguidance.LLMatcher(self.tokenizer, self._grammar)
+        mask = allocate_token_bitmask(1, self.vocab)
+        fill_next_token_bitmask(start, mask)
+        eos = set(getattr(probe.tokenizer, "eos_token_ids", None) or [])
+        if not set(np.flatnonzero(allowed_mask(mask[0], self.vocab)).tolist()) - eos:
+            raise BadInput("constrain: the grammar matches no text (at most the empty one): nothing could be generated")
 
     def hooks(self, n_layers: int) -> Hooks:
         return {HookPoint("logits"): self.logits}

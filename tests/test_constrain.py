@@ -69,6 +69,8 @@ def test_allowed_mask_reads_llguidance_bits():
     ('constrain:regex="(("', "the grammar is refused"),
     ('constrain:json_schema="{nope"', "json_schema is not JSON"),
     ('constrain:regex="a",lark="start: \\"a\\""', "exactly one"),
+    ('constrain:regex="[^\\\\s\\\\S]"', "matches no text"),  # an empty language: "" is not a match
+    ('constrain:regex="a{0}"', "matches no text"),  # only the empty text
 ])
 def test_bad_grammars_are_one_line(engine, text, words):
     with pytest.raises(BadInput, match=words):
