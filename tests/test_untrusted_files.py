@@ -309,3 +309,30 @@ def test_a_backtracking_check_regex_stops_within_its_time_limit(pattern):
     with pytest.raises(BadInput, match="ran over 1 s on an output"):
         part.values(None, result, [])
     assert time.perf_counter() - t < 5
+
+
+# -- a converted folder is checked before it is used ------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["zeroed weights", "truncated weights", "manifest gone", "config swapped"])
+def test_a_damaged_converted_folder_is_converted_again(tmp_path, cache, monkeypatch, damage):
+    from lenscope.app.models import gguf as app_gguf
+    from lenscope.app.models import sources as ms
+
+    src = gr.write_tiny(tmp_path / "tiny.gguf")
+    folder = ms.gguf_folder(src)
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+    if damage == "zeroed weights":
+        weights.write_bytes(good[:200] + bytes(len(good) - 200))
+    elif damage == "truncated weights":
+        weights.write_bytes(good[: len(good) // 2])
+    elif damage == "manifest gone":
+        (folder / "lenscope_manifest.json").unlink()
+    else:
+        (folder / "config.json").write_text((folder / "config.json").read_text().replace("4", "5"))
+    calls = []
+    real = app_gguf.convert
+    monkeypatch.setattr(app_gguf, "convert", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert ms.gguf_folder(src) == folder and calls == [1]
+    assert weights.read_bytes() == good
+    assert ms.gguf_folder(src) == folder and calls == [1]  # whole again: used as it is

@@ -22,6 +22,7 @@ import mlx.core as mx
 import numpy as np
 
 from lenscope.app.errors import BadInput
+from lenscope.app.models import manifest
 
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0")
 # llama-quantize gives the output (or tied embedding) matrix a k-quant even in Q4_0/Q8_0
@@ -425,6 +426,7 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike,
                   "architecture": meta.get("general.architecture"), "name": meta.get("general.name"),
                   "tensor_types": sorted({t.tensor_type.name for t in table.values()})}
         (tmp / "gguf_source.json").write_text(json.dumps(source, indent=2) + "\n")
+        manifest.write(tmp)  # checked before each use (sources._complete)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         try:
             os.rename(tmp, out)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lenscope.app.errors import BadInput
+from lenscope.app.models import manifest
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_MODEL_NAME = "lenscope-demo"
@@ -50,7 +51,8 @@ def cache_root() -> Path:
 
 
 def _complete(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and any(folder.glob("model*.safetensors"))
+    """A converted folder that is whole and unchanged since it was made (its manifest)."""
+    return (folder / "config.json").is_file() and any(folder.glob("model*.safetensors")) and manifest.intact(folder)
 
 
 def _folder_bytes(folder: Path) -> int:
