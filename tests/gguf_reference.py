@@ -166,8 +166,12 @@ def write_tiny(path, arch="llama", qtype=T.F32, embed_qtype=None, layers=2, hidd
     w.add_eos_token_id(2)
     w.add_add_bos_token(spm is not None)
     w.add_chat_template(TEMPLATE)
-    for key, value in (metadata or {}).items():
-        w.add_uint32(key, value)
+    for key, value in (metadata or {}).items():  # added, or replacing a key above (None: removed)
+        w.kv_data[0].pop(key, None)
+        if value is None:
+            continue
+        add = {str: w.add_string, float: w.add_float32, list: w.add_array}.get(type(value), w.add_uint32)
+        add(key, value)
 
     def tensor(name, shape, qt=qtype, scale=0.2):
         a = (rng.standard_normal(shape) * scale).astype(np.float32)

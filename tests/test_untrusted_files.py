@@ -336,3 +336,30 @@ def test_a_damaged_converted_folder_is_converted_again(tmp_path, cache, monkeypa
     assert ms.gguf_folder(src) == folder and calls == [1]
     assert weights.read_bytes() == good
     assert ms.gguf_folder(src) == folder and calls == [1]  # whole again: used as it is
+
+
+HOSTILE_METADATA = {
+    "no tokens": ({"tokenizer.ggml.tokens": None}, "'tokenizer.ggml.tokens' is missing"),
+    "tokens not texts": ({"tokenizer.ggml.tokens": [1, 2, 3]}, "'tokenizer.ggml.tokens' is missing or not a list"),
+    "a token of 10,000 characters": ({"tokenizer.ggml.tokens": ["a" * 10_000] + [f"t{i}" for i in range(299)]},
+                                     "a token of over 4096 characters"),
+    "scores not one per token": ({"tokenizer.ggml.scores": [0.5, 0.25]}, "one value per token"),
+    "no head count": ({"llama.attention.head_count": None}, "'llama.attention.head_count' is None"),
+    "head count as text": ({"llama.attention.head_count": "four"}, "'llama.attention.head_count' is 'four'"),
+    "embedding length zero": ({"llama.embedding_length": 0}, "'llama.embedding_length' is 0"),
+    "block count 2^31": ({"llama.block_count": 1 << 31}, "'llama.block_count' is 2147483648"),
+    "eos id past the vocabulary": ({"tokenizer.ggml.eos_token_id": 1 << 30}, "'tokenizer.ggml.eos_token_id'"),
+    "no architecture": ({"general.architecture": None}, "'general.architecture' is missing"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_METADATA))
+def test_missing_or_mistyped_gguf_metadata_is_one_line_naming_the_key(tmp_path, cache, name):
+    from lenscope.app.errors import BadInput
+    from lenscope.app.models.gguf import convert
+
+    metadata, message = HOSTILE_METADATA[name]
+    src = gr.write_tiny(tmp_path / "bad.gguf", metadata=metadata)
+    with pytest.raises(BadInput, match=message.replace("(", r"\(").replace("^", r"\^")) as info:
+        convert(src, tmp_path / "out")
+    assert "\n" not in str(info.value) and not (tmp_path / "out").exists()

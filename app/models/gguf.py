@@ -180,6 +180,56 @@ def check_types(path: Path, table: dict) -> None:
         )
 
 
+MAX_TOKEN_BYTES = 4096  # a vocabulary token longer than this is no tokenizer's (rebuilding is quadratic)
+MAX_VOCAB = 1 << 22
+
+
+def check_metadata(path: Path, meta: dict) -> None:
+    """The metadata the conversion reads, each key of the type and range it must have: a
+    missing, mistyped or absurd value is one BadInput line naming the key, not a traceback
+    (or minutes of tokenizer building) later."""
+    where = f"model '{path}': GGUF metadata"
+    arch = meta.get("general.architecture")
+    if not isinstance(arch, str):
+        raise BadInput(f"{where}: 'general.architecture' is missing or not text")
+
+    def number(name: str, kind: type, lo: float, hi: float, required: bool = True) -> None:
+        value = _value(meta.get(f"{arch}.{name}"))
+        if value is None and not required:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) \
+                or not lo <= value <= hi:
+            raise BadInput(f"{where}: '{arch}.{name}' is {value!r:.40}, not a {kind.__name__} in [{lo:g}, {hi:g}]")
+
+    number("embedding_length", int, 1, 1 << 17)
+    number("attention.head_count", int, 1, 1 << 12)
+    number("block_count", int, 1, 1 << 12)
+    number("feed_forward_length", int, 1, 1 << 20)
+    number("attention.head_count_kv", int, 1, 1 << 12, required=False)
+    number("attention.key_length", int, 1, 1 << 14, required=False)
+    number("attention.layer_norm_rms_epsilon", float, 0, 1, required=False)
+    number("context_length", int, 1, 1 << 24, required=False)
+    number("rope.freq_base", float, 1e-6, 1e12, required=False)
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if not isinstance(tokens, list) or not tokens or len(tokens) > MAX_VOCAB \
+            or not all(isinstance(tok, str) for tok in tokens):
+        raise BadInput(f"{where}: 'tokenizer.ggml.tokens' is missing or not a list of texts")
+    if max(len(tok) for tok in tokens) > MAX_TOKEN_BYTES:
+        raise BadInput(f"{where}: a token of over {MAX_TOKEN_BYTES} characters is not a vocabulary's")
+    for name in ("scores", "token_type"):
+        values = _value(meta.get(f"tokenizer.ggml.{name}"))
+        if values is not None and (not isinstance(values, list) or len(values) != len(tokens)):
+            raise BadInput(f"{where}: 'tokenizer.ggml.{name}' does not hold one value per token")
+    merges = meta.get("tokenizer.ggml.merges")
+    if merges is not None and (not isinstance(merges, list) or not all(isinstance(m, str) and m.count(" ") == 1
+                                                                          for m in merges)):
+        raise BadInput(f"{where}: 'tokenizer.ggml.merges' is not a list of 'a b' pairs")
+    for key in ("bos", "eos", "unknown", "padding"):
+        i = _value(meta.get(f"tokenizer.ggml.{key}_token_id"))
+        if i is not None and (isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(tokens)):
+            raise BadInput(f"{where}: 'tokenizer.ggml.{key}_token_id' is {i!r:.20}, not a token (0..{len(tokens) - 1})")
+
+
 def _config(path: Path, meta: dict, weights: dict) -> dict:
     arch = meta.get("general.architecture")
     if arch not in ARCHITECTURES:
@@ -404,6 +454,7 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike,
         raw, meta = mx.load(str(path), return_metadata=True)
     except Exception as exc:  # MLX raises RuntimeError/ValueError with its own text
         raise BadInput(f"model '{path}': mx.load cannot read it ({exc})") from None
+    check_metadata(path, meta)
     config = _config(path, meta, raw)
     weights, quant = _weights(path, raw, table)
     if quant:
