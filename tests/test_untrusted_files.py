@@ -363,3 +363,100 @@ def test_missing_or_mistyped_gguf_metadata_is_one_line_naming_the_key(tmp_path, 
     with pytest.raises(BadInput, match=message.replace("(", r"\(").replace("^", r"\^")) as info:
         convert(src, tmp_path / "out")
     assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
+
+
+# -- random bytes and random mutations of real files ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """A finished run (results.jsonl with a comparison and a conversation) and its experiment."""
+    from lenscope.app.cli.main import main
+
+    base = tmp_path_factory.mktemp("real")
+    exp = base / "e.toml"
+    exp.write_text(EXP.format(prompt="the key is blue. the key is") + 'mark = ["blue"]\nlens = ["emphasis:strength=2"]\n'
+                   '[[comparison]]\nname = "talk"\nturns = ["the key is blue.", "what color?"]\nmax_tokens = 2\n')
+    try:
+        main(["run", str(exp), "--out", str(base / "out")])
+    except SystemExit as exc:
+        assert not exc.code
+    return exp, (base / "out" / "results.jsonl").read_bytes()
+
+
+def _mutations():
+    from hypothesis import strategies as st
+
+    edits = st.lists(st.tuples(st.integers(0, 1 << 16), st.binary(min_size=0, max_size=8)), min_size=1, max_size=5)
+    return st.one_of(st.binary(max_size=512).map(lambda b: ("bytes", b, [])), edits.map(lambda e: ("edits", b"", e)))
+
+
+def _mutate(real: bytes, kind: str, raw: bytes, edits) -> bytes:
+    if kind == "bytes":
+        return raw
+    data = bytearray(real)
+    for at, chunk in edits:
+        at %= max(len(data), 1)
+        data[at : at + len(chunk)] = chunk
+    return bytes(data)
+
+
+def test_mutated_results_and_shards_give_exit_0_or_one_line(run_cli, real_run, tmp_path_factory):
+    """Hypothesis: a real results.jsonl (and a shard) mutated or replaced by random bytes, read by
+    `diff`, `run --resume` and a sharded resume: exit 0 or 2 with one line, within a time limit,
+    and nothing outside --out touched."""
+    import signal
+
+    from hypothesis import HealthCheck, given, settings
+
+    exp, real = real_run
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(_mutations())
+    def check(mutation):
+        root = tmp_path_factory.mktemp("mut")
+        out = root / "out"
+        (out / "shards").mkdir(parents=True)
+        data = _mutate(real, *mutation)
+        (out / "results.jsonl").write_bytes(data)
+        (out / "shards" / "rank-1.jsonl").write_bytes(data)
+        bystander = root / "bystander.txt"
+        bystander.write_text("untouched")
+        signal.alarm(120)  # a hang fails the test instead of stalling it
+        try:
+            for args in (["diff", str(out), str(out)], ["run", str(exp), "--out", str(out), "--resume"]):
+                code, _, err = run_cli(*args)
+                assert code in (0, 2), err
+                assert code == 0 or err.count("\n") == 1, err
+        finally:
+            signal.alarm(0)
+        assert bystander.read_text() == "untouched" and sorted(p.name for p in root.iterdir()) == ["bystander.txt", "out"]
+
+    check()
+
+
+def test_random_memo_files_never_name_a_folder_outside_the_cache(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lenscope.app.models import sources as ms
+
+    root = tmp_path_factory.mktemp("memo")
+    src = gr.write_tiny(root / "tiny.gguf")
+    key = f"{src.resolve()}|{src.stat().st_size}|{src.stat().st_mtime_ns}"
+    values = st.one_of(st.text(max_size=80), st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=3),
+                       st.sampled_from(["../" * 5 + "x", "/", "~", "a" * 64, "f" * 64]))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(values.map(lambda v: json.dumps({key: v}).encode()), st.binary(max_size=200)))
+    def check(memo):
+        cache = root / "cache"
+        (cache / "gguf").mkdir(parents=True, exist_ok=True)
+        (cache / "gguf" / "hashes.json").write_bytes(memo)
+        os.environ["LENSCOPE_CACHE"] = str(cache)
+        try:
+            folder = ms.gguf_folder(src)
+        finally:
+            del os.environ["LENSCOPE_CACHE"]
+        assert folder.parent == cache / "gguf" and sorted(p.name for p in root.iterdir()) == ["cache", "tiny.gguf"]
+
+    check()

@@ -25,7 +25,7 @@ import numpy as np
 from lenscope.app.batch.experiment_file import svg_name
 from lenscope.app.batch.outdir import MANIFEST, finished, manifest, output_folder, publish, work_id
 from lenscope.app.chat import templates as chat
-from lenscope.app.core.records import SCHEMA_VERSION
+from lenscope.app.core.records import SCHEMA_VERSION, ResultLine, problem
 from lenscope.app.errors import BadInput
 from lenscope.app.io import datafile
 from lenscope.app.reports.markdown import markdown
@@ -104,7 +104,8 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
 def _shard_item(item: Any, works: list[str]) -> bool:
     """A shard line of this experiment: its index holds the same work (not just the same name)."""
     return isinstance(item, dict) and isinstance(item.get("index"), int) and 0 <= item["index"] < len(works) \
-        and isinstance(item.get("record"), dict) and item["record"].get("work") == works[item["index"]]
+        and isinstance(item.get("record"), dict) and item["record"].get("work") == works[item["index"]] \
+        and problem(item["record"], ResultLine) is None
 
 
 def definition(c: dict[str, Any]) -> dict[str, Any]:

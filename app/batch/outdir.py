@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lenscope.app.core.records import ResultLine, problem
 from lenscope.app.errors import BadInput
 from lenscope.app.io.datafile import json_lines, read_text
 
@@ -110,7 +111,7 @@ def finished(out: Path, works: list[str]) -> dict[int, dict]:
     done = {}
     for rec in json_lines(path, f"--resume: {path}"):
         work = rec.get("work") if isinstance(rec, dict) else None
-        if work in works:
+        if work in works and problem(rec, ResultLine) is None:  # a damaged record is made again
             done[works.index(work)] = rec
     return done
 

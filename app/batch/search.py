@@ -46,7 +46,7 @@ from lenscope.app.batch.outdir import MANIFEST, manifest
 from lenscope.app.batch.scores import Score
 from lenscope.app.chat import templates as chat
 from lenscope.app.core import settings
-from lenscope.app.core.records import SCHEMA_VERSION, SearchRecord, SearchSummary
+from lenscope.app.core.records import SCHEMA_VERSION, SearchRecord, SearchSummary, problem
 from lenscope.app.core.results import RowResult, finite_mean
 from lenscope.app.errors import BadInput
 from lenscope.app.io import datafile
@@ -237,14 +237,9 @@ def load(path: str | Path) -> Search:
 
 
 def _is_record(rec: Any) -> bool:
-    """A search record as `_record` writes it (docs/json/search-record.schema.json), its
-    numbers numbers: a line that is not one is never scored or ranked."""
-    number = (int, float)
-    return isinstance(rec, dict) and isinstance(rec.get("candidate"), str) and type(rec.get("prompt")) is int \
-        and isinstance(rec.get("text"), str) and isinstance(rec.get("parts"), dict) \
-        and (rec.get("score") is None or isinstance(rec.get("score"), number)) \
-        and all(v is None or isinstance(v, number) for v in rec["parts"].values()) \
-        and isinstance(rec.get("values"), dict)
+    """A search record as `_record` writes it (docs/json/search-record.schema.json): a line
+    that is not one is never scored or ranked."""
+    return problem(rec, SearchRecord) is None
 
 
 class Results:

@@ -8,23 +8,7 @@ Wherever a token appears, its id is next to its text.
 # No `from __future__ import annotations`: TypedDict reads NotRequired from live annotations.
 from typing import Any, Literal, NotRequired, TypedDict
 
-from lenscope.app.core.records import ComparisonRecord, ConversationRecord, SearchRecord
-
-
-class Versioned(TypedDict):
-    schema_version: Literal[1]
-
-
-class ComparisonLine(ComparisonRecord, Versioned):
-    """`generate --json`, and a comparison's line of a run's results.jsonl."""
-
-    work: NotRequired[str]  # a run's line: the hash of what it ran (prompt, lenses, settings, model)
-
-
-class ConversationLine(ConversationRecord, Versioned):
-    """A conversation's line of a run's results.jsonl."""
-
-    work: NotRequired[str]
+from lenscope.app.core.records import ComparisonLine, ConversationLine, SearchRecord, Versioned
 
 
 class ScoreRow(TypedDict):

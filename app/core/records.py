@@ -7,6 +7,8 @@ be None). tests/test_records.py checks real records against these declarations, 
 """
 
 # No `from __future__ import annotations`: TypedDict reads NotRequired from live annotations.
+import types
+import typing
 from typing import Any, Literal, NotRequired, TypedDict
 
 SCHEMA_VERSION = 1  # of every JSON output (docs/json); up when a script would notice a change
@@ -133,3 +135,61 @@ class SearchSummary(TypedDict):
     candidates: list[SearchCandidate]
     baseline: SearchBaseline
     dimensions: list[str]
+
+
+class Versioned(TypedDict):
+    schema_version: Literal[1]
+
+
+class ComparisonLine(ComparisonRecord, Versioned):
+    """`generate --json`, and a comparison's line of a run's results.jsonl."""
+
+    work: NotRequired[str]  # a run's line: the hash of what it ran (prompt, lenses, settings, model)
+
+
+class ConversationLine(ConversationRecord, Versioned):
+    """A conversation's line of a run's results.jsonl."""
+
+    work: NotRequired[str]
+
+
+ResultLine = ComparisonLine | ConversationLine  # a line of a run's results.jsonl
+
+
+def problem(value: Any, tp: Any, where: str = "record") -> str | None:
+    """The first place `value` does not match its declaration `tp` (a TypedDict, read key by
+    key: missing, undeclared or mistyped), or None: how a record read back from a file is
+    checked before it is used (resume, shards). docs/json holds the same as JSON Schema."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return None
+    if origin is NotRequired:
+        return problem(value, args[0], where)
+    if origin in (typing.Union, types.UnionType):
+        found = [problem(value, a, where) for a in args]
+        return None if None in found else min((f for f in found if f), key=len)
+    if origin is Literal:
+        return None if value in args else f"{where}: {value!r:.40} is not one of {args}"
+    if typing.is_typeddict(tp):
+        if not isinstance(value, dict):
+            return f"{where}: not an object"
+        hints = typing.get_type_hints(tp)
+        missing = [k for k in tp.__required_keys__ if k not in value]
+        extra = [k for k in value if k not in hints]
+        if missing or extra:
+            return f"{where}: " + (f"'{missing[0]}' is missing" if missing else f"'{extra[0]}' is not expected")
+        return next((p for k, v in value.items() if (p := problem(v, hints[k], f"{where}.{k}"))), None)
+    if origin in (list, dict):
+        if not isinstance(value, origin):
+            return f"{where}: not a {'list' if origin is list else 'object'}"
+        items = value if origin is list else value.values()
+        return next((p for v in items if (p := problem(v, args[-1], where + "[]"))), None)
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is type(None):
+        ok = value is None
+    else:
+        ok = isinstance(value, tp)
+    return None if ok else f"{where}: {value!r:.40} is not {getattr(tp, '__name__', tp)}"
