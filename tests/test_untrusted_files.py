@@ -460,3 +460,16 @@ def test_random_memo_files_never_name_a_folder_outside_the_cache(tmp_path_factor
         assert folder.parent == cache / "gguf" and sorted(p.name for p in root.iterdir()) == ["cache", "tiny.gguf"]
 
     check()
+
+
+def test_a_judge_model_that_cannot_load_is_said_before_turn_one(run_cli, tmp_path, monkeypatch):
+    from lenscope.app.chat import conversation as convs
+
+    turns = []
+    real = convs.run_turn
+    monkeypatch.setattr(convs, "run_turn", lambda *a, **k: turns.append(1) or real(*a, **k))
+    exp = tmp_path / "e.toml"
+    exp.write_text('[[comparison]]\nname = "talk"\nturns = ["hi", "again"]\nmax_tokens = 2\n'
+                   'check = {kind = "judge", question = "Is it kind?", model = "/nonexistent/judge"}\n')
+    code, _, err = run_cli("run", str(exp), "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1 and "/nonexistent/judge" in err and turns == []

@@ -244,5 +244,7 @@ def _check_conversation(engine: Engine, c: dict[str, Any]) -> None:
             raise BadInput(f"mark '{missing[0]}': occurs in no system or user message")
         engine.compare(Request(lay.text, c["variants"], [], c["max_tokens"], c["temperature"], c["seed"],
                                prompt_ids=lay.ids))
+        if c["check"] is not None:
+            c["check"].prepare(engine)
     except BadInput as exc:
         raise BadInput(f"comparison '{c['name']}': {exc}") from None

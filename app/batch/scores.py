@@ -62,6 +62,9 @@ class Part:
         shown = ",".join(f"{k}={v}" for k, v in self.values_.items() if v not in ("", (), None, False))
         return f"{self.kind}:{shown}" if shown else self.kind
 
+    def prepare(self, engine: Engine) -> None:
+        """What the part needs from outside, got before any work (a judge's model)."""
+
     def values(self, engine: Engine, result: RunResult, variants: Sequence[Variant]) -> list[float]:
         raise NotImplementedError
 
@@ -177,6 +180,10 @@ class Judge(Part):
     params = (Param("question", "str", "", "e.g. 'Is this text cheerful?'"),
               Param("model", "str", "", "the judging model (default: the one that generated)"))
 
+    def prepare(self, engine: Engine) -> None:
+        if self.model:  # a judge that cannot load says so before turn 1, not after it
+            engine.other_model(self.model)
+
     def values(self, engine: Engine, result, variants):
         judge = engine.other_model(self.model) if self.model else engine
         return [judge_yes_no(judge, self.question, row.text) for row in result.rows]
@@ -242,6 +249,10 @@ class Score:
         if not isinstance(entries, list) or not entries:
             raise BadInput(f"{where}: 'score' must be a table or a non-empty list of tables")
         return cls([build_part(e, f"{where} score {i + 1}") for i, e in enumerate(entries)])
+
+    def prepare(self, engine: Engine) -> None:
+        for part in self.parts:
+            part.prepare(engine)
 
     def evaluate(self, engine: Engine, result: RunResult, variants: Sequence[Variant]) -> list[dict[str, Any]]:
         """Per row: {"score": weighted sum, "parts": {label: value}}."""

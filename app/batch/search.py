@@ -296,6 +296,7 @@ def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int]
     from lenscope.app.batch.distributed import World, read_jsonl, read_shards
 
     world = world or World()
+    search.score.prepare(engine)  # a judge model that cannot load: before any candidate runs
     out.mkdir(parents=True, exist_ok=True)
     if world.leader and not (out / MANIFEST).exists():  # the folder is this search's from now on
         (out / MANIFEST).write_text(manifest("search", search.identity, search.path), encoding="utf-8")

@@ -96,6 +96,7 @@ def grow(engine: Engine, prompt: str, score: Score, options: dict[str, Any], tem
     unknown = set(options) - set(TREE_PARAMS)
     if unknown:
         raise BadInput(f"tree: unknown option '{min(unknown)}' (options: {', '.join(TREE_PARAMS)})")
+    score.prepare(engine)
     prompt_ids = engine.encode(prompt)
     if not prompt_ids:
         raise BadInput("tree: the prompt is empty")
