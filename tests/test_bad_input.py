@@ -376,7 +376,8 @@ def test_failing_run_keeps_finished_comparisons_and_resumes(run_cli, fast_model,
     out = tmp_path / "a" / "out"
     code, _, err = run_cli("run", str(exp), "--out", str(out))
     assert code == 2 and "lens failed mid-run" in err.splitlines()[-1] and "Traceback" not in err
-    assert sorted(p.name for p in out.iterdir()) == ["heatmaps", "report.html", "report.md", "results.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".lenscope-folder.json", "heatmaps", "report.html", "report.md",
+                                                     "results.jsonl"]
     first = out.joinpath("results.jsonl").read_text()
     assert [json.loads(x)["comparison"] for x in first.splitlines()] == ["c"]
     calls.clear()
@@ -405,7 +406,7 @@ def test_run_into_existing_folder_and_modes(run_cli, fast_model, tmp_path):
     assert (out / "report.md").read_text().startswith("# lenscope report")
     assert stat.S_IMODE((out / "report.md").stat().st_mode) == 0o640  # a replaced file keeps its mode
     assert stat.S_IMODE((out / "results.jsonl").stat().st_mode) == 0o644  # a new one honours the umask
-    assert sorted(p.name for p in out.iterdir()) == [".lenscope.lock", "notes.txt", "report.html", "report.md",
+    assert sorted(p.name for p in out.iterdir()) == [".lenscope-folder.json", ".lenscope.lock", "notes.txt", "report.html", "report.md",
                                                      "results.jsonl"]
 
 
