@@ -135,7 +135,7 @@ def test_unreadable_results_files_are_one_line(run_cli, tmp_path, kind, command)
         from lenscope.app.batch import outdir
         from lenscope.app.batch import search as searches
 
-        identity = outdir.work_id(searches.load(search).definition, "")
+        identity = searches.identity(searches.load(search), "lenscope-demo")
         (out / outdir.MANIFEST).write_text(outdir.manifest("search", identity, str(search)))
         args = ["search", str(search), "--out", str(out)]
     elif command == "resume":
@@ -473,3 +473,52 @@ def test_a_judge_model_that_cannot_load_is_said_before_turn_one(run_cli, tmp_pat
                    'check = {kind = "judge", question = "Is it kind?", model = "/nonexistent/judge"}\n')
     code, _, err = run_cli("run", str(exp), "--out", str(tmp_path / "out"))
     assert code == 2 and err.count("\n") == 1 and "/nonexistent/judge" in err and turns == []
+
+
+# -- after review: what identity means --------------------------------------------------------------
+
+def test_resume_keeps_two_comparisons_that_differ_only_by_name(run_cli, tmp_path):
+    exp = tmp_path / "e.toml"
+    exp.write_text(EXP.format(prompt="one day, tom") + '[[comparison]]\nname = "b"\nprompt = "one day, tom"\n')
+    assert run_cli("run", str(exp), "--out", str(tmp_path / "out"))[0] == 0
+    code, _, err = run_cli("run", str(exp), "--out", str(tmp_path / "out"), "--resume")
+    assert code == 0 and "resuming: 2 of 2" in err
+    assert [r["comparison"] for r in _lines(tmp_path / "out" / "results.jsonl")] == ["a", "b"]
+    exp.write_text(EXP.format(prompt="one day, tom") + '[[comparison]]\nname = "b"\nprompt = "the sun was"\n')
+    code, _, err = run_cli("run", str(exp), "--out", str(tmp_path / "out"), "--resume")
+    assert code == 0 and "1 line(s)" in err and "were made for other work" in err and "resuming: 1 of 2" in err
+
+
+def test_a_search_with_a_larger_budget_continues_in_its_folder(run_cli, tmp_path):
+    search = tmp_path / "s.toml"
+    search.write_text(SEARCH.format(top=30))
+    assert run_cli("search", str(search), "--out", str(tmp_path / "out"))[0] == 0
+    search.write_text(SEARCH.format(top=30).replace("budget = 2", "budget = 3"))
+    code, _, err = run_cli("search", str(search), "--out", str(tmp_path / "out"))
+    assert code == 0, err
+
+
+def test_a_symlinked_results_file_is_refused_and_its_target_untouched(run_cli, tmp_path):
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("precious\n")
+    search = tmp_path / "s.toml"
+    search.write_text(SEARCH.format(top=30))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").symlink_to(target)
+    code, _, err = run_cli("search", str(search), "--out", str(out))
+    assert code == 2 and "is a symlink" in err and target.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf", "soon"])
+def test_a_bad_launch_timeout_is_one_line(tmp_path, value):
+    import subprocess
+    import sys
+
+    exp = tmp_path / "e.toml"
+    exp.write_text(EXP.format(prompt="one day, tom"))
+    env = {**os.environ, "MLX_RANK": "0", "LENSCOPE_LAUNCH_TIMEOUT": value}
+    env.pop("MLX_HOSTFILE", None)
+    proc = subprocess.run([sys.executable, "-m", "lenscope", "run", str(exp), "--out", str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and f"LENSCOPE_LAUNCH_TIMEOUT '{value}'" in proc.stderr

@@ -106,12 +106,23 @@ def world() -> World:
         else:
             _check_hostfile()
             try:
-                with _watchdog(float(os.environ.get("LENSCOPE_LAUNCH_TIMEOUT", 120))):
+                with _watchdog(_launch_timeout()):
                     group = mx.distributed.init(strict=True)
             except Exception as exc:  # the launcher's backend could not connect
                 raise BadInput(f"distributed: could not join the launch ({exc})") from None
             _WORLD = World(group.rank(), group.size(), group)
     return _WORLD
+
+
+def _launch_timeout() -> float:
+    raw = os.environ.get("LENSCOPE_LAUNCH_TIMEOUT", "120")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 1e6:  # also nan and inf
+        raise BadInput(f"LENSCOPE_LAUNCH_TIMEOUT '{raw}': not a number of seconds (0 < s < 1e6)")
+    return seconds
 
 
 def _check_hostfile() -> None:
@@ -123,7 +134,7 @@ def _check_hostfile() -> None:
 
     try:
         hosts = json.loads(read_text(path, f"MLX_HOSTFILE '{path}'", 1 << 20))
-    except ValueError:
+    except (ValueError, RecursionError):
         hosts = None
     if not isinstance(hosts, list) or not hosts:
         raise BadInput(f"MLX_HOSTFILE '{path}': not a JSON list of hosts")
@@ -134,22 +145,31 @@ def _watchdog(seconds: float) -> Iterator[None]:
     """MLX's init waits for every rank and holds the interpreter while it does (no thread or
     signal handler can run), so a child process keeps the time: if the launch is not joined
     within `seconds`, it says so in one line and ends this process."""
+    parent = os.getpid()
+    ranks = ", ".join(f"{v}={os.environ[v]}" for v in (*LAUNCH_VARS, "MLX_HOSTFILE") if v in os.environ)
+    message = (f"lenscope: distributed: no launch joined within {seconds:g} s ({ranks}); start the ranks "
+               "together with mlx.launch (LENSCOPE_LAUNCH_TIMEOUT sets the wait)\n").encode()
     done_r, done_w = os.pipe()
     child = os.fork()
-    if child == 0:  # the watchdog: only os calls, nothing of MLX
-        os.close(done_w)
-        ready, _, _ = select.select([done_r], [], [], seconds)
-        if not ready:
-            ranks = ", ".join(f"{v}={os.environ[v]}" for v in (*LAUNCH_VARS, "MLX_HOSTFILE") if v in os.environ)
-            os.write(2, (f"lenscope: distributed: no launch joined within {seconds:g} s ({ranks}); start the ranks "
-                         "together with mlx.launch (LENSCOPE_LAUNCH_TIMEOUT sets the wait)\n").encode())
-            os.kill(os.getppid(), signal.SIGKILL)
-        os._exit(0)
+    if child == 0:  # the watchdog: only os calls, nothing of MLX, and never back into lenscope
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c is for the process it watches
+            os.close(done_w)
+            ready, _, _ = select.select([done_r], [], [], seconds)
+            if not ready and os.getppid() == parent:
+                os.write(2, message)
+                os.kill(parent, signal.SIGKILL)
+        finally:
+            os._exit(0)
     os.close(done_r)
     try:
         yield
     finally:
         os.close(done_w)  # the watchdog sees the pipe close and leaves
+        try:
+            os.kill(child, signal.SIGKILL)  # in case it has not yet
+        except ProcessLookupError:
+            pass
         os.waitpid(child, 0)
 
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lenscope.app.batch.experiment_file import svg_name
-from lenscope.app.batch.outdir import MANIFEST, finished, manifest, output_folder, publish, work_id
+from lenscope.app.batch.outdir import MANIFEST, finished, intact, manifest, output_folder, publish, work_id
 from lenscope.app.chat import templates as chat
-from lenscope.app.core.records import SCHEMA_VERSION, ResultLine, problem
+from lenscope.app.core.records import SCHEMA_VERSION
 from lenscope.app.errors import BadInput
 from lenscope.app.io import datafile
 from lenscope.app.reports.markdown import markdown
@@ -53,8 +53,11 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
     out = Path(out_dir)
     names = [c["name"] for c in experiment["comparisons"]]
     works = [work_id(definition(c), engine.loaded.name) for c in experiment["comparisons"]]
-    done = finished(out, works) if resume else {}
+    done, skipped = finished(out, works) if resume else ({}, 0)
     if resume:
+        if skipped:
+            say(f"resume: {skipped} line(s) of {out / 'results.jsonl'} were made for other work "
+                "(another prompt, lens, setting or model) and run again")
         for item in read_shards(out):
             if _shard_item(item, works):
                 done.setdefault(item["index"], item["record"])
@@ -105,15 +108,16 @@ def _shard_item(item: Any, works: list[str]) -> bool:
     """A shard line of this experiment: its index holds the same work (not just the same name)."""
     return isinstance(item, dict) and isinstance(item.get("index"), int) and 0 <= item["index"] < len(works) \
         and isinstance(item.get("record"), dict) and item["record"].get("work") == works[item["index"]] \
-        and problem(item["record"], ResultLine) is None
+        and intact(item["record"])
 
 
 def definition(c: dict[str, Any]) -> dict[str, Any]:
-    """What a comparison (or conversation) is, as data: its checked keys, the lens stacks as
-    normalized data (a constrain grammar's text included), the check's parts; not its name."""
+    """What a comparison (or conversation) is, as data: its name and checked keys, the lens
+    stacks as normalized data (a constrain grammar's text included, not the spec text, whose
+    file paths depend on the current folder), the check's parts."""
     from lenscope.lenses.spec import to_data
 
-    out = {k: v for k, v in c.items() if k not in ("name", "variants", "check")}
+    out = {k: v for k, v in c.items() if k not in ("lens", "variants", "check")}
     out["variants"] = to_data(list(c["variants"]))["variant"]
     if c.get("check") is not None:
         out["check"] = [[p.label(), p.weight] for p in c["check"].parts]

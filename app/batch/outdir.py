@@ -75,11 +75,14 @@ def check_kind(out: Path, kind: str, identity: str | None = None) -> bool:
     kind made, another search's, or (for a search) one holding a results.jsonl that no search
     marked as its own, is refused (BadInput) before anything in it is read or written."""
     where = f"--out '{out}'"
+    results = out / "results.jsonl"
+    if results.is_symlink():  # appending to it (a search does) would write outside the folder
+        raise BadInput(f"{where}: its results.jsonl is a symlink; use another folder")
     mark = out / MANIFEST
     if mark.exists() or mark.is_symlink():
         try:
             data = json.loads(read_text(mark, f"{where}: {MANIFEST}", 1 << 16))
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict) or data.get("kind") not in ("run", "search"):
             raise BadInput(f"{where}: its {MANIFEST} is not lenscope's; use another folder")
@@ -89,8 +92,7 @@ def check_kind(out: Path, kind: str, identity: str | None = None) -> bool:
             raise BadInput(f"{where}: holds another search (from {str(data.get('made_from'))[:80]!r}); "
                            "use another folder")
         return True
-    results = out / "results.jsonl"
-    if kind == "search" and (results.exists() or results.is_symlink()):
+    if kind == "search" and results.exists():
         raise BadInput(f"{where}: holds a results.jsonl that no lenscope search marked as its own; "
                        "use another folder")
     return False
@@ -101,19 +103,35 @@ def manifest(kind: str, identity: str | None = None, made_from: str = "") -> str
     return json.dumps({"kind": kind, "identity": identity, "made_from": made_from}) + "\n"
 
 
-def finished(out: Path, works: list[str]) -> dict[int, dict]:
-    """The comparisons an earlier run finished that this run would make again, by index: the
-    records of DIR/results.jsonl whose `work` (work_id: prompt, lenses, settings, model) is
-    the one at that position. A record of other work, whatever its name, is run again."""
+def finished(out: Path, works: list[str]) -> tuple[dict[int, dict], int]:
+    """The comparisons an earlier run finished that this run would make again, by index (the
+    records of DIR/results.jsonl whose `work`, work_id of name, prompt, lenses, settings and
+    model, is the one at that position), and how many lines were left out: a record of other
+    work, or a damaged one, is run again."""
     path = out / "results.jsonl"
     if not path.exists() and not path.is_symlink():
-        return {}
-    done = {}
-    for rec in json_lines(path, f"--resume: {path}"):
+        return {}, 0
+    done, lines = {}, json_lines(path, f"--resume: {path}")
+    for rec in lines:
         work = rec.get("work") if isinstance(rec, dict) else None
-        if work in works and problem(rec, ResultLine) is None:  # a damaged record is made again
+        if work in works and intact(rec):
             done[works.index(work)] = rec
-    return done
+    return done, len(lines) - len(done)
+
+
+def intact(rec: Any) -> bool:
+    """A results line as a run writes it: its declaration (records.ResultLine), and for a
+    conversation its transcript and turns, which the reports read."""
+    if problem(rec, ResultLine) is not None:
+        return False
+    if "conversation" in rec:
+        from lenscope.app.chat.conversation import from_json
+
+        try:
+            from_json(rec["conversation"], "conversation")
+        except BadInput:
+            return False
+    return True
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lenscope.app.batch.outdir import MANIFEST, manifest
+from lenscope.app.batch.outdir import MANIFEST, manifest, work_id
 from lenscope.app.batch.scores import Score
 from lenscope.app.chat import templates as chat
 from lenscope.app.core import settings
@@ -234,6 +234,12 @@ def load(path: str | Path) -> Search:
 
 
 # -- running ----------------------------------------------------------------------------
+
+
+def identity(search: Search, model: str) -> str:
+    """What a search is: its file's checked data and the model; not its budget, so raising it
+    continues the same search in the same folder."""
+    return work_id({k: v for k, v in search.definition.items() if k not in ("budget", "model")}, model)
 
 
 def _is_record(rec: Any) -> bool:

@@ -64,7 +64,7 @@ def add_search(sub: argparse._SubParsersAction) -> None:
                               "(README: Beyond one machine).")
     p.set_defaults(func=cmd_search)
     p.add_argument("search", metavar="SEARCH_FILE", help="the search file (TOML; README: Toward a goal)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder; a search already there is resumed")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder; this search's own (same file, any budget, same model) is resumed")
     add_model(p)
 
 
@@ -76,13 +76,14 @@ def cmd_search(args) -> None:
     from lenscope.app.batch import search as searches
     from lenscope.app.batch.distributed import world
     from lenscope.app.io.session import atomic_write
+    from lenscope.app.models.sources import DEMO_MODEL_NAME
 
     here = world()  # under mlx.launch: this rank's share (app/batch/distributed.py)
     search = searches.load(args.search)  # the whole file is checked before a model loads
     if args.model is None:
         args.model = search.model
     out = outdir.check_out(args.out, ["results.jsonl", "best.toml", "report.md"])
-    search.identity = outdir.work_id(search.definition, args.model or "")
+    search.identity = searches.identity(search, args.model or DEMO_MODEL_NAME)
     if outdir.check_kind(out, "search", search.identity):  # a new folder, or this search's own
         searches.Results(out / "results.jsonl")  # what it holds is read (and checked) before the model loads
     engine, _ = load_engine(args)
