@@ -2,13 +2,14 @@
 
 Comparisons are matched by name, rows within them by name. A row changed when its tokens
 differ; for each change it says where the outputs first part, and how the first
-divergence from the baseline and the mean attention on the marks moved. Comparisons or
-rows only in one run are listed as added or removed.
+divergence from the baseline and the mean attention on the marks moved. A row renamed in
+place is compared as one row; comparisons or rows only in one run are listed as such.
 """
 
 from __future__ import annotations
 
 import html
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,12 @@ def diff(a: dict[str, dict], b: dict[str, dict]) -> dict[str, Any]:
             "unchanged": sum(1 for n in a if n in b) - len(changed)}
 
 
+def _num(x: Any, none: str) -> str:
+    return none if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
 def to_html(d: dict[str, Any], a: str, b: str) -> str:
-    def num(x):
-        return "–" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+    num = partial(_num, none="–")
 
     parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>lenscope diff</title><style>"
              "body{font:15px system-ui,sans-serif;max-width:70em;margin:2em auto}td,th{border:1px solid #ccc;"
@@ -118,9 +122,7 @@ def to_html(d: dict[str, Any], a: str, b: str) -> str:
 def to_text(d: dict[str, Any]) -> list[str]:
     """The diff for the terminal, one line each (as the HTML page says it): per changed row
     both outputs, where they part, first divergence and attention on the marks A -> B."""
-    def num(x: Any) -> str:
-        return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
-
+    num = partial(_num, none="-")
     lines = [f"{len(d['changed'])} changed, {d['unchanged']} unchanged"]
     for c in d["changed"]:
         lines.append(f"{c['comparison']}:")

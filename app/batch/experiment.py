@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lenscope.app.batch.experiment_file import svg_name
-from lenscope.app.batch.outdir import MANIFEST, finished, intact, manifest, output_folder, publish, work_id
+from lenscope.app.batch.outdir import MANIFEST, finished, made_for, manifest, output_folder, publish, work_id
 from lenscope.app.chat import templates as chat
 from lenscope.app.core.records import SCHEMA_VERSION
 from lenscope.app.errors import BadInput
@@ -39,7 +39,7 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
         meta: dict[str, Any] | None = None, resume: bool = False, world=None) -> list[dict]:
     """Run every comparison; after each one the reports are rewritten (each file replaced
     whole), so an interrupted run leaves its finished comparisons, and `resume` keeps those
-    (matched by position and name in DIR/results.jsonl) and runs the rest.
+    made for the same work (outdir.finished: the `work` hash of each line) and runs the rest.
     `meta`: how the run was made (command, version), shown in the HTML report.
 
     Under `mlx.launch` (`world`, app/batch/distributed.py) each rank runs its share, one comparison
@@ -82,7 +82,8 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
                 f"{_clock((time.perf_counter() - t0) / k * (len(mine) - k))} left"
             if world.size == 1:
                 say(f"[{i + 1}/{len(names)}] {names[i]}{left}")
-            record = None if i is None else {**_run_one(engine, experiment["comparisons"][i], comparisons[i]),
+            record = None if i is None else {"schema_version": SCHEMA_VERSION,
+                                             **_run_one(engine, experiment["comparisons"][i], comparisons[i]),
                                              "work": works[i]}
             if i is not None:
                 comparisons[i] = None  # its prepared lenses (weight deltas) can go
@@ -107,8 +108,7 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
 def _shard_item(item: Any, works: list[str]) -> bool:
     """A shard line of this experiment: its index holds the same work (not just the same name)."""
     return isinstance(item, dict) and isinstance(item.get("index"), int) and 0 <= item["index"] < len(works) \
-        and isinstance(item.get("record"), dict) and item["record"].get("work") == works[item["index"]] \
-        and intact(item["record"])
+        and made_for(item.get("record"), works[item["index"]])
 
 
 def definition(c: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def _run_one(engine: Engine, c: dict[str, Any], comparison) -> dict[str, Any]:
     if "turns" in c:
         return _run_conversation(engine, c)
     result = comparison.run()
-    record = {"schema_version": SCHEMA_VERSION, "comparison": c["name"], **result.to_json()}
+    record = {"comparison": c["name"], **result.to_json()}
     if c["capture_attention"]:
         rows = []
         for r, row in enumerate(result.rows):
@@ -195,7 +195,7 @@ def _run_conversation(engine: Engine, c: dict[str, Any]) -> dict[str, Any]:
                            temperature=c["temperature"], seed=c["seed"], mark=c["mark"], check=c["check"])
         except BadInput as exc:
             raise BadInput(f"comparison '{c['name']}' turn {len(conv.turns) + 1}: {exc}") from None
-    return {"schema_version": SCHEMA_VERSION, **convs.record(c["name"], engine, conv, c["lens"])}
+    return convs.record(c["name"], engine, conv, c["lens"])
 
 
 def _clock(seconds: float) -> str:

@@ -114,15 +114,16 @@ def finished(out: Path, works: list[str]) -> tuple[dict[int, dict], int]:
     done, lines = {}, json_lines(path, f"--resume: {path}")
     for rec in lines:
         work = rec.get("work") if isinstance(rec, dict) else None
-        if work in works and intact(rec):
+        if work in works and made_for(rec, work):
             done[works.index(work)] = rec
     return done, len(lines) - len(done)
 
 
-def intact(rec: Any) -> bool:
-    """A results line as a run writes it: its declaration (records.ResultLine), and for a
-    conversation its transcript and turns, which the reports read."""
-    if problem(rec, ResultLine) is not None:
+def made_for(rec: Any, work: str) -> bool:
+    """A results line a run wrote for `work`, whole: its `work` hash, its declaration
+    (records.ResultLine), and for a conversation its transcript and turns, which the
+    reports read. Anything else is made again."""
+    if not isinstance(rec, dict) or rec.get("work") != work or problem(rec, ResultLine) is not None:
         return False
     if "conversation" in rec:
         from lenscope.app.chat.conversation import from_json

@@ -292,7 +292,7 @@ BASELINE = "baseline"
 
 
 def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int], None] = lambda done, total: None,
-        world=None) -> dict[str, Any]:
+        world=None, known: Results | None = None) -> dict[str, Any]:
     """Run (or resume) the search; returns the summary the report is written from.
 
     Under `mlx.launch` (`world`, app/batch/distributed.py) the batches of each prompt are shared
@@ -306,7 +306,10 @@ def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int]
     out.mkdir(parents=True, exist_ok=True)
     if world.leader and not (out / MANIFEST).exists():  # the folder is this search's from now on
         (out / MANIFEST).write_text(manifest("search", search.identity, search.path), encoding="utf-8")
-    results = Results(out / "results.jsonl" if world.leader else world.shard_file(out))
+    if world.leader and known is not None:  # DIR/results.jsonl as the caller read it, before the model loaded
+        results = known
+    else:
+        results = Results(out / "results.jsonl" if world.leader else world.shard_file(out))
     if world.size > 1:  # what any rank finished before (its shard, the merged file), known to all
         results.take(read_shards(out), write=world.leader)
         if not world.leader and (out / "results.jsonl").exists():  # rank 0's file: read, never repaired here

@@ -84,13 +84,13 @@ def cmd_search(args) -> None:
         args.model = search.model
     out = outdir.check_out(args.out, ["results.jsonl", "best.toml", "report.md"])
     search.identity = searches.identity(search, args.model or DEMO_MODEL_NAME)
-    if outdir.check_kind(out, "search", search.identity):  # a new folder, or this search's own
-        searches.Results(out / "results.jsonl")  # what it holds is read (and checked) before the model loads
+    # a new folder, or this search's own: what it holds is read (and checked) before the model loads
+    known = searches.Results(out / "results.jsonl") if outdir.check_kind(out, "search", search.identity) else None
     engine, _ = load_engine(args)
     with Progress(transient=True, console=stderr_console(), disable=not here.leader) as bar:
         task = bar.add_task("search", total=None)
         summary = searches.run(engine, search, out, lambda done, total: bar.update(task, completed=done, total=total),
-                               world=here)
+                               world=here, known=known)
     if not here.leader:
         return
     if not summary["candidates"]:
