@@ -30,6 +30,10 @@ def load_reference(path) -> tuple[dict, dict]:
         "kv_heads": field(f"{arch}.attention.head_count_kv"),
         "eps": field(f"{arch}.attention.layer_norm_rms_epsilon"),
         "base": field(f"{arch}.rope.freq_base", 10000.0),
+        "attn_cap": field(f"{arch}.attn_logit_softcapping"),
+        "final_cap": field(f"{arch}.final_logit_softcapping"),
+        "window": field(f"{arch}.attention.sliding_window"),
+        "base_swa": field(f"{arch}.rope.freq_base_swa", 10000.0),
     }
     return weights, cfg
 
@@ -50,34 +54,67 @@ def rope(x: np.ndarray, base: float, neox: bool, factors=None) -> np.ndarray:
 
 
 def forward(weights: dict, cfg: dict, ids) -> np.ndarray:
-    """Logits (T, vocab) in float64 for one sequence, as llama.cpp computes them."""
-    w = weights
+    """Logits (T, vocab) in float64 for one sequence, as llama.cpp computes them for llama,
+    qwen2/3, gemma2/3 and phi3 (written from llama.cpp's graphs, not from mlx-lm)."""
+    w, arch = weights, cfg["arch"]
+    gemma = arch in ("gemma2", "gemma3")
 
-    def rms(x, g):
+    def rms(x, g):  # gemma's stored norm weights already hold the +1
         return x / np.sqrt((x * x).mean(-1, keepdims=True) + cfg["eps"]) * g
 
+    def gelu(x):  # ggml_gelu: the tanh approximation
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
     x = w["token_embd.weight"][np.asarray(ids)]
+    if gemma:
+        x = x * np.sqrt(x.shape[-1])
     n, heads, kv = len(ids), cfg["heads"], cfg["kv_heads"]
-    neox = cfg["arch"] != "llama"  # llama.cpp: LLAMA_ROPE_TYPE_NORM for llama, NEOX for qwen2/3
+    neox = arch != "llama"  # llama.cpp: LLAMA_ROPE_TYPE_NORM for llama, NEOX for the others
     for i in range(cfg["layers"]):
         p = f"blk.{i}."
         h = rms(x, w[p + "attn_norm.weight"])
-        q, k, v = (h @ w[p + f"attn_{c}.weight"].T + w.get(p + f"attn_{c}.bias", 0.0) for c in "qkv")
-        d = q.shape[-1] // heads
+        if p + "attn_qkv.weight" in w:  # phi3
+            qkv = h @ w[p + "attn_qkv.weight"].T
+            d = qkv.shape[-1] // (heads + 2 * kv)
+            q, k, v = np.split(qkv, [heads * d, (heads + kv) * d], axis=-1)
+        else:
+            q, k, v = (h @ w[p + f"attn_{c}.weight"].T + w.get(p + f"attn_{c}.bias", 0.0) for c in "qkv")
+            d = q.shape[-1] // heads
         q, k, v = q.reshape(n, heads, d), k.reshape(n, kv, d), v.reshape(n, kv, d)
-        if p + "attn_q_norm.weight" in w:  # qwen3
+        if p + "attn_q_norm.weight" in w:  # qwen3, gemma3
             q, k = rms(q, w[p + "attn_q_norm.weight"]), rms(k, w[p + "attn_k_norm.weight"])
+        local = arch == "gemma2" and i % 2 == 0 or arch == "gemma3" and i % 6 < 5
+        base = cfg["base_swa"] if arch == "gemma3" and local else cfg["base"]
         factors = w.get("rope_freqs.weight")
-        q, k = rope(q, cfg["base"], neox, factors), rope(k, cfg["base"], neox, factors)
+        q, k = rope(q, base, neox, factors), rope(k, base, neox, factors)
         k, v = np.repeat(k, heads // kv, axis=1), np.repeat(v, heads // kv, axis=1)
-        s = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(d) + np.triu(np.full((n, n), -np.inf), 1)
+        s = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(d)
+        if cfg["attn_cap"] and arch == "gemma2":
+            s = np.tanh(s / cfg["attn_cap"]) * cfg["attn_cap"]
+        gap = np.arange(n)[:, None] - np.arange(n)[None]
+        hidden = gap < 0
+        if gemma and local and cfg["window"]:
+            hidden |= gap >= cfg["window"]
+        s = np.where(hidden, -np.inf, s)
         a = np.exp(s - s.max(-1, keepdims=True))
         a /= a.sum(-1, keepdims=True)
-        x = x + np.einsum("hqk,khd->qhd", a, v).reshape(n, heads * d) @ w[p + "attn_output.weight"].T
+        out = np.einsum("hqk,khd->qhd", a, v).reshape(n, heads * d) @ w[p + "attn_output.weight"].T
+        if gemma:
+            out = rms(out, w[p + "post_attention_norm.weight"])
+        x = x + out
         h = rms(x, w[p + "ffn_norm.weight"])
-        g, u = h @ w[p + "ffn_gate.weight"].T, h @ w[p + "ffn_up.weight"].T
-        x = x + (g / (1 + np.exp(-g)) * u) @ w[p + "ffn_down.weight"].T
-    return rms(x, w["output_norm.weight"]) @ w.get("output.weight", w["token_embd.weight"]).T
+        if p + "ffn_gate.weight" in w:
+            g, u = h @ w[p + "ffn_gate.weight"].T, h @ w[p + "ffn_up.weight"].T
+        else:  # phi3: ffn_up holds [gate; up]
+            g, u = np.split(h @ w[p + "ffn_up.weight"].T, 2, axis=-1)
+        out = ((gelu(g) if gemma else g / (1 + np.exp(-g))) * u) @ w[p + "ffn_down.weight"].T
+        if gemma:
+            out = rms(out, w[p + "post_ffw_norm.weight"])
+        x = x + out
+    logits = rms(x, w["output_norm.weight"]) @ w.get("output.weight", w["token_embd.weight"]).T
+    if cfg["final_cap"]:
+        logits = np.tanh(logits / cfg["final_cap"]) * cfg["final_cap"]
+    return logits
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -97,18 +134,23 @@ TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] 
            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 
 
-def random_kquant(rows: int, cols: int, qtype, rng) -> np.ndarray:
-    """Valid random k-quant blocks (gguf.quants cannot quantize these): random bytes with
-    small float16 super-block scales, so every value is finite."""
+# where each block type keeps its float16 scales (negative: from the end of the block)
+F16_FIELDS = {"Q4_K": [0, 2], "Q5_K": [0, 2], "Q2_K": [-4, -2], "Q3_K": [-2], "Q6_K": [-2],
+              "IQ4_NL": [0], "IQ4_XS": [0]}
+QUANTIZABLE = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)  # gguf.quants can quantize these
+
+
+def random_blocks(rows: int, cols: int, qtype, rng) -> np.ndarray:
+    """Valid random blocks of a type gguf.quants cannot quantize (k-quants, IQ4): random
+    bytes with small float16 scales, so every value is finite."""
     block, size = gguf.GGML_QUANT_SIZES[qtype]
     q = rng.integers(0, 256, (rows, cols // block, size), dtype=np.uint8)
     d = np.array([0.002], np.float16).view(np.uint8)
-    if qtype == T.Q6_K:  # ql, qh, scales, then d
-        q[..., -2:] = d
-    elif qtype == T.Q4_K:  # d, dmin, scales, qs
-        q[..., 0:2] = q[..., 2:4] = d
-    elif qtype == T.Q2_K:  # scales, qs, d, dmin
-        q[..., -4:-2] = q[..., -2:] = d
+    for at in F16_FIELDS[qtype.name]:
+        q[..., at % size:at % size + 2] = d
+    if qtype == T.Q6_K:  # int8 scale per 16 weights: as llama.cpp's quantizer gives, alike in size
+        sign = rng.choice(np.array([-1, 1], np.int8), (rows, cols // block, 16))
+        q[..., 192:208] = (rng.integers(24, 40, (rows, cols // block, 16)).astype(np.int8) * sign).view(np.uint8)
     return q.reshape(rows, -1)
 
 
@@ -175,31 +217,42 @@ def write_tiny(path, arch="llama", qtype=T.F32, embed_qtype=None, layers=2, hidd
 
     def tensor(name, shape, qt=qtype, scale=0.2):
         a = (rng.standard_normal(shape) * scale).astype(np.float32)
-        if qt in (T.Q2_K, T.Q4_K, T.Q6_K):
-            w.add_tensor(name, random_kquant(*shape, qt, rng), raw_dtype=qt)
+        if qt.name in F16_FIELDS and len(shape) == 2:
+            w.add_tensor(name, random_blocks(*shape, qt, rng), raw_dtype=qt)
         elif len(shape) == 1 or qt == T.F32:
             w.add_tensor(name, a + (1.0 if name.endswith("norm.weight") else 0.0))
         else:
             w.add_tensor(name, quantize(a, qt), raw_dtype=qt)
 
     tensor("token_embd.weight", (len(tokens), hidden), embed_qtype or qtype, scale=1.0)
+    gemma = arch in ("gemma2", "gemma3")
     for i in range(layers):
         p = f"blk.{i}."
         tensor(p + "attn_norm.weight", (hidden,))
-        tensor(p + "attn_q.weight", (heads * head_dim, hidden))
-        tensor(p + "attn_k.weight", (kv_heads * head_dim, hidden))
-        tensor(p + "attn_v.weight", (kv_heads * head_dim, hidden))
+        if arch == "phi3":  # fused [q; k; v]
+            tensor(p + "attn_qkv.weight", ((heads + 2 * kv_heads) * head_dim, hidden))
+        else:
+            tensor(p + "attn_q.weight", (heads * head_dim, hidden))
+            tensor(p + "attn_k.weight", (kv_heads * head_dim, hidden))
+            tensor(p + "attn_v.weight", (kv_heads * head_dim, hidden))
         if biases:
             for c, rows in (("q", heads), ("k", kv_heads), ("v", kv_heads)):
                 tensor(p + f"attn_{c}.bias", (rows * head_dim,))
-        if qk_norm:
+        if qk_norm or arch == "gemma3":
             tensor(p + "attn_q_norm.weight", (head_dim,))
             tensor(p + "attn_k_norm.weight", (head_dim,))
         tensor(p + "attn_output.weight", (hidden, heads * head_dim))
+        if gemma:
+            tensor(p + "post_attention_norm.weight", (hidden,))
         tensor(p + "ffn_norm.weight", (hidden,))
-        tensor(p + "ffn_gate.weight", (ffn, hidden))
-        tensor(p + "ffn_up.weight", (ffn, hidden))
+        if arch == "phi3":  # fused [gate; up]
+            tensor(p + "ffn_up.weight", (2 * ffn, hidden))
+        else:
+            tensor(p + "ffn_gate.weight", (ffn, hidden))
+            tensor(p + "ffn_up.weight", (ffn, hidden))
         tensor(p + "ffn_down.weight", (hidden, ffn))
+        if gemma:
+            tensor(p + "post_ffw_norm.weight", (hidden,))
     tensor("output_norm.weight", (hidden,))
     if not tied:
         tensor("output.weight", (len(tokens), hidden), output_qtype or qtype)

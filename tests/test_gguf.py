@@ -16,6 +16,10 @@ from lenscope.app.errors import BadInput
 gr = pytest.importorskip("gguf_reference")
 T = gr.T
 IDS = [40, 80, 120, 5, 260, 3, 99, 200, 17, 264, 64, 33]
+# gemma 2 soft-caps attention and logits (small caps here so they bend these random logits)
+GEMMA2 = {"gemma2.attn_logit_softcapping": 5.0, "gemma2.final_logit_softcapping": 3.0}
+# gemma 3: a 4-token window on five layers of six, each with its own rope base
+GEMMA3 = {"gemma3.attention.sliding_window": 4, "gemma3.rope.freq_base_swa": 100.0}
 
 
 def _convert(tmp_path, **kw):
@@ -43,8 +47,11 @@ def _logits(folder, dtype=None):
         {"tied": False},
         {"arch": "qwen2", "biases": True},
         {"arch": "qwen3", "qk_norm": True, "head_dim": 32},
+        {"arch": "gemma2", "head_dim": 32, "metadata": GEMMA2},
+        {"arch": "gemma3", "head_dim": 32, "layers": 6, "metadata": GEMMA3},
+        {"arch": "phi3", "kv_heads": 4},
     ],
-    ids=["llama-f32", "llama-untied", "qwen2-bias", "qwen3-qknorm"],
+    ids=["llama-f32", "llama-untied", "qwen2-bias", "qwen3-qknorm", "gemma2", "gemma3-swa", "phi3"],
 )
 def test_float_gguf_matches_numpy_reference(tmp_path, kw):
     src, folder = _convert(tmp_path, **kw)
@@ -88,38 +95,52 @@ def test_llama_rope_is_traditional(tmp_path):
     assert np.abs(np.array(model(mx.array([IDS]))[0]) - ref).max() > 1e-2
 
 
-@pytest.mark.parametrize("qtype,bits", [(T.Q8_0, 8), (T.Q4_0, 4), (T.Q4_1, 4)], ids=["Q8_0", "Q4_0", "Q4_1"])
-def test_quantized_gguf_stays_quantized_and_dequantizes_exactly(tmp_path, qtype, bits):
-    src, folder = _convert(tmp_path, qtype=qtype)
+EXACT = [(T.Q4_0, 4), (T.Q4_1, 4), (T.Q5_0, 5), (T.Q5_1, 5), (T.Q8_0, 8), (T.Q4_K, 4), (T.Q5_K, 5)]
+REQUANTIZED = [T.Q2_K, T.Q3_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS]
+
+
+@pytest.mark.parametrize("qtype,bits", EXACT, ids=[t.name for t, _ in EXACT])
+def test_affine_types_repack_exactly(tmp_path, qtype, bits):
+    """Every weight of these types is scale * q + bias per 32: MLX's own layout, bit for bit."""
+    src, folder = _convert(tmp_path, qtype=qtype, hidden=256, ffn=256, tied=False)
     config = json.loads((folder / "config.json").read_text())
     assert config["quantization"] == {"group_size": 32, "bits": bits}
+    assert json.loads((folder / "gguf_source.json").read_text())["requantized"] == {}
     native, model, _ = _logits(folder)
     assert isinstance(model.model.layers[0].self_attn.q_proj, nn.QuantizedLinear)
     ref = gr.forward(*gr.load_reference(src), IDS)
-    # float16 scales round the native path a little; float32 dequantization is exact
-    assert np.abs(native - ref).max() < 0.1
+    assert np.abs(native - ref).max() < 0.05 * np.abs(ref).max()  # native: float16 scales round a little
     exact, model, _ = _logits(folder, mx.float32)
     assert isinstance(model.model.layers[0].self_attn.q_proj, nn.Linear)
-    assert np.abs(exact - ref).max() < 1e-4
+    assert np.abs(exact - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
 
 
-def test_mixed_quant_types_get_per_layer_entries(tmp_path):
-    src, folder = _convert(tmp_path, qtype=T.Q4_1, embed_qtype=T.Q8_0)
-    quant = json.loads((folder / "config.json").read_text())["quantization"]
-    assert quant == {"group_size": 32, "bits": 4, "model.embed_tokens": {"group_size": 32, "bits": 8}}
-    exact, _, _ = _logits(folder, mx.float32)
-    assert np.abs(exact - gr.forward(*gr.load_reference(src), IDS)).max() < 1e-4
-
-
-@pytest.mark.parametrize("kquant", [T.Q6_K, T.Q4_K, T.Q2_K], ids=lambda t: t.name)
-def test_kquant_output_matrix_is_dequantized(tmp_path, kquant):
-    """llama-quantize gives output.weight Q6_K even in Q4_0 files: that one becomes float16."""
-    src, folder = _convert(tmp_path, qtype=T.Q4_0, tied=False, output_qtype=kquant, hidden=256)
-    quant = json.loads((folder / "config.json").read_text())["quantization"]
-    assert quant == {"group_size": 32, "bits": 4}
+@pytest.mark.parametrize("qtype", REQUANTIZED, ids=lambda t: t.name)
+def test_other_types_are_requantized_to_8_bits_with_their_error_said(tmp_path, qtype):
+    src, folder = _convert(tmp_path, qtype=qtype, hidden=256, ffn=256, tied=False)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["quantization"] == {"group_size": 32, "bits": 8}
+    said = json.loads((folder / "gguf_source.json").read_text())["requantized"][qtype.name]
+    assert said["bits"] == 8 and 0 < said["rel_rms"] < 0.01 and said["max_abs"] > 0
     exact, _, _ = _logits(folder, mx.float32)
     ref = gr.forward(*gr.load_reference(src), IDS)
-    assert np.abs(exact - ref).max() < 1e-3 * np.abs(ref).max()  # float16 rounding of one matrix
+    # the 8-bit requantization, nothing else (random weights amplify it: see the llama.cpp tier for real ones)
+    assert np.abs(exact - ref).max() < 0.05 * np.abs(ref).max()
+    assert np.abs(exact - ref).max() > 0  # not exact: the tolerance above is what is claimed
+
+
+def test_mixed_types_get_per_layer_entries(tmp_path):
+    """A Q4_K_M-like mix: Q4_K layers, a Q6_K output matrix, a Q8_0 embedding."""
+    src, folder = _convert(tmp_path, qtype=T.Q4_K, embed_qtype=T.Q8_0, tied=False, output_qtype=T.Q6_K,
+                           hidden=256, ffn=256)
+    quant = json.loads((folder / "config.json").read_text())["quantization"]
+    assert quant == {"group_size": 32, "bits": 4, "model.embed_tokens": {"group_size": 32, "bits": 8},
+                     "lm_head": {"group_size": 32, "bits": 8}}
+    exact, _, _ = _logits(folder, mx.float32)
+    ref = gr.forward(*gr.load_reference(src), IDS)
+    assert np.abs(exact - ref).max() < 0.02 * np.abs(ref).max()
+    native, _, _ = _logits(folder)  # mixed float16/float32 scales run natively too
+    assert np.abs(native - ref).max() < 0.05 * np.abs(ref).max()
 
 
 def test_bf16_is_read_bit_exact(tmp_path):
@@ -138,10 +159,10 @@ def test_bf16_is_read_bit_exact(tmp_path):
 def test_unsupported_tensor_type_names_it(tmp_path):
     from gguf import GGML_QUANT_SIZES
 
-    block, size = GGML_QUANT_SIZES[T.Q4_K]
+    block, size = GGML_QUANT_SIZES[T.IQ2_XXS]
     junk = np.zeros((8, 256 // block * size), dtype=np.uint8)
-    with pytest.raises(BadInput, match=r"Q4_K.*blk.2.ffn_up.weight.*supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0"):
-        _convert(tmp_path, extra_tensors=[("blk.2.ffn_up.weight", junk, T.Q4_K)])
+    with pytest.raises(BadInput, match=r"IQ2_XXS.*blk.2.ffn_up.weight.*supported: F32, F16, BF16, Q4_0.*IQ4_XS"):
+        _convert(tmp_path, extra_tensors=[("blk.2.ffn_up.weight", junk, T.IQ2_XXS)])
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.gguf"]  # no half-written folder left
 
@@ -165,8 +186,8 @@ def test_conversion_is_all_or_nothing(tmp_path, monkeypatch):
 
 
 def test_unsupported_architecture_and_pre_tokenizer(tmp_path):
-    with pytest.raises(BadInput, match=r"architecture 'phi3'.*llama, qwen2, qwen3"):
-        _convert(tmp_path, arch="phi3")
+    with pytest.raises(BadInput, match=r"architecture 'gpt2'.*llama, qwen2, qwen3, gemma2, gemma3, phi3"):
+        _convert(tmp_path, arch="gpt2")
     with pytest.raises(BadInput, match=r"pre-tokenizer 'no-such-pre'"):
         _convert(tmp_path, pre="no-such-pre")
 
@@ -197,9 +218,10 @@ def test_byte_level_tokenizer(tmp_path):
     assert "auto_map" not in json.loads((folder / "tokenizer_config.json").read_text())
 
 
-@pytest.mark.parametrize("pre", ["gpt2", "llama-bpe", "qwen2", "default"])
+@pytest.mark.parametrize("pre", sorted(__import__("lenscope.app.models.gguf_tokenizer",
+                                                   fromlist=["PRE_TOKENIZERS"]).PRE_TOKENIZERS))
 def test_other_pre_tokenizers(pre):
-    from lenscope.app.models.gguf import build_tokenizer
+    from lenscope.app.models.gguf_tokenizer import build_tokenizer
 
     tokens, types, merges = gr.byte_level_vocab()
     meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens,
@@ -209,7 +231,9 @@ def test_other_pre_tokenizers(pre):
     for text in ["the world 2024", "I'll  go\n\n\tnow \U0001f642", "x<|im_end|>y"]:
         assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
     digits = tok.encode("12").tokens
-    assert digits == (["12"] if pre in ("gpt2", "default", "llama-bpe") else ["1", "2"])
+    split = {"smollm": ["1", "2"], "qwen2": ["1", "2"], "tekken": ["1", "2"], "llama-bpe": ["12"],
+             "gpt-2": ["12"], "default": ["12"]}
+    assert digits == split.get(pre, digits)
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +257,7 @@ def sentencepiece_vocab(tmp_path_factory):
 
 def test_sentencepiece_vocabulary_matches_sentencepiece(sentencepiece_vocab):
     """A llama (SentencePiece) GGUF vocabulary: tokens + scores, no merges."""
-    from lenscope.app.models.gguf import build_tokenizer
+    from lenscope.app.models.gguf_tokenizer import build_tokenizer
 
     sp, tokens, scores, types = sentencepiece_vocab
     meta = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.scores": scores,
