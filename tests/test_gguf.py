@@ -330,7 +330,7 @@ def test_list_models_shape_before_fetching(cache):
     assert smol["kind"] == "named" and smol["available"] is False
     for m in models:
         assert {"name", "kind", "path", "size_bytes", "available"} <= set(m)
-        assert m["kind"] in ("bundled", "named", "cached", "hub")
+        assert m["kind"] in ("bundled", "named", "cached", "hub", "ollama", "lmstudio", "hub-gguf")
 
 
 def test_named_model_download_failure_is_one_line(cache, monkeypatch):

@@ -133,8 +133,25 @@ def load_engine(args) -> tuple[Engine, float]:
 
     t = time.perf_counter()
     loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, precision=args.precision,
-                         progress=lambda m: print(f"lenscope: {m}", file=sys.stderr))
+                         progress=progress_printer())
     return Engine(loaded), time.perf_counter() - t
+
+
+def progress_printer(stream=None):
+    """Loading messages on stderr; on a terminal a conversion's bar redraws one line."""
+    stream = stream or sys.stderr
+    tty = stream.isatty()
+    pending = [False]  # a bar line is on screen without its newline
+
+    def say(message: str) -> None:
+        bar = tty and message.startswith("converting [")
+        if pending[0] and not bar:
+            print(file=stream)
+        start = "\r" if bar else ""
+        print(f"{start}lenscope: {message}", end="" if bar else "\n", file=stream, flush=True)
+        pending[0] = bar
+
+    return say
 
 
 def model_prompt_of(engine: Engine, args) -> tuple[str, tuple[int, int] | None]:

@@ -27,6 +27,8 @@ def cmd_models(args) -> None:
     for m in found:
         state = "ready" if m["available"] else "not fetched (--model " + m["name"] + " fetches it)"
         print(f"{m['name']:<24} {m['kind']:<8} {m['size_bytes'] / 2**20:8.1f} MiB  {state:<5}  {m['path']}")
+        if "architecture" in m:  # a GGUF in another program's store: what its header says
+            print(f"{'':<24} {m['architecture'] or '?'}, {m['quantization']}, {m['parameters'] / 1e9:.2f}B parameters")
 
 
 def add_lenses(sub: argparse._SubParsersAction) -> None:

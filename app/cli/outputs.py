@@ -164,12 +164,16 @@ class DiffOutput(Versioned):
 
 class ModelEntry(TypedDict):
     name: str  # what --model takes
-    kind: Literal["bundled", "named", "cached", "hub"]
+    kind: Literal["bundled", "named", "cached", "hub", "ollama", "lmstudio", "hub-gguf"]
     path: str
     size_bytes: int
     available: bool  # loads without a download
-    source: NotRequired[str | None]  # where a named or converted model comes from
+    source: NotRequired[str | None]  # where a named or converted model comes from (an Ollama manifest)
     about: NotRequired[str]
+    # GGUF files in other programs' stores (ollama, lmstudio, hub-gguf), read from the header:
+    architecture: NotRequired[str | None]
+    quantization: NotRequired[str]  # llama.cpp's file type (Q4_K_M), else the commonest tensor type
+    parameters: NotRequired[int]
 
 
 class ModelsOutput(Versioned):

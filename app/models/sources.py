@@ -181,11 +181,16 @@ def named_folder(name: str, progress: Progress = None) -> Path:
 def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str]:
     """(display name, a local mlx-lm folder or a hub id) for a --model value.
 
-    Order: the bundled model, an existing path (a .gguf file is converted once, a folder
+    Order: the bundled model, ollama:NAME[:TAG] (Ollama's store), an existing path (a .gguf file is converted once, a folder
     is used as is), a named model, then a hub id (owner/name).
     """
     if spec is None or spec == DEMO_MODEL_NAME:
         return DEMO_MODEL_NAME, str(DEMO_MODEL_DIR)
+    if spec.startswith("ollama:"):
+        from lenscope.app.models.stores import resolve_ollama
+
+        blob, sha256 = resolve_ollama(spec.removeprefix("ollama:"))
+        return spec, str(gguf_folder(blob, progress, sha256=sha256))
     if not spec.strip():
         raise BadInput("--model: empty (leave it out for the bundled model)")
     try:
@@ -229,7 +234,10 @@ def _hub_models() -> list[dict]:
 
 
 def list_models() -> list[dict]:
-    """Every model lenscope knows of: bundled, named (fetched or not), converted GGUFs, hub cache."""
+    """Every model lenscope knows of: bundled, named (fetched or not), converted GGUFs, hub
+    cache, and the GGUF files of Ollama, LM Studio and the hub cache (stores)."""
+    from lenscope.app.models.stores import stored_models
+
     models = [{"name": DEMO_MODEL_NAME, "kind": "bundled", "path": str(DEMO_MODEL_DIR),
                "size_bytes": _folder_bytes(DEMO_MODEL_DIR), "available": True}]
     named = {}
@@ -242,7 +250,7 @@ def list_models() -> list[dict]:
                        "available": ready, "source": f"pip: {spec['package']}", "about": spec["about"]})
     gguf_dir = cache_root() / "gguf"
     for folder in sorted(gguf_dir.iterdir()) if gguf_dir.is_dir() else []:
-        if folder.name in named or not _complete(folder):
+        if folder.name in named or not folder.name.endswith(f"-v{CONVERTER_VERSION}") or not _complete(folder):
             continue
         try:
             source = json.loads((folder / "gguf_source.json").read_text())
@@ -250,4 +258,4 @@ def list_models() -> list[dict]:
             source = {}
         models.append({"name": Path(source.get("source", folder.name)).name, "kind": "cached", "path": str(folder),
                        "size_bytes": _folder_bytes(folder), "available": True, "source": source.get("source")})
-    return models + _hub_models()
+    return models + _hub_models() + stored_models()

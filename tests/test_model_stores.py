@@ -1,0 +1,109 @@
+"""GGUF files in other programs' stores: a fake Ollama store, LM Studio folder and hub
+cache made here, listed from their headers and run with --model ollama:NAME."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from lenscope.app.errors import BadInput
+
+gr = pytest.importorskip("gguf_reference")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh home, cache and hub cache, and no OLLAMA_MODELS: only what a test makes."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LENSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"
+
+
+def _ollama_store(root, name="tinyllama", tag="latest", namespace="library", **kw):
+    """Ollama's layout: the GGUF as blobs/sha256-<hex>, a manifest naming it."""
+    root.mkdir(parents=True, exist_ok=True)
+    src = gr.write_tiny(root.parent / f"{name}-{tag}.gguf", **kw)
+    data = src.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    (root / "blobs" / f"sha256-{digest}").write_bytes(data)
+    manifest = root / "manifests" / "registry.ollama.ai" / namespace / name / tag
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
+        {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:" + "0" * 64, "size": 10},
+        {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}", "size": len(data)}]}))
+    return digest
+
+
+def test_models_lists_ollama_lmstudio_and_hub_ggufs(home, tmp_path, run_cli):
+    from gguf import GGMLQuantizationType as T
+
+    _ollama_store(home / ".ollama" / "models", qtype=T.Q8_0)
+    _ollama_store(home / ".ollama" / "models", name="qwen", tag="0.5b", namespace="someone", arch="qwen2",
+                  biases=True)
+    lms = home / ".lmstudio" / "models" / "pub" / "repo"
+    lms.mkdir(parents=True)
+    gr.write_tiny(lms / "model-Q4_K_M.gguf", qtype=T.Q4_K, hidden=256, ffn=256,
+                  metadata={"general.file_type": 15})
+    (lms / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 32)  # listed as nothing, not a crash
+    snap = tmp_path / "hub" / "models--org--tiny-GGUF" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (tmp_path / "hub" / "models--org--tiny-GGUF" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--tiny-GGUF" / "refs" / "main").write_text("abc")
+    gr.write_tiny(snap / "tiny-f32.gguf", arch="gemma2", head_dim=16)
+
+    code, out, _ = run_cli("models", "--json")
+    assert code == 0
+    rows = {m["name"]: m for m in json.loads(out)["models"]}
+    ollama = rows["ollama:tinyllama:latest"]
+    assert ollama["kind"] == "ollama" and ollama["architecture"] == "llama" and ollama["quantization"] == "Q8_0"
+    assert ollama["path"].endswith(ollama["path"].rpartition("sha256-")[2]) and ollama["parameters"] > 0
+    assert rows["ollama:someone/qwen:0.5b"]["architecture"] == "qwen2"
+    lm = next(m for m in rows.values() if m["kind"] == "lmstudio")
+    assert lm["quantization"] == "Q4_K_M" and lm["path"].endswith("model-Q4_K_M.gguf")
+    assert not any(m["path"].endswith("broken.gguf") for m in rows.values())
+    hub = next(m for m in rows.values() if m["kind"] == "hub-gguf")
+    assert hub["architecture"] == "gemma2" and hub["quantization"] == "F32" and hub["source"] == "org/tiny-GGUF"
+    code, text, _ = run_cli("models")
+    assert "ollama:tinyllama:latest" in text and "llama, Q8_0" in text
+
+
+def test_ollama_model_runs_and_converts_once(home, run_cli, monkeypatch):
+    from lenscope.app.models import sources
+
+    digest = _ollama_store(home / ".ollama" / "models")
+    hashed = []
+    monkeypatch.setattr(sources, "file_sha256", lambda *a, **k: hashed.append(a) or "0" * 64)
+    for spec in ("ollama:tinyllama", "ollama:tinyllama:latest", "ollama:library/tinyllama:latest"):
+        code, out, err = run_cli("generate", "--model", spec, "--prompt", "the world", "--max-tokens", "3",
+                                 "--json")
+        assert code == 0, err
+        assert json.loads(out)["rows"][0]["text"] is not None
+    assert hashed == []  # the blob's name is its sha256: no file is hashed
+    assert [p.name for p in (sources.cache_root() / "gguf").iterdir()] == [f"{digest[:16]}-v{sources.CONVERTER_VERSION}"]
+
+
+def test_ollama_models_elsewhere_and_bad_names(home, tmp_path, monkeypatch):
+    from lenscope.app.models import sources
+    from lenscope.app.models.stores import resolve_ollama
+
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "elsewhere"))
+    digest = _ollama_store(tmp_path / "elsewhere", name="m", tag="q4")
+    assert resolve_ollama("m:q4")[1] == digest
+    for bad, why in [("nope", "no such model"), ("", "expected ollama:NAME"), ("a/b/c/d", "expected"),
+                     ("../m:q4", "expected"), ("m:../../x", "expected")]:
+        with pytest.raises(BadInput, match=why):
+            sources.resolve_model(f"ollama:{bad}")
+    manifest = tmp_path / "elsewhere" / "manifests" / "registry.ollama.ai" / "library" / "m" / "q4"
+    for text in ["{", "[]", json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model",
+                                                    "digest": "sha256:../../etc"}]}),
+                 json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model",
+                                         "digest": "sha256:" + "a" * 64}]})]:
+        manifest.write_text(text)
+        with pytest.raises(BadInput, match="names no model file"):
+            sources.resolve_model("ollama:m:q4")
