@@ -297,7 +297,7 @@ def test_gguf_folder_converts_once(tmp_path, cache, monkeypatch):
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
     first = ms.gguf_folder(src)
-    assert first.parent == cache / "gguf" and len(first.name) == 16
+    assert first.parent == cache / "gguf" and first.name == f"{ms.file_sha256(src)[:16]}-v{ms.CONVERTER_VERSION}"
     monkeypatch.setattr(app_gguf, "convert", lambda *a, **k: pytest.fail("converted twice"))
     assert ms.gguf_folder(src) == first
     name, target = ms.resolve_model(str(src))
@@ -377,3 +377,35 @@ def test_pick_precision():
     assert pick_precision("float16", "cpu", False, 1, memory=16 * gib) == "float16"
     with pytest.raises(BadInput, match="--precision 'double'"):
         pick_precision("double", "cpu", True, 1)
+
+
+def test_tensor_data_past_the_end_and_unknown_type_ids_are_one_line(tmp_path):
+    """The header walk checks every tensor's bytes against the file and names unknown type
+    ids, before llama.cpp's reader maps anything."""
+    import struct
+
+    from lenscope.app.models.gguf import read_header
+
+    src = gr.write_tiny(tmp_path / "tiny.gguf")
+    data = src.read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[: len(data) - 100])  # the last tensor's data is cut short
+    with pytest.raises(BadInput, match="ends past the end of the file"):
+        read_header(tmp_path / "cut.gguf")
+    name = b"output_norm.weight"
+    at = data.index(struct.pack("<Q", len(name)) + name) + 8 + len(name)
+    n_dims = struct.unpack_from("<I", data, at)[0]
+    type_at = at + 4 + 8 * n_dims
+    for type_id, why in [(200, "unknown tensor type id 200"), (T.F32, None)]:
+        bad = bytearray(data)
+        struct.pack_into("<I", bad, type_at, int(type_id))
+        (tmp_path / "t.gguf").write_bytes(bytes(bad))
+        if why is None:
+            assert read_header(tmp_path / "t.gguf").tensors["output_norm.weight"][0] == "F32"
+        else:
+            with pytest.raises(BadInput, match=why):
+                read_header(tmp_path / "t.gguf")
+    bad = bytearray(data)
+    struct.pack_into("<Q", bad, type_at + 4, 1 << 40)  # the data offset, far past the end
+    (tmp_path / "far.gguf").write_bytes(bytes(bad))
+    with pytest.raises(BadInput, match="output_norm.weight': its data ends past the end"):
+        read_header(tmp_path / "far.gguf")

@@ -102,8 +102,9 @@ def test_each_tensor_type_against_llama_cpp(f32_llama, tmp_path, file_type):
     diff, scale, same = _compare(ours, theirs)
     floor = float(np.abs(exact - theirs).max())  # how far llama.cpp's own arithmetic is from exact
     own = float(np.abs(ours - exact).max())  # lenscope's conversion error, alone
-    _record("type", file_type, "+".join(t for t in source["tensor_types"] if t != "F32"), diff, scale, same,
-            floor, own)
+    requant = ", ".join(f"{k} rms {100 * v['rel_rms']:.2f}%" for k, v in source["requantized"].items())
+    how = "+".join(t for t in source["tensor_types"] if t != "F32") + (f" (8-bit: {requant})" if requant else "")
+    _record("type", file_type, how, diff, scale, same, floor, own)
     assert same >= 0.9
     requantized = set(source["requantized"])
     assert requantized == set(source["tensor_types"]) & set(REQUANTIZED_TYPES)

@@ -117,12 +117,30 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--launch", type=int_range(2, 64, "--launch"), metavar="N",
                    help="time an 8-comparison experiment run by one process and by N under mlx.launch, instead of "
                         "the ratios")
+    p.add_argument("--convert", metavar="GGUF", help="time converting a GGUF file (seconds, peak RSS) instead; "
+                                                     "'llama-1b' writes a synthetic Llama 3.2 1B-shaped Q4_K_M file")
     add_json(p, "bench")
 
 
 def cmd_bench(args) -> None:
     from lenscope.app.lab.bench import launch_bench, render, render_launch, run_bench
 
+    if args.convert:
+        import tempfile
+        from pathlib import Path
+
+        from lenscope.app.lab import convert_bench
+
+        with tempfile.TemporaryDirectory(prefix="lenscope-convert-") as tmp:
+            src = Path(args.convert).expanduser()
+            if args.convert == "llama-1b":
+                print("lenscope: writing a synthetic Llama 3.2 1B-shaped Q4_K_M GGUF", file=sys.stderr)
+                src = convert_bench.synthetic_llama(Path(tmp) / "llama-1b-Q4_K_M.gguf")
+            elif not src.is_file():
+                raise BadInput(f"--convert '{args.convert}': no such file (or 'llama-1b')")
+            rep = convert_bench.convert_bench(src, Path(tmp) / "out")
+        emit({"conversion": rep}) if args.json else print(convert_bench.render(rep))
+        return
     if args.launch:
         rep = launch_bench(args.model, args.launch, args.tokens)
         emit(rep) if args.json else print(render_launch(rep))

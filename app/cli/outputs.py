@@ -225,6 +225,7 @@ class BenchOutput(Versioned):
     model: NotRequired[str]
     seconds: NotRequired[dict[str, float]]
     ratios: NotRequired[dict[str, float]]
+    conversion: NotRequired[dict[str, float]]  # bench --convert: seconds, peak_rss_bytes, file/output bytes
 
 
 OPEN = {"measure", "bench"}  # reports whose inner keys vary with what was measured

@@ -49,3 +49,8 @@ def intact(folder: Path, full: bool = False) -> bool:
         return bool(files)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return False
+
+
+def is_sha256(value: object) -> bool:
+    """64 lower-case hex digits: the only thing a cached hash may be (it names a cache folder)."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lenscope.app.errors import BadInput
 from lenscope.app.models import manifest
+from lenscope.app.models.manifest import is_sha256
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_MODEL_NAME = "lenscope-demo"
@@ -87,11 +88,6 @@ def file_sha256(path: Path, progress: Progress = None) -> str:
     except OSError:
         pass  # a read-only cache only costs a re-hash next time
     return memo[key]
-
-
-def is_sha256(value: object) -> bool:
-    """64 lower-case hex digits: the only thing a cached hash may be (it names a cache folder)."""
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str | None = None) -> Path:

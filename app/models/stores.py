@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from lenscope.app.errors import BadInput
+from lenscope.app.models.manifest import is_sha256
 
 OLLAMA_HOST, OLLAMA_NAMESPACE = "registry.ollama.ai", "library"
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
@@ -56,8 +57,6 @@ def _model_blob(root: Path, manifest: Path) -> tuple[Path, str] | None:
         digest = layer.get("digest")
         if layer.get("mediaType") == OLLAMA_MODEL_LAYER and isinstance(digest, str) and digest.startswith("sha256:"):
             hexdigest = digest.removeprefix("sha256:")
-            from lenscope.app.models.sources import is_sha256
-
             if is_sha256(hexdigest):
                 blob = root / "blobs" / f"sha256-{hexdigest}"
                 return (blob, hexdigest) if blob.is_file() else None
