@@ -133,7 +133,7 @@ def hub_gguf_models() -> list[dict]:
     try:
         from huggingface_hub import scan_cache_dir
 
-        repos = scan_cache_dir().repos
+        repos = scan_cache_dir(os.environ.get("HF_HUB_CACHE") or None).repos  # as set now, not at import
     except Exception:  # no cache dir, or an older huggingface_hub: nothing to list
         return []
     rows = []
