@@ -151,7 +151,7 @@ def test_bf16_is_read_bit_exact(tmp_path):
     bits = (big.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
     src = gr.write_tiny(tmp_path / "tiny.gguf", extra_tensors=[("blk.0.attn_q.bias", bits, T.BF16)])
     folder = convert(src, tmp_path / "out")
-    weights = mx.load(str(folder / "model.safetensors"))
+    weights = mx.load(str(folder / "model-00001.safetensors"))
     bias = weights["model.layers.0.self_attn.q_proj.bias"]
     assert bias.dtype == mx.bfloat16 and float(bias.astype(mx.float32)[0]) == pytest.approx(1e6, rel=1e-2)
 
@@ -221,13 +221,13 @@ def test_byte_level_tokenizer(tmp_path):
 @pytest.mark.parametrize("pre", sorted(__import__("lenscope.app.models.gguf_tokenizer",
                                                    fromlist=["PRE_TOKENIZERS"]).PRE_TOKENIZERS))
 def test_other_pre_tokenizers(pre):
-    from lenscope.app.models.gguf_tokenizer import build_tokenizer
+    from lenscope.app.models.gguf_tokenizer import ADD_BOS, build_tokenizer
 
     tokens, types, merges = gr.byte_level_vocab()
     meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens,
             "tokenizer.ggml.token_type": types, "tokenizer.ggml.merges": merges}
     tok, flags = build_tokenizer(meta)
-    assert flags == {"bos": False, "eos": False}
+    assert flags == {"bos": pre in ADD_BOS, "eos": False}  # llama.cpp's default when the file says nothing
     for text in ["the world 2024", "I'll  go\n\n\tnow \U0001f642", "x<|im_end|>y"]:
         assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
     digits = tok.encode("12").tokens
@@ -409,3 +409,44 @@ def test_tensor_data_past_the_end_and_unknown_type_ids_are_one_line(tmp_path):
     (tmp_path / "far.gguf").write_bytes(bytes(bad))
     with pytest.raises(BadInput, match="output_norm.weight': its data ends past the end"):
         read_header(tmp_path / "far.gguf")
+
+
+def test_headers_that_would_make_millions_of_objects_are_refused(tmp_path):
+    """llama.cpp's reader makes a Python object per array item: the walk caps them in all,
+    and caps the tensor count, before it is called."""
+    import struct
+
+    from lenscope.app.models.gguf import MAX_ARRAY_ITEMS, MAX_TENSORS, read_header
+
+    def header(n_tensors: int, arrays: list[int], pad: int = 0) -> bytes:
+        out = b"GGUF" + struct.pack("<IQQ", 3, n_tensors, len(arrays))
+        for i, n in enumerate(arrays):
+            key = f"k{i}".encode()
+            out += struct.pack("<Q", len(key)) + key + struct.pack("<IIQ", 9, 0, n) + bytes(n)  # uint8 arrays
+        return out + bytes(pad)
+
+    half = MAX_ARRAY_ITEMS // 2 + 1
+    (tmp_path / "arrays.gguf").write_bytes(header(0, [half, half]))  # each fits, together they do not
+    with pytest.raises(BadInput, match="arrays hold over"):
+        read_header(tmp_path / "arrays.gguf")
+    (tmp_path / "tensors.gguf").write_bytes(header(MAX_TENSORS + 1, [], pad=32 * (MAX_TENSORS + 1)))
+    with pytest.raises(BadInput, match=f"{MAX_TENSORS + 1} tensors"):
+        read_header(tmp_path / "tensors.gguf")
+
+
+@pytest.mark.parametrize("alignment,offset_shift,why", [(48, 0, "not a power of two"), (32, 4, "not aligned")])
+def test_odd_alignment_or_offsets_are_one_line(tmp_path, alignment, offset_shift, why):
+    import struct
+
+    from lenscope.app.models.gguf import read_header
+
+    src = gr.write_tiny(tmp_path / "tiny.gguf", metadata={"general.alignment": alignment} if alignment != 32 else None)
+    data = bytearray(src.read_bytes())
+    if offset_shift:
+        name = b"output_norm.weight"
+        at = data.index(struct.pack("<Q", len(name)) + name) + 8 + len(name)
+        at += 4 + 8 * struct.unpack_from("<I", data, at)[0] + 4
+        struct.pack_into("<Q", data, at, struct.unpack_from("<Q", data, at)[0] + offset_shift)
+    (tmp_path / "odd.gguf").write_bytes(bytes(data))
+    with pytest.raises(BadInput, match=why):
+        read_header(tmp_path / "odd.gguf")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -51,6 +52,8 @@ def test_models_lists_ollama_lmstudio_and_hub_ggufs(home, tmp_path, run_cli):
     gr.write_tiny(lms / "model-Q4_K_M.gguf", qtype=T.Q4_K, hidden=256, ffn=256,
                   metadata={"general.file_type": 15})
     (lms / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 32)  # listed as nothing, not a crash
+    os.mkfifo(lms / "pipe.gguf")  # would block open(): skipped
+    (lms / "loop").symlink_to(lms)  # a link back up: not followed
     snap = tmp_path / "hub" / "models--org--tiny-GGUF" / "snapshots" / "abc"
     snap.mkdir(parents=True)
     (tmp_path / "hub" / "models--org--tiny-GGUF" / "refs").mkdir()
@@ -62,7 +65,8 @@ def test_models_lists_ollama_lmstudio_and_hub_ggufs(home, tmp_path, run_cli):
     rows = {m["name"]: m for m in json.loads(out)["models"]}
     ollama = rows["ollama:tinyllama:latest"]
     assert ollama["kind"] == "ollama" and ollama["architecture"] == "llama" and ollama["quantization"] == "Q8_0"
-    assert ollama["path"].endswith(ollama["path"].rpartition("sha256-")[2]) and ollama["parameters"] > 0
+    blobs = home / ".ollama" / "models" / "blobs"
+    assert ollama["path"].startswith(str(blobs / "sha256-")) and ollama["parameters"] > 0
     assert rows["ollama:someone/qwen:0.5b"]["architecture"] == "qwen2"
     lm = next(m for m in rows.values() if m["kind"] == "lmstudio")
     assert lm["quantization"] == "Q4_K_M" and lm["path"].endswith("model-Q4_K_M.gguf")

@@ -78,7 +78,7 @@ def _child(src: str, out: str) -> None:
     t = time.perf_counter()
     convert(src, out)
     seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # KiB on Linux
     print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak}))
 
 

@@ -1,9 +1,9 @@
-"""GGUF file -> mlx-lm model folder (model.safetensors, config.json, tokenizer files).
+"""GGUF file -> mlx-lm model folder (model-NNNNN.safetensors shards, config.json, tokenizer files).
 
 The header is walked and bounded first (read_header: no reader allocates from a count it
 has not checked), then llama.cpp's own reader (the `gguf` package) memory-maps the file
-and each tensor is converted on its own (gguf_tensors), so peak memory stays near the
-size of the output. Architectures map onto mlx-lm's model classes (gguf_archs); the
+and each tensor is converted on its own (gguf_tensors), written out in shards as they
+fill, so the converted weights are never all in memory at once. Architectures map onto mlx-lm's model classes (gguf_archs); the
 tokenizer is rebuilt from the metadata (gguf_tokenizer).
 """
 
@@ -62,14 +62,19 @@ class Header:
 # GGUF value types -> byte size of one element (8: string, 9: array, sized as they are read)
 _SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 MAX_DIMS = 4  # GGML_MAX_DIMS: llama.cpp's tensors have at most four
-MAX_HEADER_ITEMS = 1 << 24  # key-values, tensors or array elements: more is no model's header
+MAX_HEADER_ITEMS = 1 << 24  # key-values or elements of one array: more is no model's header
+# llama.cpp's reader makes a Python object per array element: all arrays together stay under
+# this (a 262k-token vocabulary with scores, types and merges is about 1.1M), and tensors
+# under MAX_TENSORS (a 671B mixture of experts has about 1.1k)
+MAX_ARRAY_ITEMS, MAX_TENSORS = 1 << 23, 1 << 16
 
 
 def read_header(path: Path) -> Header:
     """Walk the GGUF header (key-values and tensor table) checking every count, length and
     dimension against what is left of the file and against sane limits, before any reader
     allocates from them: a hostile header is one BadInput line, not a hang or an allocation
-    of 2^40 elements. Reads the header only, so listing a 40 GB file costs milliseconds."""
+    of 2^40 elements. Reads the header only: listing a file costs what its vocabulary does
+    (0.45 s for SmolLM2's 49k tokens and merges), never its weights."""
     size = path.stat().st_size
     where = f"model '{path}': not a readable GGUF file"
     with open(path, "rb") as f:
@@ -98,6 +103,9 @@ def read_header(path: Path) -> Header:
                 if depth or etype not in (*_SCALAR, 8):
                     raise BadInput(f"{where} ({what}: an array of type {etype})")
                 n = count(f"{what} array length", _SCALAR.get(etype, 8))
+                seen[0] += n
+                if seen[0] > MAX_ARRAY_ITEMS:
+                    raise BadInput(f"{where} (its arrays hold over {MAX_ARRAY_ITEMS} items in all)")
                 if etype == 8:
                     for _ in range(n):
                         string(what)
@@ -114,6 +122,9 @@ def read_header(path: Path) -> Header:
         if u(4) not in (2, 3):
             raise BadInput(f"{where} (GGUF version not 2 or 3)")
         n_tensors, n_kv = count("tensor count", 32), count("key-value count", 13)
+        if n_tensors > MAX_TENSORS:
+            raise BadInput(f"{where} ({n_tensors} tensors; a model has at most {MAX_TENSORS})")
+        seen = [0]  # array items so far
         meta = {}
         for k in range(n_kv):
             key = take(count(f"key {k + 1} length", 1)).decode("utf-8", "replace")
@@ -131,13 +142,14 @@ def read_header(path: Path) -> Header:
                 raise BadInput(f"{where} (tensor '{name}': shape {dims} cannot be in a file of {size} bytes)")
             tensors.append((name, dims, u(4), u(8)))
         alignment = meta.get("general.alignment", 32)
-        if not isinstance(alignment, int) or not 1 <= alignment <= 1 << 16:
-            raise BadInput(f"{where} (general.alignment {alignment!r:.20})")
+        if isinstance(alignment, bool) or not isinstance(alignment, int) or not 1 <= alignment <= 1 << 16 \
+                or alignment & (alignment - 1):
+            raise BadInput(f"{where} (general.alignment {alignment!r:.20} is not a power of two up to 65536)")
         start = -(-f.tell() // alignment) * alignment
-    return Header(meta, _tensor_table(tensors, start, size, where))
+    return Header(meta, _tensor_table(tensors, start, size, alignment, where))
 
 
-def _tensor_table(tensors: list, start: int, size: int, where: str) -> dict[str, tuple[str, int]]:
+def _tensor_table(tensors: list, start: int, size: int, alignment: int, where: str) -> dict[str, tuple[str, int]]:
     """name -> (type name, weights), each tensor's bytes checked to lie inside the file."""
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
@@ -151,6 +163,8 @@ def _tensor_table(tensors: list, start: int, size: int, where: str) -> dict[str,
         n = int(np.prod(dims, dtype=object))
         if dims[0] % block:
             raise BadInput(f"{where} (tensor '{name}': {dims[0]} columns is not whole {kind.name} blocks of {block})")
+        if offset % alignment:
+            raise BadInput(f"{where} (tensor '{name}': offset {offset} is not aligned to {alignment})")
         if start + offset + n // block * block_bytes > size:
             raise BadInput(f"{where} (tensor '{name}': its data ends past the end of the file)")
         table[name] = (kind.name, n)
@@ -245,10 +259,22 @@ def check_types(path: Path, header: Header) -> None:
         )
 
 
-def _weights(path: Path, arch: str, tensors: dict, say: Callable[[str], None]) -> tuple[dict, dict | None, dict]:
-    """Every tensor converted in turn: (mlx-lm weights, quantization config, requantization
-    error per GGUF type)."""
-    weights, bits, errors = {}, {}, {}
+SHARD_BYTES = 1 << 29  # converted weights held before they are written out
+
+
+def _weights(path: Path, arch: str, tensors: dict, say: Callable[[str], None],
+             out: Path) -> tuple[dict | None, dict]:
+    """Every tensor converted in turn and written to out/model-NNNNN.safetensors as shards
+    fill: (quantization config, requantization error per GGUF type)."""
+    weights, bits, errors, held, shards = {}, {}, {}, 0, 0
+
+    def flush() -> None:
+        nonlocal weights, held, shards
+        if weights:
+            shards += 1
+            mx.save_safetensors(str(out / f"model-{shards:05d}.safetensors"), weights, metadata={"format": "mlx"})
+        weights, held = {}, 0
+
     names = [n for n in tensors if n not in gguf_archs.CONFIG_ONLY]
     total = sum(int(tensors[n].n_bytes) for n in names) or 1
     done, start, shown = 0, time.perf_counter(), -1
@@ -263,6 +289,9 @@ def _weights(path: Path, arch: str, tensors: dict, say: Callable[[str], None]) -
             if key == "weight" and gguf_archs.is_norm(name):
                 array = mx.array(gguf_archs.unfold_norm(arch, name, np.array(array, np.float32))).astype(array.dtype)
             weights[f"{module}.{key}" if got.bits else target] = array
+            held += array.nbytes
+        if held >= SHARD_BYTES:
+            flush()
         if got.bits:
             bits[module] = got.bits
         if got.error:
@@ -278,13 +307,14 @@ def _weights(path: Path, arch: str, tensors: dict, say: Callable[[str], None]) -
             bar = "#" * (percent // 5) + "." * (20 - percent // 5)
             say(f"converting [{bar}] {percent:3d}% {done / 2**20:,.0f}/{total / 2**20:,.0f} MiB "
                 f"{time.perf_counter() - start:.1f} s")
+    flush()
     if not bits:
-        return weights, None, errors
+        return None, errors
     common = max(set(bits.values()), key=list(bits.values()).count)
     quant = {"group_size": 32, "bits": common}
     # mlx-lm reads per-module entries ahead of the default (Q6_K output.weight in a Q4_K file)
     quant.update({m: {"group_size": 32, "bits": b} for m, b in sorted(bits.items()) if b != common})
-    return weights, quant, errors
+    return quant, errors
 
 
 def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike,
@@ -310,19 +340,16 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike,
         tokenizer, flags = build_tokenizer(meta)
     except BadInput as exc:
         raise BadInput(f"model '{path}': {exc}") from None
-    weights, quant, errors = _weights(path, meta["general.architecture"], tensors, say)
-    if quant:
-        config["quantization"] = quant
-    for kind, error in sorted(errors.items()):
-        say(f"{kind} has no exact MLX layout: requantized to 8-bit, max |error| {error['max_abs']:.3g}, "
-            f"rms error {100 * error['rel_rms']:.2f}% of the weights' rms")
-
-    say(f"writing {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        mx.save_safetensors(str(tmp / "model.safetensors"), weights, metadata={"format": "mlx"})
-        del weights
+        quant, errors = _weights(path, meta["general.architecture"], tensors, say, tmp)
+        if quant:
+            config["quantization"] = quant
+        for kind, error in sorted(errors.items()):
+            say(f"{kind} has no exact MLX layout: requantized to 8-bit, max |error| {error['max_abs']:.3g}, "
+                f"rms error {100 * error['rel_rms']:.2f}% of the weights' rms")
+        say(f"writing {out}")
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         tokenizer.save(str(tmp / "tokenizer.json"))
         (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(meta, flags), indent=2) + "\n")

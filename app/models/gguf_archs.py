@@ -87,7 +87,9 @@ def config(path: Path, meta: dict, tensors: dict) -> dict:
     head_dim = key("attention.key_length") or hidden // heads
     if key("rope.dimension_count", head_dim) != head_dim:
         raise BadInput(f"model '{path}': partial rotary embeddings are not supported")
-    embed = tensors["token_embd.weight"]
+    embed = tensors.get("token_embd.weight")
+    if embed is None:
+        raise BadInput(f"model '{path}': GGUF has no token_embd.weight (not a language model)")
     cfg = {
         "model_type": MODEL_TYPES.get(arch, arch),
         "hidden_size": hidden,
@@ -125,14 +127,17 @@ def config(path: Path, meta: dict, tensors: dict) -> dict:
         cfg["rope_theta"] = key("rope.freq_base", 1_000_000.0)
     if arch == "phi3":
         cfg.pop("head_dim")
-        if "rope_factors_long.weight" in tensors:
-            raise BadInput(f"model '{path}': phi3 with long-context rope factors (longrope) is not supported")
+        if "rope_factors_long.weight" in tensors or "rope_freqs.weight" in tensors or key("rope.scaling.type"):
+            raise BadInput(f"model '{path}': phi3 with scaled rope (longrope) is not supported")
     if "rope_freqs.weight" in tensors:
         cfg["rope_scaling"] = _llama3_scaling(path, np.asarray(tensors["rope_freqs.weight"].data, np.float64), cfg,
                                               key("rope.scaling.original_context_length", 8192))
     scaling = key("rope.scaling.type")
     if scaling == "linear":
-        cfg["rope_scaling"] = {"type": "linear", "rope_type": "linear", "factor": key("rope.scaling.factor")}
+        factor = key("rope.scaling.factor")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1024:
+            raise BadInput(f"model '{path}': linear rope scaling with factor {factor!r:.20}")
+        cfg["rope_scaling"] = {"type": "linear", "rope_type": "linear", "factor": factor}
     elif scaling not in (None, "none"):
         raise BadInput(f"model '{path}': rope scaling '{scaling}' is not supported (supported: linear)")
     for name in ("bos", "eos"):

@@ -123,6 +123,8 @@ def convert_tensor(tensor) -> Converted:
             return Converted({"weight": mx.array(bits).view(mx.bfloat16)})
         return Converted({"weight": mx.array(data.reshape(shape))})
     block, size = GGML_QUANT_SIZES[tensor.tensor_type]
+    if len(shape) == 1:  # a quantized vector (no model has one; norms are F32): plain float32
+        return Converted({"weight": mx.array(dequantize(data.reshape(1, -1), tensor.tensor_type).reshape(shape))})
     blocks = data.reshape(rows, cols // block, size)
     weights, scales, biases = [], [], []
     if kind in EXACT_TYPES:

@@ -34,14 +34,19 @@ DEEPSEEK_CODER = [r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[一-龥ࠀ-一가-�
 DEEPSEEK3 = [r"\p{N}{1,3}", r"[一-龥぀-ゟ゠-ヿ]+",
              r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"
              r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"]
+# llama.cpp takes a word that is in the vocabulary whole (ignore_merges) and adds BOS unless
+# the file says otherwise for these (llama-vocab.cpp, per tokenizer_pre)
+LLAMA3_FAMILY = ("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "lfm2")
+IGNORE_MERGES = (*LLAMA3_FAMILY, "tekken", "glm4")
+ADD_BOS = (*LLAMA3_FAMILY, "tekken")
 PRE_TOKENIZERS: dict[str, list[str]] = {
     "default": [r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"],
     **dict.fromkeys(("gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "roberta-bpe", "exaone4", "gigachat",
                      "a.x-4.0", "mellum"), [GPT2]),
     **dict.fromkeys(("starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"),
                     [r"\p{N}", GPT2]),
-    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral", "dbrx", "smaug-bpe", "chatglm-bpe",
-                     "glm4"), [LLAMA3]),
+    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "lfm2", "dbrx",
+                     "smaug-bpe", "chatglm-bpe", "glm4"), [LLAMA3]),
     **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan", "grok-2"), [QWEN2]),
     "qwen35": [QWEN35],
     "tekken": [TEKKEN],
@@ -96,14 +101,13 @@ def build_tokenizer(meta: dict):
         if "tokenizer.ggml.merges" not in meta:
             raise BadInput("GGUF tokenizer: a gpt2 (byte-level BPE) vocabulary without merges")
         merges = [tuple(m.split(" ")) for m in meta["tokenizer.ggml.merges"]]
-        # llama3's tokenizer takes a word that is in the vocabulary whole (llama.cpp: ignore_merges)
-        tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=regexes == [LLAMA3]))
+        tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=pre in IGNORE_MERGES))
         splits = [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in regexes]
         tok.pre_tokenizer = pre_tokenizers.Sequence(splits + [pre_tokenizers.ByteLevel(add_prefix_space=False,
                                                                                        use_regex=False)])
         tok.decoder = decoders.ByteLevel()
         post = [processors.ByteLevel(trim_offsets=False)]
-        add_bos_default = False
+        add_bos_default = pre in ADD_BOS
     elif kind == "llama":
         scores = meta["tokenizer.ggml.scores"]
         unk = tokens[meta.get("tokenizer.ggml.unknown_token_id", 0)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 from lenscope.app.errors import BadInput
@@ -20,7 +21,7 @@ from lenscope.app.models.manifest import is_sha256
 OLLAMA_HOST, OLLAMA_NAMESPACE = "registry.ollama.ai", "library"
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 MANIFEST_LIMIT = 1 << 20  # a manifest is a few hundred bytes of JSON
-MAX_FILES = 10_000  # a listing stops walking a huge folder here
+MAX_FILES = 100_000  # a listing stops walking a huge folder after this many entries
 
 
 def ollama_root() -> Path:
@@ -30,6 +31,14 @@ def ollama_root() -> Path:
 def lmstudio_roots() -> list[Path]:
     home = Path.home()
     return [home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models"]
+
+
+def _regular(path: Path) -> bool:
+    """A plain file (not a folder, a FIFO that would block open(), or a broken link)."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _split_ollama(name: str) -> tuple[str, str, str, str]:
@@ -59,7 +68,7 @@ def _model_blob(root: Path, manifest: Path) -> tuple[Path, str] | None:
             hexdigest = digest.removeprefix("sha256:")
             if is_sha256(hexdigest):
                 blob = root / "blobs" / f"sha256-{hexdigest}"
-                return (blob, hexdigest) if blob.is_file() else None
+                return (blob, hexdigest) if _regular(blob) else None
     return None
 
 
@@ -68,7 +77,7 @@ def resolve_ollama(name: str) -> tuple[Path, str]:
     root = ollama_root()
     host, namespace, model, tag = _split_ollama(name)
     manifest = root / "manifests" / host / namespace / model / tag
-    if not manifest.is_file():
+    if not _regular(manifest):
         known = ", ".join(e["name"] for e in ollama_models()[:8]) or "none"
         raise BadInput(f"--model 'ollama:{name}': no such model in Ollama's store {root} (found: {known})")
     found = _model_blob(root, manifest)
@@ -81,6 +90,8 @@ def _entry(name: str, kind: str, path: Path, source: str | None = None) -> dict 
     """A listing row with what the header says; None for a file that is not a readable GGUF."""
     from lenscope.app.models.gguf import read_header
 
+    if not _regular(path):
+        return None
     try:
         header = read_header(path)
         size = path.stat().st_size
@@ -98,10 +109,10 @@ def ollama_models() -> list[dict]:
     root = ollama_root()
     manifests = root / "manifests"
     rows = []
-    for manifest in sorted(manifests.glob("*/*/*/*"))[:MAX_FILES] if manifests.is_dir() else []:
+    for manifest in sorted(manifests.glob("*/*/*/*"))[:MAX_FILES]:
         host, namespace, model, tag = manifest.relative_to(manifests).parts
-        found = _model_blob(root, manifest)
-        if found is None or not manifest.is_file():
+        found = _model_blob(root, manifest) if _regular(manifest) else None
+        if found is None:
             continue
         short = model if (host, namespace) == (OLLAMA_HOST, OLLAMA_NAMESPACE) else (
             f"{namespace}/{model}" if host == OLLAMA_HOST else f"{host}/{namespace}/{model}")
@@ -111,10 +122,11 @@ def ollama_models() -> list[dict]:
 
 
 def _gguf_files(root: Path) -> list[Path]:
-    files = []
-    for dirpath, _, names in os.walk(root):
+    files, seen = [], 0
+    for dirpath, dirs, names in os.walk(root):  # does not follow links to folders: no loops
         files += [Path(dirpath) / n for n in names if n.lower().endswith(".gguf")]
-        if len(files) >= MAX_FILES:
+        seen += len(names) + len(dirs)
+        if seen >= MAX_FILES:
             break
     return sorted(files)
 
@@ -122,7 +134,7 @@ def _gguf_files(root: Path) -> list[Path]:
 def lmstudio_models() -> list[dict]:
     rows = []
     for root in lmstudio_roots():
-        for path in _gguf_files(root) if root.is_dir() else []:
+        for path in _gguf_files(root):  # a missing or unreadable root walks as nothing
             if row := _entry(str(path), "lmstudio", path):
                 rows.append(row)
     return rows
@@ -147,4 +159,11 @@ def hub_gguf_models() -> list[dict]:
 
 
 def stored_models() -> list[dict]:
-    return ollama_models() + lmstudio_models() + hub_gguf_models()
+    """Every store's GGUFs; a store that cannot be read (no home, no permission) lists nothing."""
+    rows = []
+    for store in (ollama_models, lmstudio_models, hub_gguf_models):
+        try:
+            rows += store()
+        except (OSError, RuntimeError):  # RuntimeError: Path.home() with no home
+            continue
+    return rows
