@@ -10,6 +10,7 @@ tokenizer is rebuilt from the metadata (gguf_tokenizer).
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -262,6 +263,14 @@ def check_types(path: Path, header: Header) -> None:
 SHARD_BYTES = 1 << 29  # converted weights held before they are written out
 
 
+def _drop_mapped_pages(tensors: dict) -> None:
+    """The file's pages read so far count in RSS though the kernel could drop them: say so
+    (they are read again if needed). No-op where madvise is missing."""
+    mapping = getattr(next(iter(tensors.values())).data, "_mmap", None) if tensors else None  # np.memmap's
+    if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
 def _weights(path: Path, arch: str, tensors: dict, say: Callable[[str], None],
              out: Path) -> tuple[dict | None, dict]:
     """Every tensor converted in turn and written to out/model-NNNNN.safetensors as shards
@@ -274,6 +283,8 @@ def _weights(path: Path, arch: str, tensors: dict, say: Callable[[str], None],
             shards += 1
             mx.save_safetensors(str(out / f"model-{shards:05d}.safetensors"), weights, metadata={"format": "mlx"})
         weights, held = {}, 0
+        mx.clear_cache()  # MLX keeps freed buffers for reuse: give them back
+        _drop_mapped_pages(tensors)
 
     names = [n for n in tensors if n not in gguf_archs.CONFIG_ONLY]
     total = sum(int(tensors[n].n_bytes) for n in names) or 1
