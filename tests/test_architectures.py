@@ -70,3 +70,19 @@ def test_quantized_model_hooks_and_weight_lens(loaded):
     assert res.rows[0].token_ids == plain and res.rows[1].token_ids == plain
     assert res.rows[2].kl_from_baseline[0] > 1e-4
     assert {k: bytes(np.array(v)) for k, v in tree_flatten(model.parameters())} == before
+
+
+def test_gemma2_runs_residual_lenses_and_refuses_attention_ones_in_one_line(loaded):
+    """mlx-lm's gemma2 soft-caps scores inside its own attention (no sdpa call to hook)."""
+    from tiny_models import COMMON, _get_classes
+
+    config = {**COMMON, "model_type": "gemma2", "head_dim": 16, "query_pre_attn_scalar": 16}
+    model_cls, args_cls = _get_classes(config)
+    model = model_cls(args_cls.from_dict(config))
+    mx.eval(model.parameters())
+    eng = Engine(LoadedModel(model, loaded.tokenizer, "gemma2", loaded.path))
+    res = eng.compare(Request(PROMPT, [parse_inline("steer:strength=50,token=dog")], [], max_tokens=4,
+                              stop_at_eos=False, keep_logits=False)).run()
+    assert res.rows[1].kl_from_baseline[0] > 0
+    with pytest.raises(BadInput, match="model type 'gemma2': its attention does not call"):
+        eng.compare(Request(PROMPT, [parse_inline("emphasis:strength=8")], [3, 4], max_tokens=4))

@@ -13,6 +13,9 @@ CONFIGS = {
     "qwen3": dict(model_type="qwen3", head_dim=16),
     "gemma": dict(model_type="gemma", head_dim=16),
     "phi3": dict(model_type="phi3", num_key_value_heads=4),
+    # gemma 3: sliding-window layers (window 4) beside global ones, as a GGUF converts to
+    "gemma3_text": dict(model_type="gemma3_text", head_dim=16, sliding_window=4, sliding_window_pattern=2,
+                        query_pre_attn_scalar=16),
 }
 
 
