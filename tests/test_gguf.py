@@ -450,3 +450,12 @@ def test_odd_alignment_or_offsets_are_one_line(tmp_path, alignment, offset_shift
     (tmp_path / "odd.gguf").write_bytes(bytes(data))
     with pytest.raises(BadInput, match=why):
         read_header(tmp_path / "odd.gguf")
+
+
+def test_doctor_says_what_was_requantized(tmp_path, cache, run_cli):
+    src = gr.write_tiny(tmp_path / "q6.gguf", qtype=T.Q6_K, hidden=256, ffn=256)
+    code, out, err = run_cli("doctor", "--model", str(src))
+    assert code == 0, err
+    assert "gguf        llama, " in out and "Q6_K requantized to 8-bit: max |error|" in out
+    code, out, _ = run_cli("doctor", "--model", str(src), "--json")
+    assert json.loads(out)["model"]["gguf"]["requantized"]["Q6_K"]["bits"] == 8

@@ -50,9 +50,22 @@ def report(model: str | None = None, precision: str | None = None) -> dict[str, 
         out["model"].update(loads=True, load_s=round(time.perf_counter() - t, 3), path=str(loaded.path),
                             layers=len(loaded.model.layers), model_type=getattr(loaded.model, "model_type", None),
                             precision=loaded.precision)
+        if source := _gguf_source(loaded.path):
+            out["model"]["gguf"] = source
     except BadInput as exc:
         out["model"].update(loads=False, error=str(exc))
     return out
+
+
+def _gguf_source(folder) -> dict[str, Any] | None:
+    """What a converted GGUF folder says of its source: types, and each requantized type's error."""
+    import json
+
+    try:
+        source = json.loads((folder / "gguf_source.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return source if isinstance(source, dict) else None
 
 
 def render(rep: dict[str, Any]) -> str:
@@ -71,4 +84,10 @@ def render(rep: dict[str, Any]) -> str:
     status = (f"loads in {m['load_s']} s, {m['layers']} layers, runs {m['precision']}" if m.get("loads")
               else f"FAILS: {m.get('error')}")
     lines.append(f"model       {m['name']} ({m['path']}): {status}")
+    if g := m.get("gguf"):
+        lines.append(f"gguf        {g.get('architecture')}, {g.get('quantization')}: "
+                     f"{', '.join(g.get('tensor_types') or [])} from {g.get('source')}")
+        for kind, err in (g.get("requantized") or {}).items():
+            lines.append(f"            {kind} requantized to {err.get('bits')}-bit: max |error| {err.get('max_abs'):.3g}, "
+                         f"rms {100 * err.get('rel_rms', 0):.2f}% of the weights")
     return "\n".join(lines)
