@@ -226,6 +226,7 @@ class BenchOutput(Versioned):
     seconds: NotRequired[dict[str, float]]
     ratios: NotRequired[dict[str, float]]
     conversion: NotRequired[dict[str, float]]  # bench --convert: seconds, peak_rss_bytes, file/output bytes
+    bound: NotRequired[dict[str, float]]  # weight bytes a step reads, stream GB/s, the tok/s that allows
 
 
 OPEN = {"measure", "bench"}  # reports whose inner keys vary with what was measured

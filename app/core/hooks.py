@@ -197,6 +197,15 @@ class HookState:
                                         for r in range(B)], axis=0)
             self.captured[layer] = probs
             return _weighted_values(probs, values)
+        if self.track_marks and L == 1 and not edited and sinks is None:
+            # a decode step: one softmax gives both the output and the marks' share
+            probs, out = _decode_attention(queries, keys, values, scale, bias)
+            marks = [m for m in self.marks if m < S]
+            self.mark_attention.append(probs[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
+            if self.mark_groups:
+                self.group_attention.append(mx.stack([probs[:, :, 0, g].sum(axis=-1).mean(axis=-1) if g
+                                                      else mx.zeros((B,)) for g in self.mark_groups], axis=-1))
+            return out
         if self.track_marks:
             last_bias = None if bias is None else bias[..., -1:, :]
             p_last = attention_probs(queries[:, :, -1:, :], keys, scale, last_bias, sinks)  # (B,H,1,S)
@@ -256,6 +265,20 @@ def attention_probs(queries, keys, scale, bias=None, sinks=None) -> mx.array:
     return mx.softmax(mx.concatenate([sink, scores], axis=-1), axis=-1, precise=True)[..., 1:]
 
 
+def _decode_attention(queries, keys, values, scale, bias) -> tuple[mx.array, mx.array]:
+    """One query per row: (probs (B, H, 1, S) float32, output (B, H, 1, D)). Grouped heads
+    are matched by reshaping the queries, so keys and values are never copied per head."""
+    B, H, _, D = queries.shape
+    kv = keys.shape[1]
+    q = (queries.astype(mx.float32) * scale).reshape(B, kv, H // kv, D)
+    scores = (q @ keys.astype(mx.float32).swapaxes(-1, -2)).reshape(B, H, 1, -1)
+    if bias is not None:
+        scores = scores + bias.astype(mx.float32)
+    probs = mx.softmax(scores, axis=-1, precise=True)
+    out = probs.reshape(B, kv, H // kv, -1) @ values.astype(mx.float32)
+    return probs, out.reshape(B, H, 1, -1).astype(values.dtype)
+
+
 def _weighted_values(probs: mx.array, values: mx.array) -> mx.array:
     values = repeat_kv(values, probs.shape[1])
     return (probs @ values.astype(mx.float32)).astype(values.dtype)
@@ -289,17 +312,43 @@ def _linear_subclass(cls: type) -> type:
     return _SUBCLASSES["linear", cls]
 
 
+# per model, what finding needs a walk of every module for (about 7 ms each on a 30-layer
+# model, and a run enters `hooked` once per step): the embedding's path and the modules
+# whose attention function is swapped. A path is looked up again each time, so a module
+# swapped since (precision.to_float) is found, not a stale one.
+# (kept on the model itself: an nn.Module is a dict, so it cannot key a weak dictionary)
+FOUND_ATTR = "_lens_found"
+
+
+def _found(model: nn.Module) -> tuple[str | None, tuple[str, ...]]:
+    if FOUND_ATTR not in model.__dict__:
+        modules = model.named_modules()
+        embedding = next((p for p, m in modules if isinstance(m, (nn.Embedding, nn.QuantizedEmbedding))), None)
+        object.__setattr__(model, FOUND_ATTR, (embedding, tuple(sorted({type(m).__module__ for _, m in modules}))))
+    return model.__dict__[FOUND_ATTR]
+
+
+def _at(model: nn.Module, path: str) -> Any:
+    node: Any = model
+    for part in path.split(".") if path else []:
+        node = node[int(part)] if isinstance(node, list) else getattr(node, part, None)
+    return node
+
+
 def find_embedding(model: nn.Module) -> nn.Module | None:
-    for _, module in model.named_modules():
-        if isinstance(module, (nn.Embedding, nn.QuantizedEmbedding)):
-            return module
-    return None
+    path, _ = _found(model)
+    found = None if path is None else _at(model, path)
+    if path is not None and not isinstance(found, (nn.Embedding, nn.QuantizedEmbedding)):
+        object.__delattr__(model, FOUND_ATTR)  # the model changed shape since: walk it again
+        path, _ = _found(model)
+        found = None if path is None else _at(model, path)
+    return found
 
 
 def attention_modules(model: nn.Module) -> list[Any]:
     """The Python modules whose `scaled_dot_product_attention` this model calls."""
-    names = {type(m).__module__ for _, m in model.named_modules()}
-    return [sys.modules[n] for n in sorted(names) if n in sys.modules and hasattr(sys.modules[n], SDPA_NAME)]
+    _, names = _found(model)
+    return [sys.modules[n] for n in names if n in sys.modules and hasattr(sys.modules[n], SDPA_NAME)]
 
 
 def check_hookable(model: nn.Module) -> None:

@@ -68,6 +68,27 @@ def _lenscope_decode_s_per_token(engine: Engine, specs: list[str], tokens: int, 
     return (time.perf_counter() - t) / max(n, 1)
 
 
+def weight_bytes(engine: Engine) -> int:
+    """Bytes of weights one decode step reads: every parameter, as the model holds it now."""
+    from mlx.utils import tree_flatten
+
+    return sum(a.nbytes for _, a in tree_flatten(engine.model.parameters()))
+
+
+def stream_bytes_per_s(size: int, repeats: int) -> float:
+    """Read bandwidth of this machine, as a decode step sees it: a pass over `size` bytes
+    (capped at 1 GiB), best of `repeats`; numpy's reduction reads at the memory's pace."""
+    data = np.ones(min(size, 1 << 30) // 4, dtype=np.float32)
+    data.sum()
+
+    def once() -> float:
+        t = time.perf_counter()
+        data.sum()
+        return time.perf_counter() - t
+
+    return data.nbytes / _best(once, max(repeats, 3))
+
+
 def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine | None = None) -> dict[str, Any]:
     """`native`: the same model as stored (quantized), when `engine` runs it dequantized."""
     ids = engine.encode(PROMPT)
@@ -145,7 +166,14 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
         ratios["float_vs_native_decode_speedup"] = m["plain_native"] / m["plain_mlx_lm"]
     from lenscope.app.models.blas import blas_in_use
 
+    size = weight_bytes(engine)
+    bandwidth = stream_bytes_per_s(size, repeats)
+    bound_s = size / bandwidth  # a step can be no faster than reading its weights once
+    bound = {"weight_bytes": size, "stream_gb_s": round(bandwidth / 1e9, 2), "tok_s": round(1 / bound_s, 1),
+             "plain_fraction": round(bound_s / m["plain_mlx_lm"], 3),
+             "baseline_fraction": round(bound_s / m["baseline"], 3)}
     return {
+        "bound": bound,
         "model": engine.loaded.name, "backend": engine.backend, "tokens": tokens, "repeats": repeats,
         "blas": blas_in_use().get("library"),
         "seconds": {k: round(v, 6) for k, v in m.items()},
@@ -233,6 +261,9 @@ def render(rep: dict[str, Any]) -> str:
              f"best of {rep['repeats']}",
              f"  plain mlx-lm decode      {1 / s['plain_mlx_lm']:8.1f} tok/s",
              f"  lenscope baseline        {1 / s['baseline']:8.1f} steps/s  x{r['lenscope_baseline_vs_plain']:.3f} of plain",
+             f"  bound                    {rep['bound']['tok_s']:8.1f} tok/s  ({rep['bound']['weight_bytes'] / 1e6:.0f} MB of "
+             f"weights a step at {rep['bound']['stream_gb_s']:.1f} GB/s read); plain reaches "
+             f"{rep['bound']['plain_fraction']:.2f} of it, lenscope {rep['bound']['baseline_fraction']:.2f} (target >= 0.8)",
              f"  2 rows, no lens          x{r['second_row_cost']:.3f} of 1 row (what batching costs here)",
              f"  + identity               overhead {100 * r['identity_overhead']:+.1f}% vs 2 plain rows (target <= 3%)",
              f"  + 1 lens (2 rows)        x{r['one_lens_vs_plain']:.3f} of plain  (target <= 1.2)",
