@@ -125,3 +125,10 @@ def test_the_command_line_loads_no_mlx_before_the_blas_re_exec():
             "from lenscope.app.models.blas import maybe_reexec_with_openblas\n"
             "sys.exit('mlx.core' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_bench_against_llama_cpp_needs_a_gguf_model(run_cli):
+    """Refused in one line before any measuring: the demo model was not converted from a GGUF."""
+    code, _, err = run_cli("bench", "--against", "llama.cpp")
+    assert code == 2
+    assert err.count("\n") == 1 and "--against llama.cpp:" in err

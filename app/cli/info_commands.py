@@ -117,6 +117,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--launch", type=int_range(2, 64, "--launch"), metavar="N",
                    help="time an 8-comparison experiment run by one process and by N under mlx.launch, instead of "
                         "the ratios")
+    p.add_argument("--against", choices=["llama.cpp"], help="also time llama.cpp (llama-cpp-python) on the GGUF the "
+                                                          "model was converted from, in the same run")
     p.add_argument("--convert", metavar="GGUF", help="time converting a GGUF file (seconds, peak RSS) instead; "
                                                      "'llama-1b' writes a synthetic Llama 3.2 1B-shaped Q4_K_M file")
     add_json(p, "bench")
@@ -146,13 +148,18 @@ def cmd_bench(args) -> None:
         emit(rep) if args.json else print(render_launch(rep))
         return
     engine, _ = load_engine(args)
+    if args.against == "llama.cpp":
+        from lenscope.app.lab.bench import llama_cpp_source
+
+        llama_cpp_source(engine)  # refused now, not after minutes of measuring
     native = None
     if "dequantized" in engine.loaded.precision:  # also time the stored, quantized path
         from lenscope.app import models
         from lenscope.app.core.engine import Engine
 
         native = Engine(models.load(args.model, trust_remote_code=args.trust_remote_code, precision="native"))
-    rep = run_bench(engine, tokens=args.tokens, repeats=args.repeats, native=native)
+    rep = run_bench(engine, tokens=args.tokens, repeats=args.repeats, native=native,
+                    against_llama_cpp=args.against == "llama.cpp")
     emit(rep) if args.json else print(render(rep))
 
 

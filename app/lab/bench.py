@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import mlx.core as mx
@@ -89,7 +90,43 @@ def stream_bytes_per_s(size: int, repeats: int) -> float:
     return data.nbytes / _best(once, max(repeats, 3))
 
 
-def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine | None = None) -> dict[str, Any]:
+def llama_cpp_source(engine: Engine) -> str:
+    """The GGUF file this model was converted from, when llama-cpp-python can run it."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        raise BadInput("--against llama.cpp: llama-cpp-python is not installed (pip install llama-cpp-python "
+                       "builds llama.cpp: about 20 minutes on 2 cores)") from None
+    try:
+        source = json.loads((engine.loaded.path / "gguf_source.json").read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BadInput(f"--against llama.cpp: model '{engine.loaded.name}' was not converted from a GGUF file") from None
+    if not isinstance(source, str) or not Path(source).is_file():
+        raise BadInput(f"--against llama.cpp: the GGUF file {source!r:.80} is gone")
+    return source
+
+
+def llama_cpp_decode_s_per_token(engine: Engine, tokens: int, threads: int = 2) -> float:
+    """llama.cpp (llama-cpp-python) decoding the GGUF this model was converted from, greedy,
+    on the same prompt: the reference a llama.cpp user compares against."""
+    import llama_cpp
+
+    model = llama_cpp.Llama(llama_cpp_source(engine), n_ctx=512, n_threads=threads, verbose=False)
+    try:
+        ids = model.tokenize(PROMPT.encode(), add_bos=False)
+        gen = model.generate(ids, temp=0.0, top_k=1)
+        next(gen)  # prefill + first token, not decode
+        t = time.perf_counter()
+        for n, _ in enumerate(gen, 1):
+            if n == tokens:
+                break
+        return (time.perf_counter() - t) / tokens
+    finally:
+        model.close()
+
+
+def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine | None = None,
+              against_llama_cpp: bool = False) -> dict[str, Any]:
     """`native`: the same model as stored (quantized), when `engine` runs it dequantized."""
     ids = engine.encode(PROMPT)
     mid = engine.n_layers // 2
@@ -119,6 +156,8 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
     if native is not None:
         _plain_decode_s_per_token(native, ids, 4)
         m["plain_native"] = _best(lambda: _plain_decode_s_per_token(native, ids, tokens), repeats)
+    if against_llama_cpp:
+        m["llama_cpp"] = _best(lambda: llama_cpp_decode_s_per_token(engine, tokens), repeats)
 
     long_ids = (ids * 8)[:256]
 
@@ -164,6 +203,8 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
                "emphasis_vs_plain": 1.3, "eight_rows_vs_one": 2.5}
     if native is not None:  # a speed-up: the target is a floor, kept apart from the ceilings below
         ratios["float_vs_native_decode_speedup"] = m["plain_native"] / m["plain_mlx_lm"]
+    if against_llama_cpp:
+        ratios["baseline_vs_llama_cpp"] = m["baseline"] / m["llama_cpp"]
     from lenscope.app.models.blas import blas_in_use
 
     size = weight_bytes(engine)
@@ -279,6 +320,9 @@ def render(rep: dict[str, Any]) -> str:
                                                       for n in (1, 4, 8)),
              "  views at 120x40, 30 layers x 9 heads, 256 tokens (target <= 10 ms each): "
              + ", ".join(f"{k} {v:.1f} ms" for k, v in rep["views_ms"].items())]
+    if "baseline_vs_llama_cpp" in r:
+        lines.insert(3, f"  llama.cpp, same GGUF      {1 / s['llama_cpp']:8.1f} tok/s  (2 threads): lenscope's baseline step "
+                        f"takes x{r['baseline_vs_llama_cpp']:.2f} its time")
     if "float_vs_native_decode_speedup" in r:
         lines.insert(2, f"  {rep['precision']} vs quantized plain decode  x{r['float_vs_native_decode_speedup']:.2f} "
                         f"faster  (target >= 2)")
