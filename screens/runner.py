@@ -273,17 +273,17 @@ class Runner:
     def tree(self, prompt: str, options: dict[str, Any], apply: Callable[[Any], None]) -> bool:
         def body() -> None:
             from lenscope.app.batch.scores import Score
-            from lenscope.app.batch.tree import grow
+            from lenscope.app.batch.tree import grow, tree_progress
 
             worker = get_current_worker()
-            last = [0.0]
+            start, last = time.perf_counter(), [0.0]
 
-            def progress(done: int, total: int) -> None:
+            def progress(done: int, total: int, nodes: int) -> None:
                 if worker.is_cancelled:
                     raise BadInput("cancelled")
                 now = time.perf_counter()
                 if now - last[0] >= 0.2:
-                    self.app.post_message(JobProgress(f"growing a tree… {done}/{total} tokens"))
+                    self.app.post_message(JobProgress(tree_progress(done, total, nodes, now - start)))
                     last[0] = now
 
             tree = grow(self.engine, prompt, Score.from_data([{"kind": "fluency"}], "tree"), options,

@@ -85,3 +85,18 @@ def test_tree_cli(run_cli):
 def test_bad_tree_options(engine):
     with pytest.raises(BadInput, match="unknown option 'width'"):
         grow(engine, PROMPT, FLUENCY, {"width": 3})
+
+
+def test_progress_line_says_nodes_tokens_and_time_left():
+    from lenscope.app.batch.tree import tree_progress
+
+    assert tree_progress(0, 64, 1, 0.0) == "growing a tree… 1 nodes · 0/64 tokens · escape cancels"
+    assert tree_progress(16, 64, 5, 4.0) == "growing a tree… 5 nodes · 16/64 tokens · ~12 s left · escape cancels"
+
+
+def test_grow_reports_progress_with_node_counts(engine):
+    seen = []
+    tree = grow(engine, PROMPT, FLUENCY, {"k": 2, "every": 3, "beam": 64, "budget": 24, "segment": 4},
+                progress=lambda done, total, nodes: seen.append((done, total, nodes)))
+    assert seen and all(total == 24 for _, total, _ in seen) and seen[-1][2] == len(tree.nodes)
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen) and seen[-1][2] > 1

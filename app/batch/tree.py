@@ -89,8 +89,15 @@ def entropy(logits: np.ndarray) -> float:
     return float(-(p[nz] * np.log(p[nz])).sum())
 
 
+def tree_progress(done: int, total: int, nodes: int, elapsed: float) -> str:
+    """The status line while a tree grows: nodes, tokens, and the time left at the rate so far."""
+    left = f" · ~{elapsed / done * (total - done):.0f} s left" if done else ""
+    return f"growing a tree… {nodes} nodes · {done}/{total} tokens{left} · escape cancels"
+
+
 def grow(engine: Engine, prompt: str, score: Score, options: dict[str, Any], temperature: float = 0.0, seed: int = 0,
-         variant: Variant | None = None, progress: Callable[[int, int], None] = lambda done, total: None) -> Tree:
+         variant: Variant | None = None,
+         progress: Callable[[int, int, int], None] = lambda done, total, nodes: None) -> Tree:
     """Grow the tree. `variant`: a lens stack every node runs under (none: the plain model)."""
     opts = {name: p.parse(options.get(name, p.default), "tree") for name, p in TREE_PARAMS.items()}
     unknown = set(options) - set(TREE_PARAMS)
@@ -108,7 +115,7 @@ def grow(engine: Engine, prompt: str, score: Score, options: dict[str, Any], tem
             if tree.tokens_used >= opts["budget"]:
                 break
             grown += _extend(engine, tree, node_id, prompt_ids, temperature, seed, variant)
-            progress(tree.tokens_used, opts["budget"])
+            progress(tree.tokens_used, opts["budget"], len(tree.nodes))
         _score(engine, tree, [i for i in grown if not tree.nodes[i].children], prompt, score)
         candidates = [i for i in grown if not tree.nodes[i].children and not tree.nodes[i].finished]
         candidates.sort(key=lambda i: -tree.nodes[i].score)

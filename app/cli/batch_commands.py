@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from lenscope.app.cli.common import (
     add_json,
@@ -120,7 +121,7 @@ def add_tree(sub: argparse._SubParsersAction) -> None:
 
 def cmd_tree(args) -> None:
     from lenscope.app.batch.scores import Score
-    from lenscope.app.batch.tree import TREE_PARAMS, grow
+    from lenscope.app.batch.tree import TREE_PARAMS, grow, tree_progress
     from lenscope.app.io import datafile
 
     if args.score:
@@ -133,8 +134,17 @@ def cmd_tree(args) -> None:
         raise BadInput(f"--lens '{args.lens}': holds {len(variants)} variants; a tree runs under one stack")
     engine, _ = load_engine(args)
     prompt, _ = model_prompt_of(engine, args)
+    start = time.perf_counter()
+
+    def progress(done: int, total: int, nodes: int) -> None:  # on a terminal only: a redrawn line
+        if sys.stderr.isatty():
+            print(f"\r{tree_progress(done, total, nodes, time.perf_counter() - start)}   ", end="", file=sys.stderr,
+                  flush=True)
+
     tree = grow(engine, prompt, score, {k: getattr(args, k) for k in TREE_PARAMS}, args.temperature, args.seed,
-                variants[0] if variants else None)
+                variants[0] if variants else None, progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     if args.json:
         emit({"model": engine.loaded.name, **tree.to_json()})
         return
