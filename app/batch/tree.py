@@ -138,25 +138,27 @@ def _extend(engine: Engine, tree: Tree, node_id: int, prompt_ids: list[int], tem
     req = Request(engine.tokenizer.decode(start), [variant] if variant else [], [], room, temperature, seed,
                   keep_logits=True, prompt_ids=start)
     comparison = engine.compare(req)
-    result = comparison.run()
     r = len(comparison.variants) - 1  # the lensed row, or the baseline when there is none
-    row = result.rows[r]
-    steps = [lg[r] for lg in comparison.logits]
     # the first token of a fresh child is its branch token: never branch again right there
     first = 1 if node.token_ids else 0
     cut = None
-    for t in range(first, len(row.token_ids)):
+    steps = comparison.steps()
+    for step in steps:  # stop at the branch point: what would follow it is not kept
+        t = step.index
+        logits_t = comparison.logits[t][r]
         due = opts["every"] and (len(node.token_ids) + t) % opts["every"] == 0 and len(node.token_ids) + t > 0
-        if due or (not opts["every"] and entropy(steps[t]) > opts["entropy"]):
+        if t >= first and (due or (not opts["every"] and entropy(logits_t) > opts["entropy"])):
             cut = t
             break
+    steps.close()
+    row = comparison.result.rows[r]
     kept = row.token_ids if cut is None else row.token_ids[:cut]
     node.token_ids = node.token_ids + kept
     tree.tokens_used += len(kept)
     node.finished = row.finished and cut is None
     if cut is None:
         return [node_id]
-    logits = steps[cut]
+    logits = comparison.logits[cut][r]
     order = np.argsort(-logits)[: opts["k"]]
     p = np.exp(logits - np.max(logits))
     p /= p.sum()
