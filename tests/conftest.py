@@ -6,6 +6,30 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+    """Run the suite on a fast BLAS when the machine has one, as the `lenscope` command does
+    (app/models/blas.py): with MLX's reference BLAS the real-model tier is ~10x slower.
+    Re-executes pytest once with the system OpenBLAS preloaded, before MLX is imported;
+    LENSCOPE_BLAS=reference opts out."""
+    import sys
+
+    from lenscope.app.models import blas
+
+    if not sys.platform.startswith("linux") or os.environ.get(blas.PRELOAD_MARK) or "mlx.core" in sys.modules:
+        return
+    if os.environ.get("LENSCOPE_BLAS", "").lower() == "reference":
+        return
+    lib = blas.system_openblas()
+    if lib is None or lib in os.environ.get("LD_PRELOAD", ""):
+        return
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.stop_global_capturing()  # give the new process the real stdout and stderr
+    env = {**os.environ, blas.PRELOAD_MARK: "1", "LD_PRELOAD": ":".join(filter(None, [lib, os.environ.get("LD_PRELOAD")]))}
+    env.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
+    os.execve(sys.executable, [sys.executable, "-m", "pytest", *config.invocation_params.args], env)
+
+
 @pytest.fixture(scope="session")
 def loaded():
     from lenscope.app import models
