@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -102,6 +103,12 @@ async def measure(model: str | None, rows: int, repeats: int) -> dict[str, float
 
 
 def main() -> None:
+    from lenscope.app.models import blas
+
+    lib = blas.system_openblas()  # as the lenscope command runs: on the machine's OpenBLAS
+    if lib and sys.platform.startswith("linux") and not os.environ.get(blas.PRELOAD_MARK):
+        env = {**os.environ, blas.PRELOAD_MARK: "1", "LD_PRELOAD": lib}
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")
     parser.add_argument("--rows", type=int, default=3)
