@@ -3,8 +3,9 @@
 The header is walked and bounded first (read_header: no reader allocates from a count it
 has not checked), then llama.cpp's own reader (the `gguf` package) memory-maps the file
 and each tensor is converted on its own (gguf_tensors), written out in shards as they
-fill, so the converted weights are never all in memory at once. Architectures map onto mlx-lm's model classes (gguf_archs); the
-tokenizer is rebuilt from the metadata (gguf_tokenizer).
+fill, so the converted weights are never all in memory at once. Architectures map onto
+mlx-lm's model classes (gguf_archs); the tokenizer is rebuilt from the metadata
+(gguf_tokenizer).
 """
 
 from __future__ import annotations

@@ -177,8 +177,8 @@ def named_folder(name: str, progress: Progress = None) -> Path:
 def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str]:
     """(display name, a local mlx-lm folder or a hub id) for a --model value.
 
-    Order: the bundled model, ollama:NAME[:TAG] (Ollama's store), an existing path (a .gguf file is converted once, a folder
-    is used as is), a named model, then a hub id (owner/name).
+    Order: the bundled model, ollama:NAME[:TAG] (Ollama's store), an existing path (a .gguf
+    file is converted once, a folder is used as is), a named model, then a hub id (owner/name).
     """
     if spec is None or spec == DEMO_MODEL_NAME:
         return DEMO_MODEL_NAME, str(DEMO_MODEL_DIR)
