@@ -17,6 +17,10 @@ def pytest_configure(config):
 
     if not sys.platform.startswith("linux") or os.environ.get(blas.PRELOAD_MARK) or "mlx.core" in sys.modules:
         return
+    # only a plain `pytest` / `python -m pytest` process: not coverage, an IDE's runner or
+    # a program that calls pytest.main and carries on after it
+    if "coverage" in sys.modules or os.path.basename(sys.argv[0]) not in ("pytest", "py.test", "__main__.py"):
+        return
     if os.environ.get("LENSCOPE_BLAS", "").lower() == "reference":
         return
     lib = blas.system_openblas()
@@ -27,7 +31,11 @@ def pytest_configure(config):
         capture.stop_global_capturing()  # give the new process the real stdout and stderr
     env = {**os.environ, blas.PRELOAD_MARK: "1", "LD_PRELOAD": ":".join(filter(None, [lib, os.environ.get("LD_PRELOAD")]))}
     env.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
-    os.execve(sys.executable, [sys.executable, "-m", "pytest", *config.invocation_params.args], env)
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "pytest", *config.invocation_params.args], env)
+    except OSError:
+        if capture is not None:
+            capture.start_global_capturing()  # go on as this process, on the reference BLAS
 
 
 @pytest.fixture(scope="session")

@@ -193,3 +193,20 @@ def test_hidden_states_record_and_hook_state_isolated(engine):
     manual = engine.model.model.norm(hs[engine.n_layers - 1][None])
     manual = engine.model.model.embed_tokens.as_linear(manual)[0]
     np.testing.assert_allclose(np.array(manual), np.array(logits), atol=1e-4)
+
+
+@pytest.mark.parametrize("heads,kv", [(8, 8), (9, 3), (8, 2)])
+def test_decode_attention_equals_sdpa(heads, kv):
+    """The tracked decode path (one softmax gives the output and the marks' share) computes
+    the same attention as MLX's fused kernel, grouped heads included."""
+    import mlx.core as mx
+
+    from lenscope.app.core.hooks import _decode_attention
+
+    mx.random.seed(0)
+    q, k, v = mx.random.normal((2, heads, 1, 16)), mx.random.normal((2, kv, 7, 16)), mx.random.normal((2, kv, 7, 16))
+    bias = mx.random.normal((2, 1, 1, 7))
+    probs, out = _decode_attention(q, k, v, 0.25, bias)
+    want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.25, mask=bias)
+    assert mx.allclose(out, want, atol=1e-5).item()
+    assert mx.allclose(probs.sum(-1), mx.ones((2, heads, 1)), atol=1e-5).item()

@@ -142,16 +142,18 @@ def _extend(engine: Engine, tree: Tree, node_id: int, prompt_ids: list[int], tem
     # the first token of a fresh child is its branch token: never branch again right there
     first = 1 if node.token_ids else 0
     cut = None
+    row = comparison.result.rows[r]
     steps = comparison.steps()
     for step in steps:  # stop at the branch point: what would follow it is not kept
         t = step.index
+        if t >= len(row.token_ids):  # the row ended here (EOS) or before: no branch point
+            break
         logits_t = comparison.logits[t][r]
         due = opts["every"] and (len(node.token_ids) + t) % opts["every"] == 0 and len(node.token_ids) + t > 0
         if t >= first and (due or (not opts["every"] and entropy(logits_t) > opts["entropy"])):
             cut = t
             break
     steps.close()
-    row = comparison.result.rows[r]
     kept = row.token_ids if cut is None else row.token_ids[:cut]
     node.token_ids = node.token_ids + kept
     tree.tokens_used += len(kept)
