@@ -15,22 +15,18 @@ def pytest_configure(config):
 
     from lenscope.app.models import blas
 
-    if not sys.platform.startswith("linux") or os.environ.get(blas.PRELOAD_MARK) or "mlx.core" in sys.modules:
+    if "mlx.core" in sys.modules:
         return
     # only a plain `pytest` / `python -m pytest` process: not coverage, an IDE's runner or
     # a program that calls pytest.main and carries on after it
     if "coverage" in sys.modules or os.path.basename(sys.argv[0]) not in ("pytest", "py.test", "__main__.py"):
         return
-    if os.environ.get("LENSCOPE_BLAS", "").lower() == "reference":
-        return
-    lib = blas.system_openblas()
-    if lib is None or lib in os.environ.get("LD_PRELOAD", ""):
+    env = blas.preload_env()
+    if env is None:
         return
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
         capture.stop_global_capturing()  # give the new process the real stdout and stderr
-    env = {**os.environ, blas.PRELOAD_MARK: "1", "LD_PRELOAD": ":".join(filter(None, [lib, os.environ.get("LD_PRELOAD")]))}
-    env.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
     try:
         os.execve(sys.executable, [sys.executable, "-m", "pytest", *config.invocation_params.args], env)
     except OSError:

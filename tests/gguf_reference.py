@@ -13,6 +13,8 @@ gguf = __import__("pytest").importorskip("gguf")
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize, quantize
 
+from lenscope.app.lab.convert_bench import F16_FIELDS, random_blocks  # noqa: E402
+
 
 def load_reference(path) -> tuple[dict, dict]:
     """(float64 weights by GGUF name, hyper-parameters) via llama.cpp's reader."""
@@ -132,26 +134,6 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MERGES = ["Ġ t", "h e", "Ġt he", "Ġ a", "i n", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld", "1 2"]
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}" \
            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-
-
-# where each block type keeps its float16 scales (negative: from the end of the block)
-F16_FIELDS = {"Q4_K": [0, 2], "Q5_K": [0, 2], "Q2_K": [-4, -2], "Q3_K": [-2], "Q6_K": [-2],
-              "IQ4_NL": [0], "IQ4_XS": [0]}
-QUANTIZABLE = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)  # gguf.quants can quantize these
-
-
-def random_blocks(rows: int, cols: int, qtype, rng) -> np.ndarray:
-    """Valid random blocks of a type gguf.quants cannot quantize (k-quants, IQ4): random
-    bytes with small float16 scales, so every value is finite."""
-    block, size = gguf.GGML_QUANT_SIZES[qtype]
-    q = rng.integers(0, 256, (rows, cols // block, size), dtype=np.uint8)
-    d = np.array([0.002], np.float16).view(np.uint8)
-    for at in F16_FIELDS[qtype.name]:
-        q[..., at % size:at % size + 2] = d
-    if qtype == T.Q6_K:  # int8 scale per 16 weights: as llama.cpp's quantizer gives, alike in size
-        sign = rng.choice(np.array([-1, 1], np.int8), (rows, cols // block, 16))
-        q[..., 192:208] = (rng.integers(24, 40, (rows, cols // block, 16)).astype(np.int8) * sign).view(np.uint8)
-    return q.reshape(rows, -1)
 
 
 def llama3_rope_factors(head_dim: int, base: float, factor: float, context: int = 8192) -> np.ndarray:

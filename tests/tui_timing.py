@@ -105,11 +105,8 @@ async def measure(model: str | None, rows: int, repeats: int) -> dict[str, float
 def main() -> None:
     from lenscope.app.models import blas
 
-    lib = blas.system_openblas()  # as the lenscope command runs: on the machine's OpenBLAS
-    if lib and sys.platform.startswith("linux") and not os.environ.get(blas.PRELOAD_MARK) \
-            and os.environ.get("LENSCOPE_BLAS", "").lower() != "reference":
-        env = {**os.environ, blas.PRELOAD_MARK: "1",
-               "LD_PRELOAD": ":".join(filter(None, [lib, os.environ.get("LD_PRELOAD")]))}
+    env = blas.preload_env()  # as the lenscope command runs: on the machine's OpenBLAS
+    if env is not None:
         os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")

@@ -20,15 +20,24 @@ import numpy as np
 LLAMA_1B = {"hidden": 2048, "layers": 16, "ffn": 8192, "heads": 32, "kv_heads": 8, "vocab": 128256}
 
 
-def _blocks(rng, rows: int, cols: int, kind) -> np.ndarray:
-    """Random bytes as blocks of `kind`, each float16 scale set small so values stay finite."""
-    from gguf import GGML_QUANT_SIZES
+# where each block type keeps its float16 scales (negative: from the end of the block)
+F16_FIELDS = {"Q4_K": [0, 2], "Q5_K": [0, 2], "Q2_K": [-4, -2], "Q3_K": [-2], "Q6_K": [-2],
+              "IQ4_NL": [0], "IQ4_XS": [0]}
 
-    block, size = GGML_QUANT_SIZES[kind]
+
+def random_blocks(rows: int, cols: int, qtype, rng) -> np.ndarray:
+    """Valid random blocks of a type gguf.quants cannot quantize (k-quants, IQ4): random
+    bytes with small float16 scales, so every value is finite."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    block, size = GGML_QUANT_SIZES[qtype]
     q = rng.integers(0, 256, (rows, cols // block, size), dtype=np.uint8)
-    d = np.frombuffer(np.float16(0.002).tobytes(), np.uint8)
-    for at in {"Q4_K": (0, 2), "Q6_K": (size - 2,)}[kind.name]:
-        q[..., at:at + 2] = d
+    d = np.array([0.002], np.float16).view(np.uint8)
+    for at in F16_FIELDS[qtype.name]:
+        q[..., at % size:at % size + 2] = d
+    if qtype == GGMLQuantizationType.Q6_K:  # int8 scale per 16 weights: alike in size, as llama.cpp's quantizer gives
+        sign = rng.choice(np.array([-1, 1], np.int8), (rows, cols // block, 16))
+        q[..., 192:208] = (rng.integers(24, 40, (rows, cols // block, 16)).astype(np.int8) * sign).view(np.uint8)
     return q.reshape(rows, -1)
 
 
@@ -53,7 +62,7 @@ def synthetic_llama(path: Path, shape: dict = LLAMA_1B, seed: int = 0) -> Path:
     w.add_token_list(tokens)
     w.add_token_types([1] * len(tokens))
     w.add_token_merges(["a b"])
-    w.add_tensor("token_embd.weight", _blocks(rng, shape["vocab"], h, T.Q6_K), raw_dtype=T.Q6_K)
+    w.add_tensor("token_embd.weight", random_blocks(shape["vocab"], h, T.Q6_K, rng), raw_dtype=T.Q6_K)
     norm = np.ones(h, np.float32)
     for i in range(layers):
         p, big = f"blk.{i}.", T.Q6_K if i % 2 == 0 else T.Q4_K  # llama.cpp: Q6_K on half of attn_v/ffn_down
@@ -62,7 +71,7 @@ def synthetic_llama(path: Path, shape: dict = LLAMA_1B, seed: int = 0) -> Path:
                                        ("attn_v", kv * hd, h, big), ("attn_output", h, h, T.Q4_K),
                                        ("ffn_gate", f, h, T.Q4_K), ("ffn_up", f, h, T.Q4_K),
                                        ("ffn_down", h, f, big)):
-            w.add_tensor(f"{p}{name}.weight", _blocks(rng, rows, cols, kind), raw_dtype=kind)
+            w.add_tensor(f"{p}{name}.weight", random_blocks(rows, cols, kind, rng), raw_dtype=kind)
         w.add_tensor(p + "ffn_norm.weight", norm)
     w.add_tensor("output_norm.weight", norm)
     w.write_header_to_file()
@@ -78,14 +87,15 @@ def _child(src: str, out: str) -> None:
     t = time.perf_counter()
     convert(src, out)
     seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # KiB on Linux
+    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
     print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak}))
 
 
 def convert_bench(src: Path, out: Path) -> dict:
     """Convert `src` into `out` in a child process: seconds, peak RSS, sizes."""
-    result = subprocess.run([sys.executable, "-c", f"from {__name__} import _child; _child({str(src)!r}, {str(out)!r})"],
-                            capture_output=True, text=True, check=False)
+    code = f"from {__name__} import _child; _child({str(src)!r}, {str(out)!r})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if result.returncode:
         from lenscope.app.errors import BadInput
 

@@ -54,19 +54,28 @@ def blas_in_use() -> dict:
             "mapped": loaded}
 
 
-def maybe_reexec_with_openblas(argv: list[str]) -> None:
-    """Re-run this command with the system OpenBLAS preloaded, once, where it helps."""
+def preload_env() -> dict[str, str] | None:
+    """The environment to run this program again in with the system OpenBLAS preloaded;
+    None where that does not apply (not Linux, done already, opted out, none installed)."""
     if not sys.platform.startswith("linux") or os.environ.get(PRELOAD_MARK):
-        return
+        return None
     if os.environ.get("LENSCOPE_BLAS", "").lower() == "reference":
-        return
+        return None
     lib = system_openblas()
     if lib is None or lib in os.environ.get("LD_PRELOAD", ""):
-        return
+        return None
     env = dict(os.environ)
     env[PRELOAD_MARK] = "1"
     env["LD_PRELOAD"] = ":".join(filter(None, [lib, env.get("LD_PRELOAD", "")]))
     env.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count() or 1))
+    return env
+
+
+def maybe_reexec_with_openblas(argv: list[str]) -> None:
+    """Re-run this command with the system OpenBLAS preloaded, once, where it helps."""
+    env = preload_env()
+    if env is None:
+        return
     try:
         os.execve(sys.executable, [sys.executable, "-m", "lenscope", *argv], env)
     except OSError:
