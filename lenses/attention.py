@@ -2,7 +2,8 @@
 
 `emphasis` follows PASTA (Zhang et al. 2023): raising the logits of the marked key
 tokens by `strength` is the same, after softmax, as scaling every other token's
-attention by exp(-strength) and renormalising.
+attention by exp(-strength) and renormalising. `hold` chooses that bias per query and
+head instead, so the marks keep a target share however far back they fall.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
 from lenscope.lenses.errors import BadInput
 from lenscope.lenses.probe import Probe
 
+FRESH_WINDOW = 4  # queries after the marks whose share is "fresh" (hold target=0)
 LAYERS = Param("layers", "ints", None, "decoder layers to act on, e.g. 1|2 (default: all)")
 HEADS = Param("heads", "ints", None, "attention heads to act on, e.g. 0|3 (default: all)")
 
@@ -96,6 +98,76 @@ class Emphasis(Lens):
         if heads is None:
             return bias[None]
         return _head_mask(heads, n_heads, self.kind)[:, None, None] * bias[None]
+
+
+class Hold(Lens):
+    kind = "hold"
+    summary = ("keep the marks' share of each head's attention at a target: per query, the bias on their "
+               "attention logits that gives it, at most `ceiling`, never negative")
+    params = (
+        Param("target", "float", 0.0, "share of each head's attention to hold on the marks; 0 = fresh: what the "
+              "plain model gives them from the tokens right after them, per layer and head", 0, 0.99),
+        Param("ceiling", "float", 4.0, "largest bias added to the marks' attention logits (0 = off)", 0, 50),
+        LAYERS,
+        HEADS,
+    )
+
+    def is_neutral(self) -> bool:
+        return self.ceiling == 0
+
+    def depends_on_prompt(self) -> bool:
+        return self.target == 0
+
+    def needs_marks(self) -> bool:
+        return True
+
+    def hooks(self, n_layers: int) -> Hooks:
+        return {HookPoint("attention_scores", self.layers_in(n_layers)): self.attention_scores}
+
+    def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
+        """target 0: each head's mean share on the marks from the FRESH_WINDOW queries after the
+        last mark (the last query when none follows), on the plain model."""
+        self.fresh = None
+        if not marks or self.target:
+            return
+        probs = probe.capture_attention(ids)  # (layers, H, L, L)
+        end = max(marks) + 1
+        queries = list(range(end, min(len(ids), end + FRESH_WINDOW))) or [len(ids) - 1]
+        self.fresh = probs[:, :, queries][..., marks].sum(-1).mean(-1)  # (layers, H)
+
+    def prepared(self) -> dict[str, Any]:
+        fresh = getattr(self, "fresh", None)
+        return {} if fresh is None else {"fresh_share": np.round(fresh, 4).tolist()}
+
+    def held(self) -> float | None:
+        """The share held, as one number (the fresh target's mean over layers and heads), for
+        the fade chart; None before a fresh target was measured."""
+        fresh = getattr(self, "fresh", None)
+        return float(self.target) if self.target else None if fresh is None else float(fresh.mean())
+
+    def targets(self, layer: int, n_heads: int) -> mx.array:
+        """(H,) the share held per head at `layer`."""
+        fresh = getattr(self, "fresh", None)
+        target = np.full(n_heads, self.target) if fresh is None else fresh[layer]
+        return mx.array(np.clip(target, 1e-6, 1 - 1e-6), dtype=mx.float32)
+
+    def attention_scores(self, ctx: Ctx, scores: mx.array) -> mx.array:
+        """scores (1, H, L, S), causal mask applied. The marks' share is softmax(m) / (softmax(m)
+        + softmax(rest)); adding b to the marks' logits moves its log-odds by exactly b, so
+        b = logit(target) - logit(share), clipped to [0, ceiling]: one step, no search."""
+        S, H = scores.shape[-1], scores.shape[1]
+        marks = [m for m in ctx.marks if m < S]
+        if not marks:
+            return scores
+        on = mx.zeros((S,)).at[mx.array(marks)].add(1.0) > 0
+        lse_marks = mx.logsumexp(mx.where(on, scores, -mx.inf), axis=-1)  # (1, H, L)
+        lse_rest = mx.logsumexp(mx.where(on, -mx.inf, scores), axis=-1)
+        target = self.targets(ctx.layer, H)[None, :, None]
+        b = (mx.log(target) - mx.log1p(-target)) - (lse_marks - lse_rest)
+        b = mx.where(mx.isnan(b), 0.0, mx.clip(b, 0.0, self.ceiling))  # no mark visible or nothing else: 0
+        if self.heads is not None:
+            b = b * _head_mask(self.heads, H, self.kind)[None, :, None]
+        return scores + b[..., None] * on
 
 
 def inherited_importance(probs: np.ndarray, marks: list[int], propagate: float) -> np.ndarray:

@@ -17,7 +17,7 @@ from lenscope.lenses.base import Lens
 
 KINDS: dict[str, type[Lens]] = {cls.kind: cls for cls in (
     identity.Identity,
-    attention.Emphasis, attention.Decay, attention.TopKAttention,
+    attention.Emphasis, attention.Hold, attention.Decay, attention.TopKAttention,
     steering.Steer, steering.Ablate,
     geometry.Slerp, geometry.Rotate, geometry.Grouped, geometry.Path,
     patching.Patch,

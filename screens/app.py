@@ -202,7 +202,7 @@ class LenscopeApp(App):
             return
         chat_part = [f"chat: {self.pane.chat_template}"] if self.ws.chat else []  # before what a narrow header cuts
         marked = [f"{len(self.ws.marks)} marked"] if self.ws.marks else []
-        self.sub_title = " · ".join([e.loaded.name, getattr(e.loaded, "precision", "native"), *chat_part, *marked,
+        self.sub_title = " · ".join([e.loaded.name, e.loaded.precision_line(), *chat_part, *marked,
                                      e.backend, f"{e.n_layers} layers"])
 
     @on(ComposePane.Edited)

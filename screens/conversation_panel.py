@@ -97,7 +97,9 @@ def fade_text(conv: Conversation, span: int, width: int, height: int = 10) -> Gr
         chart = line_chart(series, f"share of attention on {label}", width, height, x_label="turn", first=1,
                            whole_x=True)
     distances = " ".join("-" if d is None else str(d) for d in data["distances"][label])
-    return Group(chart, legend(data["rows"]),
+    held = [Text(f"{name} holds the marks' share at: " + " ".join("-" if v is None else f"{v:.3f}" for v in values),
+                 style="dim") for name, values in data["held"].items()]
+    return Group(chart, legend(data["rows"]), *held,
                  Text(f"distance in tokens from the span to each turn's answer: {distances}", style="dim"))
 
 

@@ -235,18 +235,22 @@ class Runner:
         self.start("capture", lambda: self._capture(get_current_worker(), result, variants, number))
 
     def _capture(self, worker: Worker, result: RunResult, variants: list[Variant], number: int) -> None:
-        """One forward per row capturing attention and hidden states, for every view."""
-        from lenscope.app.core.capture import capture_row
+        """Every row's attention and hidden states in one batched forward, for every view; where
+        that fails, row by row, so the note names the rows that could not be captured."""
+        from lenscope.app.core.capture import capture_rows
 
         captures, skipped, note = {}, [], ""
-        for r in range(len(result.rows)):
-            if worker.is_cancelled:
-                note = "capture cancelled"
-                break
-            try:
-                captures[r] = capture_row(self.engine, result, variants, r)
-            except Exception as exc:
-                skipped.append(f"{result.rows[r].name} ({reason(exc)})")
+        try:
+            captures = dict(enumerate(capture_rows(self.engine, result, variants)))
+        except Exception:
+            for r in range(len(result.rows)):
+                if worker.is_cancelled:
+                    note = "capture cancelled"
+                    break
+                try:
+                    captures[r] = capture_rows(self.engine, result, variants, [r])[0]
+                except Exception as exc:
+                    skipped.append(f"{result.rows[r].name} ({reason(exc)})")
         note = note or (f"capture skipped for {', '.join(skipped)}" if skipped else "")
         self.app.post_message(CaptureReady(number, captures, note))
 

@@ -26,12 +26,18 @@ def test_rows_and_restore(arch_engine):
     eng = arch_engine
     before = {k: bytes(np.array(v)) for k, v in tree_flatten(eng.model.parameters())}
     classes = [type(layer) for layer in eng.model.layers]
+    norm = eng.model.model.norm
     ids = eng.encode(PROMPT)
     plain = [int(t) for t, _ in generate_step(mx.array(ids), eng.model, max_tokens=6)]
+    full = np.array(eng.model(mx.array([ids]))[0, -1].astype(mx.float32))
     marks = [3, 4]
-    res = eng.compare(Request(PROMPT, [parse_inline("identity"), parse_inline("emphasis:strength=8"),
+    run = eng.compare(Request(PROMPT, [parse_inline("identity"), parse_inline("emphasis:strength=8"),
                                        parse_inline("steer:strength=50,token=dog")], marks, max_tokens=6,
-                              stop_at_eos=False, keep_logits=False)).run()
+                              stop_at_eos=False, keep_logits=True))
+    res = run.run()
+    # the prefill computes the head on the last position only: the same logits as the full forward
+    np.testing.assert_allclose(run.logits[0][0], full, atol=1e-4, rtol=1e-4)
+    assert eng.model.model.norm is norm
     assert res.rows[0].token_ids == plain
     assert res.rows[1].token_ids == plain
     assert res.rows[2].attention_to_marks[0] > res.rows[0].attention_to_marks[0]

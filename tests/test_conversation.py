@@ -99,6 +99,22 @@ def test_emphasis_raises_the_share_on_the_marked_span(engine):
     assert lensed > 1.5 * base
 
 
+def test_hold_holds_its_fresh_share_turn_after_turn(engine):
+    """A `hold` row records the share it held each turn (the fade chart's target), and its
+    share on the span stays at or above it while the baseline's falls as the span recedes."""
+    conv = Conversation.start(mode="branches")
+    hold = [parse_inline("hold:ceiling=8")]
+    for user in ("the key is blue. where is the key?", "then jack waved and sat down by the door.",
+                 "tom ran to the park with his big dog."):
+        rec = convs.run_turn(engine, conv, user, hold, mark=["the key is blue."] if not conv.turns else [], **RUN)
+    data = convs.fade(conv)
+    assert list(data["held"]) == [rec["rows"][1]["name"]] and all(v is not None for v in data["held"]["hold:ceiling=8"])
+    lens = hold[0].lenses[0]
+    assert data["held"]["hold:ceiling=8"][-1] == pytest.approx(float(lens.fresh.mean()), abs=1e-5)
+    base, held = data["shares"][data["labels"][0]]
+    assert base[-1] < base[0] and held[-1] > 2 * base[-1]
+
+
 def test_keep_mode_keeps_the_chosen_row_and_branches_mode_each_rows_own(engine):
     turns = ["the key is blue.", "what colour is it?", "and the door?"]
     strong = [parse_inline("bias:words=mia,value=8")]
@@ -185,9 +201,22 @@ prompt = "the key is blue. the key is"
     conv = first[0]["conversation"]
     assert [len(t["rows"]) for t in conv["turns"]] == [2, 2]
     assert conv["turns"][0]["spans"] == ["turn 0: 'blue'", "tracked 'key'"]
+    assert conv["mode"] == "keep"
     for t in conv["turns"]:
         for row in t["rows"]:
             assert row["passed"] == ("the" in row["text"].lower())
+            # an experiment measures each reply's fluency as the `fluency` score part does
+            from lenscope.app.core.logprob import score
+
+            prompt = t["results"][0]["prompt"]  # keep mode: one comparison, one prompt for every row
+            _, c_ids, rows = score(engine, prompt, row["text"])
+            assert row["fluency"] == pytest.approx(rows[0].logprob / len(c_ids), abs=1e-3)
+    from lenscope.app.reports.conversation import summary
+
+    s = summary(first)
+    assert s["distinct"][0][0] == pytest.approx(len(set(conv["turns"][0]["rows"][0]["token_ids"]))
+                                                / len(conv["turns"][0]["rows"][0]["token_ids"]))
+    assert all(v is not None for per_turn in s["fluency"] for v in per_turn)
     report = (out / "report.md").read_text()
     assert "**Turn 2.** User: what colour is it?" in report
     html = (out / "report.html").read_text()

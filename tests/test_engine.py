@@ -210,3 +210,37 @@ def test_decode_attention_equals_sdpa(heads, kv):
     want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.25, mask=bias)
     assert mx.allclose(out, want, atol=1e-5).item()
     assert mx.allclose(probs.sum(-1), mx.ones((2, heads, 1)), atol=1e-5).item()
+
+
+def test_prefill_reuses_prompts_read_before(engine):
+    """A plain run starts from the longest prompt the engine has read: same logits as reading
+    it afresh, the stored caches untouched by later runs, and never with marks or an inside lens."""
+    from lenscope.app.core.prefixes import Prefixes
+
+    short, long = PROMPTS[1], PROMPTS[1] + " red. and the dog is"
+    temp = parse_inline("temperature:start=0,end=0")  # a step lens: the prefill stays plain
+
+    def run(prompt, variants=(), marks=()):
+        comparison = engine.compare(Request(prompt, list(variants), list(marks), max_tokens=5, stop_at_eos=False,
+                                            keep_logits=True))
+        result = comparison.run()
+        return result, np.stack(comparison.logits)
+
+    engine.prefixes = Prefixes()
+    fresh_short = run(short)
+    engine.prefixes = Prefixes()
+    fresh_long = run(long)
+    engine.prefixes = Prefixes()
+    first = run(short)
+    assert first[0].timing["prefill_reused_tokens"] == 0
+    again = run(short, [temp])  # the whole prompt was read: no forward at all before the first step
+    assert again[0].timing["prefill_reused_tokens"] == len(first[0].prompt_token_ids)
+    longer = run(long)
+    assert longer[0].timing["prefill_reused_tokens"] == len(first[0].prompt_token_ids)
+    last = run(short)  # after a longer run decoded on top of the stored cache
+    for got, want in ((first, fresh_short), (again, fresh_short), (longer, fresh_long), (last, fresh_short)):
+        assert got[0].rows[0].token_ids == want[0].rows[0].token_ids
+        np.testing.assert_allclose(got[1][:, 0], want[1][:, 0], atol=1e-4, rtol=1e-4)
+    assert again[0].rows[1].token_ids == again[0].rows[0].token_ids
+    assert run(short, marks=[1, 2])[0].timing["prefill_reused_tokens"] == 0
+    assert run(short, [parse_inline("steer:strength=4,token=happy")])[0].timing["prefill_reused_tokens"] == 0

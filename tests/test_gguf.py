@@ -369,14 +369,42 @@ def test_to_float_matches_dequantize():
 def test_pick_precision():
     from lenscope.app.models.precision import pick_precision
 
-    gib = 2**30
-    assert pick_precision("auto", "cpu", True, 1 * gib, memory=16 * gib) == "float32"
-    assert pick_precision(None, "cpu", True, 5 * gib, memory=16 * gib) == "native"  # would not fit comfortably
-    assert pick_precision("auto", "cpu", False, 1 * gib, memory=16 * gib) == "native"
-    assert pick_precision("auto", "gpu", True, 1 * gib, memory=16 * gib) == "native"
-    assert pick_precision("float16", "cpu", False, 1, memory=16 * gib) == "float16"
+    assert pick_precision("auto", "cpu", {"native": 3.0, "float32": 1.0, "bfloat16": 2.0}) == "float32"
+    assert pick_precision("auto", "cpu", {"native": 3.0, "float32": 1.1, "bfloat16": 1.0}) == "float32"  # a near tie
+    assert pick_precision("auto", "cpu", {"native": 3.0, "bfloat16": 1.0}) == "bfloat16"  # float32 would not fit
+    assert pick_precision(None, "cpu", {"native": 1.1, "float32": 1.0}) == "native"
+    assert pick_precision("auto", "cpu", {}) == "native"  # nothing quantized, nothing measured
+    assert pick_precision("auto", "gpu", {"native": 3.0, "float32": 1.0}) == "native"
+    assert pick_precision("float16", "cpu", {}) == "float16"
     with pytest.raises(BadInput, match="--precision 'double'"):
-        pick_precision("double", "cpu", True, 1)
+        pick_precision("double", "cpu", {})
+
+
+def _quantized_toy() -> nn.Module:
+    model = nn.Module()
+    model.layers = [nn.Sequential(nn.Linear(256, 512), nn.Linear(512, 256))]
+    nn.quantize(model, group_size=32, bits=4)
+    return model
+
+
+def test_measure_paths_times_the_models_own_layers(tmp_path):
+    """Each candidate that fits a quarter of memory is timed; the measured choice is the
+    one the loaded model runs and the header line names."""
+    from lenscope.app.models import LoadedModel
+    from lenscope.app.models.loading import apply_precision
+    from lenscope.app.models.precision import measure_paths
+
+    model = _quantized_toy()
+    times = measure_paths(model, memory=2**40)
+    assert set(times) == {"native", "float32", "bfloat16"} and all(t > 0 for t in times.values())
+    assert set(measure_paths(model, memory=1)) == {"native"}  # nothing else fits
+    loaded = LoadedModel(model, None, "toy", tmp_path)
+    apply_precision(loaded, None)
+    chosen = loaded.precision.split()[0]
+    assert chosen in loaded.measured and loaded.measured[chosen] <= min(loaded.measured.values()) * 1.2
+    if chosen != "native":
+        assert "x native, measured" in loaded.precision_line()
+        assert type(model.layers[0].layers[0]) is nn.Linear
 
 
 def test_tensor_data_past_the_end_and_unknown_type_ids_are_one_line(tmp_path):

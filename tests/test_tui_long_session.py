@@ -55,8 +55,9 @@ def unhooked(engine) -> bool:
 
 
 # -- the shape: one runner, a small App -------------------------------------------------------------
-ENGINE_NAMES = {"Engine", "grow", "capture_row", "measure", "logit_lens", "run_turn", "load"}
-ENGINE_CALLS = {"compare", "capture_attention", "inspect", "hidden_states", "prepare", "run_turn", "capture_row",
+ENGINE_NAMES = {"Engine", "grow", "capture_row", "capture_rows", "measure", "logit_lens", "run_turn", "load"}
+ENGINE_CALLS = {"compare", "capture_attention", "inspect", "inspect_rows", "hidden_states", "prepare", "run_turn",
+                "capture_row", "capture_rows",
                 "grow", "logit_lens", "measure"}
 
 

@@ -131,7 +131,7 @@ def _no_folder() -> Iterator[None]:
 
 def _run_one(engine: Engine, c: dict[str, Any], comparison) -> dict[str, Any]:
     """One comparison (or conversation) run, as its line of results.jsonl."""
-    from lenscope.app.core.capture import capture_row
+    from lenscope.app.core.capture import capture_rows
     from lenscope.app.reports.html import attention_row
 
     if "turns" in c:
@@ -140,9 +140,9 @@ def _run_one(engine: Engine, c: dict[str, Any], comparison) -> dict[str, Any]:
     record = {"comparison": c["name"], **result.to_json()}
     if c["capture_attention"]:
         rows = []
-        for r, row in enumerate(result.rows):
-            probs = capture_row(engine, result, comparison.variants, r, hidden=False).attention
-            rows.append(attention_row(row.name, result.prompt_tokens + row.tokens, probs, heads=c["report_heads"]))
+        for cap in capture_rows(engine, result, comparison.variants, hidden=False):
+            probs = cap.attention
+            rows.append(attention_row(cap.name, cap.tokens, probs, heads=c["report_heads"]))
         # as `generate --capture-attention`: the HTML report colours text and draws heatmaps from it
         record["attention"] = {"layers": engine.n_layers, "heads": int(probs.shape[1]), "rows": rows}
     return record
@@ -192,7 +192,8 @@ def _run_conversation(engine: Engine, c: dict[str, Any]) -> dict[str, Any]:
     for user in c["turns"]:
         try:
             convs.run_turn(engine, conv, user, c["variants"], max_tokens=c["max_tokens"],
-                           temperature=c["temperature"], seed=c["seed"], mark=c["mark"], check=c["check"])
+                           temperature=c["temperature"], seed=c["seed"], mark=c["mark"], check=c["check"],
+                           fluency=True)
         except BadInput as exc:
             raise BadInput(f"comparison '{c['name']}' turn {len(conv.turns) + 1}: {exc}") from None
     return convs.record(c["name"], engine, conv, c["lens"])

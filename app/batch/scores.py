@@ -2,7 +2,7 @@
 reported on its own.
 
     [[score]]                       # one table per part
-    kind = "contains"               # contains | regex | words | logprob | judge | fluency | divergence
+    kind = "contains"               # contains | regex | words | logprob | judge | fluency | divergence | distinct
     text = "blue"
     weight = 1.0
 
@@ -174,6 +174,21 @@ class Divergence(Part):
         return out
 
 
+class Distinct(Part):
+    kind = "distinct"
+    summary = "share of each output's token n-grams that are distinct (1 = no repeats; repetition lowers it)"
+    params = (Param("n", "int", 1, "n-gram length in tokens", 1, 8),)
+
+    def values(self, engine: Engine, result, variants):
+        return [distinct_share(row.token_ids, self.n) for row in result.rows]
+
+
+def distinct_share(ids: Sequence[int], n: int = 1) -> float:
+    """Distinct n-grams / n-grams in `ids`; 1.0 for an output shorter than n (nothing repeats)."""
+    grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
 class Judge(Part):
     kind = "judge"
     summary = "a model answers a yes/no question about each output: p(yes) - p(no) at its next token"
@@ -213,7 +228,8 @@ def judge_yes_no(engine: Engine, question: str, text: str) -> float:
     return float(p[yes].sum() - p[no].sum())
 
 
-PARTS: dict[str, type[Part]] = {c.kind: c for c in (Contains, Regex, Words, Logprob, Judge, Fluency, Divergence)}
+PARTS: dict[str, type[Part]] = {c.kind: c for c in (Contains, Regex, Words, Logprob, Judge, Fluency, Divergence,
+                                                    Distinct)}
 WEIGHT = Param("weight", "float", 1.0, "this part's weight in the sum", -1e6, 1e6)
 
 

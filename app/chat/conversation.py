@@ -15,6 +15,7 @@ continues its own. Knows nothing of Textual.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -350,13 +351,14 @@ def _check_turn(t: Any, where: str) -> None:
 # -- running a turn ------------------------------------------------------------------------------
 def run_turn(engine: Engine, conv: Conversation, user: str, variants: Sequence, *, max_tokens: int, temperature: float,
              seed: int, mark: Sequence[str] = (), check=None, on_step=None,
-             should_stop=lambda: False) -> TurnRecord | None:
+             should_stop=lambda: False, fluency: bool = False) -> TurnRecord | None:
     """One user turn: the baseline and every lens row answer it, the conversation grows, and
     the turn's record (appended to `conv.turns`) says per row what it answered, each marked
     span's share of its attention while answering (mean over the answer's tokens, layers and
     heads) and its distance in tokens, and, with a `check` (a Score), whether it passed.
 
-    `mark`: texts to mark wherever they occur in this user message. `on_step(row, result)`
+    `fluency`: also each reply's mean log-probability under the plain model (one more forward
+    per row). `mark`: texts to mark wherever they occur in this user message. `on_step(row, result)`
     sees each comparison's result grow (keep mode: every row at once, row None). A run
     stopped by `should_stop` returns None and leaves the conversation as it was."""
     from lenscope.app.core.engine import Request
@@ -412,6 +414,12 @@ def run_turn(engine: Engine, conv: Conversation, user: str, variants: Sequence, 
                        "distances": [len(lay.ids) - 1 - max(g) if g else None for g in groups],
                        "score": None if scored is None else scored[k]["score"],
                        "passed": None if scored is None else scored[k]["score"] > 0}
+            if fluency:
+                rows[r]["fluency"] = _fluency(engine, lay.text, out.text)
+            held = [x for lens in (variants[r - 1].lenses if r else []) if hasattr(lens, "held")
+                    and (x := lens.held()) is not None]
+            if held:
+                rows[r]["held"] = round(held[0], 5)
     # what this turn ran with, so a saved conversation replays exactly even if lenses, marks or
     # settings changed between turns
     setup: TurnSetup = {"variants": to_data(list(variants))["variant"], "max_tokens": max_tokens, "temperature": temperature,
@@ -427,6 +435,16 @@ def run_turn(engine: Engine, conv: Conversation, user: str, variants: Sequence, 
         conv.messages = list(conv.branches[0])
     conv.turns.append(record)
     return record
+
+
+def _fluency(engine: Engine, prompt: str, reply: str) -> float | None:
+    from lenscope.app.core.logprob import score
+
+    if not reply:
+        return None
+    _, c_ids, rows = score(engine, prompt, reply)
+    mean = rows[0].logprob / max(len(c_ids), 1)
+    return round(mean, 4) if math.isfinite(mean) else None
 
 
 def record(name: str, engine: Engine, conv: Conversation, lens: Sequence[str]) -> ConversationRecord:
@@ -479,7 +497,8 @@ def fade(conv_or_turns: Conversation | list[dict[str, Any]]) -> dict[str, Any]:
     """The fade chart's data: per span label, per row, its share at each turn (None where the
     span, or the row, did not exist yet), and the distance in tokens from the span to each
     turn's answer. Rows are matched by name, so a lens added or removed between turns is its
-    own line (the baseline is always the first)."""
+    own line (the baseline is always the first). `held`: per row with a `hold` lens, the
+    share it held at each turn (all marks together), the line its shares should sit on."""
     turns = conv_or_turns.turns if isinstance(conv_or_turns, Conversation) else conv_or_turns
     labels: list[str] = []
     names: list[str] = []
@@ -488,9 +507,13 @@ def fade(conv_or_turns: Conversation | list[dict[str, Any]]) -> dict[str, Any]:
         names += [row["name"] for row in t["rows"] if row["name"] not in names]
     shares = {lb: [[None] * len(turns) for _ in names] for lb in labels}
     distances = {lb: [None] * len(turns) for lb in labels}
+    held: dict[str, list[float | None]] = {}  # rows with a `hold` lens: the share it held, per turn
     for k, t in enumerate(turns):
         for j, lb in enumerate(t["spans"]):
             for row in t["rows"]:
                 shares[lb][names.index(row["name"])][k] = row["shares"][j]
             distances[lb][k] = t["rows"][0]["distances"][j]
-    return {"labels": labels, "rows": names, "shares": shares, "distances": distances}
+        for row in t["rows"]:
+            if row.get("held") is not None:
+                held.setdefault(row["name"], [None] * len(turns))[k] = row["held"]
+    return {"labels": labels, "rows": names, "shares": shares, "distances": distances, "held": held}

@@ -287,7 +287,7 @@ def cmd_direction(args) -> None:
 
 def _compare_and_capture(args):
     """The comparison `generate` would run, then each row captured for the views."""
-    from lenscope.app.core.capture import capture_row
+    from lenscope.app.core.capture import capture_rows
     from lenscope.app.core.engine import Request
 
     if not args.prompt.strip():
@@ -299,7 +299,7 @@ def _compare_and_capture(args):
     run = engine.compare(Request(prompt, variants, marks, args.max_tokens, args.temperature, args.seed), capture=True)
     warn(run.warnings)
     result = run.run()
-    return engine, result, [capture_row(engine, result, run.variants, r) for r in range(len(result.rows))]
+    return engine, result, capture_rows(engine, result, run.variants)
 
 
 def _positions(text: str, n: int, prompt_len: int) -> list[int]:

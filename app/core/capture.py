@@ -1,7 +1,8 @@
 """Captures of a finished comparison, one forward per row over prompt + its output with its
 lenses applied: attention (layers, heads, T, T), and with `hidden` the residual stream
 (layers + 1, T, D). The TUI's views, `generate --capture-attention`, `logit-lens`,
-`geometry` and `lenscope run`'s heatmaps all read a row through `capture_row`."""
+`geometry` and `lenscope run`'s heatmaps all read rows through `capture_rows`, which
+batches them in one forward."""
 
 from __future__ import annotations
 
@@ -29,11 +30,18 @@ class RowCapture:
 
 def capture_row(engine: Engine, result: RunResult, variants: Sequence[Variant], row: int,
                 hidden: bool = True) -> RowCapture:
-    ids = result.prompt_token_ids + result.rows[row].token_ids
-    attention, states = engine.inspect(ids, variants[row].lenses, prompt_len=len(result.prompt_token_ids),
-                                       marks=result.marked_token_indices, hidden=hidden, name=variants[row].name)
-    return RowCapture(result.rows[row].name, ids, result.prompt_tokens + result.rows[row].tokens,
-                      len(result.prompt_token_ids), attention, states)
+    return capture_rows(engine, result, variants, [row], hidden)[0]
+
+
+def capture_rows(engine: Engine, result: RunResult, variants: Sequence[Variant], rows: Sequence[int] | None = None,
+                 hidden: bool = True) -> list[RowCapture]:
+    """Several rows' captures from one batched forward (a batch of 3 costs ~2 of 1 on a CPU BLAS)."""
+    rows = range(len(result.rows)) if rows is None else rows
+    P = len(result.prompt_token_ids)
+    inputs = [(result.prompt_token_ids + result.rows[r].token_ids, variants[r]) for r in rows]
+    outs = engine.inspect_rows(inputs, prompt_len=P, marks=result.marked_token_indices, hidden=hidden)
+    return [RowCapture(result.rows[r].name, ids, result.prompt_tokens + result.rows[r].tokens, P, attention, states)
+            for r, (ids, _), (attention, states) in zip(rows, inputs, outs)]
 
 
 def hidden_label(index: int) -> str:
@@ -46,8 +54,7 @@ def attention_summary(engine: Engine, result: RunResult, variants: Sequence[Vari
     and heads, and each layer's share of attention on the marks (mean over heads)."""
     rows = []
     marks = result.marked_token_indices
-    for r in range(len(result.rows)):
-        cap = capture_row(engine, result, variants, r, hidden=False)
+    for cap in capture_rows(engine, result, variants, hidden=False):
         probs = cap.attention
         entry: dict[str, Any] = {"name": cap.name, "tokens": cap.tokens,
                                  "mean": np.round(probs.mean(axis=(0, 1)), 5).tolist()}

@@ -9,14 +9,17 @@ a lens changed the distribution. Knows nothing of Textual: the UI consumes `step
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 from mlx_lm.models.cache import make_prompt_cache
 
 from lenscope.app.core.hooks import HookState, hooked
+from lenscope.app.core.prefixes import reusable
 from lenscope.app.core.results import Alternative, RowResult, RunResult, Step
 from lenscope.lenses.base import Variant
 
@@ -84,12 +87,13 @@ class Comparison:
             # hooks live only while this forward's graph is built: a suspended generator
             # (API use, two comparisons interleaved) never leaves its lenses on the model
             state.begin(positions)
-            if state.idle:  # plain rows only: the stock model, no classes swapped
-                return eng.model(tokens, cache=cache)[:, -1, :]
-            with hooked(eng.model, state):
-                return eng.model(tokens, cache=cache)[:, -1, :]
+            with head_on(eng.model, slice(-1, None) if tokens.shape[1] > 1 else None):
+                if state.idle:  # plain rows only: the stock model, no classes swapped
+                    return eng.model(tokens, cache=cache)[:, -1, :]
+                with hooked(eng.model, state):
+                    return eng.model(tokens, cache=cache)[:, -1, :]
 
-        logits = self._prefill(forward)
+        logits = self._prefill(forward, cache, state)
         t1 = time.perf_counter()
         steps_done = 0
         for t in range(req.max_tokens):
@@ -116,15 +120,32 @@ class Comparison:
         for row in res.rows:
             row.text = eng.tokenizer.decode(row.token_ids)
 
-    def _prefill(self, forward: Callable[[mx.array, mx.array], mx.array]) -> mx.array:
-        """Every row over the prompt, a chunk at a time; the last position's logits."""
+    def _prefill(self, forward: Callable[[mx.array, mx.array], mx.array], cache: list, state: HookState) -> mx.array:
+        """Every row over the prompt, a chunk at a time; the last position's logits. With
+        nothing inside the model (`state.idle`) the rows' prefills are one: read once, from the
+        longest prompt the engine has read before on, then repeated for each row."""
         t0 = time.perf_counter()
-        P = len(self.ids)
-        x = mx.array([self.ids] * len(self.variants))
-        for start in range(0, P, PREFILL_CHUNK):
-            logits = forward(x[:, start : start + PREFILL_CHUNK], mx.arange(start, min(P, start + PREFILL_CHUNK)))
+        P, B = len(self.ids), len(self.variants)
+        prefixes = self.engine.prefixes if state.idle and reusable(cache) else None
+        start, logits = 0, None
+        if prefixes is not None and (hit := prefixes.longest(self.ids)):
+            start, prefix = hit
+            prefixes.load(cache, prefix)
+            logits = prefix.logits
+            state.begin(mx.arange((P - 1) // PREFILL_CHUNK * PREFILL_CHUNK, P))  # as the last chunk would
+        x = mx.array([self.ids] * (1 if prefixes is not None else B))
+        for s in range(start, P, PREFILL_CHUNK):
+            logits = forward(x[:, s : s + PREFILL_CHUNK], mx.arange(s, min(P, s + PREFILL_CHUNK)))
             mx.eval(logits)  # one chunk's (B, chunk, vocab) logits at a time, not all of them
+        if prefixes is not None:
+            if start < P:
+                prefixes.store(self.ids, cache, logits)
+            for c in cache:
+                k, v = c.keys_and_values()
+                c.keys, c.values, c.offset = mx.repeat(k, B, axis=0), mx.repeat(v, B, axis=0), k.shape[2]
+            logits = mx.repeat(logits, B, axis=0)
         self.result.timing["prefill_s"] = time.perf_counter() - t0
+        self.result.timing["prefill_reused_tokens"] = start
         return logits
 
     def _shape(self, state: HookState, logits: mx.array) -> tuple[mx.array, list[float]]:
@@ -175,6 +196,35 @@ class Comparison:
             row.tokens.append(eng.token_text(tid))
             step_ids[r] = tid
         return step_ids
+
+
+class _Positions(nn.Module):
+    def __init__(self, norm: nn.Module, positions: slice):
+        super().__init__()
+        self.norm = norm
+        self.positions = positions
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.norm(x[:, self.positions, :])
+
+
+@contextmanager
+def head_on(model: nn.Module, positions: slice | None):
+    """The model's final norm, so its head, on `positions` only (None: all): a prefill needs
+    the last position's logits, a teacher-forced score the continuation's, and the others'
+    ((rows, tokens, vocab), a fifth of SmolLM2's prefill) are never computed. Everything
+    after the final norm is per position in every family we load. Yields `pick`, which takes
+    the model's output to `positions` (slicing it where the model had no final norm to wrap)."""
+    inner = getattr(model, "model", None)
+    norm = getattr(inner, "norm", None)
+    if positions is None or not isinstance(norm, nn.Module):
+        yield (lambda out: out) if positions is None else (lambda out: out[:, positions])
+        return
+    inner.norm = _Positions(norm, positions)
+    try:
+        yield lambda out: out
+    finally:
+        inner.norm = norm
 
 
 def _chain(ctx, fns: list[Callable], x):

@@ -20,6 +20,7 @@ from lenscope.app.core import budget
 from lenscope.app.core.comparison import PREFILL_CHUNK, Comparison
 from lenscope.app.core.hooks import HookState, check_hookable, collect, find_embedding, hooked
 from lenscope.app.core.marks import overlapping
+from lenscope.app.core.prefixes import Prefixes
 from lenscope.app.core.settings import SETTINGS
 from lenscope.app.errors import BadInput
 from lenscope.app.models import LoadedModel
@@ -59,6 +60,7 @@ class Engine:
         self._token_texts: dict[int, str] = {}
         self._module_paths: dict[int, str] | None = None
         self._others: dict[str, Engine] = {}
+        self.prefixes = Prefixes()  # the plain model's caches of prompts read, for runs that start with them
         # taken around every forward and every hooked region: a second thread (the TUI's view
         # workers next to a run) waits instead of installing its hooks over this one's (issue 20)
         self.lock = threading.RLock()
@@ -244,25 +246,40 @@ class Engine:
         """One forward over `ids` with `lenses` applied, capturing what the views read:
         attention (layers, heads, L, L) and, with `hidden`, the residual stream
         (n_layers + 1, L, D): the embeddings, then the output of each block."""
+        name = name or "+".join(lens.label() for lens in lenses) or "baseline"  # as a spec names it
+        return self.inspect_rows([(ids, Variant(name, list(lenses)))], prompt_len, marks, layers, hidden)[0]
+
+    def inspect_rows(self, rows: Sequence[tuple[list[int], Variant]], prompt_len: int | None = None,
+                     marks: Sequence[int] = (), layers: Sequence[int] | None = None,
+                     hidden: bool = True) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """`inspect` for several (ids, variant) rows in one batched forward: shorter rows are
+        padded at the end, which causal attention keeps from reaching their own positions."""
         check_hookable(self.model)
         layers = list(range(self.n_layers)) if layers is None else list(layers)
-        self.check_capture(len(ids), len(layers))
+        lengths = [len(ids) for ids, _ in rows]
+        T = max(lengths)
+        self.check_capture(T, len(layers))
+        P = prompt_len or T
         with self.lock:  # from prepare on: lenses run as prepared for this prompt
-            name = name or "+".join(lens.label() for lens in lenses) or "baseline"  # as a spec names it
-            self.prepare([Variant(name, list(lenses))], ids[: prompt_len or len(ids)], marks)
-            state = HookState([list(lenses)], self.n_layers, prompt_len or len(ids), tuple(marks))
+            for ids, variant in rows:
+                self.prepare([variant], ids[:P], marks)
+            state = HookState([list(v.lenses) for _, v in rows], self.n_layers, P, tuple(marks))
             state.track_marks = False
             state.capture = True
             if hidden:
                 state.record_layers = set(range(-1, self.n_layers))
+            batch = mx.array([ids + [ids[-1]] * (T - len(ids)) for ids, _ in rows])
             with hooked(self.model, state):
-                state.begin(mx.arange(len(ids)))
-                self.model(mx.array([ids]))
+                state.begin(mx.arange(T))
+                self.model(batch)
                 mx.eval(list(state.captured.values()) + list(state.recorded.values()))
-        attention = np.stack([np.array(state.captured[i][0]) for i in layers])
-        states = np.stack([np.array(state.recorded[i][0].astype(mx.float32)) for i in range(-1, self.n_layers)]) \
-            if hidden else None
-        return attention, states
+        out = []
+        for r, n in enumerate(lengths):
+            attention = np.stack([np.array(state.captured[i][r, :, :n, :n]) for i in layers])
+            states = np.stack([np.array(state.recorded[i][r, :n].astype(mx.float32))
+                               for i in range(-1, self.n_layers)]) if hidden else None
+            out.append((attention, states))
+        return out
 
     def decode_hidden(self, h: mx.array) -> mx.array:
         """Logits the model would give if decoding stopped at hidden state(s) `h` (..., D):

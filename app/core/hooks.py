@@ -206,9 +206,16 @@ class HookState:
                 self.group_attention.append(mx.stack([probs[:, :, 0, g].sum(axis=-1).mean(axis=-1) if g
                                                       else mx.zeros((B,)) for g in self.mark_groups], axis=-1))
             return out
+        # the edited rows' probabilities (their score functions applied), computed once for both
+        # the marks' share and the output
+        edited_probs = {r: self._edited_probs(edited[r], queries[r : r + 1], keys[r : r + 1], scale, bias, r)
+                        for r in edited}
         if self.track_marks:
             last_bias = None if bias is None else bias[..., -1:, :]
             p_last = attention_probs(queries[:, :, -1:, :], keys, scale, last_bias, sinks)  # (B,H,1,S)
+            if edited_probs:
+                p_last = mx.concatenate([edited_probs[r][:, :, -1:, :] if r in edited_probs else p_last[r : r + 1]
+                                         for r in range(B)], axis=0)
             marks = [m for m in self.marks if m < S]
             self.mark_attention.append(p_last[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
             if self.mark_groups:
@@ -216,9 +223,8 @@ class HookState:
                                                       else mx.zeros((B,)) for g in self.mark_groups], axis=-1))
         out = mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=bias, sinks=sinks)
         if edited:  # only the edited rows are recomputed explicitly
-            out = mx.concatenate([_weighted_values(self._edited_probs(edited[r], queries[r : r + 1], keys[r : r + 1],
-                                                                      scale, bias, r), values[r : r + 1])
-                                  if r in edited else out[r : r + 1] for r in range(B)], axis=0)
+            out = mx.concatenate([_weighted_values(edited_probs[r], values[r : r + 1]) if r in edited_probs
+                                  else out[r : r + 1] for r in range(B)], axis=0)
         return out
 
     def _edited_probs(self, fns: list[Callable], q: mx.array, k: mx.array, scale, bias, r: int) -> mx.array:

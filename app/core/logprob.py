@@ -17,6 +17,7 @@ import mlx.core as mx
 import numpy as np
 
 from lenscope.app.core import budget
+from lenscope.app.core.comparison import head_on
 from lenscope.app.core.hooks import HookState, hooked
 from lenscope.app.errors import BadInput
 from lenscope.lenses.base import Variant
@@ -75,12 +76,12 @@ def score(engine: Engine, prompt: str, continuation: str, variants: Sequence[Var
         engine.prepare(rows[1:], p_ids, marks)
         state = HookState([list(v.lenses) for v in rows], engine.n_layers, len(p_ids), tuple(marks))
         state.track_marks = False
-        with hooked(engine.model, state):
+        # logits at position i predict token i + 1: the continuation's are P-1 .. P+C-2
+        with hooked(engine.model, state), head_on(engine.model, slice(len(p_ids) - 1, len(ids) - 1)) as pick:
             state.begin(mx.arange(len(ids)))
-            logits = engine.model(mx.array([ids] * len(rows)))
+            logits = pick(engine.model(mx.array([ids] * len(rows))))
             mx.eval(logits)
-    # logits at position i predict token i + 1: the continuation's are P-1 .. P+C-2
-    logits = logits[:, len(p_ids) - 1 : len(ids) - 1, :].astype(mx.float32)
+    logits = logits.astype(mx.float32)
     target = mx.array(c_ids)
     out = []
     for r, v in enumerate(rows):

@@ -69,6 +69,8 @@ class TurnRowRecord(TypedDict):
     distances: list[int | None]  # per span: tokens from it to the answer
     score: float | None  # the check's, when the turn had one
     passed: bool | None
+    fluency: NotRequired[float | None]  # mean log p of the reply under the plain model (experiments measure it)
+    held: NotRequired[float]  # a row with a `hold` lens: the share it held (mean target over layers and heads)
 
 
 class TurnSetup(TypedDict):

@@ -81,7 +81,7 @@ class RunResult:
     timing: dict[str, float] = field(default_factory=dict)
     cancelled: bool = False
     attention: dict[str, Any] | None = None  # filled by --capture-attention
-    precision: str = "native"  # how the weights ran: native, or float32/float16 (dequantized)
+    precision: str = "native"  # how the weights ran: native, or float32/bfloat16/float16 (dequantized)
 
     def snapshot(self) -> RunResult:
         """A copy of the rows so far that later steps do not change (shallow: the lists are

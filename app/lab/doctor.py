@@ -49,7 +49,7 @@ def report(model: str | None = None, precision: str | None = None) -> dict[str, 
         loaded = models.load(model, precision=precision)
         out["model"].update(loads=True, load_s=round(time.perf_counter() - t, 3), path=str(loaded.path),
                             layers=len(loaded.model.layers), model_type=getattr(loaded.model, "model_type", None),
-                            precision=loaded.precision)
+                            precision=loaded.precision, measured_ms=loaded.measured)
         if source := _gguf_source(loaded.path):
             out["model"]["gguf"] = source
     except BadInput as exc:
@@ -84,6 +84,13 @@ def render(rep: dict[str, Any]) -> str:
     status = (f"loads in {m['load_s']} s, {m['layers']} layers, runs {m['precision']}" if m.get("loads")
               else f"FAILS: {m.get('error')}")
     lines.append(f"model       {m['name']} ({m['path']}): {status}")
+    if m.get("measured_ms"):
+        from lenscope.app.models.precision import RUN_SHAPE
+
+        times = ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(m["measured_ms"].items(), key=lambda kv: kv[1]))
+        prefill, rows, steps = RUN_SHAPE
+        lines.append(f"cpu path    measured on the first block's linears ({prefill}-token prefill + {steps} steps of "
+                     f"{rows} rows): {times}")
     if g := m.get("gguf"):
         lines.append(f"gguf        {g.get('architecture')}, {g.get('quantization')}: "
                      f"{', '.join(g.get('tensor_types') or [])} from {g.get('source')}")

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from lenscope.app.batch.scores import distinct_share
 from lenscope.app.chat.templates import model_prompt
 from lenscope.app.core.engine import Engine, Request
 from lenscope.app.core.logprob import score
@@ -39,6 +40,7 @@ def counterfact(engine: Engine, specs: Sequence[str], n: int = 48, filler: Seque
     table = []
     for d in filler:
         follows, knows, share = np.zeros(len(names)), np.zeros(len(names)), np.zeros(len(names))
+        fluency: list[list[float]] = [[] for _ in names]
         example = {}
         for i, item in enumerate(items):
             if progress:
@@ -52,10 +54,13 @@ def counterfact(engine: Engine, specs: Sequence[str], n: int = 48, filler: Seque
                 knows[r] += said == item.known
                 share[r] += row.attention_to_marks[0] if row.attention_to_marks else 0.0
                 example.setdefault(names[r], row.text.strip())
+                if row.text.strip():  # the plain model's view of the answer: a lens that breaks the text shows here
+                    fluency[r].append(score(engine, prompt, row.text)[2][0].logprob / max(len(row.token_ids), 1))
         table.append({"filler_sentences": d,
                       "follows_context": {nm: round(float(x / n), 3) for nm, x in zip(names, follows)},
                       "answers_from_memory": {nm: round(float(x / n), 3) for nm, x in zip(names, knows)},
                       "attention_to_fact": {nm: round(float(x / n), 4) for nm, x in zip(names, share)},
+                      "fluency": {nm: round(float(np.mean(f)), 3) if f else None for nm, f in zip(names, fluency)},
                       "example": example})
     return {"items": n, "chat": chat, "rows": names, "table": table}
 
@@ -79,7 +84,7 @@ def mood(engine: Engine, specs: Sequence[str], n: int = 40, max_tokens: int = 40
             neg[r] += q
             example.setdefault(names[r], row.text.strip())
             if row.token_ids:
-                distinct[r].append(len(set(row.token_ids)) / len(row.token_ids))
+                distinct[r].append(distinct_share(row.token_ids))
             if row.text.strip():  # fluency: the plain model's view of what this row wrote
                 fluency[r].append(score(engine, prompt, row.text)[2][0].logprob / max(len(row.token_ids), 1))
     return {"samples_per_row": n, "max_tokens": max_tokens, "temperature": temperature, "chat": chat,

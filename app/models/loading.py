@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,7 +12,6 @@ import mlx.nn as nn
 
 from lenscope.app.errors import BadInput
 from lenscope.app.models import precision
-from lenscope.app.models.blas import blas_in_use
 from lenscope.app.models.sources import DEMO_MODEL_DIR, DEMO_MODEL_NAME, resolve_model
 
 
@@ -22,7 +21,16 @@ class LoadedModel:
     tokenizer: Any  # mlx_lm TokenizerWrapper
     name: str  # what the user asked for ("lenscope-demo" for the bundled one)
     path: Path
-    precision: str = "native"  # what runs: native, or float32/float16 (dequantized)
+    precision: str = "native"  # what runs: native, or float32/bfloat16/float16 (dequantized)
+    measured: dict[str, float] = field(default_factory=dict)  # ms per way of running (precision.measure_paths)
+
+    def precision_line(self) -> str:
+        """The precision and, when auto chose it by measuring, how much faster it was than
+        running as stored: "float32 (dequantized; 3.1x native, measured)"."""
+        chosen = self.precision.split()[0]
+        if chosen == "native" or chosen not in self.measured or not self.measured.get("native"):
+            return self.precision
+        return f"{self.precision[:-1]}; {self.measured['native'] / self.measured[chosen]:.1f}x native, measured)"
 
     @property
     def n_layers(self) -> int:
@@ -65,24 +73,26 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"model '{name}': cannot load: {first}{offline}") from None
     loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
-    loaded.precision = apply_precision(model, precision)
+    apply_precision(loaded, precision)
     return loaded
 
 
-def apply_precision(model: Any, requested: str | None) -> str:
-    """Dequantize to float when asked, or (auto) when the CPU path is faster that way:
-    MLX's CPU quantized matmul costs linearly per row, float32 on OpenBLAS batches rows."""
+def apply_precision(loaded: LoadedModel, requested: str | None) -> None:
+    """Dequantize to float when asked, or (auto, on the CPU) when measuring this model's own
+    layers says a float path is faster; sets loaded.precision and loaded.measured."""
     import mlx.core as mx
 
-
+    model = loaded.model
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     backend = "gpu" if mx.default_device() == mx.gpu else "cpu"
-    fast_blas = backend == "cpu" and not blas_in_use().get("reference")
-    chosen = precision.pick_precision(requested, backend, fast_blas, precision.float_bytes(model))
-    if chosen == "native" or (chosen == "float32" and not quantized and requested in (None, "auto")):
-        return "native" + (" (quantized)" if quantized else "")
+    if backend == "cpu" and (requested or "auto") == "auto":
+        loaded.measured = precision.measure_paths(model)
+    chosen = precision.pick_precision(requested, backend, loaded.measured)
+    if chosen == "native":
+        loaded.precision = "native" + (" (quantized)" if quantized else "")
+        return
     precision.to_float(model, chosen)
-    return chosen + (" (dequantized)" if quantized else "")
+    loaded.precision = chosen + (" (dequantized)" if quantized else "")
 
 
 def refuse_foreign_code(path: Path, name: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from lenscope.app.batch.scores import distinct_share
 from lenscope.app.reports.svg import COLORS
 
 
@@ -26,7 +27,8 @@ def light(rec: dict[str, Any]) -> dict[str, Any]:
 
 def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per turn and row over every conversation record: how many were checked, how many
-    passed, and the mean share of attention on the first marked span."""
+    passed, the mean share of attention on the first marked span, the mean share of
+    distinct tokens in the replies and (when measured) their mean fluency."""
     convs = [r["conversation"] for r in records if is_conversation(r)]
     n_turns = max((len(c["turns"]) for c in convs), default=0)
     names: list[str] = []  # rows are matched by name: conversations may run different lenses
@@ -35,7 +37,8 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             names += [row["name"] for row in t["rows"] if row["name"] not in names]
     checked = np.zeros((len(names), n_turns), int)
     passed = np.zeros((len(names), n_turns), int)
-    shares: list[list[list[float]]] = [[[] for _ in range(n_turns)] for _ in names]
+    empty = lambda: [[[] for _ in range(n_turns)] for _ in names]  # noqa: E731
+    shares, distinct, fluency = empty(), empty(), empty()
     for c in convs:
         for k, t in enumerate(c["turns"]):
             for row in t["rows"]:
@@ -45,8 +48,13 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
                     passed[r, k] += bool(row["passed"])
                 if row["shares"] and row["shares"][0] is not None:
                     shares[r][k].append(row["shares"][0])
+                if row["token_ids"]:
+                    distinct[r][k].append(distinct_share(row["token_ids"]))
+                if row.get("fluency") is not None:
+                    fluency[r][k].append(row["fluency"])
+    mean = lambda cells: [[float(np.mean(v)) if v else None for v in per_turn] for per_turn in cells]  # noqa: E731
     return {"conversations": len(convs), "rows": names, "checked": checked.tolist(), "passed": passed.tolist(),
-            "share": [[float(np.mean(v)) if v else None for v in per_turn] for per_turn in shares]}
+            "share": mean(shares), "distinct": mean(distinct), "fluency": mean(fluency)}
 
 
 def _rate(s: dict[str, Any], r: int, k: int) -> str:
@@ -66,6 +74,12 @@ def summary_markdown(s: dict[str, Any], md) -> list[str]:
     lines += ["", "Mean share of attention on the first marked span (the constraint) while answering:", "", head, sep]
     lines += [f"| {md(name)} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in s["share"][r]) + " |"
               for r, name in enumerate(s["rows"])]
+    for key, what in (("distinct", "Share of distinct tokens in the reply (repetition lowers it):"),
+                      ("fluency", "Fluency: mean log-probability of the reply's tokens under the plain model:")):
+        if any(v is not None for per_turn in s.get(key, []) for v in per_turn):
+            lines += ["", what, "", head, sep]
+            lines += [f"| {md(name)} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in s[key][r]) + " |"
+                      for r, name in enumerate(s["rows"])]
     return lines + [""]
 
 
@@ -118,6 +132,9 @@ def html_section(c: int, rec: dict[str, Any], chart) -> str:
         parts.append("</div>")
     charts = "".join(chart([(r, fade["shares"][lb][r]) for r in range(len(fade["rows"]))], f"share on {lb} per turn")
                      for lb in fade["labels"])
+    charts += "".join(f"<p class='meta'>{html.escape(name)} holds the marks' share at: "
+                      + " ".join("-" if v is None else f"{v:.3f}" for v in values) + "</p>"
+                      for name, values in (fade.get("held") or {}).items())
     return (f"<section data-c='{c}' class='conversation'><h2>{html.escape(rec['comparison'])}</h2>"
             f"<p class='meta'>conversation · {html.escape(rec['model'])} · T={rec['temperature']:g} · "
             f"seed {rec['seed']} · mode {conv['mode']}</p>{''.join(parts)}<div class='charts'>{charts}</div></section>")
