@@ -130,9 +130,11 @@ class Hold(Lens):
         self.fresh = None
         if not marks or self.target:
             return
-        probs = probe.capture_attention(ids)  # (layers, H, L, L)
         end = max(marks) + 1
         queries = list(range(end, min(len(ids), end + FRESH_WINDOW))) or [len(ids) - 1]
+        # attention is causal: the prompt up to the last query is all those queries see (a long
+        # conversation's whole prompt would cost its square in memory at every turn)
+        probs = probe.capture_attention(ids[: queries[-1] + 1])  # (layers, H, L, L)
         self.fresh = probs[:, :, queries][..., marks].sum(-1).mean(-1)  # (layers, H)
 
     def prepared(self) -> dict[str, Any]:
@@ -140,10 +142,13 @@ class Hold(Lens):
         return {} if fresh is None else {"fresh_share": np.round(fresh, 4).tolist()}
 
     def held(self) -> float | None:
-        """The share held, as one number (the fresh target's mean over layers and heads), for
-        the fade chart; None before a fresh target was measured."""
+        """The share held, as one number (the fresh target's mean over the layers and heads it
+        acts on), for the fade chart; None before a fresh target was measured."""
         fresh = getattr(self, "fresh", None)
-        return float(self.target) if self.target else None if fresh is None else float(fresh.mean())
+        if self.target or fresh is None:
+            return float(self.target) if self.target else None
+        fresh = fresh[sorted(self.layers_in(fresh.shape[0]))]
+        return float((fresh if self.heads is None else fresh[:, list(self.heads)]).mean())
 
     def targets(self, layer: int, n_heads: int) -> mx.array:
         """(H,) the share held per head at `layer`."""

@@ -369,3 +369,22 @@ def test_hold_keeps_the_marks_share_at_its_target(engine):
     later = cap.attention[:, :, max(marks) + 1 :][..., marks].sum(-1)  # (layers, H, queries)
     assert (later >= lens.fresh[:, :, None] - 1e-4).mean() > 0.98
     assert np.isclose(later, lens.fresh[:, :, None], atol=1e-4).mean() > 0.3  # lifted to exactly it, often
+
+
+def test_batched_capture_goes_in_groups_that_fit_the_capture_limit(engine, monkeypatch):
+    from lenscope.app.core import budget
+    from lenscope.app.core import engine as engine_module
+
+    ids = engine.encode(PROMPT)
+    rows = [(ids, parse_inline(spec)) for spec in ("identity", "emphasis:strength=4", "steer:strength=40,token=happy")]
+    alone = [engine.inspect_rows([row], prompt_len=len(ids))[0] for row in rows]
+    one = budget.capture_bytes(budget.model_sizes(engine.model), len(ids), engine.n_layers)
+    calls = []
+    real = engine_module.hooked
+    monkeypatch.setattr(engine_module, "CAPTURE_MAX_BYTES", 2 * one + 1)  # two rows at a time fit
+    monkeypatch.setattr(engine_module, "hooked", lambda model, state: calls.append(len(state.rows)) or real(model, state))
+    grouped = engine.inspect_rows(rows, prompt_len=len(ids))
+    assert calls == [2, 1]
+    for (a, h), (a1, h1) in zip(grouped, alone):
+        np.testing.assert_allclose(a, a1, atol=2e-5)
+        np.testing.assert_allclose(h, h1, atol=2e-4, rtol=1e-4)

@@ -56,7 +56,7 @@ def test_distinct_is_the_share_of_distinct_ngrams(engine, run):
     from lenscope.app.batch.scores import distinct_share
 
     assert distinct_share([5, 6, 5, 6, 5]) == 2 / 5 and distinct_share([5, 6, 5, 6, 5], 2) == 2 / 4
-    assert distinct_share([1, 2, 3], 2) == 1.0 and distinct_share([], 1) == 1.0
+    assert distinct_share([1, 2, 3], 4) == 1.0 and distinct_share([], 1) == 0.0  # an empty reply is not varied
     result, _ = run
     got = [next(iter(v.values())) for v in values(engine, run, {"kind": "distinct", "n": 2})]
     assert got == [distinct_share(r.token_ids, 2) for r in result.rows] and all(0 < g <= 1 for g in got)

@@ -138,3 +138,69 @@ def test_search_cli(run_cli, tmp_path):
     code, out, err = run_cli("search", str(path), "--out", str(tmp_path / "o"))
     assert code == 0, err
     assert "best:" in out and (tmp_path / "o" / "best.toml").is_file() and (tmp_path / "o" / "report.md").is_file()
+
+
+CONVERSATIONS = """
+[defaults]
+max_tokens = 4
+[[comparison]]
+name = "key"
+system = "the key is blue"
+turns = ["where is the key?", "what colour is it?"]
+mark = ["blue"]
+check = {kind = "contains", text = "blue"}
+[[comparison]]
+name = "dog"
+turns = ["my dog is called rex. say rex.", "what is the sun?"]
+mark = ["rex"]
+check = {kind = "contains", text = "rex"}
+"""
+
+CONVERSATION_SEARCH = """
+conversations = "conv.toml"
+max_tokens = 4
+budget = 3
+steps = 3
+[[lens]]
+kind = "hold"
+ceiling = [0, 8]
+[[score]]
+kind = "distinct"
+weight = 0
+[[constraint]]
+part = "distinct"
+min_vs_baseline = -0.5
+"""
+
+
+def test_conversation_search_scores_each_turn_with_the_conversations_check(engine, tmp_path):
+    """A search over an experiment's conversations: each candidate's score is the share of
+    turns whose reply passed the conversation's check (plus the score parts, averaged over
+    turns), and a neutral candidate scores exactly as the baseline."""
+    from lenscope.app.batch import experiment, experiment_file
+    from lenscope.app.batch.scores import distinct_share
+
+    (tmp_path / "conv.toml").write_text(CONVERSATIONS)
+    (tmp_path / "s.toml").write_text(CONVERSATION_SEARCH)
+    s = searches.load(tmp_path / "s.toml")
+    assert s.prompts == ["key", "dog"] and len(s.conversations) == 2
+    summary = searches.run(engine, s, tmp_path / "out")
+    neutral = next(c for c in summary["candidates"] if c["values"]["0.ceiling"] == 0)
+    assert neutral["score"] == summary["baseline"]["score"] and neutral["parts"] == summary["baseline"]["parts"]
+    # the baseline's check share equals what `lenscope run` finds for the same conversations in keep mode
+    exp = experiment_file.load(tmp_path / "conv.toml")
+    records = experiment.run(engine, exp, tmp_path / "run", progress=lambda m: None)
+    passed = [row["passed"] for rec in records for t in rec["conversation"]["turns"] for row in t["rows"][:1]]
+    assert summary["baseline"]["parts"]["check"] == pytest.approx(sum(passed) / len(passed))
+    replies = [row["token_ids"] for rec in records for t in rec["conversation"]["turns"] for row in t["rows"][:1]]
+    assert summary["baseline"]["parts"]["distinct:n=1"] == pytest.approx(sum(map(distinct_share, replies)) / len(replies))
+
+
+def test_conversation_search_file_errors(tmp_path):
+    (tmp_path / "conv.toml").write_text('[[comparison]]\nname = "x"\nprompt = "hi"\n')
+    (tmp_path / "s.toml").write_text(CONVERSATION_SEARCH)
+    with pytest.raises(BadInput, match="holds no conversation"):
+        searches.load(tmp_path / "s.toml")
+    (tmp_path / "s.toml").write_text('prompts = ["a"]\n' + CONVERSATION_SEARCH)
+    with pytest.raises(BadInput, match="not both"):
+        searches.load(tmp_path / "s.toml")

@@ -184,7 +184,10 @@ class Distinct(Part):
 
 
 def distinct_share(ids: Sequence[int], n: int = 1) -> float:
-    """Distinct n-grams / n-grams in `ids`; 1.0 for an output shorter than n (nothing repeats)."""
+    """Distinct n-grams / n-grams in `ids`; 1.0 for an output shorter than n (nothing repeats),
+    0.0 for an empty one (a lens that silences the model must not pass as varied)."""
+    if not ids:
+        return 0.0
     grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 1.0
 

@@ -22,6 +22,12 @@
     part = "fluency"
     min_vs_baseline = -0.5
 
+Instead of prompts, `conversations = "EXPERIMENT.toml"` (a path relative to the search file)
+scores candidates on that experiment's conversations: every turn in keep mode (all rows
+answer the baseline's transcript, so a turn measures the lens alone), each part averaged
+over the turns, and each conversation's `check` adding the share of turns passed as the
+part `check` (usable in a constraint). Marks and tracked concepts are the conversation's.
+
 Candidates run as rows of one batched generation per prompt. Every (candidate, prompt)
 result is appended to DIR/results.jsonl as it is made; a restarted search reads it back and
 only runs what is missing (candidates and rounds are deterministic from the file and the
@@ -31,6 +37,7 @@ ranking, the score against each parameter and the best and worst outputs.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -57,7 +64,7 @@ from lenscope.lenses.spec import KINDS, build_lens
 if TYPE_CHECKING:
     from lenscope.app.core.engine import Engine
 
-TOP_KEYS = {"model", "prompts", "strategy", "budget", "steps", "rows", "lens", "score", "constraint", "chat",
+TOP_KEYS = {"model", "prompts", "conversations", "strategy", "budget", "steps", "rows", "lens", "score", "constraint", "chat",
             "system", *settings.SETTINGS}
 STRATEGIES = ("grid", "random", "halving")
 SEARCH_PARAMS = {
@@ -113,6 +120,7 @@ class Search:
     dimensions: list[Dimension]
     score: Score
     constraints: list[tuple[str, float]]  # (part kind or label, min value - baseline's)
+    conversations: list[dict[str, Any]] = field(default_factory=list)  # instead of prompts (experiment_file's)
     definition: dict[str, Any] = field(default_factory=dict)  # the file's checked data: what the search is
     identity: str | None = None  # outdir.work_id(definition, model): its output folder is marked with it
 
@@ -188,9 +196,12 @@ def load(path: str | Path) -> Search:
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise BadInput(f"{where}: unknown key '{min(unknown)}' (keys: {', '.join(sorted(TOP_KEYS))})")
-    prompts = data.get("prompts")
+    conversations = _conversations(data, path, where)
+    conversations_file = Path(path).parent / str(data.get("conversations"))
+    prompts = data.get("prompts") if not conversations else [c["name"] for c in conversations]
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-        raise BadInput(f"{where}: 'prompts' must be a non-empty list of texts")
+        raise BadInput(f"{where}: 'prompts' must be a non-empty list of texts (or 'conversations' an experiment "
+                       "file with turns)")
     model = data.get("model")
     if model is not None and not (isinstance(model, str) and model.strip()):
         raise BadInput(f"{where}: 'model' must be a model folder, hub id or name (text)")
@@ -224,13 +235,38 @@ def load(path: str | Path) -> Search:
         cwhere = f"{where} constraint {j + 1}"
         if not isinstance(c, dict) or set(c) != {"part", "min_vs_baseline"} or not isinstance(c["part"], str):
             raise BadInput(f"{cwhere}: a table with 'part' (a score part's kind) and 'min_vs_baseline' (a number)")
-        if not any(c["part"] in (p.kind, p.label()) for p in score.parts):
+        if not any(c["part"] in (p.kind, p.label()) for p in score.parts) and not (conversations and c["part"] == CHECK):
             raise BadInput(f"{cwhere}: part '{c['part']}' is not in the score")
         constraints.append((c["part"], Param("min_vs_baseline", "float", 0.0, "").parse(c["min_vs_baseline"], cwhere)))
+    if conversations:  # what the search is includes the conversations themselves, not only their file's name
+        data = {**data, "conversations": {"path": data["conversations"],
+                                          "sha256": hashlib.sha256(conversations_file.read_bytes()).hexdigest()}}
     search = Search(str(path), model, prompts, values, use_chat, system, opts["strategy"], opts["budget"],
-                    opts["steps"], opts["rows"], stack, dims, score, constraints, data)
+                    opts["steps"], opts["rows"], stack, dims, score, constraints, conversations, data)
     search.candidate(search.candidates(values["seed"])[0] if dims else {})  # every lens value checked now
     return search
+
+
+def _conversations(data: dict[str, Any], path: str | Path, where: str) -> list[dict[str, Any]]:
+    """`conversations = "EXPERIMENT.toml"` (relative to the search file): its comparisons with
+    turns, each a unit the candidates are scored on, in keep mode; [] without the key."""
+    from lenscope.app.batch import experiment_file
+
+    ref = data.get("conversations")
+    if ref is None:
+        return []
+    if "prompts" in data:
+        raise BadInput(f"{where}: give 'prompts' or 'conversations', not both")
+    if "chat" in data or "system" in data:
+        raise BadInput(f"{where}: with 'conversations' the chat template is always used and each conversation's "
+                       "'system' is its own: 'chat' and 'system' do not apply")
+    if not isinstance(ref, str) or not ref.strip():
+        raise BadInput(f"{where}: 'conversations' must name an experiment file with conversations (turns)")
+    exp = experiment_file.load(Path(path).parent / ref)
+    convs = [c for c in exp["comparisons"] if "turns" in c]
+    if not convs:
+        raise BadInput(f"{where}: '{ref}' holds no conversation (a comparison with 'turns')")
+    return convs
 
 
 # -- running ----------------------------------------------------------------------------
@@ -289,6 +325,7 @@ class Results:
 
 
 BASELINE = "baseline"
+CHECK = "check"  # a conversation search's part: the share of turns whose reply passed the conversation's check
 
 
 def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int], None] = lambda done, total: None,
@@ -350,13 +387,10 @@ def _halving_rounds(n: int, prompts: int) -> list[tuple[int, int]]:
 def _evaluate(engine: Engine, search: Search, results: Results, candidates: list[dict[str, Any]], p: int, world) -> None:
     """Every candidate not yet scored on prompt p, as rows of batches (baseline first); with
     several ranks, one batch per rank per round, every rank learning every record."""
-    from lenscope.app.core.engine import Request
-
     todo = [c for c in candidates if (_key(c), p) not in results.done]
     need_baseline = (BASELINE, p) not in results.done
     if not todo and not need_baseline:
         return
-    prompt, _ = chat.model_prompt(engine.tokenizer, search.prompts[p], search.chat, search.system)
     size = search.rows - 1
     batches = [todo[start : start + size] for start in range(0, max(len(todo), 1), size)]
     for b in world.rounds(list(range(len(batches)))):
@@ -364,16 +398,59 @@ def _evaluate(engine: Engine, search: Search, results: Results, candidates: list
         if b is not None:
             batch = batches[b]
             variants = [search.candidate(c) for c in batch]
-            s = search.settings
-            comparison = engine.compare(Request(prompt, variants, [], s["max_tokens"], s["temperature"], s["seed"]))
-            result = comparison.run()
-            scored = search.score.evaluate(engine, result, comparison.variants)
+            rows, scored = (_run_conversation if search.conversations else _run_prompt)(engine, search, variants, p)
             if need_baseline and b == 0:  # the baseline row of the first batch stands for all
-                made.append(_record(BASELINE, {}, p, result.rows[0], scored[0]))
-            made += [_record(_key(c), c, p, row, sc) for c, row, sc in zip(batch, result.rows[1:], scored[1:])]
+                made.append(_record(BASELINE, {}, p, rows[0], scored[0]))
+            made += [_record(_key(c), c, p, row, sc) for c, row, sc in zip(batch, rows[1:], scored[1:])]
             for rec in made:  # this rank's own, in its file at once (a kill loses none of them)
                 results.add(rec)
         results.take(world.gather(made), write=world.leader)
+
+
+def _run_prompt(engine: Engine, search: Search, variants: list[Variant], p: int) -> tuple[list[RowResult], list]:
+    """Prompt p with the baseline and `variants` as rows: each row's result and score."""
+    from lenscope.app.core.engine import Request
+
+    prompt, _ = chat.model_prompt(engine.tokenizer, search.prompts[p], search.chat, search.system)
+    s = search.settings
+    comparison = engine.compare(Request(prompt, variants, [], s["max_tokens"], s["temperature"], s["seed"]))
+    result = comparison.run()
+    return result.rows, search.score.evaluate(engine, result, comparison.variants)
+
+
+def _run_conversation(engine: Engine, search: Search, variants: list[Variant], p: int) -> tuple[list[RowResult], list]:
+    """Conversation p, turn by turn in keep mode (every row answers the baseline's transcript,
+    so each turn measures the lens alone): per row its last reply, and its score and parts
+    averaged over the turns, with the conversation's check as the part `check` (the share of
+    turns passed, added to the score)."""
+    from lenscope.app.chat import conversation as convs
+
+    c, s = search.conversations[p], search.settings
+    conv = convs.Conversation.start(c["system"], "keep", 0)
+    conv.marks += convs.text_marks(conv.messages, c["mark"], ("system",))
+    conv.concepts = list(c["track"])
+    per_turn = []
+    for k, user in enumerate(c["turns"]):
+        try:
+            record = convs.run_turn(engine, conv, user, variants, max_tokens=s["max_tokens"],
+                                    temperature=s["temperature"], seed=s["seed"], mark=c["mark"], check=c["check"])
+        except BadInput as exc:
+            raise BadInput(f"conversation '{c['name']}' turn {k + 1}: {exc}") from None
+        result = convs.turn_result(record)
+        scored = search.score.evaluate(engine, result, [Variant(BASELINE), *variants])
+        for r, row in enumerate(record["rows"]):
+            if row["passed"] is not None:
+                scored[r]["parts"][CHECK] = float(row["passed"])
+                scored[r]["score"] += float(row["passed"])
+        per_turn.append(scored)
+    def mean(values: list[float]) -> float:
+        m = finite_mean(values)
+        return float("-inf") if m is None else m
+
+    averaged = [{"score": mean([t[r]["score"] for t in per_turn]),
+                 "parts": {k: mean([t[r]["parts"][k] for t in per_turn]) for k in per_turn[0][r]["parts"]}}
+                for r in range(len(variants) + 1)]
+    return result.rows, averaged
 
 
 def _record(key: str, values: dict[str, Any], p: int, row: RowResult, scored: dict[str, Any]) -> SearchRecord:
@@ -383,13 +460,13 @@ def _record(key: str, values: dict[str, Any], p: int, row: RowResult, scored: di
 
 def _mean(recs: list[SearchRecord], field: str, label: str | None = None) -> float:
     """Over records: the mean score (or score part); -inf with none, so it ranks last."""
-    m = finite_mean(r["parts"][label] if label else r[field] for r in recs)
+    m = finite_mean(r["parts"].get(label) if label else r[field] for r in recs)
     return float("-inf") if m is None else m
 
 
 def _feasible(search: Search, recs: list[SearchRecord], base: list[SearchRecord]) -> bool:
     for part, margin in search.constraints:
-        label = next(p.label() for p in search.score.parts if part in (p.kind, p.label()))
+        label = next((p.label() for p in search.score.parts if part in (p.kind, p.label())), part)  # or `check`
         if _mean(recs, "", label) < _mean(base, "", label) + margin:
             return False
     return True
@@ -409,7 +486,7 @@ def _rank(search: Search, results: Results, candidates: list[dict[str, Any]], pr
 def summarise(search: Search, results: Results, pool: list[dict[str, Any]]) -> SearchSummary:
     """Each candidate's mean over the prompts it ran on, ranked; the baseline's for reference."""
     rows = []
-    labels = [p.label() for p in search.score.parts]
+    labels = [p.label() for p in search.score.parts] + ([CHECK] if search.conversations else [])
     for c in pool:
         recs = [r for (k, _), r in results.done.items() if k == _key(c)]
         if not recs:
@@ -440,11 +517,13 @@ def best_lens_file(search: Search, summary: SearchSummary) -> str:
 def report(search: Search, summary: SearchSummary) -> str:
     """Ranking, the score against each searched parameter, and the best and worst outputs
     (so a person can check what the score, or the judge, rewarded)."""
-    labels = [p.label() for p in search.score.parts]
+    labels = list(summary["baseline"]["parts"])  # the score's parts, and `check` in a conversation search
     base = summary["baseline"]
     lines = [f"# search: {md_escape(search.path)}", "",
-             f"{search.strategy}, {len(summary['candidates'])} candidates, {len(search.prompts)} prompts; "
-             f"score = " + " + ".join(f"{p.weight:g} x {md_escape(p.label())}" for p in search.score.parts), ""]
+             f"{search.strategy}, {len(summary['candidates'])} candidates, {len(search.prompts)} "
+             f"{'conversations' if search.conversations else 'prompts'}; score = "
+             + " + ".join([f"{p.weight:g} x {md_escape(p.label())}" for p in search.score.parts]
+                          + (["1 x check (share of turns passed)"] if search.conversations else [])), ""]
     if search.constraints:
         lines += ["constraints: " + ", ".join(f"{md_escape(p)} >= baseline {m:+g}" for p, m in search.constraints), ""]
     lines += ["| rank | candidate | prompts | score | " + " | ".join(map(md_escape, labels)) + " | feasible |",

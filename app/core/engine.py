@@ -259,7 +259,11 @@ class Engine:
         lengths = [len(ids) for ids, _ in rows]
         T = max(lengths)
         self.check_capture(T, len(layers))
-        P = prompt_len or T
+        fit = max(1, CAPTURE_MAX_BYTES // budget.capture_bytes(budget.model_sizes(self.model), T, len(layers)))
+        if len(rows) > fit:  # all rows at once would hold more than one capture's limit: in groups that fit
+            return [out for start in range(0, len(rows), fit)
+                    for out in self.inspect_rows(rows[start : start + fit], prompt_len, marks, layers, hidden)]
+        P = prompt_len or min(lengths)
         with self.lock:  # from prepare on: lenses run as prepared for this prompt
             for ids, variant in rows:
                 self.prepare([variant], ids[:P], marks)
@@ -283,13 +287,15 @@ class Engine:
 
     def decode_hidden(self, h: mx.array) -> mx.array:
         """Logits the model would give if decoding stopped at hidden state(s) `h` (..., D):
-        its final norm and unembedding (the logit lens). At the last block it is the model's output."""
-        inner = getattr(self.model, "model", self.model)
-        norm = getattr(inner, "norm", None)
-        if norm is not None:
-            h = norm(h)
-        head = getattr(self.model, "lm_head", None)
-        return head(h) if head is not None else find_embedding(self.model).as_linear(h)
+        its final norm and unembedding (the logit lens). At the last block it is the model's output.
+        Under the lock: a prefill elsewhere wraps the final norm while it runs (comparison.head_on)."""
+        with self.lock:
+            inner = getattr(self.model, "model", self.model)
+            norm = getattr(inner, "norm", None)
+            if norm is not None:
+                h = norm(h)
+            head = getattr(self.model, "lm_head", None)
+            return head(h) if head is not None else find_embedding(self.model).as_linear(h)
 
 
 def _n_heads(model) -> int:

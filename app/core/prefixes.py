@@ -53,7 +53,9 @@ class Prefixes:
             c.keys, c.values, c.offset = k, v, k.shape[2]
 
     def store(self, ids: list[int], cache: list[KVCache], logits: mx.array) -> None:
-        layers = [c.keys_and_values() for c in cache]
+        # copies: the cache's own buffers are rounded up to 256 positions, and a view would keep them
+        layers = [(mx.contiguous(k), mx.contiguous(v)) for k, v in (c.keys_and_values() for c in cache)]
+        mx.eval(layers)
         nbytes = sum(k.nbytes + v.nbytes for k, v in layers) + logits.nbytes
         if nbytes > self.max_bytes:
             return

@@ -85,13 +85,15 @@ def measure_paths(model: nn.Module, memory: int | None = None, reps: int = 1) ->
         return {}
     memory = physical_bytes() if memory is None else memory
     prefill, rows, steps = RUN_SHAPE
-    paths = {}
+    paths, weights = {}, []
     for name in ("float32", "bfloat16"):
         if memory and float_bytes(model, DTYPES[name]) <= memory // 4:
             ws = [_dequantized(m, DTYPES[name]) for m in stored]
+            weights += ws
             paths[name] = [lambda x, w=w: x.astype(w.dtype) @ w.T for w in ws]
     paths["native"] = [lambda x, m=m: m(x) for m in stored]
     shapes = [[mx.random.normal((n, m.scales.shape[-1] * m.group_size)) for m in stored] for n in (prefill, rows)]
+    mx.eval(shapes, weights)  # dequantized before any timing
     times: dict[str, float] = {}
     for name, fns in paths.items():
         total = 0.0
