@@ -21,7 +21,7 @@ import mlx.core as mx
 import numpy as np
 import regex
 
-from lenscope.app.core.results import RunResult
+from lenscope.app.core.results import RunResult, distinct_share  # noqa: F401 (re-exported)
 from lenscope.app.errors import BadInput
 from lenscope.lenses.base import Param, Variant
 
@@ -181,15 +181,6 @@ class Distinct(Part):
 
     def values(self, engine: Engine, result, variants):
         return [distinct_share(row.token_ids, self.n) for row in result.rows]
-
-
-def distinct_share(ids: Sequence[int], n: int = 1) -> float:
-    """Distinct n-grams / n-grams in `ids`; 1.0 for an output shorter than n (nothing repeats),
-    0.0 for an empty one (a lens that silences the model must not pass as varied)."""
-    if not ids:
-        return 0.0
-    grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 1.0
 
 
 class Judge(Part):

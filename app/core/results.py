@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from lenscope.app.core.records import ComparisonRecord, RowRecord
 from lenscope.app.errors import BadInput
@@ -15,6 +15,15 @@ def finite_mean(values: Iterable[float | None]) -> float | None:
     The one mean of per-step and per-record numbers, in reports, diffs, searches and turns."""
     xs = [float(v) for v in values if v is not None and math.isfinite(v)]
     return sum(xs) / len(xs) if xs else None
+
+
+def distinct_share(ids: Sequence[int], n: int = 1) -> float:
+    """Distinct n-grams / n-grams in `ids`; 1.0 for an output shorter than n (nothing repeats),
+    0.0 for an empty one (a lens that silences the model must not pass as varied)."""
+    if not ids:
+        return 0.0
+    grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
 
 
 def _num(x: float | None) -> float | None:

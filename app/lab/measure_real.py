@@ -19,10 +19,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lenscope.app.batch.scores import distinct_share
 from lenscope.app.chat.templates import model_prompt
 from lenscope.app.core.engine import Engine, Request
 from lenscope.app.core.logprob import score
+from lenscope.app.core.results import distinct_share
 from lenscope.app.lab import prompt_sets as ps
 from lenscope.lenses.spec import parse
 

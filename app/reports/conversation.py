@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lenscope.app.batch.scores import distinct_share
+from lenscope.app.core.results import distinct_share
 from lenscope.app.reports.svg import COLORS
 
 
