@@ -186,17 +186,31 @@ def _run_conversation(engine: Engine, c: dict[str, Any]) -> dict[str, Any]:
     """Every turn of a conversation comparison; its record holds the whole conversation."""
     from lenscope.app.chat import conversation as convs
 
-    conv = convs.Conversation.start(c["system"], c["mode"], c["keep"])
+    conv = None
+    for conv, _ in conversation_turns(engine, c, c["variants"], mode=c["mode"], keep=c["keep"],
+                                      max_tokens=c["max_tokens"], temperature=c["temperature"], seed=c["seed"],
+                                      fluency=True):
+        pass
+    return convs.record(c["name"], engine, conv, c["lens"])
+
+
+def conversation_turns(engine: Engine, c: dict[str, Any], variants: list, *, mode: str, keep: int, max_tokens: int,
+                       temperature: float, seed: int, fluency: bool = False) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Conversation comparison `c` (experiment_file's), one turn at a time: yields the growing
+    conversation and each turn's record; a turn that fails is one line naming it. Experiments
+    and conversation searches both run conversations through here."""
+    from lenscope.app.chat import conversation as convs
+
+    conv = convs.Conversation.start(c["system"], mode, keep)
     conv.marks += convs.text_marks(conv.messages, c["mark"], ("system",))
     conv.concepts = list(c["track"])
     for user in c["turns"]:
         try:
-            convs.run_turn(engine, conv, user, c["variants"], max_tokens=c["max_tokens"],
-                           temperature=c["temperature"], seed=c["seed"], mark=c["mark"], check=c["check"],
-                           fluency=True)
+            record = convs.run_turn(engine, conv, user, variants, max_tokens=max_tokens, temperature=temperature,
+                                    seed=seed, mark=c["mark"], check=c["check"], fluency=fluency)
         except BadInput as exc:
             raise BadInput(f"comparison '{c['name']}' turn {len(conv.turns) + 1}: {exc}") from None
-    return convs.record(c["name"], engine, conv, c["lens"])
+        yield conv, record
 
 
 def _clock(seconds: float) -> str:

@@ -423,19 +423,13 @@ def _run_conversation(engine: Engine, search: Search, variants: list[Variant], p
     so each turn measures the lens alone): per row its last reply, and its score and parts
     averaged over the turns, with the conversation's check as the part `check` (the share of
     turns passed, added to the score)."""
+    from lenscope.app.batch.experiment import conversation_turns
     from lenscope.app.chat import conversation as convs
 
-    c, s = search.conversations[p], search.settings
-    conv = convs.Conversation.start(c["system"], "keep", 0)
-    conv.marks += convs.text_marks(conv.messages, c["mark"], ("system",))
-    conv.concepts = list(c["track"])
+    s = search.settings
     per_turn = []
-    for k, user in enumerate(c["turns"]):
-        try:
-            record = convs.run_turn(engine, conv, user, variants, max_tokens=s["max_tokens"],
-                                    temperature=s["temperature"], seed=s["seed"], mark=c["mark"], check=c["check"])
-        except BadInput as exc:
-            raise BadInput(f"conversation '{c['name']}' turn {k + 1}: {exc}") from None
+    for _, record in conversation_turns(engine, search.conversations[p], variants, mode="keep", keep=0,
+                                        max_tokens=s["max_tokens"], temperature=s["temperature"], seed=s["seed"]):
         result = convs.turn_result(record)
         scored = search.score.evaluate(engine, result, [Variant(BASELINE), *variants])
         for r, row in enumerate(record["rows"]):
@@ -443,12 +437,8 @@ def _run_conversation(engine: Engine, search: Search, variants: list[Variant], p
                 scored[r]["parts"][CHECK] = float(row["passed"])
                 scored[r]["score"] += float(row["passed"])
         per_turn.append(scored)
-    def mean(values: list[float]) -> float:
-        m = finite_mean(values)
-        return float("-inf") if m is None else m
-
-    averaged = [{"score": mean([t[r]["score"] for t in per_turn]),
-                 "parts": {k: mean([t[r]["parts"][k] for t in per_turn]) for k in per_turn[0][r]["parts"]}}
+    averaged = [{"score": _mean_or_lowest([t[r]["score"] for t in per_turn]),
+                 "parts": {k: _mean_or_lowest([t[r]["parts"][k] for t in per_turn]) for k in per_turn[0][r]["parts"]}}
                 for r in range(len(variants) + 1)]
     return result.rows, averaged
 
@@ -460,7 +450,12 @@ def _record(key: str, values: dict[str, Any], p: int, row: RowResult, scored: di
 
 def _mean(recs: list[SearchRecord], field: str, label: str | None = None) -> float:
     """Over records: the mean score (or score part); -inf with none, so it ranks last."""
-    m = finite_mean(r["parts"].get(label) if label else r[field] for r in recs)
+    return _mean_or_lowest(r["parts"].get(label) if label else r[field] for r in recs)
+
+
+def _mean_or_lowest(values) -> float:
+    """The finite values' mean; -inf when there are none, so it ranks last."""
+    m = finite_mean(values)
     return float("-inf") if m is None else m
 
 

@@ -140,9 +140,7 @@ class Comparison:
         if prefixes is not None:
             if start < P:
                 prefixes.store(self.ids, cache, logits)
-            for c in cache:
-                k, v = c.keys_and_values()
-                c.keys, c.values, c.offset = mx.repeat(k, B, axis=0), mx.repeat(v, B, axis=0), k.shape[2]
+            prefixes.repeat_rows(cache, B)
             logits = mx.repeat(logits, B, axis=0)
         self.result.timing["prefill_s"] = time.perf_counter() - t0
         self.result.timing["prefill_reused_tokens"] = start

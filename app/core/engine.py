@@ -226,12 +226,14 @@ class Engine:
         comparison.warnings = warnings
         return comparison
 
-    def check_capture(self, n_tokens: int, layers: int | None = None) -> None:
+    def check_capture(self, n_tokens: int, layers: int | None = None) -> int:
+        """A capture's bytes per row; BadInput when one row's would pass the limit."""
         size = budget.capture_bytes(budget.model_sizes(self.model), n_tokens, layers)
         if size > CAPTURE_MAX_BYTES:
             n = self.n_layers if layers is None else layers
             raise BadInput(f"attention capture of {n_tokens} tokens x {n} layers needs {budget.gib(size)} per row "
                            f"(limit {budget.gib(CAPTURE_MAX_BYTES)}); use a shorter prompt, fewer tokens or one --layer")
+        return size
 
     def capture_attention(self, ids: list[int], lenses: Sequence[Lens] = (), prompt_len: int | None = None,
                           marks: Sequence[int] = (), layers: Sequence[int] | None = None) -> np.ndarray:
@@ -258,8 +260,7 @@ class Engine:
         layers = list(range(self.n_layers)) if layers is None else list(layers)
         lengths = [len(ids) for ids, _ in rows]
         T = max(lengths)
-        self.check_capture(T, len(layers))
-        fit = max(1, CAPTURE_MAX_BYTES // budget.capture_bytes(budget.model_sizes(self.model), T, len(layers)))
+        fit = max(1, CAPTURE_MAX_BYTES // self.check_capture(T, len(layers)))
         if len(rows) > fit:  # all rows at once would hold more than one capture's limit: in groups that fit
             return [out for start in range(0, len(rows), fit)
                     for out in self.inspect_rows(rows[start : start + fit], prompt_len, marks, layers, hidden)]

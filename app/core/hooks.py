@@ -200,11 +200,7 @@ class HookState:
         if self.track_marks and L == 1 and not edited and sinks is None:
             # a decode step: one softmax gives both the output and the marks' share
             probs, out = _decode_attention(queries, keys, values, scale, bias)
-            marks = [m for m in self.marks if m < S]
-            self.mark_attention.append(probs[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
-            if self.mark_groups:
-                self.group_attention.append(mx.stack([probs[:, :, 0, g].sum(axis=-1).mean(axis=-1) if g
-                                                      else mx.zeros((B,)) for g in self.mark_groups], axis=-1))
+            self._note_marks(probs)
             return out
         # the edited rows' probabilities (their score functions applied), computed once for both
         # the marks' share and the output
@@ -216,16 +212,21 @@ class HookState:
             if edited_probs:
                 p_last = mx.concatenate([edited_probs[r][:, :, -1:, :] if r in edited_probs else p_last[r : r + 1]
                                          for r in range(B)], axis=0)
-            marks = [m for m in self.marks if m < S]
-            self.mark_attention.append(p_last[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
-            if self.mark_groups:
-                self.group_attention.append(mx.stack([p_last[:, :, 0, g].sum(axis=-1).mean(axis=-1) if g
-                                                      else mx.zeros((B,)) for g in self.mark_groups], axis=-1))
+            self._note_marks(p_last)
         out = mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=bias, sinks=sinks)
         if edited:  # only the edited rows are recomputed explicitly
             out = mx.concatenate([_weighted_values(edited_probs[r], values[r : r + 1]) if r in edited_probs
                                   else out[r : r + 1] for r in range(B)], axis=0)
         return out
+
+    def _note_marks(self, p_last: mx.array) -> None:
+        """The last query's share (B, H, 1, S) on the marks, and on each marked span apart, mean over heads."""
+        B, S = p_last.shape[0], p_last.shape[-1]
+        marks = [m for m in self.marks if m < S]
+        self.mark_attention.append(p_last[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
+        if self.mark_groups:
+            self.group_attention.append(mx.stack([p_last[:, :, 0, g].sum(axis=-1).mean(axis=-1) if g
+                                                  else mx.zeros((B,)) for g in self.mark_groups], axis=-1))
 
     def _edited_probs(self, fns: list[Callable], q: mx.array, k: mx.array, scale, bias, r: int) -> mx.array:
         """Row r's probabilities (1, H, L, S) with its score functions (e.g. top-k sparsity) applied."""

@@ -52,6 +52,13 @@ class Prefixes:
         for c, (k, v) in zip(cache, prefix.layers):
             c.keys, c.values, c.offset = k, v, k.shape[2]
 
+    @staticmethod
+    def repeat_rows(cache: list[KVCache], rows: int) -> None:
+        """A batch-1 cache made `rows` rows, each the same prompt."""
+        for c in cache:
+            k, v = c.keys_and_values()
+            c.keys, c.values, c.offset = mx.repeat(k, rows, axis=0), mx.repeat(v, rows, axis=0), k.shape[2]
+
     def store(self, ids: list[int], cache: list[KVCache], logits: mx.array) -> None:
         # copies: the cache's own buffers are rounded up to 256 positions, and a view would keep them
         layers = [(mx.contiguous(k), mx.contiguous(v)) for k, v in (c.keys_and_values() for c in cache)]
