@@ -97,7 +97,7 @@ class Emphasis(Lens):
         heads = self.selected_heads(ctx.layer)
         if heads is None:
             return bias[None]
-        return _head_mask(heads, n_heads, self.kind)[:, None, None] * bias[None]
+        return _head_mask(heads, ctx, n_heads, self.kind)[:, None, None] * bias[None]
 
 
 class Hold(Lens):
@@ -150,10 +150,10 @@ class Hold(Lens):
         fresh = fresh[sorted(self.layers_in(fresh.shape[0]))]
         return float((fresh if self.heads is None else fresh[:, list(self.heads)]).mean())
 
-    def targets(self, layer: int, n_heads: int) -> mx.array:
-        """(H,) the share held per head at `layer`."""
+    def targets(self, ctx: Ctx, n_heads: int) -> mx.array:
+        """(H,) the share held per head of the hook's `n_heads` at `ctx.layer`."""
         fresh = getattr(self, "fresh", None)
-        target = np.full(n_heads, self.target) if fresh is None else fresh[layer]
+        target = np.full(n_heads, self.target) if fresh is None else fresh[ctx.layer, ctx.head_slice(n_heads)]
         return mx.array(np.clip(target, 1e-6, 1 - 1e-6), dtype=mx.float32)
 
     def attention_scores(self, ctx: Ctx, scores: mx.array) -> mx.array:
@@ -167,11 +167,11 @@ class Hold(Lens):
         on = mx.zeros((S,)).at[mx.array(marks)].add(1.0) > 0
         lse_marks = mx.logsumexp(mx.where(on, scores, -mx.inf), axis=-1)  # (1, H, L)
         lse_rest = mx.logsumexp(mx.where(on, -mx.inf, scores), axis=-1)
-        target = self.targets(ctx.layer, H)[None, :, None]
+        target = self.targets(ctx, H)[None, :, None]
         b = (mx.log(target) - mx.log1p(-target)) - (lse_marks - lse_rest)
         b = mx.where(mx.isnan(b), 0.0, mx.clip(b, 0.0, self.ceiling))  # no mark visible or nothing else: 0
         if self.heads is not None:
-            b = b * _head_mask(self.heads, H, self.kind)[None, :, None]
+            b = b * _head_mask(self.heads, ctx, H, self.kind)[None, :, None]
         return scores + b[..., None] * on
 
 
@@ -186,10 +186,13 @@ def inherited_importance(probs: np.ndarray, marks: list[int], propagate: float) 
     return weights.astype(np.float32)
 
 
-def _head_mask(heads: tuple[int, ...], n_heads: int, kind: str) -> mx.array:
-    if any(not 0 <= h < n_heads for h in heads):
-        raise BadInput(f"{kind}: heads {list(heads)} outside 0..{n_heads - 1}")
-    return mx.zeros((n_heads,)).at[mx.array(list(heads))].add(1.0)
+def _head_mask(heads: tuple[int, ...], ctx: Ctx, n_heads: int, kind: str) -> mx.array:
+    """(n_heads,) over the hook's heads; `heads` are global indices (a tensor-parallel rank
+    holds a slice of the model's heads)."""
+    total = ctx.all_heads or n_heads
+    if any(not 0 <= h < total for h in heads):
+        raise BadInput(f"{kind}: heads {list(heads)} outside 0..{total - 1}")
+    return ctx.head_mask(heads, n_heads)
 
 
 class Decay(Lens):
@@ -226,7 +229,7 @@ class Decay(Lens):
             bias = bias * mx.zeros((n_keys,)).at[mx.array(marks)].add(1.0)[None, :]
         if self.heads is None:
             return bias[None]
-        return _head_mask(self.heads, n_heads, self.kind)[:, None, None] * bias[None]
+        return _head_mask(self.heads, ctx, n_heads, self.kind)[:, None, None] * bias[None]
 
 
 class TopKAttention(Lens):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import reprlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -46,6 +46,22 @@ class Ctx:
     marks: tuple[int, ...]
     n_layers: int
     generated: tuple[int, ...] = ()  # logits/temperature hooks: this row's tokens chosen so far
+    # attention hooks: the global index of the first head the hook is given and the model's
+    # head count (a tensor-parallel rank holds a slice of the heads); 0, 0: all of them
+    first_head: int = 0
+    all_heads: int = 0
+
+    def head_mask(self, heads: Sequence[int], n_heads: int) -> mx.array:
+        """(n_heads,) 1 for each of the hook's heads whose global index is in `heads`, else 0."""
+        first = self.first_head if self.all_heads else 0
+        mine = [h - first for h in heads if first <= h < first + n_heads]
+        mask = mx.zeros((n_heads,))
+        return mask.at[mx.array(mine)].add(1.0) if mine else mask
+
+    def head_slice(self, n_heads: int) -> slice:
+        """Where the hook's `n_heads` heads sit among the model's, for per-head arrays."""
+        first = self.first_head if self.all_heads else 0
+        return slice(first, first + n_heads)
 
     @property
     def steps(self) -> np.ndarray:

@@ -23,12 +23,45 @@ TARGETS = ("mlp.down_proj", "mlp.up_proj", "mlp.gate_proj", "self_attn.o_proj", 
            "self_attn.k_proj", "self_attn.v_proj")
 
 
+# tensor-parallel layers (mlx-lm's model.shard): the axis of the weight each rank holds a slice of
+SPLIT_AXIS = {"AllToShardedLinear": 0, "QuantizedAllToShardedLinear": 0,  # output rows
+              "ShardedToAllLinear": 1, "QuantizedShardedToAllLinear": 1}  # input columns, summed after
+
+
+def _split(module: nn.Module) -> int | None:
+    """The axis this process holds a slice of, for a tensor-parallel layer (None: whole)."""
+    found = (SPLIT_AXIS[c.__name__] for c in type(module).__mro__
+             if c.__module__ == "mlx.nn.layers.distributed" and c.__name__ in SPLIT_AXIS)
+    return next(found, None)
+
+
 def dense_weight(module: nn.Module) -> np.ndarray:
-    if isinstance(module, nn.QuantizedLinear):
-        w = mx.dequantize(module.weight, module.scales, module.biases, module.group_size, module.bits)
+    """The layer's whole weight, dequantized; on a tensor-parallel model every rank's slice
+    gathered (every rank calls this for the same layers in the same order)."""
+    if "scales" in module:
+        w = mx.dequantize(module.weight, module.scales, module.get("biases"), module.group_size, module.bits)
     else:
         w = module.weight
-    return np.array(w.astype(mx.float32))
+    w = w.astype(mx.float32)
+    axis = _split(module)
+    if axis is not None:
+        w = mx.moveaxis(mx.distributed.all_gather(mx.moveaxis(w, axis, 0), group=module.group), 0, axis)
+    return np.array(w)
+
+
+def _added_output(module: nn.Module, dw: np.ndarray) -> Callable[[Any, mx.array], mx.array]:
+    """What W + dW adds to a linear layer's output, x dW^T, from this process's slice of dW:
+    an output-split layer's rows, or an input-split layer's columns summed across ranks."""
+    axis = _split(module)
+    if axis is None:
+        d = mx.array(dw)
+        return lambda ctx, x: x @ d.T
+    group = module.group
+    n = dw.shape[axis] // group.size()
+    d = mx.array(np.take(dw, np.arange(group.rank() * n, (group.rank() + 1) * n), axis=axis))
+    if axis == 0:
+        return lambda ctx, x: x @ d.T
+    return lambda ctx, x: mx.distributed.all_sum(x @ d.T, group=group)
 
 
 def gaussian_blur(w: np.ndarray, sigma: float, axis: int) -> np.ndarray:
@@ -62,21 +95,18 @@ class _WeightLens(Lens):
         return found
 
     def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
+        """dW of each target from its whole weight (one at a time: on a tensor-parallel model
+        only the weight being edited is ever whole), kept as this process's slice."""
         self.deltas = {}
         for path, module in self.targets(probe).items():
             w = dense_weight(module)
-            self.deltas[path] = mx.array((self.transform(w, probe) - w).astype(np.float32))
+            self.deltas[path] = _added_output(module, (self.transform(w, probe) - w).astype(np.float32))
 
     def hooks(self, n_layers: int) -> Hooks:
-        return {HookPoint("weights", path=path): _added_output(dw) for path, dw in self.deltas.items()}
+        return {HookPoint("weights", path=path): added for path, added in self.deltas.items()}
 
     def transform(self, w: np.ndarray, probe: Probe) -> np.ndarray:
         raise NotImplementedError
-
-
-def _added_output(dw: mx.array) -> Callable[[Any, mx.array], mx.array]:
-    """What W + dW adds to a linear layer's output: x dW^T."""
-    return lambda ctx, x: x @ dw.T
 
 
 LAYERS = Param("layers", "ints", None, "layers to edit (default: all)")

@@ -21,7 +21,9 @@ import json
 import os
 import select
 import signal
+import sys
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,15 +50,27 @@ class World:
     group: Any = None
     gather_s: float = 0.0  # time spent in `gather` (waiting for the slowest rank included)
     gathers: int = 0
+    tensor: bool = False  # the ranks hold one model split between them (`--shard tensor`): all do all the work
 
     @property
     def leader(self) -> bool:
         return self.rank == 0
 
+    @property
+    def parallel(self) -> bool:
+        """The ranks share out the work (data parallel), each with the whole model."""
+        return self.size > 1 and not self.tensor
+
     def gather(self, items: list[Any]) -> list[Any]:
-        """Every rank's `items` (JSON data), concatenated in rank order, on every rank."""
+        """Every rank's `items` (JSON data), concatenated in rank order, on every rank. With
+        `tensor`, where every rank did the same work, rank 0's: what the ranks agree on."""
+        every = self.each_rank(items)
+        return every[0] if self.tensor else [item for items in every for item in items]
+
+    def each_rank(self, items: list[Any]) -> list[list[Any]]:
+        """Every rank's `items` (JSON data), one list per rank, on every rank."""
         if self.size == 1:
-            return list(items)
+            return [list(items)]
         t = time.perf_counter()
         try:
             return self._gather(items)
@@ -64,16 +78,13 @@ class World:
             self.gather_s += time.perf_counter() - t
             self.gathers += 1
 
-    def _gather(self, items: list[Any]) -> list[Any]:
+    def _gather(self, items: list[Any]) -> list[list[Any]]:
         data = np.frombuffer(json.dumps(items, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
         lengths = self._all_gather(np.array([len(data)], dtype=np.int64)).tolist()
         padded = np.zeros(max(lengths), dtype=np.uint8)
         padded[: len(data)] = data
         blob = self._all_gather(padded).reshape(self.size, -1)
-        out = []
-        for r, n in enumerate(lengths):
-            out += json.loads(blob[r, :n].tobytes().decode("utf-8"))
-        return out
+        return [json.loads(blob[r, :n].tobytes().decode("utf-8")) for r, n in enumerate(lengths)]
 
     def _all_gather(self, x: np.ndarray) -> np.ndarray:
         # on the CPU stream: the ring and MPI backends do not run on the GPU
@@ -89,7 +100,10 @@ class World:
         return out / SHARDS / f"rank-{self.rank}.jsonl"
 
     def rounds(self, todo: list[Any]) -> list[Any | None]:
-        """This rank's item in each round of `len(todo) / size` rounds (None: it sits out)."""
+        """This rank's item in each round of `len(todo) / size` rounds (None: it sits out);
+        with `tensor`, every item, one per round."""
+        if self.tensor:
+            return list(todo)
         n = -(-len(todo) // self.size)
         return [todo[k * self.size + self.rank] if k * self.size + self.rank < len(todo) else None for k in range(n)]
 
@@ -112,6 +126,24 @@ def world() -> World:
                 raise BadInput(f"distributed: could not join the launch ({exc})") from None
             _WORLD = World(group.rank(), group.size(), group)
     return _WORLD
+
+
+def tensor_world() -> World:
+    """This process's place in a tensor-parallel launch (`--shard tensor`): every rank runs
+    every comparison on its slice of the model; rank 0 alone prints and writes, the others
+    are silent (their tracebacks excepted: a failure there is not rank 0's to report)."""
+    here = world()
+    if here.size == 1:
+        raise BadInput("--shard tensor: this is one process; start it across processes with mlx.launch, "
+                       "e.g. mlx.launch -n 2 -- lenscope generate --shard tensor ...")
+    if not here.tensor:
+        here.tensor = True
+        if not here.leader:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            sys.stderr = open(os.devnull, "w")
+            sys.excepthook = lambda *exc: traceback.print_exception(*exc, file=sys.__stderr__)
+    return here
 
 
 def _launch_timeout() -> float:

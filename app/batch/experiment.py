@@ -62,7 +62,10 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
             if _shard_item(item, works):
                 done.setdefault(item["index"], item["record"])
     if world.size > 1:  # the ranks agree on what is left: each read its own disk
-        for item in world.gather([{"index": i, "record": r} for i, r in sorted(done.items())]):
+        agreed = world.gather([{"index": i, "record": r} for i, r in sorted(done.items())])
+        if world.tensor:  # every rank runs every comparison: rank 0's list, exactly
+            done = {}
+        for item in agreed:
             done.setdefault(item["index"], item["record"])
     todo = [i for i in range(len(names)) if i not in done]
     mine = world.rounds(todo)
@@ -70,7 +73,9 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
     results: list[dict | None] = [done.get(i) for i in range(len(names))]
     if done:
         say(f"resuming: {len(done)} of {len(names)} comparison(s) already in {out / 'results.jsonl'}")
-    if world.size > 1:
+    if world.tensor:
+        say(f"{world.size} processes hold one model split between them (tensor parallel)")
+    if world.parallel:
         say(f"{world.size} processes: {len(todo)} comparison(s) in {len(mine)} round(s)")
         if not resume and world.leader:
             shutil.rmtree(out / "shards", ignore_errors=True)  # an earlier run's
@@ -80,26 +85,26 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
         for k, i in enumerate(mine):
             left = "" if k == 0 else f" · {_clock(time.perf_counter() - t0)} so far, ~" \
                 f"{_clock((time.perf_counter() - t0) / k * (len(mine) - k))} left"
-            if world.size == 1:
+            if not world.parallel:
                 say(f"[{i + 1}/{len(names)}] {names[i]}{left}")
             record = None if i is None else {"schema_version": SCHEMA_VERSION,
                                              **_run_one(engine, experiment["comparisons"][i], comparisons[i]),
                                              "work": works[i]}
             if i is not None:
                 comparisons[i] = None  # its prepared lenses (weight deltas) can go
-                if world.size > 1:
+                if world.parallel:
                     append_shard(world.shard_file(out), {"index": i, "comparison": names[i], "record": record})
             got = world.gather([{"index": i, "record": record}] if i is not None else [])
             for item in got:
                 results[item["index"]] = item["record"]
-            if world.size > 1:
+            if world.parallel:
                 finished_now = sum(r is not None for r in results)
                 say(f"[{finished_now}/{len(names)}] {', '.join(names[item['index']] for item in got)}{left}")
             if world.leader:
                 for item in got:
                     _write_heatmaps(tmp, item["index"], item["record"])
                 _write_reports(tmp, out, results, meta)
-    if world.size > 1:
+    if world.parallel:
         say(f"{world.gathers} exchange(s) between the {world.size} processes: {world.gather_s:.2f} s in all "
             "(waiting for the slowest rank of each round included)")
     return [r for r in results if r is not None]

@@ -11,6 +11,7 @@ from lenscope.app.cli.common import (
     add_model,
     add_prompt,
     add_setting,
+    add_shard,
     checked,
     emit,
     load_engine,
@@ -27,6 +28,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                               "writes the merged results (README: Beyond one machine).")
     p.set_defaults(func=cmd_run)
     add_model(p)
+    add_shard(p)
     p.add_argument("experiment", metavar="EXPERIMENT_FILE",
                    help="an experiment .toml file (README: Command line; examples/ has some)")
     p.add_argument("--out", required=True, metavar="DIR", help="the output folder: results.jsonl, report.md, report.html, heatmaps/ (made if missing)")

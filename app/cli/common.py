@@ -128,14 +128,57 @@ def warn(warnings: Sequence[str]) -> None:
         print(f"lenscope: warning: {w}", file=sys.stderr)
 
 
+def add_shard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", choices=["data", "tensor"], default="data",
+                   help="under mlx.launch: data = each process loads the whole model (run: and takes a share of "
+                        "the comparisons); tensor = the model is split across the processes (heads and MLP "
+                        "columns, the model's own shard()), each runs every row, process 0 prints and writes")
+
+
 def load_engine(args) -> tuple[Engine, float]:
     from lenscope.app import models
     from lenscope.app.core.engine import Engine
 
     t = time.perf_counter()
+    if getattr(args, "shard", "data") == "tensor":
+        return _load_split(args), time.perf_counter() - t
     loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, precision=args.precision,
                          progress=progress_printer())
     return Engine(loaded), time.perf_counter() - t
+
+
+def _load_split(args) -> Engine:
+    """The model split across the processes of an mlx.launch (app/core/tensor_parallel.py).
+    Loading ends in one exchange of what went wrong, so when any process cannot load or
+    split the model all stop together and rank 0 says which and why. (Each exchange is
+    tagged: a process that failed before the precision exchange is not read as its times.)"""
+    from lenscope.app import models
+    from lenscope.app.batch.distributed import tensor_world
+    from lenscope.app.core import tensor_parallel
+    from lenscope.app.core.engine import Engine
+
+    here = tensor_world()
+
+    def agree(measured: dict[str, float]) -> dict[str, float]:
+        first = here.each_rank([{"measured": measured}])[0][0]  # rank 0's times, for every rank
+        if "measured" not in first:
+            raise BadInput(f"process 0: {first['problem']}")
+        return first["measured"]
+
+    engine, problem = None, None
+    try:
+        loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, precision=args.precision,
+                             progress=progress_printer(), agree=agree)
+        tensor_parallel.shard(loaded.model, here.rank, here.size, here.group)
+        engine = Engine(loaded)
+    except BadInput as exc:
+        problem = str(exc)
+    failed = [(r, got[0]["problem"]) for r, got in enumerate(here.each_rank([{"problem": problem}]))
+              if got[0].get("problem")]
+    if failed:
+        rank, problem = failed[0]
+        raise BadInput(problem if rank == here.rank or len(failed) == here.size else f"process {rank}: {problem}")
+    return engine
 
 
 def progress_printer(stream=None):

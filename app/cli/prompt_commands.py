@@ -12,6 +12,7 @@ from lenscope.app.cli.common import (
     add_model,
     add_prompt,
     add_setting,
+    add_shard,
     emit,
     int_range,
     load_engine,
@@ -46,6 +47,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="one comparison: baseline row + one row per --lens")
     p.set_defaults(func=cmd_generate)
     add_model(p)
+    add_shard(p)
     add_prompt(p, required=True)
     p.add_argument("--lens", action="append", default=[], metavar="SPEC", help=LENS_HELP)
     for name in ("max_tokens", "temperature", "seed"):
@@ -114,6 +116,7 @@ def add_attention(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attention", help="attention matrix of one layer (mean over heads unless --head)")
     p.set_defaults(func=cmd_attention)
     add_model(p)
+    add_shard(p)
     add_prompt(p, required=True)
     p.add_argument("--layer", type=int_range(-1024, 1023, "--layer"), default=-1,
                    help="the block, 0-based (negative: from the end)")
@@ -163,6 +166,7 @@ def add_logit_lens(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("logit-lens", help="per layer and position, the token the model would predict there")
     p.set_defaults(func=cmd_logit_lens)
     add_model(p)
+    add_shard(p)
     add_prompt(p, required=True)
     p.add_argument("--lens", action="append", default=[], metavar="SPEC", help=LENS_HELP)
     for name in ("max_tokens", "temperature", "seed"):
@@ -230,6 +234,7 @@ def add_heads(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("heads", help="head roles measured on the model: previous-token, induction, attention sink")
     p.set_defaults(func=cmd_heads)
     add_model(p)
+    add_shard(p)
     p.add_argument("--length", type=int_range(4, 512, "--length"), default=32,
                    help="length of the random sequence that is repeated")
     add_setting(p, "seed", help="seed of the random token sequence")

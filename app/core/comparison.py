@@ -101,8 +101,7 @@ class Comparison:
                 res.cancelled = True
                 break
             logits, temps = self._shape(state, logits)
-            tokens, metrics = _choose(logits, temps, keys[t], len(self.marks) > 0 and state.mark_attention,
-                                      state.group_attention)
+            tokens, metrics = _choose(logits, temps, keys[t], *_shares(state, len(self.marks) > 0))
             if t + 1 < req.max_tokens:
                 # start the next forward now and do the bookkeeping while it runs; rows that
                 # stopped are fed their last token and ignored (rows never mix in a batch)
@@ -232,7 +231,21 @@ def _chain(ctx, fns: list[Callable], x):
     return x
 
 
-def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts, group_parts=()) -> tuple[list[int], dict]:
+def _shares(state: HookState, marked: bool) -> tuple[mx.array | None, mx.array | None]:
+    """The last forward's attention share on the marks (B,) and on each marked span (B, groups),
+    means over layers and heads (every rank's heads, on a tensor-parallel model: one all-reduce)."""
+    parts = [mx.mean(mx.stack(p), axis=0) if p else None
+             for p in (state.mark_attention if marked else [], state.group_attention)]
+    if not any(p is not None for p in parts):
+        return None, None
+    flat = state.head_mean(mx.concatenate([p.reshape(p.shape[0], -1) for p in parts if p is not None], axis=1))
+    marks = flat[:, 0] if parts[0] is not None else None
+    groups = flat[:, int(parts[0] is not None):] if parts[1] is not None else None
+    return marks, groups
+
+
+def _choose(logits: mx.array, temps: list[float], key: mx.array, marks: mx.array | None = None,
+            groups: mx.array | None = None) -> tuple[list[int], dict]:
     """Pick each row's token (greedy, or Gumbel-max with shared noise) and its metrics."""
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
     greedy = mx.argmax(logprobs, axis=-1)
@@ -249,10 +262,7 @@ def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts, gro
     top_ids = mx.argpartition(-logprobs, kth=TOP_K - 1, axis=-1)[:, :TOP_K]
     top_lp = mx.take_along_axis(logprobs, top_ids, axis=-1)
     outs = [chosen, finite, kl, top_ids, top_lp]
-    if mark_parts:
-        outs.append(mx.mean(mx.stack(mark_parts), axis=0))
-    if group_parts:
-        outs.append(mx.mean(mx.stack(group_parts), axis=0))  # (B, groups), mean over layers
+    outs += [a for a in (marks, groups) if a is not None]
     mx.eval(outs)
     ids_np, lp_np = np.array(top_ids), np.array(top_lp)
     top = []
@@ -260,8 +270,8 @@ def _choose(logits: mx.array, temps: list[float], key: mx.array, mark_parts, gro
         order = np.argsort(-lp_np[r])
         top.append([(int(ids_np[r, j]), float(np.exp(lp_np[r, j]))) for j in order])
     metrics = {"finite": np.array(finite).tolist(), "kl": [max(0.0, float(v)) for v in np.array(kl)], "top": top}
-    if mark_parts:
-        metrics["marks"] = np.array(outs[5]).tolist()
-    if group_parts:
-        metrics["groups"] = np.array(outs[-1]).tolist()
+    if marks is not None:
+        metrics["marks"] = np.array(marks).tolist()
+    if groups is not None:
+        metrics["groups"] = np.array(groups).tolist()
     return np.array(chosen).tolist(), metrics

@@ -22,11 +22,13 @@ from lenscope.app.core.hooks import HookState, check_hookable, collect, find_emb
 from lenscope.app.core.marks import overlapping
 from lenscope.app.core.prefixes import Prefixes
 from lenscope.app.core.settings import SETTINGS
+from lenscope.app.core.tensor_parallel import TENSOR_PARALLEL_LINEAR, split_of
 from lenscope.app.errors import BadInput
 from lenscope.app.models import LoadedModel
 from lenscope.lenses.base import Lens, Variant
 
 CAPTURE_MAX_BYTES = 1 << 30
+LINEAR = (nn.Linear, nn.QuantizedLinear, *TENSOR_PARALLEL_LINEAR)  # what weight lenses edit
 
 
 @dataclass
@@ -124,7 +126,9 @@ class Engine:
 
     @property
     def n_heads(self) -> int:
-        return _n_heads(self.model)
+        """Heads per layer in the whole model (a tensor-parallel rank holds a slice of them)."""
+        split = split_of(self.model)
+        return _n_heads(self.model) * (split.size if split else 1)
 
     @property
     def vocab_size(self) -> int:
@@ -156,7 +160,7 @@ class Engine:
         module = self.model.layers[layer]
         for part in name.split("."):
             module = getattr(module, part, None)
-        if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
+        if not isinstance(module, LINEAR):
             return None
         if self._module_paths is None:  # module identities never change; hooks swap classes only
             self._module_paths = {id(m): p for p, m in self.model.named_modules()}

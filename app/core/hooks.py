@@ -33,6 +33,7 @@ import mlx.nn as nn
 import numpy as np
 
 import lenscope.metal
+from lenscope.app.core.tensor_parallel import TensorSplit, split_of
 from lenscope.app.errors import BadInput
 from lenscope.lenses.base import HOOK_KINDS, Ctx, Lens
 from lenscope.metal.attention_probs import repeat_kv
@@ -111,7 +112,8 @@ class HookState:
         self.mark_groups: list[list[int]] = []  # marked spans measured apart
         self.group_attention: list[mx.array] = []  # one (B, groups) array per layer, for the last query
         self.capture = False
-        self.captured: dict[int, mx.array] = {}
+        self.captured: dict[int, mx.array] = {}  # layer -> (B, every head, L, S)
+        self.split: TensorSplit | None = None  # set by `hooked` on a tensor-parallel model
 
     @property
     def idle(self) -> bool:
@@ -128,9 +130,16 @@ class HookState:
         self.mark_attention = []
         self.group_attention = []
 
-    def ctx(self, layer: int) -> Ctx:
+    def ctx(self, layer: int, heads: int = 0) -> Ctx:
+        """`heads`: how many heads this forward's attention holds (on a tensor-parallel model,
+        this rank's share of them), for lenses that pick heads by their global index."""
+        first, total = self.split.heads(heads) if self.split and heads else (0, heads)
         return Ctx(layer=layer, positions=self.positions, prompt_len=self.prompt_len,
-                   marks=self.marks, n_layers=self.n_layers)
+                   marks=self.marks, n_layers=self.n_layers, first_head=first, all_heads=total)
+
+    def head_mean(self, x: mx.array) -> mx.array:
+        """A mean over the heads this process holds -> over every head of the model."""
+        return self.split.head_mean(x) if self.split else x
 
     # -- residual stream -------------------------------------------------------------
     def block_output(self, layer: int, h: mx.array) -> mx.array:
@@ -150,7 +159,7 @@ class HookState:
 
     def _lens_bias(self, by_row: dict[int, list[Callable]], B: int, H: int, L: int, S: int) -> mx.array:
         """(B, 1 or H, L, S): each row's attention biases summed; zeros for other rows."""
-        ctx = self.ctx(self.layer)
+        ctx = self.ctx(self.layer, H)
         rows = []
         for r in range(B):
             b = mx.zeros((1, 1, L, S), dtype=mx.float32)
@@ -195,7 +204,7 @@ class HookState:
                 probs = mx.concatenate([self._edited_probs(edited[r], queries[r : r + 1], keys[r : r + 1], scale,
                                                            bias, r) if r in edited else probs[r : r + 1]
                                         for r in range(B)], axis=0)
-            self.captured[layer] = probs
+            self.captured[layer] = self.split.all_heads(probs) if self.split else probs
             return _weighted_values(probs, values)
         if self.track_marks and L == 1 and not edited and sinks is None:
             # a decode step: one softmax gives both the output and the marks' share
@@ -234,7 +243,7 @@ class HookState:
         scores = (q.astype(mx.float32) * scale) @ k.swapaxes(-1, -2)
         if bias is not None:
             scores = scores + (bias[r : r + 1] if bias.shape[0] > 1 else bias).astype(mx.float32)
-        ctx = self.ctx(self.layer)
+        ctx = self.ctx(self.layer, q.shape[1])
         for fn in fns:
             scores = fn(ctx, scores)
         return mx.softmax(scores, axis=-1, precise=True)
@@ -384,6 +393,7 @@ def hooked(model: nn.Module, state: HookState) -> Iterator[HookState]:
     targets += list(enumerate(model.layers))
     named = dict(model.named_modules()) if state.deltas else {}
     modules = attention_modules(model)
+    state.split = split_of(model)
     try:
         with _INSTALLING:
             # checked before anything is swapped, so a refusal leaves the model as it was

@@ -45,7 +45,8 @@ def resolve(spec: str | None) -> tuple[str, str]:
 
 
 def load(spec: str | None = None, trust_remote_code: bool = False, precision: str | None = None,
-         progress: Callable[[str], None] | None = None) -> LoadedModel:
+         progress: Callable[[str], None] | None = None,
+         agree: Callable[[dict[str, float]], dict[str, float]] | None = None) -> LoadedModel:
     """Load with mlx_lm (a .gguf or a named model is converted once into the cache first),
     then pick the precision; every failure becomes one BadInput line naming the model."""
     import mlx_lm
@@ -73,13 +74,16 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"model '{name}': cannot load: {first}{offline}") from None
     loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
-    apply_precision(loaded, precision)
+    apply_precision(loaded, precision, agree)
     return loaded
 
 
-def apply_precision(loaded: LoadedModel, requested: str | None) -> None:
+def apply_precision(loaded: LoadedModel, requested: str | None,
+                    agree: Callable[[dict[str, float]], dict[str, float]] | None = None) -> None:
     """Dequantize to float when asked, or (auto, on the CPU) when measuring this model's own
-    layers says a float path is faster; sets loaded.precision and loaded.measured."""
+    layers says a float path is faster; sets loaded.precision and loaded.measured. `agree`:
+    the processes of a tensor-parallel launch pick by one process's times (rank 0's), so all
+    run the same arithmetic."""
     import mlx.core as mx
 
     model = loaded.model
@@ -87,6 +91,8 @@ def apply_precision(loaded: LoadedModel, requested: str | None) -> None:
     backend = "gpu" if mx.default_device() == mx.gpu else "cpu"
     if backend == "cpu" and (requested or "auto") == "auto":
         loaded.measured = precision.measure_paths(model)
+        if agree:
+            loaded.measured = agree(loaded.measured)
     chosen = precision.pick_precision(requested, backend, loaded.measured)
     if chosen == "native":
         loaded.precision = "native" + (" (quantized)" if quantized else "")
