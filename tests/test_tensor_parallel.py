@@ -123,6 +123,13 @@ def test_refusals_are_one_line(tmp_path):
     said = [line for line in three.stderr.splitlines() if line.startswith("lenscope:")]
     assert said == ["lenscope: --shard tensor: the model's 8 attention heads, 4 KV heads and 704 MLP columns do not "
                     "split evenly over 3 processes"], three.stderr
+    # a process that cannot load its model (a folder missing on one machine): rank 0 names it
+    script = (f'if [ "$MLX_RANK" = 1 ]; then M="--model {tmp_path}/missing"; else M=""; fi; '
+              f'exec {sys.executable} -m lenscope generate $M --prompt hi --shard tensor')
+    missing = run(launch("sh", "-c", script), tmp_path, ok=False)
+    said = [line for line in missing.stderr.splitlines() if line.startswith("lenscope:")]
+    assert said == [f"lenscope: process 1: model '{tmp_path}/missing': no such folder or .gguf file, and not a "
+                    "named model (named: smollm2)"], missing.stderr
     tui = run(lenscope("tui", "--shard", "tensor"), tmp_path, ok=False)
     assert tui.returncode == 2 and "unrecognized arguments: --shard tensor" in tui.stderr
 
@@ -138,3 +145,27 @@ def test_shard_refuses_what_it_cannot_split_evenly_or_has_not_checked():
     with pytest.raises(BadInput, match="model type 'gemma2' is not supported"):
         tensor_parallel.shard(model, 0, 2, None)
     assert tensor_parallel.split_of(model) is None  # refused before anything was split
+
+
+REAL = ["generate", "--model", "smollm2", "--precision", "float32", "--prompt", "The key is in the blue box. Tom put his hat on the table. "
+        "Where is the key? The key is", "--mark", "blue", "--max-tokens", "6", "--capture-attention", "--json",
+        "--lens", "emphasis:strength=3,heads=1|7", "--lens", "hold:ceiling=6", "--lens", "steer:token=happy,strength=6",
+        "--lens", "blur:sigma=2,axis=cols,target=mlp.down_proj,layers=3|4", "--lens", "temperature:start=1,end=1"]
+
+
+@pytest.mark.real_model
+def test_smollm2_split_over_three_processes_equals_one(tmp_path, smollm2_engine):
+    """SmolLM2-135M (9 heads, 3 KV heads) splits over 3 processes, not 2: every lens row's
+    tokens equal one process's and its attention within float error. (The precision is pinned:
+    `auto` measures, and three processes on two cores time differently from one.)"""
+    refused = run(launch(*lenscope(*REAL, "--shard", "tensor")), tmp_path, ok=False)
+    said = [line for line in refused.stderr.splitlines() if line.startswith("lenscope:")]
+    assert said == ["lenscope: --shard tensor: the model's 9 attention heads and 3 KV heads do not split evenly "
+                    "over 2 processes"], refused.stderr
+    one = json.loads(run(lenscope(*REAL), tmp_path).stdout)
+    three = json.loads(run(launch(*lenscope(*REAL, "--shard", "tensor"), n=3), tmp_path, timeout=600).stdout)
+    assert [r["token_ids"] for r in three["rows"]] == [r["token_ids"] for r in one["rows"]]
+    assert len({tuple(r["token_ids"]) for r in one["rows"]}) >= 4  # the lenses act
+    for data in (one, three):
+        data.pop("timing"), data.pop("precision")
+    _same(three, one, 2e-5)

@@ -149,36 +149,29 @@ def load_engine(args) -> tuple[Engine, float]:
 
 def _load_split(args) -> Engine:
     """The model split across the processes of an mlx.launch (app/core/tensor_parallel.py).
-    Loading ends in one exchange of what went wrong, so when any process cannot load or
-    split the model all stop together and rank 0 says which and why. (Each exchange is
-    tagged: a process that failed before the precision exchange is not read as its times.)"""
+    Every process takes part in the same exchanges whatever happens to it: after loading,
+    one of what went wrong (so when any process cannot load, all stop and rank 0 says which
+    and why), then, where the precision is measured, rank 0's times, so all pick the same."""
     from lenscope.app import models
     from lenscope.app.batch.distributed import tensor_world
     from lenscope.app.core import tensor_parallel
     from lenscope.app.core.engine import Engine
+    from lenscope.app.models.loading import apply_precision
 
     here = tensor_world()
-
-    def agree(measured: dict[str, float]) -> dict[str, float]:
-        first = here.each_rank([{"measured": measured}])[0][0]  # rank 0's times, for every rank
-        if "measured" not in first:
-            raise BadInput(f"process 0: {first['problem']}")
-        return first["measured"]
-
-    engine, problem = None, None
+    loaded, problem = None, None
     try:
-        loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, precision=args.precision,
-                             progress=progress_printer(), agree=agree)
-        tensor_parallel.shard(loaded.model, here.rank, here.size, here.group)
-        engine = Engine(loaded)
+        loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, precision="native",
+                             progress=progress_printer())
     except BadInput as exc:
         problem = str(exc)
-    failed = [(r, got[0]["problem"]) for r, got in enumerate(here.each_rank([{"problem": problem}]))
-              if got[0].get("problem")]
+    failed = [(r, got[0]) for r, got in enumerate(here.each_rank([problem])) if got[0]]
     if failed:
         rank, problem = failed[0]
         raise BadInput(problem if rank == here.rank or len(failed) == here.size else f"process {rank}: {problem}")
-    return engine
+    apply_precision(loaded, args.precision, agree=lambda measured: here.gather([measured])[0])
+    tensor_parallel.shard(loaded.model, here.rank, here.size, here.group)  # refuses alike on every process
+    return Engine(loaded)
 
 
 def progress_printer(stream=None):

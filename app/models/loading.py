@@ -45,8 +45,7 @@ def resolve(spec: str | None) -> tuple[str, str]:
 
 
 def load(spec: str | None = None, trust_remote_code: bool = False, precision: str | None = None,
-         progress: Callable[[str], None] | None = None,
-         agree: Callable[[dict[str, float]], dict[str, float]] | None = None) -> LoadedModel:
+         progress: Callable[[str], None] | None = None) -> LoadedModel:
     """Load with mlx_lm (a .gguf or a named model is converted once into the cache first),
     then pick the precision; every failure becomes one BadInput line naming the model."""
     import mlx_lm
@@ -74,7 +73,7 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"model '{name}': cannot load: {first}{offline}") from None
     loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
-    apply_precision(loaded, precision, agree)
+    apply_precision(loaded, precision)
     return loaded
 
 
