@@ -11,6 +11,9 @@ rank 0 writes the merged results and reports, in the order one process would, an
 the whole run's progress. A rank also appends what it finishes to its own shard file, so a
 rank that dies leaves its work behind for `--resume`.
 
+With `--shard tensor` (`tensor_world`) the ranks instead hold one model split between them
+(app/core/tensor_parallel.py): every rank runs every item, and `gather` returns rank 0's.
+
 Without the launcher (no MLX_RANK / MPI rank in the environment) this is one process, and
 nothing here touches `mx.distributed`.
 """
