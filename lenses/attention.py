@@ -187,9 +187,9 @@ def inherited_importance(probs: np.ndarray, marks: list[int], propagate: float) 
 
 
 def _head_mask(heads: tuple[int, ...], ctx: Ctx, n_heads: int, kind: str) -> mx.array:
-    """(n_heads,) over the hook's heads; `heads` are global indices (a tensor-parallel rank
-    holds a slice of the model's heads)."""
-    total = ctx.all_heads or n_heads
+    """(n_heads,) over the hook's heads; `heads` are the model's indices (a tensor-parallel
+    process holds a slice of the model's heads)."""
+    total = ctx.model_heads or n_heads
     if any(not 0 <= h < total for h in heads):
         raise BadInput(f"{kind}: heads {list(heads)} outside 0..{total - 1}")
     return ctx.head_mask(heads, n_heads)

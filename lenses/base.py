@@ -9,7 +9,9 @@ reads and nothing else (app/core/hooks.py `collect`). The functions, per hook po
 - `attention_bias`: `fn(ctx, n_heads, n_keys) -> (H or 1, L, S) | None`, added to that
   row's attention logits at `ctx.layer`;
 - `attention_scores`: `fn(ctx, scores) -> scores` on the masked scores (1, H, L, S); the
-  row's attention at that layer is then computed explicitly, not fused;
+  row's attention at that layer is then computed explicitly, not fused. H (n_heads) is the
+  heads this process holds: all of them, or a tensor-parallel slice of them, so a lens that
+  picks heads by their index in the model goes through `ctx.head_mask` / `ctx.head_slice`;
 - `weights`: `fn(ctx, x) -> x dW^T`, added to the output of the linear layer at `path`
   for that row (the model's weights are never written);
 - `logits`: `fn(ctx, logits) -> logits`, and `temperature`: `fn(ctx, t) -> t`, on that
@@ -46,22 +48,20 @@ class Ctx:
     marks: tuple[int, ...]
     n_layers: int
     generated: tuple[int, ...] = ()  # logits/temperature hooks: this row's tokens chosen so far
-    # attention hooks: the global index of the first head the hook is given and the model's
-    # head count (a tensor-parallel rank holds a slice of the heads); 0, 0: all of them
+    # attention hooks: the model's index of the first head the hook is given, and the model's
+    # head count (a tensor-parallel process holds a slice of the heads); 0, 0: all of them
     first_head: int = 0
-    all_heads: int = 0
+    model_heads: int = 0
 
     def head_mask(self, heads: Sequence[int], n_heads: int) -> mx.array:
-        """(n_heads,) 1 for each of the hook's heads whose global index is in `heads`, else 0."""
-        first = self.first_head if self.all_heads else 0
-        mine = [h - first for h in heads if first <= h < first + n_heads]
+        """(n_heads,) over the hook's heads: 1 where the head's index in the model is in `heads`."""
+        mine = [h - self.first_head for h in heads if self.first_head <= h < self.first_head + n_heads]
         mask = mx.zeros((n_heads,))
         return mask.at[mx.array(mine)].add(1.0) if mine else mask
 
     def head_slice(self, n_heads: int) -> slice:
         """Where the hook's `n_heads` heads sit among the model's, for per-head arrays."""
-        first = self.first_head if self.all_heads else 0
-        return slice(first, first + n_heads)
+        return slice(self.first_head, self.first_head + n_heads)
 
     @property
     def steps(self) -> np.ndarray:

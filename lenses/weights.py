@@ -14,6 +14,7 @@ from typing import Any, Callable
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx.nn.layers import distributed
 
 from lenscope.lenses.base import HookPoint, Hooks, Lens, Param
 from lenscope.lenses.errors import BadInput
@@ -23,16 +24,15 @@ TARGETS = ("mlp.down_proj", "mlp.up_proj", "mlp.gate_proj", "self_attn.o_proj", 
            "self_attn.k_proj", "self_attn.v_proj")
 
 
-# tensor-parallel layers (mlx-lm's model.shard): the axis of the weight each rank holds a slice of
-SPLIT_AXIS = {"AllToShardedLinear": 0, "QuantizedAllToShardedLinear": 0,  # output rows
-              "ShardedToAllLinear": 1, "QuantizedShardedToAllLinear": 1}  # input columns, summed after
+# tensor-parallel layers (mlx-lm's model.shard) hold a slice of their weight: by output rows
+# (their output is this process's slice), or by input columns (summed across processes after)
+BY_ROWS = (distributed.AllToShardedLinear, distributed.QuantizedAllToShardedLinear)
+BY_COLUMNS = (distributed.ShardedToAllLinear, distributed.QuantizedShardedToAllLinear)
 
 
 def _split(module: nn.Module) -> int | None:
-    """The axis this process holds a slice of, for a tensor-parallel layer (None: whole)."""
-    found = (SPLIT_AXIS[c.__name__] for c in type(module).__mro__
-             if c.__module__ == "mlx.nn.layers.distributed" and c.__name__ in SPLIT_AXIS)
-    return next(found, None)
+    """The axis of the weight this process holds a slice of (None: the whole weight)."""
+    return 0 if isinstance(module, BY_ROWS) else 1 if isinstance(module, BY_COLUMNS) else None
 
 
 def dense_weight(module: nn.Module) -> np.ndarray:
@@ -97,13 +97,13 @@ class _WeightLens(Lens):
     def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         """dW of each target from its whole weight (one at a time: on a tensor-parallel model
         only the weight being edited is ever whole), kept as this process's slice."""
-        self.deltas = {}
+        self.added = {}  # module path -> x -> x dW^T
         for path, module in self.targets(probe).items():
             w = dense_weight(module)
-            self.deltas[path] = _added_output(module, (self.transform(w, probe) - w).astype(np.float32))
+            self.added[path] = _added_output(module, (self.transform(w, probe) - w).astype(np.float32))
 
     def hooks(self, n_layers: int) -> Hooks:
-        return {HookPoint("weights", path=path): added for path, added in self.deltas.items()}
+        return {HookPoint("weights", path=path): added for path, added in self.added.items()}
 
     def transform(self, w: np.ndarray, probe: Probe) -> np.ndarray:
         raise NotImplementedError

@@ -130,6 +130,13 @@ def test_refusals_are_one_line(tmp_path):
     said = [line for line in missing.stderr.splitlines() if line.startswith("lenscope:")]
     assert said == [f"lenscope: process 1: model '{tmp_path}/missing': no such folder or .gguf file, and not a "
                     "named model (named: smollm2)"], missing.stderr
+    # a refusal on one process only, while preparing the run (a lens file missing on one machine)
+    np.save(tmp_path / "d.npy", np.ones(256, dtype=np.float32))
+    script = (f'if [ "$MLX_RANK" = 1 ]; then F={tmp_path}/gone.npy; else F={tmp_path}/d.npy; fi; '
+              f'exec {sys.executable} -m lenscope generate --prompt hi --shard tensor --lens steer:file=$F')
+    gone = run(launch("sh", "-c", script), tmp_path, ok=False)
+    said = [line for line in gone.stderr.splitlines() if line.startswith("lenscope:")]
+    assert said == [f"lenscope: process 1: direction file '{tmp_path}/gone.npy': not found"], gone.stderr
     tui = run(lenscope("tui", "--shard", "tensor"), tmp_path, ok=False)
     assert tui.returncode == 2 and "unrecognized arguments: --shard tensor" in tui.stderr
 
@@ -140,11 +147,48 @@ def test_shard_refuses_what_it_cannot_split_evenly_or_has_not_checked():
 
     model = models.load(None).model
     with pytest.raises(BadInput, match="8 attention heads, 4 KV heads and 704 MLP columns do not split evenly over 3"):
-        tensor_parallel.shard(model, 0, 3, None)
+        tensor_parallel.shard(model, tensor_parallel.TensorSplit(0, 3, None))
     model.args.model_type = "gemma2"
     with pytest.raises(BadInput, match="model type 'gemma2' is not supported"):
-        tensor_parallel.shard(model, 0, 2, None)
+        tensor_parallel.shard(model, tensor_parallel.TensorSplit(0, 2, None))
     assert tensor_parallel.split_of(model) is None  # refused before anything was split
+    model.args.model_type = "llama"
+    import mlx.nn as nn
+
+    nn.quantize(model, group_size=64, bits=4)  # down_proj's 704 input columns: 11 groups, not 2 slices of whole groups
+    with pytest.raises(BadInput, match="model's 11 quantization groups per down_proj row do not split evenly over 2"):
+        tensor_parallel.shard(model, tensor_parallel.TensorSplit(0, 2, None))
+
+
+@pytest.fixture(scope="module")
+def quantized_demo(tmp_path_factory):
+    """The demo model in 4 bits, groups of 32: each process's slice of o_proj and down_proj
+    holds whole groups over 2 processes (704 columns = 22 groups); groups of 64 would not."""
+    from mlx_lm import convert
+
+    from lenscope.app.models import DEMO_MODEL_DIR
+
+    out = tmp_path_factory.mktemp("q4") / "demo-4bit"
+    convert(hf_path=str(DEMO_MODEL_DIR), mlx_path=str(out), quantize=True, q_group_size=32, q_bits=4)
+    for path in out.glob("*.py"):  # the package file the demo folder carries: not a model's
+        path.unlink()
+    return out
+
+
+def test_quantized_model_split_equals_one_process(tmp_path, quantized_demo):
+    """The quantized classes of the split (QuantizedAllToSharded, QuantizedShardedToAll), and
+    weight lenses on them: a blur across down_proj's input columns and head-scale on o_proj
+    gather the quantized slices, dequantized, whole."""
+    args = ["generate", "--model", str(quantized_demo), "--precision", "native", *PROMPT, "--max-tokens", "8",
+            "--capture-attention", "--json", "--lens", "blur:sigma=2,axis=cols,target=mlp.down_proj",
+            "--lens", "head-scale:scale=0,heads=1|6", "--lens", "emphasis:strength=3,heads=2|5"]
+    one = json.loads(run(lenscope(*args), tmp_path).stdout)
+    two = json.loads(run(launch(*lenscope(*args, "--shard", "tensor")), tmp_path).stdout)
+    assert one["precision"] == two["precision"] == "native (quantized)"
+    assert all(kl[0] > 1e-3 for kl in (r["kl_from_baseline"] for r in one["rows"][1:]))  # each lens acts
+    for data in (one, two):
+        data.pop("timing")
+    _same(two, one, 1e-5)
 
 
 REAL = ["generate", "--model", "smollm2", "--precision", "float32", "--prompt", "The key is in the blue box. Tom put his hat on the table. "

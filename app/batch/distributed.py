@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
-import numpy as np
 
 from lenscope.app.errors import BadInput
 
@@ -60,7 +59,7 @@ class World:
         return self.rank == 0
 
     @property
-    def parallel(self) -> bool:
+    def data_parallel(self) -> bool:
         """The ranks share out the work (data parallel), each with the whole model."""
         return self.size > 1 and not self.tensor
 
@@ -82,22 +81,14 @@ class World:
             self.gathers += 1
 
     def _gather(self, items: list[Any]) -> list[list[Any]]:
-        data = np.frombuffer(json.dumps(items, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
-        lengths = self._all_gather(np.array([len(data)], dtype=np.int64)).tolist()
-        padded = np.zeros(max(lengths), dtype=np.uint8)
-        padded[: len(data)] = data
-        blob = self._all_gather(padded).reshape(self.size, -1)
-        return [json.loads(blob[r, :n].tobytes().decode("utf-8")) for r, n in enumerate(lengths)]
+        from lenscope.app.core.tensor_parallel import exchange
 
-    def _all_gather(self, x: np.ndarray) -> np.ndarray:
-        # on the CPU stream: the ring and MPI backends do not run on the GPU
         try:
-            y = mx.distributed.all_gather(mx.array(x), group=self.group, stream=mx.cpu)
-            mx.eval(y)
+            return exchange(items, self.group)
         except RuntimeError as exc:  # a rank died or its machine went away
-            raise BadInput(f"distributed: rank {self.rank} lost another process of the launch ({exc}); what "
-                           "every rank finished is kept: launch again with --resume") from None
-        return np.array(y)
+            after = ("launch again (a run keeps what it finished: --resume)" if self.tensor else
+                     "what every rank finished is kept: launch again with --resume")
+            raise BadInput(f"distributed: rank {self.rank} lost another process of the launch ({exc}); {after}") from None
 
     def shard_file(self, out: Path) -> Path:
         return out / SHARDS / f"rank-{self.rank}.jsonl"
@@ -133,8 +124,9 @@ def world() -> World:
 
 def tensor_world() -> World:
     """This process's place in a tensor-parallel launch (`--shard tensor`): every rank runs
-    every comparison on its slice of the model; rank 0 alone prints and writes, the others
-    are silent (their tracebacks excepted: a failure there is not rank 0's to report)."""
+    every comparison on its slice of the model; rank 0 alone prints and writes. The others
+    are silent but for what only they can say: their tracebacks, and a refusal of theirs that
+    the ranks did not agree on (`tensor_parallel.agreed`), as "process R: ..."."""
     here = world()
     if here.size == 1:
         raise BadInput("--shard tensor: this is one process; start it across processes with mlx.launch, "
@@ -142,9 +134,9 @@ def tensor_world() -> World:
     if not here.tensor:
         here.tensor = True
         if not here.leader:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             sys.stderr = open(os.devnull, "w")
+            sys.stderr.muted_rank = here.rank  # cli.main says this rank's own refusals on the real stderr
             sys.excepthook = lambda *exc: traceback.print_exception(*exc, file=sys.__stderr__)
     return here
 

@@ -75,7 +75,7 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
         say(f"resuming: {len(done)} of {len(names)} comparison(s) already in {out / 'results.jsonl'}")
     if world.tensor:
         say(f"{world.size} processes hold one model split between them (tensor parallel)")
-    if world.parallel:
+    if world.data_parallel:
         say(f"{world.size} processes: {len(todo)} comparison(s) in {len(mine)} round(s)")
         if not resume and world.leader:
             shutil.rmtree(out / "shards", ignore_errors=True)  # an earlier run's
@@ -85,26 +85,27 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
         for k, i in enumerate(mine):
             left = "" if k == 0 else f" · {_clock(time.perf_counter() - t0)} so far, ~" \
                 f"{_clock((time.perf_counter() - t0) / k * (len(mine) - k))} left"
-            if not world.parallel:
+            if not world.data_parallel:
                 say(f"[{i + 1}/{len(names)}] {names[i]}{left}")
             record = None if i is None else {"schema_version": SCHEMA_VERSION,
                                              **_run_one(engine, experiment["comparisons"][i], comparisons[i]),
                                              "work": works[i]}
             if i is not None:
                 comparisons[i] = None  # its prepared lenses (weight deltas) can go
-                if world.parallel:
+                if world.data_parallel:
                     append_shard(world.shard_file(out), {"index": i, "comparison": names[i], "record": record})
-            got = world.gather([{"index": i, "record": record}] if i is not None else [])
+            mine_now = [{"index": i, "record": record}] if i is not None else []
+            got = mine_now if world.tensor else world.gather(mine_now)  # tensor: every rank made the same
             for item in got:
                 results[item["index"]] = item["record"]
-            if world.parallel:
+            if world.data_parallel:
                 finished_now = sum(r is not None for r in results)
                 say(f"[{finished_now}/{len(names)}] {', '.join(names[item['index']] for item in got)}{left}")
             if world.leader:
                 for item in got:
                     _write_heatmaps(tmp, item["index"], item["record"])
                 _write_reports(tmp, out, results, meta)
-    if world.parallel:
+    if world.data_parallel:
         say(f"{world.gathers} exchange(s) between the {world.size} processes: {world.gather_s:.2f} s in all "
             "(waiting for the slowest rank of each round included)")
     return [r for r in results if r is not None]

@@ -149,9 +149,11 @@ def load_engine(args) -> tuple[Engine, float]:
 
 def _load_split(args) -> Engine:
     """The model split across the processes of an mlx.launch (app/core/tensor_parallel.py).
-    Every process takes part in the same exchanges whatever happens to it: after loading,
-    one of what went wrong (so when any process cannot load, all stop and rank 0 says which
-    and why), then, where the precision is measured, rank 0's times, so all pick the same."""
+    Loaded lazily, so each process reads (and converts, when a float precision is picked)
+    only its slice: the whole model is never in one process. Every process takes part in the
+    same exchanges whatever fails: a process that cannot load stops them all, named by rank 0."""
+    import mlx.core as mx
+
     from lenscope.app import models
     from lenscope.app.batch.distributed import tensor_world
     from lenscope.app.core import tensor_parallel
@@ -159,18 +161,15 @@ def _load_split(args) -> Engine:
     from lenscope.app.models.loading import apply_precision
 
     here = tensor_world()
-    loaded, problem = None, None
-    try:
-        loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, precision="native",
-                             progress=progress_printer())
-    except BadInput as exc:
-        problem = str(exc)
-    failed = [(r, got[0]) for r, got in enumerate(here.each_rank([problem])) if got[0]]
-    if failed:
-        rank, problem = failed[0]
-        raise BadInput(problem if rank == here.rank or len(failed) == here.size else f"process {rank}: {problem}")
-    apply_precision(loaded, args.precision, agree=lambda measured: here.gather([measured])[0])
-    tensor_parallel.shard(loaded.model, here.rank, here.size, here.group)  # refuses alike on every process
+    split = tensor_parallel.TensorSplit(here.rank, here.size, here.group)
+    loaded = None
+    with tensor_parallel.agreed(split):
+        loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, progress=progress_printer(),
+                             lazy=True)
+    apply_precision(loaded, args.precision, agree=lambda measured: here.gather([measured])[0], processes=here.size)
+    with tensor_parallel.agreed(split):  # refused alike on every process: rank 0 says it
+        tensor_parallel.shard(loaded.model, split)
+    mx.eval(loaded.model.parameters())  # each process's slice, read from the files now
     return Engine(loaded)
 
 

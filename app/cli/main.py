@@ -49,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = build_parser().parse_args(argv)
         args.func(args)
     except BadInput as exc:  # one line, whatever the input held (escapes, newlines, bad unicode)
-        print(f"lenscope: {one_line(str(exc))}", file=sys.stderr)
+        rank = getattr(sys.stderr, "muted_rank", None)  # a tensor-parallel rank other than 0 (distributed.py)
+        if rank is None:
+            print(f"lenscope: {one_line(str(exc))}", file=sys.stderr)
+        else:
+            print(f"lenscope: process {rank}: {one_line(str(exc))}", file=sys.__stderr__)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

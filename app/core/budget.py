@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lenscope.app.core.tensor_parallel import split_of
 from lenscope.app.errors import BadInput
 from lenscope.app.models.precision import physical_bytes
 
@@ -32,6 +33,7 @@ def model_sizes(model: Any) -> dict[str, int]:
         "head_dim": get("head_dim", default=hidden // max(heads, 1)),
         "hidden": hidden,
         "vocab": get("vocab_size", default=0),
+        "processes": split.size if (split := split_of(model)) else 1,  # a tensor-parallel split's
     }
 
 
@@ -46,13 +48,15 @@ def context_length(model: Any) -> int | None:
 
 
 def comparison_bytes(sizes: dict[str, int], rows: int, prompt_len: int, max_tokens: int, chunk: int) -> int:
-    """Peak memory of one comparison: the KV cache, one prefill chunk's logits and
-    hidden states (float32 upper bound), and each step's logits."""
+    """Peak memory of one comparison in one process: the KV cache, one prefill chunk's logits
+    and hidden states (float32 upper bound), and each step's logits. A process of a model
+    split across `processes` holds its share of the heads, so of the cache and scores."""
     tokens = prompt_len + max_tokens
-    kv = rows * sizes["layers"] * 2 * sizes["kv_heads"] * sizes["head_dim"] * tokens * FLOAT_BYTES
+    share = sizes.get("processes", 1)
+    kv = rows * sizes["layers"] * 2 * sizes["kv_heads"] // share * sizes["head_dim"] * tokens * FLOAT_BYTES
     width = min(prompt_len, chunk)
     prefill = rows * width * (sizes["vocab"] + 8 * sizes["hidden"]) * FLOAT_BYTES
-    scores = rows * sizes["heads"] * width * tokens * FLOAT_BYTES  # explicit attention rows
+    scores = rows * sizes["heads"] // share * width * tokens * FLOAT_BYTES  # explicit attention rows
     return kv + prefill + scores
 
 

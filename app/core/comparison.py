@@ -21,6 +21,7 @@ from mlx_lm.models.cache import make_prompt_cache
 from lenscope.app.core.hooks import HookState, hooked
 from lenscope.app.core.prefixes import reusable
 from lenscope.app.core.results import Alternative, RowResult, RunResult, Step
+from lenscope.app.core.tensor_parallel import split_of
 from lenscope.lenses.base import Variant
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class Comparison:
         state = HookState([list(v.lenses) for v in self.variants], eng.n_layers, P, tuple(self.marks))
         state.mark_groups = [[m for m in g if m < P] for g in req.mark_groups]
         keys = mx.random.split(mx.random.key(req.seed), max(req.max_tokens, 1))
+        split = split_of(eng.model)  # a model split across processes: every process feeds rank 0's tokens
         cache = make_prompt_cache(eng.model)
         self._raw: list[list[int]] = [[] for _ in range(B)]  # chosen token per step, EOS included
         self._active = [True] * B
@@ -102,6 +104,8 @@ class Comparison:
                 break
             logits, temps = self._shape(state, logits)
             tokens, metrics = _choose(logits, temps, keys[t], *_shares(state, len(self.marks) > 0))
+            if split:
+                tokens = split.rank0(tokens)
             if t + 1 < req.max_tokens:
                 # start the next forward now and do the bookkeeping while it runs; rows that
                 # stopped are fed their last token and ignored (rows never mix in a batch)

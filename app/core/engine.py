@@ -22,7 +22,7 @@ from lenscope.app.core.hooks import HookState, check_hookable, collect, find_emb
 from lenscope.app.core.marks import overlapping
 from lenscope.app.core.prefixes import Prefixes
 from lenscope.app.core.settings import SETTINGS
-from lenscope.app.core.tensor_parallel import TENSOR_PARALLEL_LINEAR, split_of
+from lenscope.app.core.tensor_parallel import TENSOR_PARALLEL_LINEAR, agreed, split_of
 from lenscope.app.errors import BadInput
 from lenscope.app.models import LoadedModel
 from lenscope.lenses.base import Lens, Variant
@@ -56,7 +56,7 @@ class Engine:
             # mlx-lm's pipeline sharding leaves each process a slice of the layers
             raise BadInput("this model is pipeline-sharded across processes (mlx-lm sharded_load): lenscope needs "
                            "every layer in each process (hooks, captures, the logit lens); under mlx.launch each "
-                           "rank loads the whole model instead")
+                           "rank loads the whole model, or its slice of every layer with --shard tensor")
         self.n_layers = len(self.model.layers)
         self.eos_ids = set(getattr(self.tokenizer, "eos_token_ids", None) or [])
         self._token_texts: dict[int, str] = {}
@@ -168,6 +168,9 @@ class Engine:
 
     def other_model(self, spec: str) -> Engine:
         """Another model for a lens to read (patching across models), loaded once per engine."""
+        if split_of(self.model):
+            raise BadInput(f"model={spec}: another model on a model split across processes (--shard tensor) "
+                           "would load whole in every process; not supported")
         with self.lock:
             if spec not in self._others:
                 from lenscope.app import models
@@ -209,26 +212,27 @@ class Engine:
 
         `capture`: the caller will capture attention over each row afterwards, so its size
         is checked now rather than after generating."""
-        if not request.prompt.strip() and not request.prompt_ids:
-            raise BadInput("prompt: empty")
-        ids = list(request.prompt_ids) if request.prompt_ids else self.encode(request.prompt)
-        marks = self.check_marks(request.marks, len(ids))
-        rows = 1 + len(request.variants)
-        warnings = budget.check_comparison(self.model, rows, len(ids), request.max_tokens, PREFILL_CHUNK)
-        if capture:
-            self.check_capture(len(ids) + request.max_tokens)
-        if not marks:
-            idle = sorted({lens.kind for v in request.variants for lens in v.lenses if lens.needs_marks()})
-            if idle:
-                warnings.append(f"{', '.join(idle)}: nothing is marked, so {'it acts' if len(idle) == 1 else 'they act'}"
-                                " on nothing (mark tokens with --mark, or space in the TUI)")
-        self.prepare(request.variants, ids, marks)
-        hooks = collect([list(v.lenses) for v in request.variants], self.n_layers)  # checks layers now
-        if marks or hooks["attention_bias"] or hooks["attention_scores"]:
-            check_hookable(self.model)
-        comparison = Comparison(self, request, ids, marks)
-        comparison.warnings = warnings
-        return comparison
+        with agreed(split_of(self.model)):  # a refusal on any process of a split model stops them all
+            if not request.prompt.strip() and not request.prompt_ids:
+                raise BadInput("prompt: empty")
+            ids = list(request.prompt_ids) if request.prompt_ids else self.encode(request.prompt)
+            marks = self.check_marks(request.marks, len(ids))
+            rows = 1 + len(request.variants)
+            warnings = budget.check_comparison(self.model, rows, len(ids), request.max_tokens, PREFILL_CHUNK)
+            if capture:
+                self.check_capture(len(ids) + request.max_tokens)
+            if not marks:
+                idle = sorted({lens.kind for v in request.variants for lens in v.lenses if lens.needs_marks()})
+                if idle:
+                    warnings.append(f"{', '.join(idle)}: nothing is marked, so {'it acts' if len(idle) == 1 else 'they act'}"
+                                    " on nothing (mark tokens with --mark, or space in the TUI)")
+            self.prepare(request.variants, ids, marks)
+            hooks = collect([list(v.lenses) for v in request.variants], self.n_layers)  # checks layers now
+            if marks or hooks["attention_bias"] or hooks["attention_scores"]:
+                check_hookable(self.model)
+            comparison = Comparison(self, request, ids, marks)
+            comparison.warnings = warnings
+            return comparison
 
     def check_capture(self, n_tokens: int, layers: int | None = None) -> int:
         """A capture's bytes per row; BadInput when one row's would pass the limit."""
@@ -270,11 +274,13 @@ class Engine:
                     for out in self.inspect_rows(rows[start : start + fit], prompt_len, marks, layers, hidden)]
         P = prompt_len or min(lengths)
         with self.lock:  # from prepare on: lenses run as prepared for this prompt
-            for ids, variant in rows:
-                self.prepare([variant], ids[:P], marks)
+            with agreed(split_of(self.model)):
+                for ids, variant in rows:
+                    self.prepare([variant], ids[:P], marks)
             state = HookState([list(v.lenses) for _, v in rows], self.n_layers, P, tuple(marks))
             state.track_marks = False
             state.capture = True
+            state.capture_layers = set(layers)  # only these are computed, held (and gathered when split)
             if hidden:
                 state.record_layers = set(range(-1, self.n_layers))
             batch = mx.array([ids + [ids[-1]] * (T - len(ids)) for ids, _ in rows])

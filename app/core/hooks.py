@@ -112,6 +112,7 @@ class HookState:
         self.mark_groups: list[list[int]] = []  # marked spans measured apart
         self.group_attention: list[mx.array] = []  # one (B, groups) array per layer, for the last query
         self.capture = False
+        self.capture_layers: set[int] | None = None  # None: every layer
         self.captured: dict[int, mx.array] = {}  # layer -> (B, every head, L, S)
         self.split: TensorSplit | None = None  # set by `hooked` on a tensor-parallel model
 
@@ -135,7 +136,7 @@ class HookState:
         this rank's share of them), for lenses that pick heads by their global index."""
         first, total = self.split.heads(heads) if self.split and heads else (0, heads)
         return Ctx(layer=layer, positions=self.positions, prompt_len=self.prompt_len,
-                   marks=self.marks, n_layers=self.n_layers, first_head=first, all_heads=total)
+                   marks=self.marks, n_layers=self.n_layers, first_head=first, model_heads=total)
 
     def head_mean(self, x: mx.array) -> mx.array:
         """A mean over the heads this process holds -> over every head of the model."""
@@ -189,7 +190,8 @@ class HookState:
         layer = self.layer
         biased = self.bias_at.get(layer)
         edited = self.scores_at.get(layer) or {}  # row -> score functions; those rows run unfused
-        if not biased and not edited and not self.capture and not self.track_marks:
+        capture = self.capture and (self.capture_layers is None or layer in self.capture_layers)
+        if not biased and not edited and not capture and not self.track_marks:
             return self.original_sdpa(queries, keys, values, cache, scale=scale, mask=mask, sinks=sinks)
         if isinstance(keys, tuple) or hasattr(cache, "bits"):
             raise BadInput("attention lenses and capture do not support a quantized KV cache")
@@ -198,7 +200,7 @@ class HookState:
         bias = _additive_mask(mask, L, S, queries.dtype)  # (1 or B, 1, L, S) or None
         if biased:
             bias = _sum_bias(bias, self._lens_bias(biased, B, H, L, S), queries.dtype)
-        if self.capture:
+        if capture:
             probs = attention_probs(queries, keys, scale, bias, sinks)
             if edited:
                 probs = mx.concatenate([self._edited_probs(edited[r], queries[r : r + 1], keys[r : r + 1], scale,

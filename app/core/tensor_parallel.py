@@ -19,11 +19,15 @@ every code path that runs the model runs on every rank; rank 0 alone prints and 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx.nn.layers import distributed
 
 from lenscope.app.errors import BadInput
@@ -54,12 +58,64 @@ class TensorSplit:
         """A mean over this rank's heads -> the mean over every head (ranks hold equal counts)."""
         return mx.distributed.all_sum(x, group=self.group) / self.size
 
+    def rank0(self, values: list[int]) -> list[int]:
+        """Rank 0's values on every rank: the tokens each step continues with, so ranks whose
+        logits differ in a last bit (two kinds of machine) still feed the same tokens."""
+        mine = mx.array(values if self.rank == 0 else [0] * len(values), dtype=mx.int32)
+        return mx.distributed.all_sum(mine, group=self.group, stream=mx.cpu).tolist()
+
+    def agree(self, problem: str | None) -> None:
+        """Every rank says whether it can go on; when any cannot, all stop together: rank 0
+        raises that rank's line (BadInput), the others leave quietly (exit status 2)."""
+        failed = [(r, p) for r, p in enumerate(exchange(problem, self.group)) if p]
+        if not failed:
+            return
+        if self.rank:
+            raise SystemExit(2)
+        rank, problem = failed[0]
+        raise BadInput(problem if rank == 0 else f"process {rank}: {problem}")
+
+
+def exchange(item: Any, group: Any) -> list[Any]:
+    """Every rank's JSON `item`, in rank order, on every rank (an all-gather of its bytes,
+    on the CPU stream: the ring and MPI backends do not run on the GPU)."""
+    data = np.frombuffer(json.dumps(item, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
+    lengths = np.array(mx.distributed.all_gather(mx.array([len(data)], dtype=mx.int64), group=group,
+                                                 stream=mx.cpu)).tolist()
+    padded = np.zeros(max(lengths), dtype=np.uint8)
+    padded[: len(data)] = data
+    blob = np.array(mx.distributed.all_gather(mx.array(padded), group=group, stream=mx.cpu)).reshape(len(lengths), -1)
+    return [json.loads(blob[r, :n].tobytes().decode("utf-8")) for r, n in enumerate(lengths)]
+
+
+@contextmanager
+def agreed(split: TensorSplit | None) -> Iterator[None]:
+    """On a split model, a refusal (BadInput) inside this block stops every rank together,
+    whichever rank it came from (memory, a file missing on one machine); elsewhere nothing.
+    Only the outermost block exchanges (a lens's prepare captures through the engine), so a
+    rank that fails early and one that fails late still meet in the same exchange."""
+    if split is None or _NESTED[0]:
+        yield
+        return
+    problem = None
+    _NESTED[0] += 1
+    try:
+        yield
+    except BadInput as exc:
+        problem = str(exc)
+    finally:
+        _NESTED[0] -= 1
+    split.agree(problem)
+
+
+_NESTED = [0]  # agreed blocks open in this process (the engine's lock keeps one thread in them)
+
 
 def split_of(model: nn.Module) -> TensorSplit | None:
     return model.__dict__.get(ATTR)
 
 
-def shard(model: nn.Module, rank: int, size: int, group: Any) -> TensorSplit:
+def shard(model: nn.Module, split: TensorSplit) -> TensorSplit:
     """Split `model` across the group with its own shard(); refuses (one line) a model that
     cannot be split evenly or whose split lenscope has not checked."""
     model_type = getattr(getattr(model, "args", None), "model_type", type(model).__module__.rsplit(".", 1)[-1])
@@ -69,11 +125,13 @@ def shard(model: nn.Module, rank: int, size: int, group: Any) -> TensorSplit:
     attn = model.layers[0].self_attn
     sizes = {"attention heads": attn.n_heads, "KV heads": attn.n_kv_heads,
              "MLP columns": model.layers[0].mlp.gate_proj.weight.shape[0]}
-    uneven = [f"{n} {what}" for what, n in sizes.items() if n % size]
+    for name, m in (("o_proj", attn.o_proj), ("down_proj", model.layers[0].mlp.down_proj)):
+        if "scales" in m:  # split by input columns: each slice must hold whole quantization groups
+            sizes[f"quantization groups per {name} row"] = m.scales.shape[-1]
+    uneven = [f"{n} {what}" for what, n in sizes.items() if n % split.size]
     if uneven:
         listed = " and ".join([", ".join(uneven[:-1]), uneven[-1]] if len(uneven) > 1 else uneven)
-        raise BadInput(f"--shard tensor: the model's {listed} do not split evenly over {size} processes")
-    model.shard(group)
-    split = TensorSplit(rank, size, group)
+        raise BadInput(f"--shard tensor: the model's {listed} do not split evenly over {split.size} processes")
+    model.shard(split.group)
     object.__setattr__(model, ATTR, split)
     return split

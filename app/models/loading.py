@@ -45,9 +45,11 @@ def resolve(spec: str | None) -> tuple[str, str]:
 
 
 def load(spec: str | None = None, trust_remote_code: bool = False, precision: str | None = None,
-         progress: Callable[[str], None] | None = None) -> LoadedModel:
+         progress: Callable[[str], None] | None = None, lazy: bool = False) -> LoadedModel:
     """Load with mlx_lm (a .gguf or a named model is converted once into the cache first),
-    then pick the precision; every failure becomes one BadInput line naming the model."""
+    then pick the precision; every failure becomes one BadInput line naming the model.
+    `lazy`: no weight is read yet and the precision is left to the caller (a model about to
+    be split reads only each process's slice)."""
     import mlx_lm
 
 
@@ -64,7 +66,7 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         # tokenizer_config reaches AutoTokenizer: an explicit False makes transformers refuse
         # auto_map code instead of asking "[y/N]" on stdin (None) or running it (True)
         model, tokenizer = mlx_lm.load(str(path) if looks_local else target, trust_remote_code=trust_remote_code,
-                                       tokenizer_config={"trust_remote_code": trust_remote_code})
+                                       tokenizer_config={"trust_remote_code": trust_remote_code}, lazy=lazy)
     except Exception as exc:  # mlx_lm raises many types (hub, json, value): report, not crash
         if "trust_remote_code" in str(exc):
             raise BadInput(f"model '{name}': wants to run its own Python code; lenscope does not unless "
@@ -73,30 +75,34 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"model '{name}': cannot load: {first}{offline}") from None
     loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
-    apply_precision(loaded, precision)
+    if not lazy:
+        apply_precision(loaded, precision)
     return loaded
 
 
 def apply_precision(loaded: LoadedModel, requested: str | None,
-                    agree: Callable[[dict[str, float]], dict[str, float]] | None = None) -> None:
+                    agree: Callable[[dict[str, float]], dict[str, float]] | None = None, processes: int = 1) -> None:
     """Dequantize to float when asked, or (auto, on the CPU) when measuring this model's own
-    layers says a float path is faster; sets loaded.precision and loaded.measured. `agree`:
-    the processes of a tensor-parallel launch pick by one process's times (rank 0's), so all
-    run the same arithmetic."""
+    layers says a float path is faster; sets loaded.precision and loaded.measured.
+
+    For a lazily loaded model about to be split over `processes` (tensor parallel): each
+    holds 1/processes of the weights, the conversion is left unevaluated (each process then
+    reads and converts only its slice), and `agree` gives every process one process's times
+    (rank 0's), so all pick the same arithmetic."""
     import mlx.core as mx
 
     model = loaded.model
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     backend = "gpu" if mx.default_device() == mx.gpu else "cpu"
     if backend == "cpu" and (requested or "auto") == "auto":
-        loaded.measured = precision.measure_paths(model)
+        loaded.measured = precision.measure_paths(model, memory=precision.physical_bytes() * processes)
         if agree:
             loaded.measured = agree(loaded.measured)
     chosen = precision.pick_precision(requested, backend, loaded.measured)
     if chosen == "native":
         loaded.precision = "native" + (" (quantized)" if quantized else "")
         return
-    precision.to_float(model, chosen)
+    precision.to_float(model, chosen, evaluate=processes == 1)
     loaded.precision = chosen + (" (dequantized)" if quantized else "")
 
 

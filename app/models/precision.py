@@ -33,10 +33,10 @@ def _dequantized(m, dtype) -> mx.array:
                          mode=getattr(m, "mode", "affine")).astype(dtype)
 
 
-def to_float(model: nn.Module, dtype=mx.float32) -> int:
+def to_float(model: nn.Module, dtype=mx.float32, evaluate: bool = True) -> int:
     """Replace every QuantizedLinear/QuantizedEmbedding with a plain Linear/Embedding holding
     its dequantized weights, and cast every other float parameter to dtype. In place; returns
-    how many layers were dequantized."""
+    how many layers were dequantized. `evaluate=False` leaves the conversion lazy."""
     dtype = DTYPES.get(dtype, dtype)
     swaps = []
     for path, m in model.named_modules():
@@ -56,7 +56,8 @@ def to_float(model: nn.Module, dtype=mx.float32) -> int:
         model.update_modules(tree_unflatten(swaps))
     floats = tree_map(lambda a: a.astype(dtype) if mx.issubdtype(a.dtype, mx.floating) else a, model.parameters())
     model.update(floats)
-    mx.eval(model.parameters())
+    if evaluate:
+        mx.eval(model.parameters())
     return len(swaps)
 
 
