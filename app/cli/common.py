@@ -169,7 +169,9 @@ def _load_split(args) -> Engine:
     apply_precision(loaded, args.precision, agree=lambda measured: here.gather([measured])[0], processes=here.size)
     with tensor_parallel.agreed(split):  # refused alike on every process: rank 0 says it
         tensor_parallel.shard(loaded.model, split)
-    mx.eval(loaded.model.parameters())  # each process's slice, read from the files now
+    for layer in loaded.model.layers:  # each process's slice, read (and converted) now, a block at a time
+        mx.eval(layer.parameters())
+    mx.eval(loaded.model.parameters())
     return Engine(loaded)
 
 
