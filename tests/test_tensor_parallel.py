@@ -213,3 +213,33 @@ def test_smollm2_split_over_three_processes_equals_one(tmp_path, smollm2_engine)
     for data in (one, three):
         data.pop("timing"), data.pop("precision")
     _same(three, one, 2e-5)
+
+
+def test_search_on_the_split_model_equals_one_process(tmp_path):
+    (tmp_path / "search.toml").write_text('''
+prompts = ["the key is blue. the key is", "tom went to the park. he", "mia has a cat. the cat"]
+max_tokens = 6
+strategy = "halving"
+steps = 3
+budget = 6
+rows = 3
+[[lens]]
+kind = "emphasis"
+strength = [1.0, 3.0]
+heads = [[1, 6]]
+[[lens]]
+kind = "bias"
+words = ["happy"]
+value = [0.0, 6.0]
+[[score]]
+kind = "words"
+list = "positive"
+''')
+    run(lenscope("search", "search.toml", "--out", "one"), tmp_path)
+    split = run(launch(*lenscope("search", "search.toml", "--out", "two", "--shard", "tensor")), tmp_path)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert (two / "best.toml").read_text() == (one / "best.toml").read_text()
+    assert (two / "report.md").read_text() == (one / "report.md").read_text()
+    lines = [[json.loads(line) for line in (d / "results.jsonl").read_text().splitlines()] for d in (one, two)]
+    _same(lines[1], lines[0], 1e-5)
+    assert not (two / "shards").exists() and split.stdout.count("best:") == 1

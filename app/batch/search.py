@@ -287,10 +287,11 @@ def _is_record(rec: Any) -> bool:
 class Results:
     """DIR/results.jsonl: one line per (candidate, prompt), appended as they are made."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | None):
+        """`path` None: held in memory only (a tensor-parallel process other than 0)."""
         self.path = path
         self.done: dict[tuple[str, int], SearchRecord] = {}
-        if not path.exists():
+        if path is None or not path.exists():
             return
         lines = datafile.read_text(path, f"search results '{path}'", datafile.LINES_LIMIT).splitlines(keepends=True)
         for n, line in enumerate(lines):
@@ -311,7 +312,7 @@ class Results:
 
     def add(self, rec: dict[str, Any], write: bool = True) -> None:
         self.done[rec["candidate"], rec["prompt"]] = rec
-        if write:
+        if write and self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(datafile.dumps(rec) + "\n")
@@ -335,7 +336,9 @@ def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int]
     Under `mlx.launch` (`world`, app/batch/distributed.py) the batches of each prompt are shared
     out, one per rank per round; after each round every rank knows every score (halving
     ranks them) and rank 0 appends them to DIR/results.jsonl in the order one process
-    would. The other ranks keep theirs in DIR/shards/rank-R.jsonl, read again on resume."""
+    would. The other ranks keep theirs in DIR/shards/rank-R.jsonl, read again on resume.
+    On a model split across the processes (`world.tensor`) every process runs every batch
+    and rank 0 alone writes."""
     from lenscope.app.batch.distributed import World, read_jsonl, read_shards
 
     world = world or World()
@@ -345,9 +348,13 @@ def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int]
         (out / MANIFEST).write_text(manifest("search", search.identity, search.path), encoding="utf-8")
     if world.leader and known is not None:  # DIR/results.jsonl as the caller read it, before the model loaded
         results = known
+    elif world.tensor:  # every process scores every candidate; rank 0 writes
+        results = Results(out / "results.jsonl" if world.leader else None)
     else:
         results = Results(out / "results.jsonl" if world.leader else world.shard_file(out))
-    if world.size > 1:  # what any rank finished before (its shard, the merged file), known to all
+    if world.tensor:  # what rank 0 finished before: every process goes on from there
+        results.take(world.gather(list(results.done.values())), write=False)
+    elif world.size > 1:  # what any rank finished before (its shard, the merged file), known to all
         results.take(read_shards(out), write=world.leader)
         if not world.leader and (out / "results.jsonl").exists():  # rank 0's file: read, never repaired here
             results.take(read_jsonl(out / "results.jsonl"), write=False)
@@ -402,9 +409,12 @@ def _evaluate(engine: Engine, search: Search, results: Results, candidates: list
             if need_baseline and b == 0:  # the baseline row of the first batch stands for all
                 made.append(_record(BASELINE, {}, p, rows[0], scored[0]))
             made += [_record(_key(c), c, p, row, sc) for c, row, sc in zip(batch, rows[1:], scored[1:])]
+            if world.tensor:  # every process made the same batch: rank 0's scores rank it everywhere
+                made = world.gather(made)  # (a score can read a clock: a regex's timeout)
             for rec in made:  # this rank's own, in its file at once (a kill loses none of them)
                 results.add(rec)
-        results.take(world.gather(made), write=world.leader)
+        if not world.tensor:
+            results.take(world.gather(made), write=world.leader)
 
 
 def _run_prompt(engine: Engine, search: Search, variants: list[Variant], p: int) -> tuple[list[RowResult], list]:

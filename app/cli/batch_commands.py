@@ -69,6 +69,7 @@ def add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("search", metavar="SEARCH_FILE", help="the search file (TOML; README: Toward a goal)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder; this search's own (same file, any budget, same model) is resumed")
     add_model(p)
+    add_shard(p)
 
 
 def cmd_search(args) -> None:
