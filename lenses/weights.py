@@ -24,8 +24,9 @@ TARGETS = ("mlp.down_proj", "mlp.up_proj", "mlp.gate_proj", "self_attn.o_proj", 
            "self_attn.k_proj", "self_attn.v_proj")
 
 
-# tensor-parallel layers (mlx-lm's model.shard) hold a slice of their weight: by output rows
-# (their output is this process's slice), or by input columns (summed across processes after)
+# the linear layers of a tensor-parallel model (mlx-lm's model.shard) hold a slice of their
+# weight: by output rows (their output is this process's slice), or by input columns (summed
+# across processes after)
 BY_ROWS = (distributed.AllToShardedLinear, distributed.QuantizedAllToShardedLinear)
 BY_COLUMNS = (distributed.ShardedToAllLinear, distributed.QuantizedShardedToAllLinear)
 

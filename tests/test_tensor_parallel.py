@@ -137,6 +137,11 @@ def test_refusals_are_one_line(tmp_path):
     gone = run(launch("sh", "-c", script), tmp_path, ok=False)
     said = [line for line in gone.stderr.splitlines() if line.startswith("lenscope:")]
     assert said == [f"lenscope: process 1: direction file '{tmp_path}/gone.npy': not found"], gone.stderr
+    # a refusal every process meets after loading (a layer the model lacks): said once
+    layer = run(launch(*lenscope("attention", "--prompt", "hi there", "--layer", "9", "--shard", "tensor")), tmp_path,
+                ok=False)
+    said = [line for line in layer.stderr.splitlines() if line.startswith("lenscope:")]
+    assert said == ["lenscope: --layer 9: the model has 4 layers (0..3, or negative from the end)"], layer.stderr
     tui = run(lenscope("tui", "--shard", "tensor"), tmp_path, ok=False)
     assert tui.returncode == 2 and "unrecognized arguments: --shard tensor" in tui.stderr
 

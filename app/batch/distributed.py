@@ -31,10 +31,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import mlx.core as mx
 
+from lenscope.app.core.tensor_parallel import exchange
 from lenscope.app.errors import BadInput
 
 LAUNCH_VARS = ("MLX_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")  # set by mlx.launch (ring, jaccl) and by MPI
@@ -81,8 +82,6 @@ class World:
             self.gathers += 1
 
     def _gather(self, items: list[Any]) -> list[list[Any]]:
-        from lenscope.app.core.tensor_parallel import exchange
-
         try:
             return exchange(items, self.group)
         except RuntimeError as exc:  # a rank died or its machine went away
@@ -125,8 +124,7 @@ def world() -> World:
 def tensor_world() -> World:
     """This process's place in a tensor-parallel launch (`--shard tensor`): every rank runs
     every comparison on its slice of the model; rank 0 alone prints and writes. The others
-    are silent but for what only they can say: their tracebacks, and a refusal of theirs that
-    the ranks did not agree on (`tensor_parallel.agreed`), as "process R: ..."."""
+    are silent but for their tracebacks and their refusals (`end_on_refusal`)."""
     here = world()
     if here.size == 1:
         raise BadInput("--shard tensor: this is one process; start it across processes with mlx.launch, "
@@ -136,9 +134,31 @@ def tensor_world() -> World:
         if not here.leader:
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             sys.stderr = open(os.devnull, "w")
-            sys.stderr.muted_rank = here.rank  # cli.main says this rank's own refusals on the real stderr
             sys.excepthook = lambda *exc: traceback.print_exception(*exc, file=sys.__stderr__)
     return here
+
+
+LINGER_S = 3.0  # how long a rank other than 0 waits before saying its refusal
+
+
+def tensor_launch() -> bool:
+    return _WORLD is not None and _WORLD.tensor
+
+
+def end_on_refusal(line: str) -> NoReturn:
+    """How a process of a tensor-parallel launch ends on a refusal (one line). Rank 0 says it
+    and leaves at once (MLX's own exit would wait for the others). Another rank first waits
+    LINGER_S: a refusal every process meets (a bad --layer) is then said once, by rank 0,
+    since mlx.launch stops the others when one exits with an error; one that only this
+    process meets (a file missing on its machine) is said by it, as `process R: ...`."""
+    if _WORLD.leader:
+        print(f"lenscope: {line}", file=sys.stderr)
+    else:
+        time.sleep(LINGER_S)
+        print(f"lenscope: process {_WORLD.rank}: {line}", file=sys.__stderr__)
+    for stream in (sys.stderr, sys.__stderr__):
+        stream.flush()
+    os._exit(2)
 
 
 def _launch_timeout() -> float:

@@ -62,10 +62,10 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
             if _shard_item(item, works):
                 done.setdefault(item["index"], item["record"])
     if world.size > 1:  # the ranks agree on what is left: each read its own disk
-        agreed = world.gather([{"index": i, "record": r} for i, r in sorted(done.items())])
+        theirs = world.gather([{"index": i, "record": r} for i, r in sorted(done.items())])
         if world.tensor:  # every rank runs every comparison: rank 0's list, exactly
             done = {}
-        for item in agreed:
+        for item in theirs:
             done.setdefault(item["index"], item["record"])
     todo = [i for i in range(len(names)) if i not in done]
     mine = world.rounds(todo)

@@ -130,8 +130,8 @@ def warn(warnings: Sequence[str]) -> None:
 
 def add_shard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", choices=["data", "tensor"], default="data",
-                   help="under mlx.launch: data = each process loads the whole model (run: and takes a share of "
-                        "the comparisons); tensor = the model is split across the processes (heads and MLP "
+                   help="under mlx.launch: data = each process loads the whole model (run, search: and takes a "
+                        "share of the work); tensor = the model is split across the processes (heads and MLP "
                         "columns, the model's own shard()), each runs every row, process 0 prints and writes")
 
 
@@ -149,9 +149,9 @@ def load_engine(args) -> tuple[Engine, float]:
 
 def _load_split(args) -> Engine:
     """The model split across the processes of an mlx.launch (app/core/tensor_parallel.py).
-    Loaded lazily, so each process reads (and converts, when a float precision is picked)
-    only its slice: the whole model is never in one process. Every process takes part in the
-    same exchanges whatever fails: a process that cannot load stops them all, named by rank 0."""
+    Loaded lazily and split before it is evaluated a block at a time, so a process never
+    holds more than its slice and one block. A process that cannot load stops them all,
+    named by rank 0; so does a model that cannot be split, before any weight is read."""
     import mlx.core as mx
 
     from lenscope.app import models
@@ -162,13 +162,12 @@ def _load_split(args) -> Engine:
 
     here = tensor_world()
     split = tensor_parallel.TensorSplit(here.rank, here.size, here.group)
-    loaded = None
     with tensor_parallel.agreed(split):
         loaded = models.load(args.model, trust_remote_code=args.trust_remote_code, progress=progress_printer(),
                              lazy=True)
+        tensor_parallel.check_shardable(loaded.model, here.size)
     apply_precision(loaded, args.precision, agree=lambda measured: here.gather([measured])[0], processes=here.size)
-    with tensor_parallel.agreed(split):  # refused alike on every process: rank 0 says it
-        tensor_parallel.shard(loaded.model, split)
+    tensor_parallel.shard(loaded.model, split)
     for layer in loaded.model.layers:  # each process's slice, read (and converted) now, a block at a time
         mx.eval(layer.parameters())
     mx.eval(loaded.model.parameters())

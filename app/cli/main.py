@@ -47,13 +47,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         _check_utf8(argv)
         args = build_parser().parse_args(argv)
+        if getattr(args, "shard", None) == "tensor":  # from here on only rank 0 prints (distributed.py)
+            from lenscope.app.batch.distributed import tensor_world
+
+            tensor_world()
         args.func(args)
     except BadInput as exc:  # one line, whatever the input held (escapes, newlines, bad unicode)
-        rank = getattr(sys.stderr, "muted_rank", None)  # a tensor-parallel rank other than 0 (distributed.py)
-        if rank is None:
-            print(f"lenscope: {one_line(str(exc))}", file=sys.stderr)
-        else:
-            print(f"lenscope: process {rank}: {one_line(str(exc))}", file=sys.__stderr__)
+        split = sys.modules.get("lenscope.app.batch.distributed")
+        if split is not None and split.tensor_launch():
+            split.end_on_refusal(one_line(str(exc)))
+        print(f"lenscope: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

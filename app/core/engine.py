@@ -169,8 +169,8 @@ class Engine:
     def other_model(self, spec: str) -> Engine:
         """Another model for a lens to read (patching across models), loaded once per engine."""
         if split_of(self.model):
-            raise BadInput(f"model={spec}: another model on a model split across processes (--shard tensor) "
-                           "would load whole in every process; not supported")
+            raise BadInput(f"model={spec}: a second model (patch, judge) next to a model split across processes "
+                           "(--shard tensor) would load whole in every process; not supported")
         with self.lock:
             if spec not in self._others:
                 from lenscope.app import models
@@ -212,7 +212,9 @@ class Engine:
 
         `capture`: the caller will capture attention over each row afterwards, so its size
         is checked now rather than after generating."""
-        with agreed(split_of(self.model)):  # a refusal on any process of a split model stops them all
+        # the checks a process of a split model may meet alone (its machine's free memory): all
+        # stop together; a lens's prepare may run the model, so it is not in the agreed block
+        with agreed(split_of(self.model)):
             if not request.prompt.strip() and not request.prompt_ids:
                 raise BadInput("prompt: empty")
             ids = list(request.prompt_ids) if request.prompt_ids else self.encode(request.prompt)
@@ -221,18 +223,18 @@ class Engine:
             warnings = budget.check_comparison(self.model, rows, len(ids), request.max_tokens, PREFILL_CHUNK)
             if capture:
                 self.check_capture(len(ids) + request.max_tokens)
-            if not marks:
-                idle = sorted({lens.kind for v in request.variants for lens in v.lenses if lens.needs_marks()})
-                if idle:
-                    warnings.append(f"{', '.join(idle)}: nothing is marked, so {'it acts' if len(idle) == 1 else 'they act'}"
-                                    " on nothing (mark tokens with --mark, or space in the TUI)")
-            self.prepare(request.variants, ids, marks)
-            hooks = collect([list(v.lenses) for v in request.variants], self.n_layers)  # checks layers now
-            if marks or hooks["attention_bias"] or hooks["attention_scores"]:
-                check_hookable(self.model)
-            comparison = Comparison(self, request, ids, marks)
-            comparison.warnings = warnings
-            return comparison
+        if not marks:
+            idle = sorted({lens.kind for v in request.variants for lens in v.lenses if lens.needs_marks()})
+            if idle:
+                warnings.append(f"{', '.join(idle)}: nothing is marked, so {'it acts' if len(idle) == 1 else 'they act'}"
+                                " on nothing (mark tokens with --mark, or space in the TUI)")
+        self.prepare(request.variants, ids, marks)
+        hooks = collect([list(v.lenses) for v in request.variants], self.n_layers)  # checks layers now
+        if marks or hooks["attention_bias"] or hooks["attention_scores"]:
+            check_hookable(self.model)
+        comparison = Comparison(self, request, ids, marks)
+        comparison.warnings = warnings
+        return comparison
 
     def check_capture(self, n_tokens: int, layers: int | None = None) -> int:
         """A capture's bytes per row; BadInput when one row's would pass the limit."""
@@ -274,9 +276,8 @@ class Engine:
                     for out in self.inspect_rows(rows[start : start + fit], prompt_len, marks, layers, hidden)]
         P = prompt_len or min(lengths)
         with self.lock:  # from prepare on: lenses run as prepared for this prompt
-            with agreed(split_of(self.model)):
-                for ids, variant in rows:
-                    self.prepare([variant], ids[:P], marks)
+            for ids, variant in rows:
+                self.prepare([variant], ids[:P], marks)
             state = HookState([list(v.lenses) for _, v in rows], self.n_layers, P, tuple(marks))
             state.track_marks = False
             state.capture = True

@@ -28,15 +28,14 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx.nn.layers import distributed
 
 from lenscope.app.errors import BadInput
+from lenscope.lenses.weights import BY_COLUMNS, BY_ROWS
 
 # model types whose shard() splits q/k/v/o and the MLP contiguously (segments=1), checked here
 SHARDABLE = ("llama", "qwen2", "qwen3")
 ATTR = "_lens_tensor_split"
-TENSOR_PARALLEL_LINEAR = (distributed.AllToShardedLinear, distributed.ShardedToAllLinear,
-                          distributed.QuantizedAllToShardedLinear, distributed.QuantizedShardedToAllLinear)
+TENSOR_PARALLEL_LINEAR = BY_ROWS + BY_COLUMNS  # the linear layers of a split model
 
 
 @dataclass(frozen=True)
@@ -91,24 +90,18 @@ def exchange(item: Any, group: Any) -> list[Any]:
 @contextmanager
 def agreed(split: TensorSplit | None) -> Iterator[None]:
     """On a split model, a refusal (BadInput) inside this block stops every rank together,
-    whichever rank it came from (memory, a file missing on one machine); elsewhere nothing.
-    Only the outermost block exchanges (a lens's prepare captures through the engine), so a
-    rank that fails early and one that fails late still meet in the same exchange."""
-    if split is None or _NESTED[0]:
+    whichever rank met it (free memory differs between machines), said once by rank 0.
+    The block must hold no collective: a rank that fails goes straight to the exchange
+    at its end, so the others may not meet any other on their way there."""
+    if split is None:
         yield
         return
     problem = None
-    _NESTED[0] += 1
     try:
         yield
     except BadInput as exc:
         problem = str(exc)
-    finally:
-        _NESTED[0] -= 1
     split.agree(problem)
-
-
-_NESTED = [0]  # agreed blocks open in this process (the engine's lock keeps one thread in them)
 
 
 def split_of(model: nn.Module) -> TensorSplit | None:
@@ -116,8 +109,17 @@ def split_of(model: nn.Module) -> TensorSplit | None:
 
 
 def shard(model: nn.Module, split: TensorSplit) -> TensorSplit:
-    """Split `model` across the group with its own shard(); refuses (one line) a model that
-    cannot be split evenly or whose split lenscope has not checked."""
+    """Split `model` across the group with its own shard() (lazily: what a process holds is
+    read and sliced when its parameters are evaluated)."""
+    check_shardable(model, split.size)
+    model.shard(split.group)
+    object.__setattr__(model, ATTR, split)
+    return split
+
+
+def check_shardable(model: nn.Module, size: int) -> None:
+    """Refuses (one line) a model that cannot be split evenly over `size` processes or whose
+    split lenscope has not checked; reads shapes only, no weight."""
     model_type = getattr(getattr(model, "args", None), "model_type", type(model).__module__.rsplit(".", 1)[-1])
     if model_type not in SHARDABLE or not hasattr(model, "shard"):
         raise BadInput(f"--shard tensor: model type '{model_type}' is not supported (supported: "
@@ -128,10 +130,7 @@ def shard(model: nn.Module, split: TensorSplit) -> TensorSplit:
     for name, m in (("o_proj", attn.o_proj), ("down_proj", model.layers[0].mlp.down_proj)):
         if "scales" in m:  # split by input columns: each slice must hold whole quantization groups
             sizes[f"quantization groups per {name} row"] = m.scales.shape[-1]
-    uneven = [f"{n} {what}" for what, n in sizes.items() if n % split.size]
+    uneven = [f"{n} {what}" for what, n in sizes.items() if n % size]
     if uneven:
         listed = " and ".join([", ".join(uneven[:-1]), uneven[-1]] if len(uneven) > 1 else uneven)
-        raise BadInput(f"--shard tensor: the model's {listed} do not split evenly over {split.size} processes")
-    model.shard(split.group)
-    object.__setattr__(model, ATTR, split)
-    return split
+        raise BadInput(f"--shard tensor: the model's {listed} do not split evenly over {size} processes")

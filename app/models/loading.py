@@ -86,9 +86,9 @@ def apply_precision(loaded: LoadedModel, requested: str | None,
     layers says a float path is faster; sets loaded.precision and loaded.measured.
 
     For a lazily loaded model about to be split over `processes` (tensor parallel): each
-    holds 1/processes of the weights, the conversion is left unevaluated (each process then
-    reads and converts only its slice), and `agree` gives every process one process's times
-    (rank 0's), so all pick the same arithmetic."""
+    holds 1/processes of the weights, the conversion is left unevaluated (each process keeps
+    only its slice of the converted weights), and `agree` gives every process one process's
+    times (rank 0's), so all pick the same arithmetic."""
     import mlx.core as mx
 
     model = loaded.model
@@ -96,8 +96,8 @@ def apply_precision(loaded: LoadedModel, requested: str | None,
     backend = "gpu" if mx.default_device() == mx.gpu else "cpu"
     if backend == "cpu" and (requested or "auto") == "auto":
         loaded.measured = precision.measure_paths(model, memory=precision.physical_bytes() * processes)
-        if agree:
-            loaded.measured = agree(loaded.measured)
+    if agree:  # always, so every process makes this exchange whatever its own backend
+        loaded.measured = agree(loaded.measured)
     chosen = precision.pick_precision(requested, backend, loaded.measured)
     if chosen == "native":
         loaded.precision = "native" + (" (quantized)" if quantized else "")
