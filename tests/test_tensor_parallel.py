@@ -248,3 +248,15 @@ list = "positive"
     lines = [[json.loads(line) for line in (d / "results.jsonl").read_text().splitlines()] for d in (one, two)]
     _same(lines[1], lines[0], 1e-5)
     assert not (two / "shards").exists() and split.stdout.count("best:") == 1
+
+
+def test_a_second_model_is_refused_next_to_a_split_one():
+    """patch:model= and a judge's model= would load a whole second model in every process."""
+    from lenscope.app import models
+    from lenscope.app.core import tensor_parallel
+    from lenscope.app.core.engine import Engine
+
+    loaded = models.load(None)
+    object.__setattr__(loaded.model, tensor_parallel.ATTR, tensor_parallel.TensorSplit(0, 2, None))  # as shard() marks it
+    with pytest.raises(BadInput, match="a second model .* next to a model split across processes"):
+        Engine(loaded).other_model("smollm2")
