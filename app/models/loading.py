@@ -48,8 +48,8 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
          progress: Callable[[str], None] | None = None, lazy: bool = False) -> LoadedModel:
     """Load with mlx_lm (a .gguf or a named model is converted once into the cache first),
     then pick the precision; every failure becomes one BadInput line naming the model.
-    `lazy`: no weight is read yet and the precision is left to the caller (a model about to
-    be split reads only each process's slice)."""
+    `lazy`: no weight is evaluated yet and the precision is left to the caller (a model about
+    to be split keeps only each process's slice)."""
     import mlx_lm
 
 
