@@ -67,27 +67,19 @@ class World:
     def gather(self, items: list[Any]) -> list[Any]:
         """Every rank's `items` (JSON data), concatenated in rank order, on every rank. With
         `tensor`, where every rank did the same work, rank 0's: what the ranks agree on."""
-        every = self.each_rank(items)
-        return every[0] if self.tensor else [item for items in every for item in items]
-
-    def each_rank(self, items: list[Any]) -> list[list[Any]]:
-        """Every rank's `items` (JSON data), one list per rank, on every rank."""
         if self.size == 1:
-            return [list(items)]
+            return list(items)
         t = time.perf_counter()
         try:
-            return self._gather(items)
-        finally:
-            self.gather_s += time.perf_counter() - t
-            self.gathers += 1
-
-    def _gather(self, items: list[Any]) -> list[list[Any]]:
-        try:
-            return exchange(items, self.group)
+            every = exchange(items, self.group)
         except RuntimeError as exc:  # a rank died or its machine went away
             after = ("launch again (a run keeps what it finished: --resume)" if self.tensor else
                      "what every rank finished is kept: launch again with --resume")
             raise BadInput(f"distributed: rank {self.rank} lost another process of the launch ({exc}); {after}") from None
+        finally:
+            self.gather_s += time.perf_counter() - t
+            self.gathers += 1
+        return every[0] if self.tensor else [item for items in every for item in items]
 
     def shard_file(self, out: Path) -> Path:
         return out / SHARDS / f"rank-{self.rank}.jsonl"
