@@ -260,3 +260,13 @@ def test_a_second_model_is_refused_next_to_a_split_one():
     object.__setattr__(loaded.model, tensor_parallel.ATTR, tensor_parallel.TensorSplit(0, 2, None))  # as shard() marks it
     with pytest.raises(BadInput, match="a second model .* next to a model split across processes"):
         Engine(loaded).other_model("smollm2")
+
+
+def test_bench_times_the_split_model_against_one_process():
+    from lenscope.app.lab.bench import launch_bench, render_launch
+
+    rep = launch_bench(None, 2, tokens=4, tensor=True)
+    rates = rep["decode_tokens_per_s"]
+    assert rep["shard"] == "tensor" and set(rates) == {"1", "2"} and all(v > 0 for v in rates.values())
+    assert abs(rep["decode_ratio"] - rates["2"] / rates["1"]) < 0.01
+    assert "the model split over 2 (--shard tensor): decode" in render_launch(rep)

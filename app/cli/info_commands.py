@@ -117,6 +117,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--launch", type=int_range(2, 64, "--launch"), metavar="N",
                    help="time an 8-comparison experiment run by one process and by N under mlx.launch, instead of "
                         "the ratios")
+    p.add_argument("--tensor", action="store_true",
+                   help="with --launch: the N processes hold the model split between them (--shard tensor) and "
+                        "each runs every comparison; also reports both runs' decode tokens/s")
     p.add_argument("--against", choices=["llama.cpp"], help="also time llama.cpp (llama-cpp-python) on the GGUF the "
                                                           "model was converted from, in the same run")
     p.add_argument("--convert", metavar="GGUF", help="time converting a GGUF file (seconds, peak RSS) instead; "
@@ -127,6 +130,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args) -> None:
     from lenscope.app.lab.bench import launch_bench, render, render_launch, run_bench
 
+    if args.tensor and not args.launch:
+        raise BadInput("--tensor: times a launch; give --launch N too")
     if args.convert:
         import tempfile
         from pathlib import Path
@@ -144,7 +149,7 @@ def cmd_bench(args) -> None:
         emit({"conversion": rep}) if args.json else print(convert_bench.render(rep))
         return
     if args.launch:
-        rep = launch_bench(args.model, args.launch, args.tokens)
+        rep = launch_bench(args.model, args.launch, args.tokens, tensor=args.tensor)
         emit(rep) if args.json else print(render_launch(rep))
         return
     engine, _ = load_engine(args)

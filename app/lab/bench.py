@@ -341,11 +341,13 @@ lens = ["emphasis:strength=3", "steer:token=happy,strength=8"]
               for i, w in enumerate(["tom", "mia", "jack", "nora", "max", "lily", "sam", "ben"], 1))
 
 
-def launch_bench(model: str | None, processes: int = 2, tokens: int = 48) -> dict[str, Any]:
+def launch_bench(model: str | None, processes: int = 2, tokens: int = 48, tensor: bool = False) -> dict[str, Any]:
     """Wall time of one experiment (8 comparisons) run by one process and under
     `mlx.launch -n processes` (ring backend, this machine; OpenBLAS threads split between
     the ranks), each a fresh `lenscope run` (model load included), and what rank 0 reports it
-    spent exchanging results."""
+    spent exchanging results. `tensor`: the processes hold the model split between them
+    (`--shard tensor`) and each runs every comparison; then the decode rates of the two runs
+    (tokens/s, mean over comparisons) say what the split's exchanges cost per token."""
     import os
     import re
     import subprocess
@@ -362,7 +364,8 @@ def launch_bench(model: str | None, processes: int = 2, tokens: int = 48) -> dic
         times, logs = {}, {}
         for n in (1, processes):
             cmd = run + ["--out", str(Path(tmp) / f"out{n}")]
-            cmd = cmd if n == 1 else launcher + ["-n", str(n), "--backend", "ring", "--"] + cmd
+            cmd = cmd if n == 1 else launcher + ["-n", str(n), "--backend", "ring", "--"] + cmd + \
+                (["--shard", "tensor"] if tensor else [])
             # ranks sharing this machine split its cores: OpenBLAS's own threads would oversubscribe them
             run_env = env if n == 1 else {**env, "OPENBLAS_NUM_THREADS": str(max(1, (os.cpu_count() or n) // n))}
             t = time.perf_counter()
@@ -372,13 +375,21 @@ def launch_bench(model: str | None, processes: int = 2, tokens: int = 48) -> dic
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
                 raise BadInput(f"bench --launch: the {n}-process run failed: {last}")
             logs[n] = done.stderr
-        results = [json.loads(line) for line in (Path(tmp) / "out1" / "results.jsonl").read_text().splitlines()]
+        runs = {n: [json.loads(line) for line in (Path(tmp) / f"out{n}" / "results.jsonl").read_text().splitlines()]
+                for n in (1, processes)}
+        results = runs[1]
         per = statistics.mean(r["timing"]["prefill_s"] + r["timing"]["decode_s"] for r in results)
         exchange = re.search(r"exchange\(s\) between the \d+ processes: ([\d.]+) s", logs[processes])
-    return {"comparisons": len(results), "tokens": tokens, "processes": processes, "cores": os.cpu_count(),
-            "wall_s": {str(k): round(v, 2) for k, v in times.items()},
-            "speedup": round(times[1] / times[processes], 3), "comparison_s": round(per, 3),
-            "exchange_s": float(exchange.group(1)) if exchange else None}
+    rep = {"comparisons": len(results), "tokens": tokens, "processes": processes, "cores": os.cpu_count(),
+           "shard": "tensor" if tensor else "data", "wall_s": {str(k): round(v, 2) for k, v in times.items()},
+           "speedup": round(times[1] / times[processes], 3), "comparison_s": round(per, 3),
+           "exchange_s": float(exchange.group(1)) if exchange else None}
+    if tensor:  # rank 0 times every comparison of the split run: the rates compare directly
+        rates = {str(n): round(statistics.mean(r["timing"]["decode_tokens_per_s"] for r in recs), 2)
+                 for n, recs in runs.items()}
+        rep["decode_tokens_per_s"] = rates
+        rep["decode_ratio"] = round(rates[str(processes)] / rates["1"], 3)
+    return rep
 
 
 def render_launch(rep: dict[str, Any]) -> str:
@@ -387,6 +398,10 @@ def render_launch(rep: dict[str, Any]) -> str:
              f"  1 process:   {rep['wall_s']['1']:.2f} s (model load included)",
              f"  {n} processes: {rep['wall_s'][str(n)]:.2f} s under mlx.launch -n {n} (ring, this machine)",
              f"  speedup {rep['speedup']:.2f}x · one comparison {rep['comparison_s']:.3f} s of generation"]
+    if rep["shard"] == "tensor":
+        rates = rep["decode_tokens_per_s"]
+        lines.append(f"  the model split over {n} (--shard tensor): decode {rates[str(n)]:.1f} tok/s against "
+                     f"{rates['1']:.1f} in one process ({rep['decode_ratio']:.2f}x)")
     if rep["exchange_s"] is not None:
         lines.append(f"  rank 0 spent {rep['exchange_s']:.2f} s in the exchanges (waiting for the slowest rank "
                      "included)")
