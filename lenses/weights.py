@@ -53,16 +53,14 @@ def dense_weight(module: nn.Module) -> np.ndarray:
 def _added_output(module: nn.Module, dw: np.ndarray) -> Callable[[Any, mx.array], mx.array]:
     """What W + dW adds to a linear layer's output, x dW^T, from this process's slice of dW:
     an output-split layer's rows, or an input-split layer's columns summed across ranks."""
-    axis = _split(module)
-    if axis is None:
-        d = mx.array(dw)
-        return lambda ctx, x: x @ d.T
-    group = module.group
-    n = dw.shape[axis] // group.size()
-    d = mx.array(np.take(dw, np.arange(group.rank() * n, (group.rank() + 1) * n), axis=axis))
-    if axis == 0:
-        return lambda ctx, x: x @ d.T
-    return lambda ctx, x: mx.distributed.all_sum(x @ d.T, group=group)
+    axis, group = _split(module), getattr(module, "group", None)
+    if axis is not None:
+        n = dw.shape[axis] // group.size()
+        dw = np.take(dw, np.arange(group.rank() * n, (group.rank() + 1) * n), axis=axis)
+    d = mx.array(dw)
+    if axis == 1:
+        return lambda ctx, x: mx.distributed.all_sum(x @ d.T, group=group)
+    return lambda ctx, x: x @ d.T
 
 
 def gaussian_blur(w: np.ndarray, sigma: float, axis: int) -> np.ndarray:
