@@ -78,19 +78,21 @@ class Emphasis(Lens):
         memo = getattr(self, "_memo", None)
         # every layer of one forward asks for the same (L, S) bias: build it once per forward
         # (holding `positions` keeps its id from being reused by a later forward's array)
-        if memo is None or memo[0] is not ctx.positions or memo[1] != n_keys or memo[2] != ctx.marks:
-            marks = [m for m in ctx.marks if m < n_keys]
+        if memo is None or memo[0] is not ctx.positions or memo[1] != n_keys or memo[2] is not ctx.keys:
+            marks = ctx.mark_keys(n_keys)
             bias = None
             if marks:
                 key_mask = mx.zeros((n_keys,)).at[mx.array(marks)].add(1.0)
                 inherit = getattr(self, "inherit", None)
                 if inherit is not None:  # the marks keep 1; other prompt tokens what they inherited
+                    pos = ctx.key_positions(n_keys)
+                    prompt = pos < len(inherit)
                     weights = np.zeros(n_keys, dtype=np.float32)
-                    weights[: min(n_keys, len(inherit))] = inherit[:n_keys]
+                    weights[prompt] = inherit[pos[prompt]]
                     key_mask = mx.array(weights)
                 strength = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)  # (L,)
                 bias = strength[:, None] * key_mask[None, :]  # (L, S)
-            self._memo = memo = (ctx.positions, n_keys, ctx.marks, bias)
+            self._memo = memo = (ctx.positions, n_keys, ctx.keys, bias)
         bias = memo[3]
         if bias is None:
             return None
@@ -161,7 +163,7 @@ class Hold(Lens):
         + softmax(rest)); adding b to the marks' logits moves its log-odds by exactly b, so
         b = logit(target) - logit(share), clipped to [0, ceiling]: one step, no search."""
         S, H = scores.shape[-1], scores.shape[1]
-        marks = [m for m in ctx.marks if m < S]
+        marks = ctx.mark_keys(S)
         if not marks:
             return scores
         on = mx.zeros((S,)).at[mx.array(marks)].add(1.0) > 0
@@ -217,13 +219,13 @@ class Decay(Lens):
         return {HookPoint("attention_bias", self.layers_in(n_layers)): self.attention_bias}
 
     def attention_bias(self, ctx: Ctx, n_heads: int, n_keys: int) -> mx.array | None:
-        keys = mx.arange(n_keys)
+        keys = mx.array(ctx.key_positions(n_keys))
         dist = mx.maximum(ctx.positions[:, None] - keys[None, :], 0).astype(mx.float32)  # (L, S)
         grow = mx.log1p(dist) if self.shape == "log" else dist / 64.0
         strength = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)[:, None]
         bias = strength * grow
         if self.scope == "marks":
-            marks = [m for m in ctx.marks if m < n_keys]
+            marks = ctx.mark_keys(n_keys)
             if not marks:
                 return None
             bias = bias * mx.zeros((n_keys,)).at[mx.array(marks)].add(1.0)[None, :]

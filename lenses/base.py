@@ -52,6 +52,19 @@ class Ctx:
     # head count (a tensor-parallel process holds a slice of the heads); 0, 0: all of them
     first_head: int = 0
     model_heads: int = 0
+    # attention hooks: the position each key holds; None when key j is position j (a sliding-
+    # window layer's cache keeps only its last positions, in ring order once decoding wraps it)
+    keys: np.ndarray | None = None
+
+    def key_positions(self, n_keys: int) -> np.ndarray:
+        """(n_keys,) the position of each key the attention hook sees."""
+        return np.arange(n_keys) if self.keys is None else self.keys
+
+    def mark_keys(self, n_keys: int) -> list[int]:
+        """The keys that hold a marked position (marks out of a sliding window have none)."""
+        if self.keys is None:
+            return [m for m in self.marks if m < n_keys]
+        return np.flatnonzero(np.isin(self.keys, self.marks)).tolist()
 
     def head_mask(self, heads: Sequence[int], n_heads: int) -> mx.array:
         """(n_heads,) over the hook's heads: 1 where the head's index in the model is in `heads`."""

@@ -21,6 +21,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from lenscope.lenses import words
 from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
 from lenscope.lenses.errors import BadInput
 from lenscope.lenses.files import read_text
@@ -164,9 +165,7 @@ class Force(Lens):
     def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
         if self.is_neutral():
             return
-        self.ids = list(probe.tokenizer.encode(self.text, add_special_tokens=False))
-        if not self.ids:
-            raise BadInput(f"force: text {self.text!r} has no tokens")
+        self.ids = words.continuation_ids(probe.tokenizer, self.text, "force")
         self.decode = probe.tokenizer.decode
         self._trigger_at: dict[tuple[int, ...], int | None] = {}
 

@@ -16,6 +16,7 @@ from typing import Sequence
 import mlx.core as mx
 import numpy as np
 
+from lenscope.lenses import words
 from lenscope.lenses.errors import BadInput
 from lenscope.lenses.probe import Probe
 
@@ -54,9 +55,8 @@ def contrast(probe: Probe, layer: int, positive: Sequence[str], negative: Sequen
 
 
 def token_row(probe: Probe, word: str, which: str) -> np.ndarray:
-    ids = probe.encode(word)
-    if not ids:
-        raise BadInput(f"direction: '{word}' has no tokens")
+    """The unit mean of the rows of the word's mid-sentence tokens (lenses/words.py)."""
+    ids = words.word_ids(probe.tokenizer, word, f"{which} of '{word}'")
     matrix = probe.embedding_matrix() if which == "embedding" else probe.unembedding_matrix()
     return unit(np.array(matrix[mx.array(ids)].astype(mx.float32)).mean(axis=0), f"{which} of '{word}'")
 

@@ -102,7 +102,7 @@ class Patch(Lens):
         out = np.array(h.astype(mx.float32))  # (1, L, D); prompt chunks are small enough to edit here
         index = {p: i for i, p in enumerate(pos)}
         if self.mode == "replace":
-            src = np.array(self.sources[ctx.layer])
+            src = np.array(self.sources[ctx.layer].astype(mx.float32))  # numpy has no bfloat16
             for j, p in enumerate(self.positions):
                 if p in index:
                     out[0, index[p]] = src[j]

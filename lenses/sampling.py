@@ -10,6 +10,7 @@ import math
 
 import mlx.core as mx
 
+from lenscope.lenses import words
 from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
 from lenscope.lenses.errors import BadInput
 from lenscope.lenses.probe import Probe
@@ -67,8 +68,8 @@ class Bias(Lens):
     kind = "bias"
     summary = "logit bias on words or token ids (positive favours, negative discourages)"
     params = (
-        Param("words", "strs", (), "words to bias, e.g. happy|glad (each word's first token, with and "
-              "without a leading space)"),
+        Param("words", "strs", (), "words to bias, e.g. happy|glad (the first token of each word mid-"
+              "sentence and at the start of a text; never a special token)"),
         Param("tokens", "ints", None, "token ids to bias"),
         Param("value", "float", 5.0, "added to those logits (-inf-like below -100 bans them)", -1000, 1000),
     )
@@ -80,12 +81,7 @@ class Bias(Lens):
         return {HookPoint("logits"): self.logits}
 
     def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
-        ids = set(self.tokens or ())
-        for word in self.words:
-            for form in (word, " " + word):
-                enc = probe.encode(form)
-                if enc:
-                    ids.add(enc[0])
+        ids = set(self.tokens or ()) | set(words.first_ids(probe.tokenizer, self.words, "bias"))
         if not ids:
             raise BadInput("bias: needs words or tokens")
         vocab = probe.vocab_size

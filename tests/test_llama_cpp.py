@@ -165,7 +165,7 @@ def smollm2_vocab():
     path = cache_root() / "downloads" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
         pytest.skip("SmolLM2 is not fetched yet (lenscope --model smollm2 fetches it)")
-    assert NAMED["smollm2"]["member"].endswith(path.name)
+    assert NAMED["smollm2"]["file"] == path.name
     return read_metadata(path, open_reader(path))
 
 

@@ -21,8 +21,10 @@ import mlx.core as mx
 import numpy as np
 import regex
 
+from lenscope.app.core.numerics import log_softmax
 from lenscope.app.core.results import RunResult, distinct_share  # noqa: F401 (re-exported)
 from lenscope.app.errors import BadInput
+from lenscope.lenses import words as user_words
 from lenscope.lenses.base import Param, Variant
 
 if TYPE_CHECKING:
@@ -200,13 +202,8 @@ class Judge(Part):
 
 def _answer_ids(engine: Engine, words: Sequence[str]) -> list[int]:
     """First token of each spelling of an answer ('yes', ' Yes', ...), once each."""
-    ids = set()
-    for w in words:
-        for variant in (w, w.capitalize(), " " + w, " " + w.capitalize()):
-            enc = engine.tokenizer.encode(variant, add_special_tokens=False)
-            if enc:
-                ids.add(int(enc[0]))
-    return sorted(ids)
+    spellings = [s for w in words for s in (w, w.capitalize())]
+    return user_words.first_ids(engine.tokenizer, spellings, "judge")
 
 
 def judge_yes_no(engine: Engine, question: str, text: str) -> float:
@@ -217,7 +214,7 @@ def judge_yes_no(engine: Engine, question: str, text: str) -> float:
     prompt, _ = model_prompt(engine.tokenizer, JUDGE_TEMPLATE.format(question=question, text=text),
                              template_name(engine.tokenizer) is not None, None)
     logits = engine.model(mx.array([engine.encode(prompt)]))[0, -1].astype(mx.float32)
-    p = np.array(mx.softmax(logits))
+    p = np.exp(np.array(log_softmax(logits)))
     yes, no = _answer_ids(engine, ["yes"]), _answer_ids(engine, ["no"])
     return float(p[yes].sum() - p[no].sum())
 

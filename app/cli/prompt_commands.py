@@ -182,14 +182,12 @@ def add_logit_lens(sub: argparse._SubParsersAction) -> None:
 
 def cmd_logit_lens(args) -> None:
     from lenscope.app.views.logit_lens import logit_lens_json
+    from lenscope.lenses import words
 
     engine, result, caps = _compare_and_capture(args)
     pinned = []
     for text in args.pin:
-        ids = engine.encode(text)
-        if not ids:
-            raise BadInput(f"--pin '{text}': encodes to no token")
-        pinned.append(ids[0])
+        pinned.append(words.word_ids(engine.tokenizer, text, "--pin")[0])
     rows = [logit_lens_json(engine, c, _positions(args.positions, len(c.ids), c.prompt_len), args.top_k, pinned) for c in caps]
     data = {"model": engine.loaded.name, "layers": engine.n_layers, "prompt_len": len(result.prompt_token_ids),
             "rows": rows}

@@ -19,6 +19,7 @@ import numpy as np
 from mlx_lm.models.cache import make_prompt_cache
 
 from lenscope.app.core.hooks import HookState, hooked
+from lenscope.app.core.numerics import log_softmax, vocab_sum
 from lenscope.app.core.prefixes import reusable
 from lenscope.app.core.results import Alternative, RowResult, RunResult, Step
 from lenscope.app.core.tensor_parallel import split_of
@@ -38,11 +39,12 @@ class Comparison:
     row picks its token and the step's metrics are computed in one evaluation (`_choose`),
     the next forward starts, and each row's result takes its token and metrics (`_record`)."""
 
-    def __init__(self, engine: Engine, request: Request, ids: list[int], marks: list[int]):
+    def __init__(self, engine: Engine, request: Request, ids: list[int], marks: list[int], measure_marks: bool = True):
         self.engine = engine
         self.request = request
         self.ids = ids
         self.marks = marks
+        self.measure_marks = measure_marks  # False where the model's attention cannot be hooked
         self.variants = [Variant("baseline")] + list(request.variants)
         tok = engine.token_text
         self.result = RunResult(
@@ -79,6 +81,7 @@ class Comparison:
         B, P = len(self.variants), len(self.ids)
         state = HookState([list(v.lenses) for v in self.variants], eng.n_layers, P, tuple(self.marks))
         state.mark_groups = [[m for m in g if m < P] for g in req.mark_groups]
+        state.track_marks = state.track_marks and self.measure_marks
         keys = mx.random.split(mx.random.key(req.seed), max(req.max_tokens, 1))
         split = split_of(eng.model)  # a model split across processes: every process feeds rank 0's tokens
         cache = make_prompt_cache(eng.model)
@@ -103,7 +106,7 @@ class Comparison:
                 res.cancelled = True
                 break
             logits, temps = self._shape(state, logits)
-            tokens, metrics = _choose(logits, temps, keys[t], *_shares(state, len(self.marks) > 0))
+            tokens, metrics = _choose(logits, temps, keys[t], *_shares(state, state.track_marks))
             if split:
                 tokens = split.rank0(tokens)
             if t + 1 < req.max_tokens:
@@ -184,7 +187,7 @@ class Comparison:
             row.kl_from_baseline.append(metrics["kl"][r] if same_prefix else None)
             if row.first_divergence is None and r > 0 and same_prefix and raw[r][-1] != base[t]:
                 row.first_divergence = t
-            if self.marks:
+            if "marks" in metrics:
                 row.attention_to_marks.append(metrics["marks"][r])
             if "groups" in metrics:
                 row.attention_to_groups.append(metrics["groups"][r])
@@ -251,7 +254,7 @@ def _shares(state: HookState, marked: bool) -> tuple[mx.array | None, mx.array |
 def _choose(logits: mx.array, temps: list[float], key: mx.array, marks: mx.array | None = None,
             groups: mx.array | None = None) -> tuple[list[int], dict]:
     """Pick each row's token (greedy, or Gumbel-max with shared noise) and its metrics."""
-    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    logprobs = log_softmax(logits)
     greedy = mx.argmax(logprobs, axis=-1)
     if any(t > 0 for t in temps):
         gumbel = -mx.log(-mx.log(mx.random.uniform(low=1e-20, high=1.0, shape=logits.shape[-1:], key=key)))
@@ -262,7 +265,7 @@ def _choose(logits: mx.array, temps: list[float], key: mx.array, marks: mx.array
         chosen = greedy
     finite = mx.all(mx.isfinite(logits) | (logits == -mx.inf), axis=-1) & mx.any(mx.isfinite(logits), axis=-1)
     p0 = mx.exp(logprobs[0:1])
-    kl = mx.sum(mx.where(p0 > 0, p0 * (logprobs[0:1] - logprobs), 0.0), axis=-1)
+    kl = vocab_sum(mx.where(p0 > 0, p0 * (logprobs[0:1] - logprobs), 0.0))[:, 0]
     top_ids = mx.argpartition(-logprobs, kth=TOP_K - 1, axis=-1)[:, :TOP_K]
     top_lp = mx.take_along_axis(logprobs, top_ids, axis=-1)
     outs = [chosen, finite, kl, top_ids, top_lp]

@@ -18,7 +18,7 @@ import numpy as np
 
 from lenscope.app.core import budget
 from lenscope.app.core.comparison import PREFILL_CHUNK, Comparison
-from lenscope.app.core.hooks import HookState, check_hookable, collect, find_embedding, hooked
+from lenscope.app.core.hooks import HookState, attention_modules, check_hookable, collect, find_embedding, hooked
 from lenscope.app.core.marks import overlapping
 from lenscope.app.core.prefixes import Prefixes
 from lenscope.app.core.settings import SETTINGS
@@ -230,9 +230,12 @@ class Engine:
                                 " on nothing (mark tokens with --mark, or space in the TUI)")
         self.prepare(request.variants, ids, marks)
         hooks = collect([list(v.lenses) for v in request.variants], self.n_layers)  # checks layers now
-        if marks or hooks["attention_bias"] or hooks["attention_scores"]:
+        if hooks["attention_bias"] or hooks["attention_scores"]:
             check_hookable(self.model)
-        comparison = Comparison(self, request, ids, marks)
+        measured = not marks or bool(attention_modules(self.model))
+        if not measured:  # marks still steer lenses that read them (steer positions=marked, patch span)
+            warnings.append("marks: this model's attention cannot be hooked, so their attention share is not measured")
+        comparison = Comparison(self, request, ids, marks, measure_marks=measured)
         comparison.warnings = warnings
         return comparison
 
@@ -265,12 +268,15 @@ class Engine:
                      marks: Sequence[int] = (), layers: Sequence[int] | None = None,
                      hidden: bool = True) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """`inspect` for several (ids, variant) rows in one batched forward: shorter rows are
-        padded at the end, which causal attention keeps from reaching their own positions."""
-        check_hookable(self.model)
+        padded at the end, which causal attention keeps from reaching their own positions.
+        `layers=[]`: hidden states only (attention is None), also on a model whose attention
+        cannot be hooked."""
         layers = list(range(self.n_layers)) if layers is None else list(layers)
+        if layers:
+            check_hookable(self.model)
         lengths = [len(ids) for ids, _ in rows]
         T = max(lengths)
-        fit = max(1, CAPTURE_MAX_BYTES // self.check_capture(T, len(layers)))
+        fit = max(1, CAPTURE_MAX_BYTES // max(1, self.check_capture(T, len(layers))))
         if len(rows) > fit:  # all rows at once would hold more than one capture's limit: in groups that fit
             return [out for start in range(0, len(rows), fit)
                     for out in self.inspect_rows(rows[start : start + fit], prompt_len, marks, layers, hidden)]
@@ -280,7 +286,7 @@ class Engine:
                 self.prepare([variant], ids[:P], marks)
             state = HookState([list(v.lenses) for _, v in rows], self.n_layers, P, tuple(marks))
             state.track_marks = False
-            state.capture = True
+            state.capture = bool(layers)
             state.capture_layers = set(layers)  # only these are computed, held (and gathered when split)
             if hidden:
                 state.record_layers = set(range(-1, self.n_layers))
@@ -291,7 +297,7 @@ class Engine:
                 mx.eval(list(state.captured.values()) + list(state.recorded.values()))
         out = []
         for r, n in enumerate(lengths):
-            attention = np.stack([np.array(state.captured[i][r, :, :n, :n]) for i in layers])
+            attention = np.stack([np.array(state.captured[i][r, :, :n, :n]) for i in layers]) if layers else None
             states = np.stack([np.array(state.recorded[i][r, :n].astype(mx.float32))
                                for i in range(-1, self.n_layers)]) if hidden else None
             out.append((attention, states))

@@ -26,7 +26,8 @@ from __future__ import annotations
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from dataclasses import replace
+from typing import Any, Callable, Iterator, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -97,6 +98,7 @@ class HookState:
         self.prompt_len = prompt_len
         self.marks = tuple(marks)
         self.layer = -1
+        self._keys: np.ndarray | None = None  # the current attention's key positions (key_positions)
         self.positions = mx.arange(0)
         self.original_sdpa: Callable[..., mx.array] | None = None
         # computed once, so an unhooked layer costs one dict lookup
@@ -131,12 +133,13 @@ class HookState:
         self.mark_attention = []
         self.group_attention = []
 
-    def ctx(self, layer: int, heads: int = 0) -> Ctx:
+    def ctx(self, layer: int, heads: int = 0, keys: np.ndarray | None = None) -> Ctx:
         """`heads`: how many heads this forward's attention holds (on a tensor-parallel model,
-        this rank's share of them), for lenses that pick heads by their global index."""
+        this rank's share of them), for lenses that pick heads by their global index; `keys`:
+        the position each attention key holds (`key_positions`)."""
         first, total = self.split.heads(heads) if self.split and heads else (0, heads)
         return Ctx(layer=layer, positions=self.positions, prompt_len=self.prompt_len,
-                   marks=self.marks, n_layers=self.n_layers, first_head=first, model_heads=total)
+                   marks=self.marks, n_layers=self.n_layers, first_head=first, model_heads=total, keys=keys)
 
     def head_mean(self, x: mx.array) -> mx.array:
         """A mean over the heads this process holds -> over every head of the model."""
@@ -158,9 +161,10 @@ class HookState:
             self.recorded[layer] = h
         return h
 
-    def _lens_bias(self, by_row: dict[int, list[Callable]], B: int, H: int, L: int, S: int) -> mx.array:
+    def _lens_bias(self, by_row: dict[int, list[Callable]], B: int, H: int, L: int, S: int,
+                   keys: np.ndarray | None) -> mx.array:
         """(B, 1 or H, L, S): each row's attention biases summed; zeros for other rows."""
-        ctx = self.ctx(self.layer, H)
+        ctx = self.ctx(self.layer, H, keys)
         rows = []
         for r in range(B):
             b = mx.zeros((1, 1, L, S), dtype=mx.float32)
@@ -197,9 +201,10 @@ class HookState:
             raise BadInput("attention lenses and capture do not support a quantized KV cache")
         B, H, L, _ = queries.shape
         S = keys.shape[2]
+        self._keys = key_positions(cache, S)
         bias = _additive_mask(mask, L, S, queries.dtype)  # (1 or B, 1, L, S) or None
         if biased:
-            bias = _sum_bias(bias, self._lens_bias(biased, B, H, L, S), queries.dtype)
+            bias = _sum_bias(bias, self._lens_bias(biased, B, H, L, S, self._keys), queries.dtype)
         if capture:
             probs = attention_probs(queries, keys, scale, bias, sinks)
             if edited:
@@ -233,11 +238,15 @@ class HookState:
     def _note_marks(self, p_last: mx.array) -> None:
         """The last query's share (B, H, 1, S) on the marks, and on each marked span apart, mean over heads."""
         B, S = p_last.shape[0], p_last.shape[-1]
-        marks = [m for m in self.marks if m < S]
-        self.mark_attention.append(p_last[:, :, 0, marks].sum(axis=-1).mean(axis=-1))
+        ctx = self.ctx(self.layer, keys=self._keys)
+
+        def share(positions: Sequence[int]) -> mx.array:
+            on = replace(ctx, marks=tuple(positions)).mark_keys(S)
+            return p_last[:, :, 0, mx.array(on)].sum(axis=-1).mean(axis=-1) if on else mx.zeros((B,))
+
+        self.mark_attention.append(share(self.marks))
         if self.mark_groups:
-            self.group_attention.append(mx.stack([p_last[:, :, 0, g].sum(axis=-1).mean(axis=-1) if g
-                                                  else mx.zeros((B,)) for g in self.mark_groups], axis=-1))
+            self.group_attention.append(mx.stack([share(g) for g in self.mark_groups], axis=-1))
 
     def _edited_probs(self, fns: list[Callable], q: mx.array, k: mx.array, scale, bias, r: int) -> mx.array:
         """Row r's probabilities (1, H, L, S) with its score functions (e.g. top-k sparsity) applied."""
@@ -245,10 +254,27 @@ class HookState:
         scores = (q.astype(mx.float32) * scale) @ k.swapaxes(-1, -2)
         if bias is not None:
             scores = scores + (bias[r : r + 1] if bias.shape[0] > 1 else bias).astype(mx.float32)
-        ctx = self.ctx(self.layer, q.shape[1])
+        ctx = self.ctx(self.layer, q.shape[1], self._keys)
         for fn in fns:
             scores = fn(ctx, scores)
         return mx.softmax(scores, axis=-1, precise=True)
+
+
+def key_positions(cache: Any, S: int) -> np.ndarray | None:
+    """The position each of the S keys holds, or None when key j is position j. mlx-lm's
+    RotatingKVCache (sliding-window layers: gemma2/3, mistral) keeps the last `max_size`
+    positions: in time order after a prompt chunk, in ring order once decoding wraps, with
+    the next write at `_idx` (the first `keep` slots are never overwritten)."""
+    offset, size = getattr(cache, "offset", None), getattr(cache, "max_size", None)
+    if not isinstance(offset, int) or not isinstance(size, int) or S == offset:
+        return None
+    idx, keep = int(getattr(cache, "_idx", S)), int(getattr(cache, "keep", 0))
+    if idx >= S:  # time order: the last S positions
+        return np.arange(offset - S, offset)
+    slots = np.arange(S)
+    ring = size - keep  # slot idx-1 was written last, with position offset-1
+    pos = offset - 1 - (idx - 1 - slots) % ring
+    return np.where(slots < keep, slots, pos)
 
 
 def _sum_bias(a: mx.array | None, b: mx.array, dtype: mx.Dtype) -> mx.array:

@@ -19,7 +19,9 @@ import numpy as np
 from lenscope.app.core import budget
 from lenscope.app.core.comparison import head_on
 from lenscope.app.core.hooks import HookState, hooked
+from lenscope.app.core.numerics import log_softmax
 from lenscope.app.errors import BadInput
+from lenscope.lenses import words
 from lenscope.lenses.base import Variant
 
 if TYPE_CHECKING:
@@ -51,10 +53,10 @@ def split_ids(engine: Engine, prompt: str, continuation: str) -> tuple[list[int]
     seam otherwise), else the two parts are tokenized apart."""
     p_ids = engine.encode(prompt)
     whole = engine.encode(prompt + continuation)
-    if whole[: len(p_ids)] == p_ids and len(whole) > len(p_ids):
-        return p_ids, whole[len(p_ids):]
-    c_ids = list(engine.tokenizer.encode(continuation, add_special_tokens=False))
-    return p_ids, c_ids
+    tail = [i for i in whole[len(p_ids):] if i not in words.special_ids(engine.tokenizer)]
+    if whole[: len(p_ids)] == p_ids and tail:
+        return p_ids, tail
+    return p_ids, words.continuation_ids(engine.tokenizer, continuation, "--continuation")
 
 
 def score(engine: Engine, prompt: str, continuation: str, variants: Sequence[Variant] = (),
@@ -86,7 +88,7 @@ def score(engine: Engine, prompt: str, continuation: str, variants: Sequence[Var
     out = []
     for r, v in enumerate(rows):
         lg = _logit_hooks(state, r, logits[r], c_ids)
-        lp = lg - mx.logsumexp(lg, axis=-1, keepdims=True)
+        lp = log_softmax(lg)
         picked = np.array(mx.take_along_axis(lp, target[:, None], axis=-1)[:, 0])
         out.append(RowScore(v.name, v.normalized(), [float(x) if np.isfinite(x) else float("-inf") for x in picked]))
     return p_ids, c_ids, out

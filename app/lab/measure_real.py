@@ -24,6 +24,7 @@ from lenscope.app.core.engine import Engine, Request
 from lenscope.app.core.logprob import score
 from lenscope.app.core.results import distinct_share
 from lenscope.app.lab import prompt_sets as ps
+from lenscope.lenses import words
 from lenscope.lenses.spec import parse
 
 
@@ -107,9 +108,9 @@ def patch(engine: Engine, n: int = 48, chat: bool = False,
     for i, item in enumerate(items):
         if progress:
             progress(f"patch {i + 1}/{len(items)}")
-        k = len(engine.encode(" " + item.answer))
+        k = len(words.word_ids(engine.tokenizer, item.answer, "answer"))
         others = [c for c in ps.FAKE_CITIES if c not in (item.answer, item.known)
-                  and len(engine.encode(" " + c)) == k]
+                  and len(words.word_ids(engine.tokenizer, c, "city")) == k]
         if not others:
             continue
         other = rng.choice(others)

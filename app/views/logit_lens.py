@@ -16,6 +16,7 @@ import mlx.core as mx
 import numpy as np
 
 from lenscope.app.core.capture import RowCapture, hidden_label
+from lenscope.app.core.numerics import log_softmax
 
 if TYPE_CHECKING:
     from lenscope.app.core.engine import Engine
@@ -44,7 +45,7 @@ def logit_lens(engine: Engine, hidden: np.ndarray, positions: Sequence[int], top
     for start in range(0, len(positions), chunk):  # bounds the (layers, chunk, vocab) logits
         h = mx.array(hidden[:, positions[start : start + chunk]])
         logits = engine.decode_hidden(h).astype(mx.float32)
-        logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        logp = log_softmax(logits)
         part = mx.argpartition(-logp, kth=top_k - 1, axis=-1)[..., :top_k]  # a full sort is 10x slower
         part_logp = mx.take_along_axis(logp, part, axis=-1)
         order = mx.argsort(-part_logp, axis=-1)
