@@ -16,6 +16,7 @@ row got there (sampling, other lenses in the stack, teacher-forced scoring).
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 import mlx.core as mx
@@ -27,21 +28,23 @@ from lenscope.lenses.errors import BadInput
 from lenscope.lenses.files import read_text
 from lenscope.lenses.probe import Probe
 
-_TOKENIZERS: dict[int, Any] = {}  # id(HF tokenizer) -> llguidance tokenizer (~1 s to build)
+# HF tokenizer -> {vocab size: llguidance tokenizer} (~1 s to build); weak, so a tokenizer
+# that is gone takes its entry along (an id() key could be reused by the next one)
+_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _ll_tokenizer(tokenizer: Any, vocab: int) -> Any:
     import llguidance.hf
 
     hf = getattr(tokenizer, "_tokenizer", tokenizer)
-    key = id(hf)
-    if key not in _TOKENIZERS:
+    built = _TOKENIZERS.setdefault(hf, {})
+    if vocab not in built:
         eos = sorted(getattr(tokenizer, "eos_token_ids", None) or []) or None
         try:
-            _TOKENIZERS[key] = llguidance.hf.from_tokenizer(hf, n_vocab=vocab, eos_token=eos)
+            built[vocab] = llguidance.hf.from_tokenizer(hf, n_vocab=vocab, eos_token=eos)
         except (ValueError, TypeError) as exc:
             raise BadInput(f"constrain: this tokenizer cannot be read by llguidance ({exc})") from None
-    return _TOKENIZERS[key]
+    return built[vocab]
 
 
 def allowed_mask(bitmask: np.ndarray, vocab: int) -> np.ndarray:

@@ -58,7 +58,16 @@ def real_model_or_skip(fetch):
     except BadInput as exc:
         if os.environ.get("LENSCOPE_REQUIRE_REAL_MODEL"):
             raise
-        pytest.skip(f"SmolLM2 unavailable: {exc}")
+        pytest.skip(f"real model unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def gemma_engine():
+    """gemma-3-270m Q4_K_M (SentencePiece, adds BOS), as lenscope runs it by default."""
+    from lenscope.app import models
+    from lenscope.app.core.engine import Engine
+
+    return Engine(real_model_or_skip(lambda: models.load("gemma3-270m")))
 
 
 @pytest.fixture(scope="session")

@@ -129,7 +129,7 @@ def test_refusals_are_one_line(tmp_path):
     missing = run(launch("sh", "-c", script), tmp_path, ok=False)
     said = [line for line in missing.stderr.splitlines() if line.startswith("lenscope:")]
     assert said == [f"lenscope: process 1: model '{tmp_path}/missing': no such folder or .gguf file, and not a "
-                    "named model (named: smollm2)"], missing.stderr
+                    "named model (named: smollm2, gemma3-270m)"], missing.stderr
     # a refusal on one process only, while preparing the run (a lens file missing on one machine)
     np.save(tmp_path / "d.npy", np.ones(256, dtype=np.float32))
     script = (f'if [ "$MLX_RANK" = 1 ]; then F={tmp_path}/gone.npy; else F={tmp_path}/d.npy; fi; '

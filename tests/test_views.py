@@ -263,3 +263,22 @@ def test_geometry_and_heads_cli(run_cli):
 def test_view_commands_refuse_bad_input_in_one_line(run_cli, args, words):
     code, _, err = run_cli(*args)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_one_layer_numbering_for_views_lenses_and_directions(run_cli, engine):
+    """`--layer L` in every command and `layers=L` in every lens name block L's output."""
+    from lenscope.lenses import directions
+
+    code, out, _ = run_cli("geometry", "--prompt", "the hat is green.", "--lens", "steer:layers=1,token=dog",
+                           "--max-tokens", "2", "--layer", "1", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["pca_layer"] == "L1" and data["layers"][0] == "emb"
+    # the cosine to the baseline first drops at the steered block's output, L1
+    cos = [min(c) for c in data["rows"][1]["cosine"]]
+    assert min(cos[:2]) > 1 - 1e-5 and cos[2] < 1 - 1e-3
+    code, out, _ = run_cli("geometry", "--prompt", "the hat is green.", "--max-tokens", "1", "--layer", "emb", "--json")
+    assert code == 0 and json.loads(out)["pca_layer"] == "emb"
+    # direction --layer 1 reads the same states: block 1's output
+    ids = engine.encode("the hat")
+    state = np.array(engine.hidden_states(ids, [1])[1][-1])
+    np.testing.assert_allclose(directions.text_state(engine, "the hat", 1), state)

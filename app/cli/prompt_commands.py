@@ -207,19 +207,27 @@ def add_geometry(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lens", action="append", default=[], metavar="SPEC", help=LENS_HELP)
     for name in ("max_tokens", "temperature", "seed"):
         add_setting(p, name)
-    p.add_argument("--layer", type=int_range(-1024, 1024, "--layer"), default=-1,
-                   help="hidden state for the PCA: 0 = the embeddings, l+1 = after block l, negative = from the end")
+    p.add_argument("--layer", default="-1", metavar="L",
+                   help="the states the PCA reads: the output of block L (as lens layers= count), negative = "
+                        "from the end, emb = the token embeddings")
     add_json(p, "geometry")
 
 
 def cmd_geometry(args) -> None:
     from lenscope.app.views.hidden_states import geometry_json
 
+    n = None
+    if args.layer != "emb":
+        try:
+            n = int(args.layer)
+        except ValueError:
+            raise BadInput(f"--layer {args.layer!r}: a block number (negative: from the end) or emb") from None
     engine, _, caps = _compare_and_capture(args)
-    n = engine.n_layers + 1
-    if not -n <= args.layer < n:
-        raise BadInput(f"--layer {args.layer}: hidden states are 0..{n - 1} (0: embeddings), or negative from the end")
-    data = {"model": engine.loaded.name, **geometry_json(caps, args.layer)}
+    blocks = engine.n_layers
+    if n is not None and not -blocks <= n < blocks:
+        raise BadInput(f"--layer {n}: the model has {blocks} blocks (0..{blocks - 1}, negative from the end, or emb)")
+    index = 0 if n is None else n % blocks + 1  # hidden state l + 1 is block l's output
+    data = {"model": engine.loaded.name, **geometry_json(caps, index)}
     if args.json:
         emit(data)
         return
