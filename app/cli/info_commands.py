@@ -56,12 +56,18 @@ def add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check the platform, MLX backend, BLAS, kernel self-tests and a model")
     p.set_defaults(func=cmd_doctor)
     add_model(p)
+    p.add_argument("--remeasure", action="store_true",
+                   help="forget every kept --precision auto choice, then measure this model's again")
     add_json(p, "doctor")
 
 
 def cmd_doctor(args) -> None:
     from lenscope.app.lab.doctor import render, report
 
+    if args.remeasure:
+        from lenscope.app.models.precision_choice import forget
+
+        forget()
     rep = report(args.model, args.precision)
     emit(rep) if args.json else print(render(rep))
     if not rep["model"].get("loads"):  # the report is still useful; the failing input gets its line

@@ -49,7 +49,8 @@ def report(model: str | None = None, precision: str | None = None) -> dict[str, 
         loaded = models.load(model, precision=precision)
         out["model"].update(loads=True, load_s=round(time.perf_counter() - t, 3), path=str(loaded.path),
                             layers=len(loaded.model.layers), model_type=getattr(loaded.model, "model_type", None),
-                            precision=loaded.precision, measured_ms=loaded.measured)
+                            precision=loaded.precision, measured_ms=loaded.measured,
+                            precision_how=loaded.precision_how)
         if source := _gguf_source(loaded.path):
             out["model"]["gguf"] = source
     except BadInput as exc:
@@ -91,6 +92,11 @@ def render(rep: dict[str, Any]) -> str:
         prefill, rows, steps = RUN_SHAPE
         lines.append(f"cpu path    measured on the first block's linears ({prefill}-token prefill + {steps} steps of "
                      f"{rows} rows): {times}")
+    if m.get("precision_how"):
+        from lenscope.app.models.precision_choice import cache_file
+
+        lines.append(f"auto choice {m['precision_how']}, kept in {cache_file()} for this model, machine and BLAS "
+                     f"(lenscope doctor --remeasure measures again)")
     if g := m.get("gguf"):
         lines.append(f"gguf        {g.get('architecture')}, {g.get('quantization')}: "
                      f"{', '.join(g.get('tensor_types') or [])} from {g.get('source')}")

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import mlx.nn as nn
 
 from lenscope.app.errors import BadInput
-from lenscope.app.models import precision
+from lenscope.app.models import precision, precision_choice
 from lenscope.app.models.sources import DEMO_MODEL_DIR, DEMO_MODEL_NAME, resolve_model
 
 
@@ -23,6 +23,7 @@ class LoadedModel:
     path: Path
     precision: str = "native"  # what runs: native, or float32/bfloat16/float16 (dequantized)
     measured: dict[str, float] = field(default_factory=dict)  # ms per way of running (precision.measure_paths)
+    precision_how: str = ""  # auto: "measured now" or "kept since ..." (precision_choice)
 
     def precision_line(self) -> str:
         """The precision and, when auto chose it by measuring, how much faster it was than
@@ -30,7 +31,8 @@ class LoadedModel:
         chosen = self.precision.split()[0]
         if chosen == "native" or chosen not in self.measured or not self.measured.get("native"):
             return self.precision
-        return f"{self.precision[:-1]}; {self.measured['native'] / self.measured[chosen]:.1f}x native, measured)"
+        how = "kept" if self.precision_how.startswith("kept") else "measured"
+        return f"{self.precision[:-1]}; {self.measured['native'] / self.measured[chosen]:.1f}x native, {how})"
 
     @property
     def n_layers(self) -> int:
@@ -94,11 +96,16 @@ def apply_precision(loaded: LoadedModel, requested: str | None,
     model = loaded.model
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     backend = "gpu" if mx.default_device() == mx.gpu else "cpu"
-    if backend == "cpu" and (requested or "auto") == "auto":
-        loaded.measured = precision.measure_paths(model, memory=precision.physical_bytes() * processes)
-    if agree:  # always, so every process makes this exchange whatever its own backend
-        loaded.measured = agree(loaded.measured)
-    chosen = precision.pick_precision(requested, backend, loaded.measured)
+    auto = backend == "cpu" and (requested or "auto") == "auto"
+    if auto and not agree:  # chosen once per model and machine, and kept
+        chosen, loaded.measured, loaded.precision_how = precision_choice.choose(
+            model, loaded.tokenizer, loaded.path, precision.physical_bytes())
+    else:
+        if auto:
+            loaded.measured = precision.measure_paths(model, memory=precision.physical_bytes() * processes)
+        if agree:  # always, so every process makes this exchange whatever its own backend
+            loaded.measured = agree(loaded.measured)
+        chosen = precision.pick_precision(requested, backend, loaded.measured)
     if chosen == "native":
         loaded.precision = "native" + (" (quantized)" if quantized else "")
         return
