@@ -63,6 +63,11 @@ def test_every_lens_on_the_split_model_equals_one_process(tmp_path, one_process)
         assert np.abs(one["greedy_logits"][0, r] - base).max() > 1e-2, spec
 
 
+# JSON rounds floats (4 decimals for attention): a last-bit difference can flip the last
+# printed digit, so printed values agree to one step of that rounding
+PRINTED = 1.5e-4
+
+
 def _same(a, b, tol: float, where: str = "") -> None:
     """JSON equal, floats within tol."""
     if isinstance(a, float) or isinstance(b, float):
@@ -98,7 +103,7 @@ def test_commands_on_the_split_model_print_what_one_process_prints(tmp_path, com
     for data in (one, two):
         data.pop("timing", None)
         data.pop("precision", None)
-    _same(two, one, 1e-5, command)
+    _same(two, one, PRINTED, command)
 
 
 def test_run_on_the_split_model_equals_one_process(tmp_path):
@@ -110,7 +115,7 @@ def test_run_on_the_split_model_equals_one_process(tmp_path):
     one, two = records(tmp_path / "one"), records(tmp_path / "two")
     for a, b in zip(one, two):
         a.pop("precision", None), b.pop("precision", None)
-    _same(two, one, 1e-5)
+    _same(two, one, PRINTED)
     assert not (tmp_path / "two" / "shards").exists()  # nothing to merge: rank 0 wrote it all
 
 
