@@ -18,7 +18,8 @@ SOURCE_PARAMS = (
     Param("row", "choice", "embedding", "which matrix `token` reads", choices=("embedding", "unembedding")),
     Param("file", "str", "", "direction from a .npy or .safetensors file"),
 )
-POSITIONS = Param("positions", "choice", "all", "which positions to act on",
+POSITIONS = Param("positions", "choice", "all", "which positions to act on (generated: every position that "
+                  "predicts an output token, the last prompt position included)",
                   choices=("all", "prompt", "generated", "marked"))
 
 

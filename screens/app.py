@@ -86,6 +86,7 @@ class LenscopeApp(App):
         super().__init__()
         self.show_speed = show_speed  # off in snapshot tests: timings differ run to run
         self.model_spec = model
+        self.model_note = ""  # why the model differs from the opened session's (app.tui.launch)
         self.trust_remote_code = trust_remote_code
         self.load_error = ""
         first_look = prompt is None and not marks and not lens_specs and session is None
@@ -150,6 +151,7 @@ class LenscopeApp(App):
         self.main.query_one(ProgressBar).update(total=None)
         self.runner.load(self.model_spec, self.trust_remote_code)
         self.sessions.offer_recovery()
+        self.sessions.follow_edits()
 
     @property
     def pane(self) -> ComposePane:
@@ -202,7 +204,8 @@ class LenscopeApp(App):
             return
         chat_part = [f"chat: {self.pane.chat_template}"] if self.ws.chat else []  # before what a narrow header cuts
         marked = [f"{len(self.ws.marks)} marked"] if self.ws.marks else []
-        self.sub_title = " · ".join([e.loaded.name, e.loaded.precision_line(), *chat_part, *marked,
+        note = [self.model_note] if self.model_note else []  # --model over a session's own: said while it runs
+        self.sub_title = " · ".join([e.loaded.name, *note, e.loaded.precision_line(), *chat_part, *marked,
                                      e.backend, f"{e.n_layers} layers"])
 
     @on(ComposePane.Edited)
@@ -224,6 +227,7 @@ class LenscopeApp(App):
         if not self.runner.free():
             return
         self.pane.pull_fields()
+        self.sessions.recover()  # a kill during the prefill or the turn loses nothing
         if self.ws.conversation is not None:
             self.conversations.start_turn()
             return

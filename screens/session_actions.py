@@ -1,9 +1,9 @@
 """Sessions from the TUI: save, open, export a report, and nothing lost.
 
 Nothing lost: quitting with unsaved changes asks (save / discard / cancel); while the app
-runs, the session is written atomically to a recovery file after each run or turn
-(`RECOVERY/<pid>.json`), removed when the app quits as asked; a recovery file whose
-process is gone is offered at the next launch.
+runs, the session is written atomically to a recovery file within a second of every edit
+and when a run or turn starts (`RECOVERY/<pid>.json`), removed when the app quits as
+asked; a recovery file whose process is gone is offered at the next launch.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from lenscope.screens.lens_dialogs import PathPrompt
 
 if TYPE_CHECKING:
     from lenscope.screens.app import LenscopeApp
+
+
+AUTOSAVE_S = 1.0  # how often the recovery file follows the edits
 
 
 def _alive(pid: int) -> bool:
@@ -51,6 +54,7 @@ class SessionActions:
         self.path: str | None = None  # the session file last saved or opened
         self.recovery = recovery  # the folder of recovery files; None: none written
         self.clean = ""  # the session as last saved, opened or started: quitting from it asks nothing
+        self._written: str | None = None  # the session as last written to the recovery file
 
     def current(self) -> sessions.Session:
         # marks index the tokens the model reads: the templated prompt's in chat mode
@@ -111,8 +115,9 @@ class SessionActions:
         ws.result_inputs = ws.inputs_key()
         app.show_result(result)
         app.views.show_captures({}, "attention is not saved in sessions: ctrl+r runs again" if result else "")
-        if app.model_spec is None and s.model:
-            app.notify(f"session was made with model {s.model}; start with --model to use it")
+        if (s.model or None) != (app.model_spec or None):
+            app.notify(f"session was made with model {s.model or 'the bundled one'}; this one is "
+                       f"{app.model_spec or 'the bundled one'}", severity="warning", timeout=10)
         if not quiet:
             again = "ctrl+r sends the next turn" if ws.conversation is not None else "ctrl+r runs again"
             app.notify(f"opened {path}" + (f" with saved outputs ({again})" if result else ""))
@@ -179,14 +184,24 @@ class SessionActions:
     def own_recovery(self) -> Path | None:
         return self.recovery / f"{os.getpid()}.json" if self.recovery else None
 
+    def follow_edits(self) -> None:
+        """Every second, the session is written to the recovery file when it changed: a kill at
+        any moment (editing, prefill, mid-turn) loses at most the last second of typing."""
+        self.app.set_interval(AUTOSAVE_S, self.recover)
+
     def recover(self) -> None:
-        """After a run or a turn: the session as it is, written atomically to the recovery file."""
+        """The session as it is, written atomically to the recovery file when it changed since
+        the last write (and, before the first, since it was opened or started)."""
         target = self.own_recovery()
         if target is None:
+            return
+        key = self._key()
+        if key == self._written or (self._written is None and key == self.clean):
             return
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             sessions.save(self.current(), target)
+            self._written = key
         except (BadInput, OSError) as exc:  # a full disk must not stop the app: say it once
             self.app.notify(f"recovery file '{target}': {exc}", severity="warning")
             self.recovery = None

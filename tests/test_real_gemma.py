@@ -4,6 +4,7 @@ and lenses that take a word act on that word's tokens, never on BOS."""
 
 from __future__ import annotations
 
+import mlx.core as mx
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
@@ -41,7 +42,7 @@ def test_every_lens_kind_acts_and_restores_the_weights(gemma_engine):
     active = {k: a for k, (_, a) in CASES.items() if a}
     active["head-scale"] = "head-scale:scale=0,heads=0|1|2|3"  # gemma-3-270m has 4 heads
     active["steer"] = "steer:strength=200,token=happy"  # hidden states of norm ~ 1e3
-    before = {k: np.array(v).tobytes() for k, v in tree_flatten(eng.model.parameters())[:40]}
+    before = {k: np.array(v.view(mx.uint8)).tobytes() for k, v in tree_flatten(eng.model.parameters())[:40]}
     run = eng.compare(Request(prompt, [parse_inline(s) for s in active.values()], marks, max_tokens=3,
                               stop_at_eos=False, keep_logits=True))
     res = run.run()
@@ -53,7 +54,7 @@ def test_every_lens_kind_acts_and_restores_the_weights(gemma_engine):
                                                                              atol=1e-3)
         assert changed, f"{spec} did nothing on gemma"
         assert eng.tokenizer.bos_token_id not in row.token_ids, spec
-    assert {k: np.array(v).tobytes() for k, v in tree_flatten(eng.model.parameters())[:40]} == before
+    assert {k: np.array(v.view(mx.uint8)).tobytes() for k, v in tree_flatten(eng.model.parameters())[:40]} == before
 
 
 def test_every_view_renders(gemma_engine, run_cli):

@@ -198,7 +198,7 @@ def test_quantized_model_split_equals_one_process(tmp_path, quantized_demo):
     assert all(kl[0] > 1e-3 for kl in (r["kl_from_baseline"] for r in one["rows"][1:]))  # each lens acts
     for data in (one, two):
         data.pop("timing")
-    _same(two, one, 1e-5)
+    _same(two, one, 1.5e-5)  # 5 printed decimals: one step of their rounding
 
 
 REAL = ["generate", "--model", "smollm2", "--precision", "float32", "--prompt", "The key is in the blue box. Tom put his hat on the table. "
@@ -251,7 +251,7 @@ list = "positive"
     assert (two / "best.toml").read_text() == (one / "best.toml").read_text()
     assert (two / "report.md").read_text() == (one / "report.md").read_text()
     lines = [[json.loads(line) for line in (d / "results.jsonl").read_text().splitlines()] for d in (one, two)]
-    _same(lines[1], lines[0], 1e-5)
+    _same(lines[1], lines[0], 1.5e-5)
     assert not (two / "shards").exists() and split.stdout.count("best:") == 1
 
 

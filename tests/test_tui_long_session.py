@@ -228,6 +228,38 @@ async def test_recovery_file_after_each_run_and_offered_after_a_crash(tmp_path):
         assert not dead.exists()
 
 
+async def test_the_recovery_file_follows_every_edit_and_a_run_start(tmp_path):
+    """A kill while editing loses at most the last second; a kill in the prefill loses nothing."""
+    from lenscope.screens.session_actions import AUTOSAVE_S
+
+    a = app(lens_specs=["identity"], recovery=tmp_path)
+    own = tmp_path / f"{os.getpid()}.json"
+    async with a.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.pause(AUTOSAVE_S + 0.3)
+        assert not own.exists()  # nothing edited yet: nothing to recover
+        area = a.pane.query_one("#prompt", TextArea)
+        area.focus()
+        area.move_cursor(area.document.end)
+        await pilot.press(*" a note")
+        a.ws.variants.append(Variant("emphasis:strength=2", [build_lens({"kind": "emphasis", "strength": 2}, "test")]))
+        a.main.query_one(VariantList).show()
+        await pilot.pause(AUTOSAVE_S + 0.3)
+        kept = sessions.load(own)  # killed here: the edits are back on relaunch
+        assert kept.prompt == PROMPT + " a note" and [v.name for v in kept.variants][-1] == "emphasis:strength=2"
+        assert kept.result is None
+        await pilot.press("ctrl+r")  # written as the run starts, before any token
+        assert sessions.load(own).prompt == PROMPT + " a note"
+        await settle(pilot)
+    own.rename(tmp_path / "999999999.json")
+    b = app(prompt="something else", recovery=tmp_path)
+    async with b.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        assert b.ws.prompt == PROMPT + " a note" and b.ws.variants[-1].name == "emphasis:strength=2"
+
+
 # -- a seeded random session ---------------------------------------------------------------------------------
 WORDS = {"positive": ["blue"], "negative": ["red"], "token": "blue", "a": "blue", "b": "red",
          "concepts": ["blue", "red"], "source": "the key is red.", "words": ["blue"], "regex": "[a-z ]+",

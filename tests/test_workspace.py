@@ -123,3 +123,27 @@ def test_progress_snapshots_do_not_change_while_the_run_goes_on(engine):
     for _ in steps:
         pass
     assert [r.token_ids for r in snap.rows] == shown and len(run.result.rows[0].top) > len(snap.rows[0].top)
+
+
+def test_a_session_brings_its_model(tmp_path, run_cli):
+    import json
+
+    from lenscope.app.io import session as sessions
+    from lenscope.app.tui.launch import session_model
+
+    def saved(model):
+        path = tmp_path / f"{abs(hash(model))}.json"
+        path.write_text(json.dumps(sessions.Session(prompt="hi", model=model).to_json()))
+        return str(path)
+
+    assert session_model(saved("smollm2"), None) == ("smollm2", "")
+    assert session_model(saved(None), None) == (None, "")  # the bundled model
+    assert session_model(saved("smollm2"), "smollm2") == ("smollm2", "")
+    assert session_model(saved("smollm2"), None)[0] == "smollm2"
+    # --model wins, and the header keeps saying so
+    assert session_model(saved("smollm2"), "gemma3-270m") == ("gemma3-270m", "session made with smollm2")
+    # a model that is not here: one line, exit 2, before anything is shown
+    missing = saved(str(tmp_path / "gone.gguf"))
+    code, out, err = run_cli("tui", "--session", missing)
+    assert code == 2 and out == "" and "its model" in err and "cannot be found" in err
+    assert len(err.strip().splitlines()) == 1

@@ -34,8 +34,9 @@ def add_tui(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_tui(args) -> None:
-    from lenscope.app.tui.launch import run_tui
+    from lenscope.app.tui.launch import run_tui, session_model
 
+    args.model, args.model_note = session_model(args.session, args.model)  # a session brings its model
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise BadInput("the TUI needs a terminal (stdin or stdout is not one); for scripts use "
                        "`lenscope generate` or `lenscope run`")

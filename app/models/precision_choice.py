@@ -67,13 +67,15 @@ def read_all() -> dict[str, Any]:
 
 
 def _write(entries: dict[str, Any]) -> None:
-    from lenscope.app.io.session import atomic_write
-
+    """Whole or not at all (a temp file, then a rename): two processes may load at once."""
+    target = cache_file()
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        cache_file().parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache_file(), json.dumps(entries, indent=1, sort_keys=True) + "\n")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
     except OSError:
-        pass  # a read-only cache: measured again next time, the same way
+        tmp.unlink(missing_ok=True)  # a read-only cache: measured again next time, the same way
 
 
 def forget() -> int:
@@ -87,11 +89,15 @@ def forget() -> int:
 
 
 def _question_ids(tokenizer: Any) -> list[int]:
-    from lenscope.app.chat.templates import model_prompt, template_name
-
-    text, _ = model_prompt(tokenizer, QUESTION, template_name(tokenizer) is not None, None)
-    bos = getattr(tokenizer, "bos_token", None)
-    return list(tokenizer.encode(text, add_special_tokens=not (bos and text.startswith(bos))))
+    """The question in the model's chat template when it has one (an instruct model answers
+    there), else as plain text; BOS once."""
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            return list(tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}],
+                                                      add_generation_prompt=True, tokenize=True))
+        except Exception:  # noqa: BLE001 (a template that fails on a plain question: the plain text)
+            pass
+    return list(tokenizer.encode(QUESTION))
 
 
 def _greedy(model: nn.Module, ids: list[int]) -> list[int]:

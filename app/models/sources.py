@@ -189,6 +189,20 @@ def named_folder(name: str, progress: Progress = None) -> Path:
     return gguf_folder(fetch_named(name, progress), progress, sha256=NAMED[name]["sha256"])
 
 
+def model_exists(spec: str) -> bool:
+    """Whether a --model value names something that can be had without guessing: a named
+    model, a store or hub id, or an existing file or folder (nothing is fetched here)."""
+    if spec in NAMED or spec.startswith("ollama:"):
+        return True
+    try:
+        path = Path(spec).expanduser()
+    except RuntimeError:
+        return False
+    if path.exists():
+        return True
+    return spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and path.suffix.lower() != ".gguf"
+
+
 def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str]:
     """(display name, a local mlx-lm folder or a hub id) for a --model value.
 
