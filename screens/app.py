@@ -182,6 +182,7 @@ class LenscopeApp(App):
             self.sessions.mark_clean()
 
     def on_failed(self, message: jobs.Failed) -> None:
+        self.views.stop_waiting()
         if message.what == "model":
             self.load_error = message.message
             self.main.query_one(ProgressBar).update(total=1, progress=0)

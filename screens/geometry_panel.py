@@ -85,7 +85,8 @@ class GeometryPanel(Panel):
         caps = [self.captures.get(r) for r in range(len(self.result.rows))] if self.result else []
         if not caps or any(c is None or c.hidden is None for c in caps):
             header.update("geometry")
-            view.show(None, empty="no capture yet: run a comparison (ctrl+r); geometry reads its hidden states")
+            view.show(None, empty=self.app.views.empty_note("no capture yet: run a comparison (ctrl+r); geometry "
+                                                            "reads its hidden states"))
             pca.update("")
             return
         cap, base = caps[self.row], caps[0]

@@ -109,7 +109,8 @@ class HeadMapPanel(Panel):
         """The grid shown now and what it is, or None and why not."""
         cap = self.captures.get(self.row)
         if self.result is None or cap is None:
-            return None, "no capture yet: run a comparison (ctrl+r); the head map reads its attention"
+            return None, self.app.views.empty_note("no capture yet: run a comparison (ctrl+r); the head map reads "
+                                                   "its attention")
         if self.mode in ROLES:
             if self.roles is None:
                 return None, "measuring head roles on a repeated random sequence…"

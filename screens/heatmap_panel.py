@@ -122,7 +122,7 @@ class HeatmapPanel(Panel):
         stale = "[b yellow]stale[/] · " if self.stale else ""
         if self.result is None or not self.attention:
             header.update(f"{stale}attention heatmap   (c charts)")
-            view.show(None, empty=self.empty_note)
+            view.show(None, empty=self.app.views.empty_note(self.empty_note))
             scale.update("")
             return
         first = next(iter(self.attention.values()))

@@ -139,7 +139,8 @@ class LogitLensPanel(Panel):
         cap = self.captures.get(self.row)
         if self.result is None or cap is None:
             header.update("logit lens")
-            view.table, view.empty = None, "no capture yet: run a comparison (ctrl+r); the logit lens reads it"
+            view.table = None
+            view.empty = self.app.views.empty_note("no capture yet: run a comparison (ctrl+r); the logit lens reads it")
             chart.display = False
             view.refresh()
             return

@@ -277,7 +277,7 @@ class Runner:
     def tree(self, prompt: str, options: dict[str, Any], apply: Callable[[Any], None]) -> bool:
         def body() -> None:
             from lenscope.app.batch.scores import Score
-            from lenscope.app.batch.tree import grow, tree_progress
+            from lenscope.app.batch.tree import grow, tree_done, tree_progress
 
             worker = get_current_worker()
             start, last = time.perf_counter(), [0.0]
@@ -292,6 +292,8 @@ class Runner:
 
             tree = grow(self.engine, prompt, Score.from_data([{"kind": "fluency"}], "tree"), options,
                         progress=progress)
+            # after every progress line (messages keep their order): the status ends with the result
+            self.app.post_message(JobProgress(tree_done(tree, time.perf_counter() - start)))
             self.app.post_message(ViewReady(lambda: apply(tree)))
 
         return self.start("tree", body)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from textual.content import Content
 from textual.message import Message
+from textual.notifications import Notification, Notify
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
@@ -42,6 +43,7 @@ class VariantList(OptionList):
         Key("t", "edit_variant_spec", "edit the highlighted variant as a spec (KIND:key=value, + stacks)",
             title="Edit variant as spec"),
         Key("x,delete", "remove_variant", "remove the highlighted variant", "remove", "Remove lens variant"),
+        Key("u", "undo_remove", "put the last removed variant back", "undo", "Undo variant removal"),
         Key("ctrl+up", "move_variant(-1)", "move the variant up / down"),
         Key("ctrl+down", "move_variant(1)", "move the variant up / down"),
         Key("l", "load_lens_file", "load variants from a .toml or .json lens file", title="Load lens file"),
@@ -58,6 +60,7 @@ class VariantList(OptionList):
     def __init__(self, ws: Workspace, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ws = ws
+        self._toast: Notification | None = None  # the last removal's toast, replaced by the next
 
     def show(self, highlight: int | None = None) -> None:
         variants = self.ws.variants
@@ -117,7 +120,24 @@ class VariantList(OptionList):
         if i is not None:
             removed = self.ws.remove_variant(i)
             self.post_message(self.Changed(i))
-            self.notify(f"removed {removed.name}")
+            self._say(f"removed {removed.name} · u puts it back" + (f" ({len(self.ws.removed)} removed)"
+                                                                       if len(self.ws.removed) > 1 else ""))
+
+    def action_undo_remove(self) -> None:
+        back = self.ws.undo_remove()
+        if back is None:
+            self._say("nothing removed to put back")
+            return
+        i = self.ws.variants.index(back)
+        self.post_message(self.Changed(i))
+        self._say(f"put back {back.name}")
+
+    def _say(self, text: str) -> None:
+        """One toast for a burst of removals and undos, not one each (12 would cover the screen)."""
+        if self._toast is not None and self._toast in self.app._notifications:  # not expired yet
+            self.app._unnotify(self._toast)
+        self._toast = Notification(text, "", "information", 4, markup=False)
+        self.app.post_message(Notify(self._toast))
 
     def action_move_variant(self, delta: int) -> None:
         i = self._highlighted()

@@ -27,10 +27,18 @@ if TYPE_CHECKING:
     from lenscope.screens.app import LenscopeApp
 
 
+WAITING = "capturing after the run… the views fill in when it ends"
+
+
 class ViewActions:
     def __init__(self, app: LenscopeApp) -> None:
         self.app = app
         self.ws = app.ws
+        self.waiting = False  # a run is going and its capture follows: what an empty view says
+
+    def empty_note(self, otherwise: str) -> str:
+        """What an empty view says: that the capture follows the run, or `otherwise`."""
+        return WAITING if self.waiting else otherwise
 
     def _q(self, widget: type) -> Any:
         return self.app.main.query_one(widget)
@@ -64,12 +72,22 @@ class ViewActions:
 
     # -- captures ----------------------------------------------------------------------------------
     def clear_captures(self) -> None:
-        """A run starts: no view keeps showing the last result's attention."""
+        """A run starts: no view keeps showing the last result's attention; each says the
+        capture follows."""
+        self.waiting = True
         self.show_captures({})
+
+    def stop_waiting(self) -> None:
+        """A run or its capture failed: the views say again that nothing is captured."""
+        if self.waiting:
+            self.waiting = False
+            self.show_captures({})
 
     def show_captures(self, captures: dict[int, RowCapture], empty: str = "") -> None:
         """Every view reads the same captures of the result on screen."""
         self.ws.captures = captures
+        if captures or empty:
+            self.waiting = False
         res = self.ws.result
         self._q(HeatmapPanel).set_data(res, {r: c.attention for r, c in captures.items()}, empty=empty)
         self._q(HeadMapPanel).set_data(res, captures, self.auto_head_flags())

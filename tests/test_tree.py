@@ -92,6 +92,8 @@ def test_progress_line_says_nodes_tokens_and_time_left():
 
     assert tree_progress(0, 64, 1, 0.0) == "growing a tree… 1 nodes · 0/64 tokens · escape cancels"
     assert tree_progress(16, 64, 5, 4.0) == "growing a tree… 5 nodes · 16/64 tokens · ~12 s left · escape cancels"
+    # the last branch may pass the budget: never 65/64 and a negative time
+    assert tree_progress(65, 64, 39, 9.0) == "growing a tree… 39 nodes · 64/64 tokens · ~0 s left · escape cancels"
 
 
 def test_grow_reports_progress_with_node_counts(engine):

@@ -152,6 +152,8 @@ async def test_tree_options_progress_and_arrows():
         await pilot.press("g")
         await settle(pilot)
         assert panel.grown is not None and panel.grown.options["k"] == 3 and panel.grown.options["budget"] == 12
+        status = str(a.main.query_one("#status").render())
+        assert status.startswith(f"tree grown: {len(panel.grown.nodes)} nodes") and "growing" not in status
         tree = panel.query_one(Tree)
         assert tree.has_focus
         before = tree.cursor_line
@@ -374,3 +376,21 @@ async def test_random_sessions(tmp_path, monkeypatch):
             total[k] = total.get(k, 0) + v
     print(f"random sessions: {seeds} seeds, {seconds:g} s, {total}")
     assert total["runs"] + total["turns"] > 0
+
+
+async def test_removed_variants_come_back_with_u_and_one_toast_says_so():
+    a = app(lens_specs=["identity", "emphasis:strength=2", "decay", "steer:token=blue,strength=4"])
+    async with a.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        names = [v.name for v in a.ws.variants]
+        listed = a.main.query_one(VariantList)
+        listed.focus()
+        listed.highlighted = 1
+        await pilot.press("x", "x", "x")
+        await pilot.pause()
+        assert [v.name for v in a.ws.variants] == [names[0]]
+        assert len(a._notifications) == 1 and "3 removed" in list(a._notifications)[0].message
+        await pilot.press("u", "u", "u")
+        await pilot.pause()
+        assert [v.name for v in a.ws.variants] == names
+        assert len(a._notifications) == 1

@@ -201,3 +201,21 @@ async def test_export_writes_the_comparison_on_screen_as_html_and_md(tmp_path):
         assert [r["token_ids"] for r in rec["rows"]] == [r.token_ids for r in a.ws.result.rows]
         assert len(rec["attention"]["rows"]) == 3 and "lenscope tui" in page
         assert "emphasis" in (tmp_path / "exp" / "report.md").read_text()
+
+
+async def test_every_view_says_the_capture_follows_while_a_run_goes():
+    from lenscope.screens.view_actions import WAITING
+
+    a = app(lens_specs=["identity"])
+    async with a.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        a.views.clear_captures()  # what a run's start does
+        for tab in ("f4", "f5", "f6", "f7"):
+            await pilot.press(tab)
+            await pilot.pause()
+            assert WAITING in "\n".join(str(s.render()) for s in a.main.query("Static, HeatmapView, LensTableView")
+                                        if s.display), tab
+        a.views.stop_waiting()  # the run failed: nothing will come
+        await pilot.press("f4")
+        await pilot.pause()
+        assert not any(WAITING in str(s.render()) for s in a.main.query("Static, HeatmapView"))

@@ -90,9 +90,20 @@ def entropy(logits: np.ndarray) -> float:
 
 
 def tree_progress(done: int, total: int, nodes: int, elapsed: float) -> str:
-    """The status line while a tree grows: nodes, tokens, and the time left at the rate so far."""
-    left = f" · ~{elapsed / done * (total - done):.0f} s left" if done else ""
+    """The status line while a tree grows: nodes, tokens, and the time left at the rate so far
+    (a last branch may pass the budget: the count stops at it, the time at 0)."""
+    done = min(done, total)
+    left = f" · ~{max(0.0, elapsed / done * (total - done)):.0f} s left" if done else ""
     return f"growing a tree… {nodes} nodes · {done}/{total} tokens{left} · escape cancels"
+
+
+def tree_done(tree: Tree, elapsed: float) -> str:
+    """The status line once a tree has grown: what it holds and its best leaf."""
+    leaves = tree.leaves()
+    best = leaves[0] if leaves else None
+    score = f" · best leaf scores {best.score:.3f}" if best is not None and best.score is not None else ""
+    return (f"tree grown: {len(tree.nodes)} nodes, {len(leaves)} leaves, {tree.tokens_used} tokens in "
+            f"{elapsed:.1f} s{score}")
 
 
 def grow(engine: Engine, prompt: str, score: Score, options: dict[str, Any], temperature: float = 0.0, seed: int = 0,

@@ -38,6 +38,7 @@ class Workspace:
     system: str = ""  # the system message as typed (used in chat mode only)
     chat: bool = False
     variants: list[Variant] = field(default_factory=list)
+    removed: list[tuple[int, Variant]] = field(default_factory=list)  # (index, variant) for undo, last last
     marks: set[int] = field(default_factory=set)  # indices into prompt_tokens (the templated prompt's in chat mode)
     fields: dict[str, str] = field(default_factory=lambda: {k: f"{settings.defaults()[k]:g}" for k in FIELDS})
     # what the model reads, from the last retokenize
@@ -195,7 +196,17 @@ class Workspace:
         return index
 
     def remove_variant(self, index: int) -> Variant:
-        return self.variants.pop(index)
+        removed = self.variants.pop(index)
+        self.removed.append((index, removed))
+        return removed
+
+    def undo_remove(self) -> Variant | None:
+        """Put the last removed variant back where it was; None when nothing was removed."""
+        if not self.removed:
+            return None
+        index, variant = self.removed.pop()
+        self.variants.insert(min(index, len(self.variants)), variant)
+        return variant
 
     def move_variant(self, index: int, delta: int) -> bool:
         j = index + delta
