@@ -167,8 +167,9 @@ class SessionActions:
             elif self.ws.captures:  # as `run` with capture_attention: the mean over layers and heads per row
                 record["attention"] = {"rows": [attention_row(c.name, c.tokens, c.attention)
                                                 for _, c in sorted(self.ws.captures.items())]}
+            # what the outputs ran with, not what the model loaded with now
             meta = {"lenscope": metadata.version("lenscope"), "model": app.model_spec or engine.loaded.name,
-                    "precision": engine.loaded.precision, "backend": engine.backend,
+                    "precision": record.get("precision") or engine.loaded.precision, "backend": engine.backend,
                     "reproduce": "lenscope tui" + (f" --model {app.model_spec}" if app.model_spec else "")
                                  + (f" --session {self.path}" if self.path else "")}
             try:

@@ -267,3 +267,16 @@ def test_messages_are_found_where_they_are_not_in_the_templates_own_words(engine
     assert offsets[0][0] == text.index("<|user|>") + len("<|user|>")
     lay = convs.layout(engine, messages)
     assert "".join(engine.token_text(lay.ids[i]) for i in sorted(lay.tokens_of(Mark(0, 0, 4)))) == "user"
+
+
+def test_a_conversations_record_says_the_precision_its_turns_ran_with(engine, monkeypatch):
+    """A conversation run in float32 and exported after a relaunch that loaded native says float32."""
+    from lenscope.app.chat import conversation as convs
+
+    monkeypatch.setattr(convs, "fade", lambda conv: {})  # these turns hold results only
+    conv = convs.Conversation.start()
+    conv.turns = [{"setup": {}, "results": [{"precision": "float32 (dequantized)"}]}]
+    assert engine.loaded.precision != "float32 (dequantized)"
+    assert convs.record("c", engine, conv, [])["precision"] == "float32 (dequantized)"
+    conv.turns.append({"setup": {}, "results": [{"precision": "native (quantized)"}]})
+    assert convs.record("c", engine, conv, [])["precision"] == "float32 (dequantized) + native (quantized)"

@@ -451,7 +451,10 @@ def record(name: str, engine: Engine, conv: Conversation, lens: Sequence[str]) -
     """A conversation as one line of results.jsonl (`lenscope run`, the TUI's export): the
     settings shown are its last turn's."""
     setup = conv.turns[-1]["setup"] if conv.turns else {}
+    # the precision the turns ran with (a restored conversation may have run in another)
+    ran = sorted({str(r.get("precision")) for t in conv.turns for r in t.get("results", ()) if r.get("precision")})
     return {"comparison": name, "kind": "conversation", "model": engine.loaded.name, "backend": engine.backend,
+            "precision": " + ".join(ran) or engine.loaded.precision,
             "seed": setup.get("seed"), "temperature": setup.get("temperature"), "max_tokens": setup.get("max_tokens"),
             "lens": list(lens), "conversation": conv.to_json(), "fade": fade(conv)}
 

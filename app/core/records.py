@@ -96,6 +96,7 @@ class ConversationRecord(TypedDict):
     kind: Literal["conversation"]
     model: str
     backend: str
+    precision: str  # what the turns ran with ("float32 (dequantized)"; "A + B" when they differ)
     seed: int | None
     temperature: float | None
     max_tokens: int | None
