@@ -166,8 +166,8 @@ class HeatmapPanel(Panel):
     def _scroll(self, row: int, col: int) -> None:
         """Scroll mode at origin (row, col), kept inside the matrix; a scroll key leaves fit mode."""
         n_rows, n_cols = self._shown_size()
-        self.fit = False
-        self.origin = (max(0, min(row, n_rows - 1)), max(0, min(col, n_cols - 1)))
+        self.fit = False  # never past the last full page of queries: a page down shows a page, not a row
+        self.origin = (max(0, min(row, n_rows - self._page_rows())), max(0, min(col, n_cols - 1)))
         self.redraw()
 
     def _page_rows(self) -> int:

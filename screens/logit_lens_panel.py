@@ -118,8 +118,12 @@ class LogitLensPanel(Panel):
         if self.cursor < 0:
             self.cursor = cap.prompt_len - 1
         cursor = min(self.cursor, len(cap.ids) - 1)
-        shown = max(1, min(16, (max(self.size.width, 40) - LABEL) // CELL))
+        shown = self._columns()
         return row, tuple(range(max(0, cursor - shown + 1), cursor + 1)), tuple(self.pinned)
+
+    def _columns(self) -> int:
+        """How many positions fit side by side."""
+        return max(1, min(16, (max(self.size.width, 40) - LABEL) // CELL))
 
     def _lens(self, row: int) -> LogitLens | None:
         key = self._key(row)
@@ -189,8 +193,8 @@ class LogitLensPanel(Panel):
 
     def action_cursor_to(self, where: int) -> None:
         cap = self.captures.get(self.row)
-        if cap is not None:
-            self.cursor = 0 if where == 0 else len(cap.ids) - 1
+        if cap is not None:  # the cursor is the last position shown: Home shows the first screenful
+            self.cursor = min(self._columns(), len(cap.ids)) - 1 if where == 0 else len(cap.ids) - 1
         self.redraw()
 
 

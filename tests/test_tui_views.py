@@ -88,6 +88,12 @@ async def test_logit_lens_tab_decodes_moves_and_pins():
         assert a.main.query_one(LensTableView).table is not None and panel.row == 1
         assert "row 1" in header(a, LogitLensPanel, "#lens-header")
         assert a.main.query_one("#lens-chart").display
+        await pilot.press("home")  # the first screenful of positions, not one column
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        shown = len(panel._lens(panel.row).positions)
+        assert shown == min(panel._columns(), len(a.ws.captures[1].ids)) > 1
+        assert f"positions 0–{shown - 1}" in header(a, LogitLensPanel, "#lens-header")
 
 
 async def test_geometry_identity_is_zero_and_steering_is_not():
