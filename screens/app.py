@@ -237,7 +237,8 @@ class LenscopeApp(App):
         except BadInput as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
-        self.runner.run(request, self.begin_run(request.max_tokens, "prefill…"))
+        status = f"prefill: {1 + len(request.variants)} rows × {len(self.ws.prompt_ids)} tokens…"
+        self.runner.run(request, self.begin_run(request.max_tokens, status))
 
     def begin_run(self, max_tokens: int, status: str) -> int:
         """The screen as a run starts (a comparison or a conversation's turn); its run number."""
@@ -262,8 +263,9 @@ class LenscopeApp(App):
             bar.update(total=max(longest, 1), progress=max(longest, 1))
             cancelled = message.result.cancelled
             rate = f" at {message.steps_per_s:.1f} steps/s" if self.show_speed else ""
+            capture = f" · capturing attention: {len(message.result.rows)} rows × {self.engine.n_layers} layers…"
             self.set_status(f"{'cancelled' if cancelled else 'done'}: {longest} steps{rate}"
-                            + ("" if cancelled or self.ws.conversation else " · capturing attention…"))
+                            + ("" if cancelled or self.ws.conversation else capture))
             if not self.ws.conversation:
                 self.sessions.recover()
         else:

@@ -12,23 +12,38 @@ from textual.widget import Widget
 
 from lenscope.app.core.results import RunResult
 
-# names both plotext and Rich know, and mean about the same colour by: plotext has no
-# "yellow" (it draws that line uncoloured) and Rich no "orange" (a legend with it raises
-# MissingStyle); "black" would not show on a dark terminal
-COLORS = ["white", "cyan", "magenta", "green", "red", "blue"]
+# 16 xterm-256 colours both plotext (an int) and Rich (`color(N)`) draw the same, told apart
+# on a dark terminal: 16 rows (a baseline and 15 lenses) never share one. Row 0 is white.
+COLORS = [255, 51, 201, 46, 196, 33, 226, 208, 129, 118, 45, 213, 166, 87, 141, 180]
+MIN_CHART_LINES = 5  # under this a plot says nothing: the chart asks for room instead
+LEGEND_LINES = 2  # a legend never takes more; names shorten (to the row number at last) to fit
 
 
-def row_color(r: int) -> str:
-    """Row r's colour in every chart, so one legend serves them all."""
+def row_color(r: int) -> int:
+    """Row r's colour in every chart (plotext), so one legend serves them all."""
     return COLORS[r % len(COLORS)]
+
+
+def row_style(r: int) -> str:
+    """Row r's colour as a Rich style."""
+    return f"color({row_color(r)})"
+
+
+def too_small(height: int, what: str = "the charts") -> Text | None:
+    """A line asking for room when a plot would get fewer than MIN_CHART_LINES lines."""
+    if height >= MIN_CHART_LINES:
+        return None
+    return Text(f"enlarge the terminal: {what} need {MIN_CHART_LINES - height} more lines", style="dim italic")
 
 
 def line_chart(series: list[tuple[int, list[float | None]]], title: str, width: int, height: int,
                x_label: str = "step", first: int = 0, whole_x: bool = False) -> Text:
     """One line per (row index, values); None values (e.g. KL after divergence) are gaps; x counts
     from `first`; `whole_x`: ticks at whole numbers only, over every x (turns)."""
+    if (small := too_small(height)) is not None:
+        return small
     plt.clear_figure()
-    plt.plotsize(max(20, width), max(5, height))
+    plt.plotsize(max(20, width), height)
     plt.theme("clear")
     plotted = False
     for r, values in series:
@@ -48,12 +63,16 @@ def line_chart(series: list[tuple[int, list[float | None]]], title: str, width: 
     return Text.from_ansi(plt.build().rstrip("\n"))  # a trailing newline would push the legend off
 
 
-def legend(names: list[str]) -> Text:
-    """A line under the charts (plotext's own legend sits over the lines of a small chart)."""
-    text = Text()
-    for r, name in enumerate(names):
-        text.append("━━ ", style=row_color(r))
-        text.append(f"{name[:24]}   ")
+def legend(names: list[str], width: int = 0) -> Text:
+    """Lines under the charts (plotext's own legend sits over the lines of a small chart): at
+    most LEGEND_LINES at `width`, names cut shorter as rows grow (the row number alone at last)."""
+    for cut in (24, 12, 6, 0):
+        text = Text()
+        for r, name in enumerate(names):
+            text.append("━━" if cut else f"━{r}", style=row_style(r))
+            text.append(f" {name[:cut]}  " if cut else " ")
+        if not width or math.ceil(text.cell_len / width) <= LEGEND_LINES:
+            return text
     return text
 
 
@@ -72,8 +91,8 @@ class StepCharts(Widget):
         res = self.result
         if res is None:
             return Text("charts appear after a run", style="dim italic")
-        key = legend([row.name for row in res.rows])
         w = self.size.width
+        key = legend([row.name for row in res.rows], w)
         h = self.size.height - math.ceil(key.cell_len / max(1, w))  # the legend's lines go under the charts
         wide = w >= 100 and bool(res.marked_token_indices)  # side by side on wide terminals
         cw, ch = (w // 2 - 1, h) if wide else (w, h // 2 if res.marked_token_indices else h)

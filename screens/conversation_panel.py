@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from lenscope.app.chat.conversation import Conversation, concept_pattern, fade
-from lenscope.screens.charts import legend, line_chart, row_color
+from lenscope.screens.charts import legend, line_chart, row_style
 from lenscope.screens.keys import Key, bindings, hint
 from lenscope.screens.markup import safe
 
@@ -57,7 +57,7 @@ def transcript_text(conv: Conversation) -> Text:
                 name = row["name"]
                 check = "" if row.get("passed") is None else (" ✓" if row["passed"] else " ✗")
                 short = name if len(name) <= 24 else name[:23] + "…"
-                out.append(f"  {'◆' if kept else ' '} {short}{check}: ", style=row_color(names.index(name)))
+                out.append(f"  {'◆' if kept else ' '} {short}{check}: ", style=row_style(names.index(name)))
                 body = _styled(msg.text, marks.get(i, []), conv.concepts) if shown else \
                     _styled(row["text"], [], conv.concepts)
                 if not shown:
@@ -99,7 +99,7 @@ def fade_text(conv: Conversation, span: int, width: int, height: int = 10) -> Gr
     distances = " ".join("-" if d is None else str(d) for d in data["distances"][label])
     held = [Text(f"{name} holds the marks' share at: " + " ".join("-" if v is None else f"{v:.3f}" for v in values),
                  style="dim") for name, values in data["held"].items()]
-    return Group(chart, legend(data["rows"]), *held,
+    return Group(chart, legend(data["rows"], width), *held,
                  Text(f"distance in tokens from the span to each turn's answer: {distances}", style="dim"))
 
 

@@ -8,6 +8,8 @@ state that chose each output token), one colour per row.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import plotext as plt
 from rich.text import Text
@@ -17,7 +19,7 @@ from textual.widgets import Static
 from lenscope.app.core.capture import RowCapture, hidden_label
 from lenscope.app.core.results import RunResult
 from lenscope.app.views import hidden_states as geometry
-from lenscope.screens.charts import legend, row_color
+from lenscope.screens.charts import legend, row_color, too_small
 from lenscope.screens.heatmap_view import HeatmapView
 from lenscope.screens.keys import Key, bindings, hint
 from lenscope.screens.markup import safe
@@ -27,8 +29,10 @@ MODES = ("1 - cosine", "norm ratio - 1")
 
 
 def pca_chart(rows: list[tuple[int, np.ndarray]], title: str, width: int, height: int) -> Text:
+    if (small := too_small(height, "the PCA")) is not None:
+        return small
     plt.clear_figure()
-    plt.plotsize(max(20, width), max(5, height))
+    plt.plotsize(max(20, width), height)
     plt.theme("clear")
     for r, pts in rows:
         pts = pts[np.isfinite(pts).all(axis=1)]  # plotext fails on nan and inf: a row that overflowed is left out
@@ -105,9 +109,10 @@ class GeometryPanel(Panel):
             points, explained = geometry.pca_2d([s for _, s in steps])
             title = (f"PCA of the states at {hidden_label(self.pca_layer % n)} over the steps "
                      f"({100 * explained[0]:.0f}% + {100 * explained[1]:.0f}% of variance)")
-            key = legend([row.name for row in self.result.rows])
+            key = legend([row.name for row in self.result.rows], self.size.width)
+            room = pca.size.height - math.ceil(key.cell_len / max(1, self.size.width))  # the legend's lines first
             pca.update(Text("\n").join([pca_chart(list(zip([r for r, _ in steps], points)), title,
-                                                  self.size.width, max(6, pca.size.height - 2)), key]))
+                                                  self.size.width, room), key]))
         else:
             pca.update(Text("no generated steps to project", style="dim italic"))
         top = float(np.abs(matrix).max()) if matrix.size else 0.0

@@ -225,3 +225,19 @@ async def test_every_view_says_the_capture_follows_while_a_run_goes():
         await pilot.press("f4")
         await pilot.pause()
         assert not any(WAITING in str(s.render()) for s in a.main.query("Static, HeatmapView"))
+
+
+def test_charts_hold_sixteen_rows():
+    """16 rows: 16 colours, a legend of at most two lines, and a plot that asks for room
+    rather than drawing two lines."""
+    from lenscope.screens.charts import COLORS, LEGEND_LINES, legend, line_chart, row_style
+
+    assert len({c for c in COLORS}) == 16 and len({row_style(r) for r in range(16)}) == 16
+    names = [f"emphasis:strength={s},heads=0|1|2" for s in range(16)]
+    for width in (80, 120):
+        key = legend(names, width)
+        assert -(-key.cell_len // width) <= LEGEND_LINES
+        assert all(f"━{r}" in key.plain or names[r][:6] in key.plain for r in range(16))
+    series = [(r, [0.1 * r, 0.2]) for r in range(16)]
+    assert "enlarge the terminal" in line_chart(series, "t", 80, 2).plain
+    assert "enlarge the terminal" not in line_chart(series, "t", 80, 8).plain
