@@ -257,15 +257,14 @@ def test_tracked_occurrences_count_matches_not_tokens(engine):
 
 # -- 4. chart colours both plotext and Rich know -----------------------------------------------------
 def test_chart_colours_are_valid_in_plotext_and_rich_and_a_legend_of_12_renders():
-    import plotext._dict as plotext_names
     from rich.color import Color
     from rich.console import Console
 
     from lenscope.screens import charts
 
-    for colour in charts.COLORS:
-        assert colour in plotext_names.colors  # plotext draws an unknown name uncoloured
-        Color.parse(colour)  # Rich raises on one it does not know
+    for r, colour in enumerate(charts.COLORS):
+        assert isinstance(colour, int) and 0 <= colour < 256  # plotext draws an xterm-256 index as is
+        Color.parse(charts.row_style(r))  # Rich raises on one it does not know
     n = 12
     series = [(r, [math.sin(r + t) for t in range(6)]) for r in range(n)]
     chart = charts.line_chart(series, "KL per step", 80, 12)
@@ -273,9 +272,9 @@ def test_chart_colours_are_valid_in_plotext_and_rich_and_a_legend_of_12_renders(
     out = io.StringIO()
     Console(file=out, width=100, force_terminal=True, color_system="256").print(chart, key)
     assert "row 11" in out.getvalue()
-    # every row's line is coloured (one colour per row, cycling)
+    # every row's line is coloured, one colour each
     styles = {str(span.style) for span in chart.spans}
-    assert len(styles) >= len(charts.COLORS)
+    assert len(styles) >= n
 
 
 # -- 5. lens dialogs: descriptions are not markup, and they wrap --------------------------------------
