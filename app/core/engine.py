@@ -18,7 +18,14 @@ import numpy as np
 
 from lenscope.app.core import budget
 from lenscope.app.core.comparison import PREFILL_CHUNK, Comparison
-from lenscope.app.core.hooks import HookState, attention_modules, check_hookable, collect, find_embedding, hooked
+from lenscope.app.core.hooks import (
+    HookState,
+    attention_modules,
+    check_hookable,
+    collect,
+    find_embedding,
+    hooked,
+)
 from lenscope.app.core.marks import overlapping
 from lenscope.app.core.prefixes import Prefixes
 from lenscope.app.core.settings import SETTINGS
