@@ -81,15 +81,16 @@ def test_ollama_model_runs_and_converts_once(home, run_cli, monkeypatch):
     from lenscope.app.models import sources
 
     digest = _ollama_store(home / ".ollama" / "models")
-    hashed = []
-    monkeypatch.setattr(sources, "file_sha256", lambda *a, **k: hashed.append(a) or "0" * 64)
     for spec in ("ollama:tinyllama", "ollama:tinyllama:latest", "ollama:library/tinyllama:latest"):
         code, out, err = run_cli("generate", "--model", spec, "--prompt", "the world", "--max-tokens", "3",
                                  "--json")
         assert code == 0, err
         assert json.loads(out)["rows"][0]["text"] is not None
-    assert hashed == []  # the blob's name is its sha256: no file is hashed
-    assert [p.name for p in (sources.cache_root() / "gguf").iterdir()] == [f"{digest[:16]}-v{sources.CONVERTER_VERSION}"]
+    # the blob is hashed once (its name's claim checked), then the memo answers
+    memo = json.loads((sources.cache_root() / "gguf" / "hashes.json").read_text())
+    assert list(memo.values()) == [digest]
+    assert [p.name for p in (sources.cache_root() / "gguf").iterdir() if p.is_dir()] == \
+        [f"{digest[:16]}-v{sources.CONVERTER_VERSION}"]
 
 
 def test_ollama_models_elsewhere_and_bad_names(home, tmp_path, monkeypatch):
@@ -111,3 +112,31 @@ def test_ollama_models_elsewhere_and_bad_names(home, tmp_path, monkeypatch):
         manifest.write_text(text)
         with pytest.raises(BadInput, match="names no model file"):
             sources.resolve_model("ollama:m:q4")
+
+
+def test_a_lying_blob_never_fills_an_honest_files_cache_entry(home, tmp_path, run_cli, monkeypatch):
+    """A blob named for another file's sha256 is refused; the honest file, loaded after it,
+    converts from its own bytes and gives its own tokens."""
+    from lenscope.app.models import sources
+
+    honest = gr.write_tiny(tmp_path / "honest.gguf", seed=1)
+    liar = gr.write_tiny(tmp_path / "liar.gguf", seed=2)
+    claimed = hashlib.sha256(honest.read_bytes()).hexdigest()
+    store = home / ".ollama" / "models"
+    _ollama_store(store)
+    (store / "blobs" / f"sha256-{claimed}").write_bytes(liar.read_bytes())  # the liar's bytes, the honest name
+    manifest = store / "manifests" / "registry.ollama.ai" / "library" / "tinyllama" / "latest"
+    data = json.loads(manifest.read_text())
+    data["layers"][1]["digest"] = f"sha256:{claimed}"
+    manifest.write_text(json.dumps(data))
+    code, _, err = run_cli("generate", "--model", "ollama:tinyllama", "--prompt", "the world", "--max-tokens", "3")
+    said = [ln for ln in err.strip().splitlines() if not ln.startswith("lenscope: hashing")]  # progress
+    assert code == 2 and len(said) == 1 and "its name claims" in said[0]
+    assert not (sources.cache_root() / "gguf" / f"{claimed[:16]}-v{sources.CONVERTER_VERSION}").exists()
+    args = ["generate", "--model", str(honest), "--prompt", "the world", "--max-tokens", "6", "--json"]
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    monkeypatch.setenv("LENSCOPE_CACHE", str(tmp_path / "fresh-cache"))  # where no liar ever came
+    code, fresh, err = run_cli(*args)
+    assert code == 0, err
+    assert json.loads(out)["rows"][0]["token_ids"] == json.loads(fresh)["rows"][0]["token_ids"]

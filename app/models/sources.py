@@ -106,7 +106,12 @@ def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str 
     path = Path(path).expanduser()
     if not path.is_file():
         raise BadInput(f"model '{path}': no such file")
-    digest = sha256 or file_sha256(path, progress)
+    # the cache key is the content's own hash (memoized per path, size and time): a name that
+    # claims one (an Ollama blob) is checked, so a lying file never fills another's entry
+    digest = file_sha256(path, progress)
+    if sha256 is not None and digest != sha256:
+        raise BadInput(f"model '{path}': its content's sha256 is {digest[:16]}..., not the {str(sha256)[:16]}... "
+                       "its name claims (a damaged or altered file)")
     if not is_sha256(digest):
         raise BadInput(f"model '{path}': its hash is not a sha256 ({digest!r:.40})")
     folder = converted_folder(digest)

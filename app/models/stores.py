@@ -5,7 +5,8 @@ reading headers only (gguf.read_header): listing never reads a file's weights.
 Ollama: $OLLAMA_MODELS (else ~/.ollama/models) holds manifests/<host>/<namespace>/<name>/<tag>
 (JSON: layers, the model one with mediaType application/vnd.ollama.image.model) and
 blobs/sha256-<hex>. `ollama:NAME[:TAG]` resolves through that manifest; the blob's name is
-its sha256, so the conversion cache is keyed without hashing the file again.
+its claimed sha256, checked against the content once (the hash is memoized per path, size and
+time) before it keys the conversion cache.
 """
 
 from __future__ import annotations
