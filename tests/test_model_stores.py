@@ -140,3 +140,17 @@ def test_a_lying_blob_never_fills_an_honest_files_cache_entry(home, tmp_path, ru
     code, fresh, err = run_cli(*args)
     assert code == 0, err
     assert json.loads(out)["rows"][0]["token_ids"] == json.loads(fresh)["rows"][0]["token_ids"]
+
+
+def test_store_metadata_never_reaches_the_terminal_raw(home, run_cli):
+    """A GGUF's general.architecture with escape codes (clear screen, window title) is
+    printed escaped, and `models --json` keeps its schema (a string or null)."""
+    _ollama_store(home / ".ollama" / "models", metadata={"general.architecture": "llama\x1b[2J\x1b]0;PWNED\x07"})
+    code, out, err = run_cli("models")
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b[2J" in out
+    _ollama_store(home / ".ollama" / "models", name="numeric", metadata={"general.architecture": 7})
+    code, out, err = run_cli("models", "--json")
+    assert code == 0, err
+    archs = [m["architecture"] for m in json.loads(out)["models"] if "architecture" in m]
+    assert all(a is None or isinstance(a, str) for a in archs) and "\x1b" not in out

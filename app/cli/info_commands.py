@@ -23,12 +23,16 @@ def cmd_models(args) -> None:
     if args.json:
         emit({"models": found})
         return
+    from lenscope.app.errors import one_line
+
     print(f"{'MODEL (--model)':<24} {'KIND':<8} {'SIZE':>12}  {'STATE':<5}  PATH")
-    for m in found:
-        state = "ready" if m["available"] else "not fetched (--model " + m["name"] + " fetches it)"
-        print(f"{m['name']:<24} {m['kind']:<8} {m['size_bytes'] / 2**20:8.1f} MiB  {state:<5}  {m['path']}")
+    for m in found:  # names and paths come from folders and files: escaped, never raw to the terminal
+        name, path = one_line(str(m["name"])), one_line(str(m["path"]))
+        state = "ready" if m["available"] else "not fetched (--model " + name + " fetches it)"
+        print(f"{name:<24} {m['kind']:<8} {m['size_bytes'] / 2**20:8.1f} MiB  {state:<5}  {path}")
         if "architecture" in m:  # a GGUF in another program's store: what its header says
-            print(f"{'':<24} {m['architecture'] or '?'}, {m['quantization']}, {m['parameters'] / 1e9:.2f}B parameters")
+            arch = one_line(str(m["architecture"] or "?"))
+            print(f"{'':<24} {arch}, {one_line(str(m['quantization']))}, {m['parameters'] / 1e9:.2f}B parameters")
 
 
 def add_lenses(sub: argparse._SubParsersAction) -> None:

@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from lenscope.app.errors import BadInput
+from lenscope.app.errors import BadInput, one_line
 from lenscope.app.models.manifest import is_sha256
 
 OLLAMA_HOST, OLLAMA_NAMESPACE = "registry.ollama.ai", "library"
@@ -98,8 +98,9 @@ def _entry(name: str, kind: str, path: Path, source: str | None = None) -> dict 
         size = path.stat().st_size
     except (BadInput, OSError):
         return None
+    arch = header.architecture  # the file's own text: a string, made safe to print, or None
     row = {"name": name, "kind": kind, "path": str(path), "size_bytes": size, "available": True,
-           "architecture": header.architecture, "quantization": header.quantization(),
+           "architecture": one_line(arch)[:64] if isinstance(arch, str) else None, "quantization": header.quantization(),
            "parameters": header.parameters}
     if source:
         row["source"] = source
