@@ -28,23 +28,21 @@ if TYPE_CHECKING:
 AUTOSAVE_S = 1.0  # how often the recovery file follows the edits
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # someone else's process: alive
-        return True
-    return True
-
-
 def orphaned_recovery(folder: Path) -> Path | None:
-    """The newest recovery file whose process is gone."""
+    """The newest recovery file whose process is gone (a file: a folder or link by that name is
+    no session; an unreadable folder offers nothing)."""
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
     try:
-        files = [p for p in folder.glob("*.json") if p.stem.isdigit() and not _alive(int(p.stem))]
+        files = [p for p in folder.glob("*.json") if p.stem.isdigit() and p.is_file() and not p.is_symlink()
+                 and not sessions.process_alive(int(p.stem))]
     except OSError:
         return None
-    return max(files, key=lambda p: p.stat().st_mtime, default=None)
+    return max(files, key=mtime, default=None)
 
 
 class SessionActions:
@@ -216,10 +214,13 @@ class SessionActions:
             return
 
         def answered(answer: str | None) -> None:
-            if answer == "r" and self.open(str(found), quiet=True):
+            # the file goes only once what it holds is back (or the person said discard)
+            if answer == "r" and not self.open(str(found), quiet=True):
+                return
+            if answer == "r":
                 self.app.notify(f"restored the session from {found}; ctrl+s saves it")
             if answer in ("r", "d"):
-                found.unlink(missing_ok=True)
+                _remove(self.app, found)
 
         self.app.push_screen(Choice("Restore the last session?",
                                     f"lenscope stopped without saving; its session was kept in {found}",
@@ -244,5 +245,13 @@ class SessionActions:
     def _leave(self) -> None:
         target = self.own_recovery()
         if target is not None:
-            target.unlink(missing_ok=True)
+            _remove(self.app, target)
         self.app.exit()
+
+
+def _remove(app: LenscopeApp, path: Path) -> None:
+    """A recovery file removed; a folder that will not have it removed is said, not a crash."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        app.notify(f"recovery file '{path}': cannot remove it ({exc.strerror or exc})", severity="warning")

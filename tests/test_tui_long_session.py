@@ -9,6 +9,7 @@ many seeds it cycles through (default 3).
 from __future__ import annotations
 
 import ast
+import json
 import os
 import random
 import time
@@ -394,3 +395,34 @@ async def test_removed_variants_come_back_with_u_and_one_toast_says_so():
         await pilot.pause()
         assert [v.name for v in a.ws.variants] == names
         assert len(a._notifications) == 1
+
+
+async def test_hostile_recovery_folders_never_stop_the_tui(tmp_path, monkeypatch):
+    """A PID past C long, a folder named like a recovery file, and a folder that will not
+    let a file go: the TUI starts, restores what it can, says what it could not remove, quits."""
+    rec = tmp_path / "recovery"
+    rec.mkdir()
+    (rec / ("9" * 40 + ".json")).write_text(json.dumps(sessions.Session(prompt="from a huge pid").to_json()))
+    (rec / "12345678.json").mkdir()  # a folder by a recovery file's name
+    real_unlink = Path.unlink
+
+    def read_only(self, missing_ok=False):  # as a read-only folder answers (root ignores chmod)
+        if self.parent == rec:
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    a = app(recovery=rec)
+    async with a.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        assert isinstance(a.screen, Choice)  # the huge PID's file is offered: no process has that id
+        await pilot.press("r")
+        await settle(pilot)
+        assert a.ws.prompt == "from a huge pid"
+        assert any("cannot remove it" in m for m in messages(a))
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        if isinstance(a.screen, Choice):
+            await pilot.press("d")
+            await pilot.pause()
+        assert not a.is_running

@@ -106,19 +106,21 @@ def _remove_stale_temps(target: Path) -> None:
         tmp = target.parent / name
         pid = name[len(target.name) + 2 : -len(".tmp")].split(".")[0]
         try:
-            gone = pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+            gone = pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
             if gone or time.time() - tmp.lstat().st_mtime > STALE_TEMP_S:
                 tmp.unlink()
         except OSError:  # raced with its owner finishing, or not ours to remove
             pass
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (another user's counts); an id no process can
+    have (past the C long a PID is) does not."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):
         return False
-    except (PermissionError, OverflowError):
+    except PermissionError:
         return True
     return True
 
