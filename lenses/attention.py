@@ -78,7 +78,8 @@ class Emphasis(Lens):
         memo = getattr(self, "_memo", None)
         # every layer of one forward asks for the same (L, S) bias: build it once per forward
         # (holding `positions` keeps its id from being reused by a later forward's array)
-        if memo is None or memo[0] is not ctx.positions or memo[1] != n_keys or memo[2] is not ctx.keys:
+        if (memo is None or memo[0] is not ctx.positions or memo[1] != n_keys or memo[2] != ctx.marks
+                or memo[3] is not ctx.keys):
             marks = ctx.mark_keys(n_keys)
             bias = None
             if marks:
@@ -92,8 +93,8 @@ class Emphasis(Lens):
                     key_mask = mx.array(weights)
                 strength = mx.array(self.value_at("strength", ctx.steps), dtype=mx.float32)  # (L,)
                 bias = strength[:, None] * key_mask[None, :]  # (L, S)
-            self._memo = memo = (ctx.positions, n_keys, ctx.keys, bias)
-        bias = memo[3]
+            self._memo = memo = (ctx.positions, n_keys, ctx.marks, ctx.keys, bias)
+        bias = memo[4]
         if bias is None:
             return None
         heads = self.selected_heads(ctx.layer)
