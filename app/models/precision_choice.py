@@ -137,10 +137,11 @@ def choose(model: nn.Module, tokenizer: Any, path: Path, memory: int) -> tuple[s
         return entry["choice"], measured, f"kept since {entry.get('when', '?')}"
     measured = precision.measure_paths(model, memory=memory)
     dropped: list[str] = []
-    if measured and tokenizer is not None:
+    rounded = [n for n in ("bfloat16", "float16") if n in measured]  # float32 dequantizes exactly
+    if rounded and tokenizer is not None:  # the stored weights' own answer, read only when checked
         ids = _question_ids(tokenizer)
-        reference = _greedy(model, ids)  # the stored weights' own answer
-        for name in [n for n in ("bfloat16", "float16") if n in measured]:
+        reference = _greedy(model, ids)
+        for name in rounded:
             if not keeps_answer(model, ids, name, reference):
                 dropped.append(name)
                 del measured[name]

@@ -203,9 +203,12 @@ def model_exists(spec: str) -> bool:
         path = Path(spec).expanduser()
     except RuntimeError:
         return False
-    if path.exists():
-        return True
-    return spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and path.suffix.lower() != ".gguf"
+    return path.exists() or (_hub_id(spec) and path.suffix.lower() != ".gguf")
+
+
+def _hub_id(spec: str) -> bool:
+    """`owner/name`: what mlx_lm.load fetches from the hub (or finds in its cache)."""
+    return spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
 
 
 def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str]:
@@ -237,7 +240,7 @@ def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str
         return spec, str(path)
     if spec in NAMED:
         return spec, str(named_folder(spec, progress))
-    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+    if _hub_id(spec):
         return spec, spec  # hub id: mlx_lm.load fetches it (or finds it in the hub cache)
     raise BadInput(f"model '{spec}': no such folder or .gguf file, and not a named model (named: {', '.join(NAMED)})")
 
