@@ -26,7 +26,7 @@ from lenscope.screens.comparison import ComparisonView
 from lenscope.screens.compose_pane import ComposePane, Status
 from lenscope.screens.conversation_actions import ConversationActions
 from lenscope.screens.help import HelpScreen
-from lenscope.screens.keys import Key, bindings, palette
+from lenscope.screens.keys import Key, after_typing, bindings, palette
 from lenscope.screens.logit_lens_panel import LogitLensPanel
 from lenscope.screens.main import MainScreen
 from lenscope.screens.markup import safe
@@ -49,14 +49,14 @@ class LenscopeApp(App):
     COMMANDS = App.COMMANDS | {LenscopeCommands}
     KEYS = [
         Key("ctrl+r", "run", "run the comparison: the baseline and every variant side by side", "run",
-            "Run comparison", priority=True),
+            "Run comparison", priority=True, after_typing=True),
         Key("escape", "cancel", "cancel a run or a view's computation (partial output stays)", title="Cancel run"),
         Key("ctrl+s", "save_session", "save the session: prompt, marks, variants, settings and outputs (JSON)",
             "save", "Save session"),
         Key("ctrl+o", "open_session", "open a saved session and show its outputs", "open", "Open session"),
         # priority: TextArea's own ctrl+k (delete to the end of the line) must not run first
         Key("ctrl+k", "mark_selection", "mark every token the prompt's selection overlaps", title="Mark selection",
-            priority=True),
+            priority=True, after_typing=True),
         Key("", "clear_marks", "unmark every token", title="Clear marks"),
         Key("ctrl+t", "toggle_chat", "chat mode: the model's chat template around the prompt", title="Toggle chat mode"),
         Key("ctrl+n", "toggle_conversation", "conversation mode: each run (ctrl+r) is the next user turn; marks on "
@@ -69,11 +69,12 @@ class LenscopeApp(App):
         *[view.binding() for view in VIEWS],
         # not ctrl+e: the prompt's end of line (and ctrl+x, its cut) must keep working
         Key("ctrl+g", "export_report", "export the comparison on screen as report.html + report.md "
-            "(as `lenscope run`)", title="Export report", priority=True),
+            "(as `lenscope run`)", title="Export report", priority=True, after_typing=True),
         Key("", "attention_text", "compare tab: colour the text by the cursor token's attention",
             title="Toggle attention on the text"),
         Key("", "toggle_charts", "per-step charts under the heatmap", title="Toggle charts"),
-        Key("ctrl+q", "quit", "quit (asks first when there are unsaved changes)", "quit", "Quit", priority=True),
+        Key("ctrl+q", "quit", "quit (asks first when there are unsaved changes)", "quit", "Quit", priority=True,
+            after_typing=True),
     ]
     BINDINGS = bindings(KEYS)
     PALETTE = palette(KEYS + VariantList.KEYS)
@@ -122,9 +123,13 @@ class LenscopeApp(App):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # priority keys must not act over a dialog (the palette excepted)
+        action = parameters[0] if action == "after_typing" else action
         if action in self.ANY_SCREEN or action.startswith("tab"):
             return not isinstance(self.screen, ModalScreen) or isinstance(self.screen, CommandPalette)
         return True
+
+    def action_after_typing(self, action: str) -> None:
+        after_typing(self, lambda: self.run_action(action))
 
     def palette_action(self, action: str) -> None:
         """The palette's actions are the app's, or the variant list's."""
@@ -321,19 +326,13 @@ class LenscopeApp(App):
     def action_export_report(self) -> None:
         self.sessions.export()
 
-    async def action_quit(self) -> None:
+    def action_quit(self) -> None:
         self.sessions.quit()
 
     # -- navigation ---------------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
         self.main.query_one(TabbedContent).active = tab
         self.views.focus(tab)
-
-    @on(TabbedContent.TabActivated)
-    def tab_shown(self, event: TabbedContent.TabActivated) -> None:
-        # the status line spoke of the tab it was written for: a new tab says what it shows
-        if not self.running and self.engine is not None:
-            self.set_status(next((v.help for v in VIEWS if v.id == event.pane.id), ""))
 
     def action_attention_text(self) -> None:
         self.views.attention_text()

@@ -181,7 +181,10 @@ class ComposePane(Vertical):
     # -- prompt, tokens and marks -----------------------------------------------------------------
     @on(TextArea.Changed, "#prompt")
     def prompt_changed(self, event: TextArea.Changed) -> None:
-        self.ws.prompt = event.text_area.text
+        self.prompt_changed_to(event.text_area.text)
+
+    def prompt_changed_to(self, text: str) -> None:
+        self.ws.prompt = text
         self.retokenize()
 
     def raw_token(self, token_id: int) -> str | None:
@@ -280,3 +283,6 @@ class ComposePane(Vertical):
         before a run or a save (a key can arrive before the field's Changed message)."""
         for name in self.ws.fields:
             self.ws.fields[name] = self.query_one(f"#{name.replace('_', '-')}", Input).value
+        prompt = self.query_one("#prompt", TextArea).text
+        if prompt != self.ws.prompt:
+            self.prompt_changed_to(prompt)

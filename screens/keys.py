@@ -26,9 +26,13 @@ class Key:
     footer: str = ""  # the footer's word; "" keeps it out of the footer
     title: str = ""  # the command palette's entry; "" keeps it out of the palette
     priority: bool = False
+    # a priority key acts as soon as the app reads it, ahead of keys still queued for the
+    # focused field (a paste, tmux send-keys, a fast typist): one that reads the fields waits
+    after_typing: bool = False
 
     def binding(self) -> Binding:
-        return Binding(self.keys, self.action, self.footer or self.help, show=bool(self.footer),
+        action = f"after_typing({self.action!r})" if self.after_typing else self.action
+        return Binding(self.keys, action, self.footer or self.help, show=bool(self.footer),
                        priority=self.priority, tooltip=self.help)
 
     def shown(self) -> str:
@@ -37,6 +41,26 @@ class Key:
 
 def bindings(keys: Sequence[Key]) -> list[Binding]:
     return [k.binding() for k in keys if k.keys]
+
+
+# Tab moves focus where it is read in a burst of keys: bound without priority it would act
+# only after the keys behind it had gone to the field it leaves.
+FOCUS_BINDINGS = [Binding("tab", "app.focus_next", show=False, priority=True),
+                  Binding("shift+tab", "app.focus_previous", show=False, priority=True)]
+
+
+def after_typing(node, callback) -> None:
+    """Run `callback` once every field of the screen has handled the keys sent before this one
+    (a burst with tabs leaves keys queued in several fields): a marker passes through each
+    field's queue in turn, behind what is already there."""
+    fields = list(node.screen.focus_chain)
+
+    def next_field():
+        if fields:
+            return fields.pop().call_later(next_field)
+        return callback()  # awaited by call_later when it is a coroutine
+
+    node.call_later(next_field)
 
 
 def help_rows(groups: Sequence[tuple[str, Sequence[Key]]]) -> list[tuple[str, str, str]]:

@@ -14,6 +14,7 @@ from lenscope.app.errors import BadInput
 from lenscope.lenses.base import Keyframes, Lens, Variant, number_text
 from lenscope.lenses.registry import KINDS
 from lenscope.lenses.spec import build_lens, edited_name, parse_inline
+from lenscope.screens.keys import FOCUS_BINDINGS, after_typing
 
 
 def number(x: float) -> str:
@@ -47,7 +48,7 @@ class LensPicker(ModalScreen[str | None]):
     """Every lens kind with its one-line explanation; enter picks one."""
 
     CSS = DIALOG_CSS
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"), *FOCUS_BINDINGS]
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -92,7 +93,8 @@ class LensForm(ModalScreen[Variant | None]):
 
     CSS = DIALOG_CSS
     AUTO_FOCUS = "Input"  # typing goes to the first field at once
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"), Binding("ctrl+s", "apply", "apply", priority=True)]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"), Binding("ctrl+s", "apply", "apply", priority=True),
+                *FOCUS_BINDINGS]
 
     def __init__(self, kind: str, variant: Variant | None = None, shape: ModelShape | None = None) -> None:
         super().__init__()
@@ -154,12 +156,15 @@ class LensForm(ModalScreen[Variant | None]):
         self.validate()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.action_apply() if event.button.id == "apply" else self.dismiss(None)
+        self.apply() if event.button.id == "apply" else self.dismiss(None)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.action_apply()
+        self.apply()
 
     def action_apply(self) -> None:
+        after_typing(self, self.apply)  # ctrl+s is a priority key: the fields' last keys first
+
+    def apply(self) -> None:
         lens = self.validate()
         if lens is None:
             return
@@ -173,7 +178,7 @@ class SpecEditor(ModalScreen[Variant | None]):
 
     CSS = DIALOG_CSS
     AUTO_FOCUS = "Input"
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"), *FOCUS_BINDINGS]
 
     def __init__(self, spec: str = "", name: str = "", shape: ModelShape | None = None) -> None:
         super().__init__()
@@ -226,7 +231,7 @@ class PathPrompt(ModalScreen[str | None]):
 
     CSS = DIALOG_CSS
     AUTO_FOCUS = "Input"
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel"), *FOCUS_BINDINGS]
 
     def __init__(self, title: str, value: str = "") -> None:
         super().__init__()

@@ -12,6 +12,7 @@ from lenscope.app.tui.workspace import Workspace
 from lenscope.screens.compose_pane import ComposePane
 from lenscope.screens.conversation_panel import ConversationPanel
 from lenscope.screens.head_map_panel import HeadMapPanel
+from lenscope.screens.keys import FOCUS_BINDINGS
 from lenscope.screens.logit_lens_panel import LogitLensPanel
 from lenscope.screens.tree_panel import TreePanel
 from lenscope.screens.views import VIEWS, WIDE
@@ -22,6 +23,7 @@ WIDGET_IDS = {"compose": "compose-body", "compare": "comparison", "heatmap": "he
 
 
 class MainScreen(Screen):
+    BINDINGS = FOCUS_BINDINGS
     AUTO_FOCUS = "#prompt"  # typing works at once
 
     def __init__(self, ws: Workspace) -> None:
@@ -47,6 +49,12 @@ class MainScreen(Screen):
         wide = self.size.width >= WIDE
         for view in VIEWS:
             tabs.get_tab(view.id).label = view.tab_label(wide)
+
+    @on(TabbedContent.TabActivated)
+    def tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        # the status line spoke of the tab it was written for: a new tab says what it shows
+        if not self.app.running and self.app.engine is not None:
+            self.app.set_status(next((v.help for v in VIEWS if v.id == event.pane.id), ""))
 
     # -- what the tabs ask for goes to the app's view and conversation actions ----------------------
     @on(HeadMapPanel.OpenHead)
