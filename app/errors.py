@@ -8,8 +8,9 @@ notification and keeps running. The message names the input and what is wrong.
 import re
 
 from lenscope.lenses.errors import BadInput
+from lenscope.lenses.files import user_path
 
-__all__ = ["BadInput", "one_line", "reason"]
+__all__ = ["BadInput", "one_line", "reason", "user_path"]
 
 
 # What must never reach a terminal raw: C0/C1 controls and DEL (escape sequences, bells,

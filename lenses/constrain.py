@@ -25,7 +25,7 @@ import numpy as np
 from lenscope.lenses import words
 from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
 from lenscope.lenses.errors import BadInput
-from lenscope.lenses.files import read_text
+from lenscope.lenses.files import MAX_DEPTH, check, read_text
 from lenscope.lenses.probe import Probe
 
 # HF tokenizer -> {vocab size: llguidance tokenizer} (~1 s to build); weak, so a tokenizer
@@ -96,8 +96,11 @@ class Constrain(Lens):
                 schema = json.loads(text)
             except ValueError as exc:
                 raise BadInput(f"constrain: json_schema is not JSON ({exc})") from None
+            except RecursionError:
+                raise BadInput(f"constrain: json_schema is nested deeper than {MAX_DEPTH} levels") from None
             if not isinstance(schema, dict):
                 raise BadInput("constrain: json_schema must be a JSON object")
+            check(schema, "constrain: json_schema")
             # fixed separators: with free whitespace a small model can pad with newlines forever
             schema.setdefault("x-guidance", {"whitespace_flexible": False})
             return llguidance.grammar_from("json_schema", json.dumps(schema))
@@ -117,12 +120,20 @@ class Constrain(Lens):
         # through: the row would print "" as if it had matched, so it is said now
         from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
-        start = llguidance.LLMatcher(self.tokenizer, self._grammar)
+        start = llguidance.LLMatcher(self.tokenizer, self._grammar, log_level=0)  # nothing on the terminal
         mask = allocate_token_bitmask(1, self.vocab)
         fill_next_token_bitmask(start, mask)
+        # an error here is a grammar past llguidance's own limits (validate_grammar does not
+        # see those), or one whose language is empty
+        error = start.get_error().splitlines()[0] if start.is_error() else ""
+        if "symbols.len()" in error:
+            raise BadInput("constrain: the grammar has more symbols than llguidance holds (65,525): "
+                           "split the schema or make it smaller")
         eos = set(getattr(probe.tokenizer, "eos_token_ids", None) or [])
         if not set(np.flatnonzero(allowed_mask(mask[0], self.vocab)).tolist()) - eos:
             raise BadInput("constrain: the grammar matches no text (at most the empty one): nothing could be generated")
+        if error:
+            raise BadInput(f"constrain: llguidance cannot take the grammar: {error[:200]}")
 
     def hooks(self, n_layers: int) -> Hooks:
         return {HookPoint("logits"): self.logits}
@@ -134,7 +145,7 @@ class Constrain(Lens):
 
         m, seen = self._matcher, getattr(self, "_seen", ())
         if m is None or generated[: len(seen)] != seen:
-            m, seen = llguidance.LLMatcher(self.tokenizer, self._grammar), ()
+            m, seen = llguidance.LLMatcher(self.tokenizer, self._grammar, log_level=0), ()
         for t in generated[len(seen):]:
             if not m.is_stopped():
                 m.consume_token(int(t))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-from pathlib import Path
 from typing import Sequence
 
 import mlx.core as mx
@@ -18,6 +17,7 @@ import numpy as np
 
 from lenscope.lenses import words
 from lenscope.lenses.errors import BadInput
+from lenscope.lenses.files import user_path
 from lenscope.lenses.probe import Probe
 
 
@@ -72,7 +72,7 @@ def load(path: str, hidden_size: int) -> np.ndarray:
 def read(path: str) -> np.ndarray:
     """A direction file: a 1-D vector of finite floats (.npy or one safetensors tensor)."""
     where = f"direction file '{path}'"
-    p = Path(path).expanduser()
+    p = user_path(path, where)
     if p.suffix not in (".npy", ".safetensors"):
         raise BadInput(f"{where}: use .npy or .safetensors")
     try:

@@ -9,6 +9,7 @@ re-exports it next to `dumps`, the one way lenscope writes JSON.
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,22 @@ def read(path: str | Path, where: str, fmt: str | None = None) -> Any:
     return data
 
 
+def user_path(path: str | Path, where: str) -> Path:
+    """A path as the user wrote it, `~` and `~user` expanded: the one place that is done, so
+    an unknown user or a NUL byte is one line everywhere (pathlib raises RuntimeError)."""
+    try:
+        text = os.fspath(path)
+        if "\0" in text:
+            raise BadInput(f"{where}: the path holds a NUL byte")
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise BadInput(f"{where}: '{str(path).split('/')[0]}' names no user with a home folder") from None
+
+
 def read_text(path: str | Path, where: str, limit: int | None = None) -> str:
     """A UTF-8 text file's content (at most `limit` bytes); every way it can be unreadable
     is one BadInput line."""
-    p = Path(path).expanduser()
+    p = user_path(path, where)
     try:
         if p.is_dir():
             raise BadInput(f"{where}: is a folder, not a file")

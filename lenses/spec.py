@@ -251,8 +251,8 @@ def is_lens_file(spec: str) -> bool:
     has no `:` and ends in .toml or .json (a missing file is then said as one). An inline spec
     is never taken for a file because of its ending: `constrain:schema=s.json` is a lens."""
     try:
-        exists = Path(spec).expanduser().is_file()
-    except (OSError, ValueError):
+        exists = files.user_path(spec, f"lens file '{spec}'").is_file()
+    except (OSError, ValueError, BadInput):
         exists = False
     return exists or (":" not in spec and spec.endswith((".toml", ".json")))
 

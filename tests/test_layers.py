@@ -8,7 +8,7 @@ rules, lowest layer first (a package may import its own modules and the layers n
     app.errors         lenses                  (the one error type, BadInput, is the lenses')
     app.models         errors                  (where models come from, how they load)
     app.core           errors, models, lenses, metal   (engine, comparison, hooks, records)
-    app.chat           errors, core, lenses    (templates, conversations)
+    app.chat           errors, models, core, lenses    (templates, conversations)
     app.views          errors, core, lenses    (view maths, pure renderables)
     app.io             errors, core, chat, lenses      (the user's files, sessions)
     app.reports        errors, core, chat, views, io, lenses   (records in, text out)
@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "app.errors": {"lenses"},  # BadInput is the lenses' error type
     "app.models": {"app.errors"},
     "app.core": {"app.errors", "app.models", "lenses", "metal"},
-    "app.chat": {"app.errors", "app.core", "lenses"},
+    "app.chat": {"app.errors", "app.models", "app.core", "lenses"},
     "app.views": {"app.errors", "app.core", "lenses"},
     "app.io": {"app.errors", "app.core", "app.chat", "lenses"},
     "app.reports": {"app.errors", "app.core", "app.chat", "app.views", "app.io", "lenses"},

@@ -12,7 +12,6 @@ from tui_helpers import app, ready
 from lenscope.screens.compose_pane import ComposePane
 from lenscope.screens.variant_list import VariantList
 
-
 NAMED = {"tab", "shift+tab", "enter", "ctrl+s", "ctrl+r"}
 
 

@@ -3,7 +3,8 @@ with the prompt focused, one job on the model at a time, quitting with unsaved w
 recovery file after a crash, and a seeded random session over all of it.
 
 LENSCOPE_RANDOM_S sets the random session's time (default 60 s); LENSCOPE_RANDOM_SEEDS how
-many seeds it cycles through (default 3).
+many seeds it cycles through (default 3); LENSCOPE_RANDOM_MODEL the model (default: the
+bundled one; e.g. smollm2 or gemma3-270m for a run by hand).
 """
 
 from __future__ import annotations
@@ -305,7 +306,7 @@ SIZES = [(80, 24), (100, 30), (120, 40), (160, 50)]
 async def random_session(seed: int, seconds: float, tmp_path: Path) -> dict:
     rng = random.Random(seed)
     found = {"ops": 0, "runs": 0, "turns": 0}
-    a = app(lens_specs=["identity"], marks=["blue"])
+    a = app(model=os.environ.get("LENSCOPE_RANDOM_MODEL"), lens_specs=["identity"], marks=["blue"])
     async with a.run_test(size=rng.choice(SIZES)) as pilot:
         await ready(pilot)
         a.main.query_one("#max-tokens", Input).value = "4"

@@ -134,8 +134,9 @@ def test_unreadable_results_files_are_one_line(run_cli, tmp_path, kind, command)
         search.write_text(SEARCH.format(top=30))
         from lenscope.app.batch import outdir
         from lenscope.app.batch import search as searches
+        from lenscope.app.models.sources import model_identity
 
-        identity = searches.identity(searches.load(search), "lenscope-demo")
+        identity = searches.identity(searches.load(search), model_identity(None))
         (out / outdir.MANIFEST).write_text(outdir.manifest("search", identity, str(search)))
         args = ["search", str(search), "--out", str(out)]
     elif command == "resume":

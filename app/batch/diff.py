@@ -25,7 +25,8 @@ def load_run(path: str | Path) -> dict[str, dict[str, Any]]:
     p = p / "results.jsonl" if p.is_dir() else p
     out = {}
     where = f"run '{path}'" + (f": {p.name}" if p != Path(path) else "")
-    for n, rec in enumerate(json_lines(p, where), 1):
+    # a cut last line (a killed run) is refused, not left out: a diff must not miss a comparison
+    for n, rec in enumerate(json_lines(p, where, cut_last=False), 1):
         try:
             found = _turns(rec) if is_conversation(rec) else {str(rec["comparison"]): rec}
             ok = all(isinstance(row["name"], str) and isinstance(row["text"], str) and isinstance(row["token_ids"], list)

@@ -28,6 +28,7 @@ from lenscope.app.chat import templates as chat
 from lenscope.app.core.records import SCHEMA_VERSION
 from lenscope.app.errors import BadInput
 from lenscope.app.io import datafile
+from lenscope.app.models.sources import model_identity
 from lenscope.app.reports.markdown import markdown
 from lenscope.app.reports.svg import write_svg
 
@@ -52,7 +53,8 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
     say = progress if world.leader else (lambda m: None)
     out = Path(out_dir)
     names = [c["name"] for c in experiment["comparisons"]]
-    works = [work_id(definition(c), engine.loaded.name) for c in experiment["comparisons"]]
+    model = model_identity(engine.loaded.name)  # by content: another model of the same name is other work
+    works = [work_id(definition(c), model) for c in experiment["comparisons"]]
     done, skipped = finished(out, works) if resume else ({}, 0)
     if resume:
         if skipped:

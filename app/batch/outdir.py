@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lenscope.app.core.records import ResultLine, problem
-from lenscope.app.errors import BadInput
+from lenscope.app.errors import BadInput, user_path
 from lenscope.app.io.datafile import json_lines, read_text
 
 LOCK = ".lenscope.lock"
@@ -31,7 +31,7 @@ def check_out(out: str, names: list[str]) -> Path:
     where = f"--out '{out}'"
     if not out.strip():
         raise BadInput("--out: empty (name a folder)")
-    p = Path(out).expanduser()
+    p = user_path(out, where)
     try:
         if p.is_symlink() and not p.exists():
             raise BadInput(f"{where}: is a broken symlink")
@@ -72,8 +72,8 @@ def work_id(definition: Any, model: str) -> str:
 def check_kind(out: Path, kind: str, identity: str | None = None) -> bool:
     """Whether `out` is already this command's folder (`kind`: run or search) for this work
     (`identity`, for a search); False when it holds no lenscope output yet. A folder another
-    kind made, another search's, or (for a search) one holding a results.jsonl that no search
-    marked as its own, is refused (BadInput) before anything in it is read or written."""
+    kind made, another search's, or one holding a results.jsonl that no run or search marked
+    as its own, is refused (BadInput) before anything in it is read or written."""
     where = f"--out '{out}'"
     results = out / "results.jsonl"
     if results.is_symlink():  # appending to it (a search does) would write outside the folder
@@ -92,8 +92,8 @@ def check_kind(out: Path, kind: str, identity: str | None = None) -> bool:
             raise BadInput(f"{where}: holds another search (from {str(data.get('made_from'))[:80]!r}); "
                            "use another folder")
         return True
-    if kind == "search" and results.exists():
-        raise BadInput(f"{where}: holds a results.jsonl that no lenscope search marked as its own; "
+    if results.exists():  # someone else's results.jsonl: never read as ours, nor replaced
+        raise BadInput(f"{where}: holds a results.jsonl that no lenscope {kind} marked as its own; "
                        "use another folder")
     return False
 

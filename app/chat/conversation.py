@@ -26,6 +26,7 @@ from lenscope.app.core.marks import overlapping
 from lenscope.app.core.records import ConversationRecord, TurnRecord, TurnRowRecord, TurnSetup
 from lenscope.app.core.results import finite_mean
 from lenscope.app.errors import BadInput
+from lenscope.app.models import chat_template
 
 if TYPE_CHECKING:
     from lenscope.app.core.engine import Engine
@@ -139,10 +140,9 @@ class Layout:
 def _apply(tokenizer, messages: Sequence[Message], generation_prompt: bool, texts: Sequence[str]) -> str:
     data = [{"role": m.role, "content": t} for m, t in zip(messages, texts)]
     try:
-        return tokenizer.apply_chat_template(data, add_generation_prompt=generation_prompt, tokenize=False)
-    except Exception as exc:  # a template may refuse a system role, or two turns of one role
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadInput(f"conversation: the model's chat template failed: {first}") from None
+        return chat_template.render(tokenizer, data, generation_prompt)
+    except BadInput as exc:  # a template may refuse a system role, or two turns of one role
+        raise BadInput(f"conversation: {exc}") from None
 
 
 def render(tokenizer, messages: Sequence[Message], generation_prompt: bool = True) -> tuple[str, list[tuple[int, int]]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from lenscope.app.core.marks import overlapping
 from lenscope.app.errors import BadInput
+from lenscope.app.models import chat_template
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,9 @@ _PLACEHOLDER = "\ue000lenscope-user\ue001"  # private-use characters: no templat
 def _render(tokenizer, user: str, system: str | None) -> str:
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
     try:
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    except Exception as exc:  # a template may refuse a system role, or fail to render
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadInput(f"--chat: the model's chat template failed: {first}") from None
+        return chat_template.render(tokenizer, messages)
+    except BadInput as exc:  # a template may refuse a system role, or fail to render
+        raise BadInput(f"--chat: {exc}") from None
 
 
 def apply(tokenizer, user: str, system: str | None = None) -> ChatPrompt:

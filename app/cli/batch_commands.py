@@ -80,14 +80,14 @@ def cmd_search(args) -> None:
     from lenscope.app.batch import search as searches
     from lenscope.app.batch.distributed import world
     from lenscope.app.io.session import atomic_write
-    from lenscope.app.models.sources import DEMO_MODEL_NAME
+    from lenscope.app.models.sources import model_identity
 
     here = world()  # under mlx.launch: this rank's share (app/batch/distributed.py)
     search = searches.load(args.search)  # the whole file is checked before a model loads
     if args.model is None:
         args.model = search.model
     out = outdir.check_out(args.out, ["results.jsonl", "best.toml", "report.md"])
-    search.identity = searches.identity(search, args.model or DEMO_MODEL_NAME)
+    search.identity = searches.identity(search, model_identity(args.model))
     # a new folder, or this search's own: what it holds is read (and checked) before the model loads
     known = searches.Results(out / "results.jsonl") if outdir.check_kind(out, "search", search.identity) else None
     engine, _ = load_engine(args)

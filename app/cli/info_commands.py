@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from lenscope.app.cli.common import add_json, add_model, emit, int_range, load_engine
-from lenscope.app.errors import BadInput
+from lenscope.app.errors import BadInput, user_path
 
 
 def add_models(sub: argparse._SubParsersAction) -> None:
@@ -149,7 +149,7 @@ def cmd_bench(args) -> None:
         from lenscope.app.lab import convert_bench
 
         with tempfile.TemporaryDirectory(prefix="lenscope-convert-") as tmp:
-            src = Path(args.convert).expanduser()
+            src = user_path(args.convert, f"--convert '{args.convert}'")
             if args.convert == "llama-1b":
                 print("lenscope: writing a synthetic Llama 3.2 1B-shaped Q4_K_M GGUF", file=sys.stderr)
                 src = convert_bench.synthetic_llama(Path(tmp) / "llama-1b-Q4_K_M.gguf")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lenscope.app.core import settings
-from lenscope.app.errors import BadInput
+from lenscope.app.errors import BadInput, user_path
 from lenscope.app.io import datafile
 from lenscope.lenses import directions
 from lenscope.lenses.base import INT_LIMIT, Variant
@@ -59,7 +59,7 @@ def check_writable(path: str | Path, where: str) -> Path:
     if not str(path).strip():
         raise BadInput(f"{where}: empty path")
     try:
-        target = Path(os.path.realpath(Path(path).expanduser()))
+        target = Path(os.path.realpath(user_path(path, where)))
         if target.is_dir():
             raise BadInput(f"{where}: is a folder")
         if not target.parent.is_dir():
@@ -77,7 +77,7 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     Through a symlink the link's target is replaced (the link stays); an existing file
     keeps its mode, a new one gets the umask's, as `open` would give it. Temps that a
     killed save left (ours: `.NAME.PID.RANDOM.tmp`) are removed on the next save."""
-    p = Path(path).expanduser()
+    p = user_path(path, f"'{path}'")
     target = check_writable(p, f"'{path}'")
     _remove_stale_temps(target)
     tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"

@@ -18,6 +18,7 @@ import numpy as np
 
 from lenscope.app.core.engine import Engine, Request
 from lenscope.app.errors import BadInput
+from lenscope.app.models.sources import gguf_source
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import parse_inline
 
@@ -97,11 +98,10 @@ def llama_cpp_source(engine: Engine) -> str:
     except ImportError:
         raise BadInput("--against llama.cpp: llama-cpp-python is not installed (pip install llama-cpp-python "
                        "builds llama.cpp: about 20 minutes on 2 cores)") from None
-    try:
-        source = json.loads((engine.loaded.path / "gguf_source.json").read_text())["source"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise BadInput(f"--against llama.cpp: model '{engine.loaded.name}' was not converted from a GGUF file") from None
-    if not isinstance(source, str) or not Path(source).is_file():
+    source = gguf_source(engine.loaded.path).get("source")
+    if source is None:
+        raise BadInput(f"--against llama.cpp: model '{engine.loaded.name}' was not converted from a GGUF file")
+    if not Path(source).is_file():
         raise BadInput(f"--against llama.cpp: the GGUF file {source!r:.80} is gone")
     return source
 

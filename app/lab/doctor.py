@@ -60,13 +60,9 @@ def report(model: str | None = None, precision: str | None = None) -> dict[str, 
 
 def _gguf_source(folder) -> dict[str, Any] | None:
     """What a converted GGUF folder says of its source: types, and each requantized type's error."""
-    import json
+    from lenscope.app.models.sources import gguf_source
 
-    try:
-        source = json.loads((folder / "gguf_source.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return source if isinstance(source, dict) else None
+    return gguf_source(folder) or None
 
 
 def render(rep: dict[str, Any]) -> str:
@@ -95,8 +91,8 @@ def render(rep: dict[str, Any]) -> str:
     if m.get("precision_how"):
         from lenscope.app.models.precision_choice import cache_file
 
-        lines.append(f"auto choice {m['precision_how']}, kept in {cache_file()} for this model, machine and BLAS "
-                     f"(lenscope doctor --remeasure measures again)")
+        kept = "" if "not kept" in m["precision_how"] else f", kept in {cache_file()} for this model, machine and BLAS"
+        lines.append(f"auto choice {m['precision_how']}{kept} (lenscope doctor --remeasure measures again)")
     if g := m.get("gguf"):
         lines.append(f"gguf        {g.get('architecture')}, {g.get('quantization')}: "
                      f"{', '.join(g.get('tensor_types') or [])} from {g.get('source')}")

@@ -24,7 +24,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from lenscope.app.errors import BadInput
+from lenscope.app.errors import BadInput, user_path
 from lenscope.app.models import gguf_archs, manifest
 from lenscope.app.models.gguf_tensors import SUPPORTED_TYPES, convert_tensor
 from lenscope.app.models.gguf_tokenizer import build_tokenizer, tokenizer_config
@@ -295,7 +295,10 @@ def _weights(path: Path, arch: str, tensors: dict, say: Callable[[str], None],
         target = gguf_archs.mlx_name(arch, name)
         if target is None:
             raise BadInput(f"model '{path}': GGUF tensor '{name}' has no mlx-lm counterpart for {arch}")
-        got = convert_tensor(tensor)
+        try:
+            got = convert_tensor(tensor)
+        except BadInput as exc:
+            raise BadInput(f"model '{path}': {exc}") from None
         module = target.rpartition(".")[0]
         for key, array in got.arrays.items():
             if key == "weight" and gguf_archs.is_norm(name):
@@ -333,7 +336,7 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike,
             progress: Callable[[str], None] | None = None) -> Path:
     """Convert a GGUF file into an mlx-lm folder at out_dir (written whole or not at all)."""
     say = progress or (lambda message: None)
-    path, out = Path(gguf_path).expanduser(), Path(out_dir).expanduser()
+    path, out = user_path(gguf_path, f"model '{gguf_path}'"), user_path(out_dir, f"'{out_dir}'")
     if not path.is_file():
         raise BadInput(f"model '{gguf_path}': no such file")
     say(f"reading {path.name}")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
+from lenscope.app.errors import BadInput
+
 GROUP = 32
 FLOAT_TYPES = ("F32", "F16", "BF16")
 EXACT_TYPES = {"Q4_0": 4, "Q4_1": 4, "Q5_0": 5, "Q5_1": 5, "Q8_0": 8, "Q4_K": 4, "Q5_K": 5}
@@ -117,12 +119,15 @@ def convert_tensor(tensor) -> Converted:
     cols = shape[-1]
     rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
     data = np.asarray(tensor.data)
+    block, size = GGML_QUANT_SIZES[tensor.tensor_type]
+    if cols % block or data.nbytes != rows * cols // block * size:  # a cut file, or a shape that lies
+        raise BadInput(f"GGUF tensor '{tensor.name}' ({kind}, shape {shape}) holds {data.nbytes} bytes, "
+                       f"not the {rows * cols // block * size} its shape needs")
     if kind in FLOAT_TYPES:
         if kind == "BF16":  # as raw bits: numpy has no bfloat16
             bits = data.view(np.uint16).reshape(shape)
             return Converted({"weight": mx.array(bits).view(mx.bfloat16)})
         return Converted({"weight": mx.array(data.reshape(shape))})
-    block, size = GGML_QUANT_SIZES[tensor.tensor_type]
     if len(shape) == 1:  # a quantized vector (no model has one; norms are F32): plain float32
         return Converted({"weight": mx.array(dequantize(data.reshape(1, -1), tensor.tensor_type).reshape(shape))})
     blocks = data.reshape(rows, cols // block, size)

@@ -92,6 +92,15 @@ def build_tokenizer(meta: dict):
     tokens = list(meta["tokenizer.ggml.tokens"])
     types = meta.get("tokenizer.ggml.token_type") or []
     vocab = {t: i for i, t in enumerate(tokens)}
+    if len(vocab) != len(tokens):
+        seen: dict[str, int] = {}
+        i, first = next((i, seen[t]) for i, t in enumerate(tokens) if seen.setdefault(t, i) != i)
+        raise BadInput(f"GGUF tokenizer: token {tokens[i]!r:.40} appears twice (ids {first} and {i})")
+    for name in ("bos", "eos", "unknown"):
+        token_id = meta.get(f"tokenizer.ggml.{name}_token_id")
+        if token_id is not None and not (isinstance(token_id, int) and 0 <= token_id < len(tokens)):
+            raise BadInput(f"GGUF tokenizer: {name} token id {token_id!r:.20} is not in the {len(tokens)}-token "
+                           f"vocabulary")
     if kind == "gpt2":
         pre = meta.get("tokenizer.ggml.pre", "default")
         regexes = PRE_TOKENIZERS.get(pre)
@@ -109,7 +118,10 @@ def build_tokenizer(meta: dict):
         post = [processors.ByteLevel(trim_offsets=False)]
         add_bos_default = pre in ADD_BOS
     elif kind == "llama":
-        scores = meta["tokenizer.ggml.scores"]
+        scores = meta.get("tokenizer.ggml.scores")
+        if scores is None or len(scores) != len(tokens):
+            raise BadInput(f"GGUF tokenizer: a SentencePiece (llama) vocabulary needs one score per token "
+                           f"({0 if scores is None else len(scores)} scores, {len(tokens)} tokens)")
         unk = tokens[meta.get("tokenizer.ggml.unknown_token_id", 0)]
         tok = Tokenizer(models.BPE(vocab, _spm_merges(tokens, scores, types), unk_token=unk,
                                    fuse_unk=True, byte_fallback=True))

@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 import mlx.nn as nn
 
-from lenscope.app.errors import BadInput
-from lenscope.app.models import precision, precision_choice
+from lenscope.app.errors import BadInput, user_path
+from lenscope.app.models import precision, precision_choice, shape
 from lenscope.app.models.sources import DEMO_MODEL_DIR, DEMO_MODEL_NAME, resolve_model
 
 
@@ -56,7 +56,7 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
 
 
     name, target = resolve_model(spec, progress)
-    path = Path(target).expanduser()
+    path = user_path(target, f"model '{name}'")
     looks_local = path.exists() or target.startswith((".", "/", "~")) or target.count("/") != 1
     if looks_local and not path.is_dir():
         raise BadInput(f"model '{name}': no such folder")
@@ -64,6 +64,8 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         raise BadInput(f"model '{name}': folder has no config.json (not an mlx-lm model)")
     if looks_local and not trust_remote_code:
         refuse_foreign_code(path, name)
+    if looks_local:
+        shape.check_config(read_config(path, name), name)
     try:
         # tokenizer_config reaches AutoTokenizer: an explicit False makes transformers refuse
         # auto_map code instead of asking "[y/N]" on stdin (None) or running it (True)
@@ -73,9 +75,13 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         if "trust_remote_code" in str(exc):
             raise BadInput(f"model '{name}': wants to run its own Python code; lenscope does not unless "
                            f"you pass --trust-remote-code") from None
-        offline = " (offline: only models already in the hub cache load)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        offline = (" (offline: only models already in the hub cache load)"
+                   if os.environ.get("HF_HUB_OFFLINE") and not looks_local else "")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"model '{name}': cannot load: {first}{offline}") from None
+    rows = next((m.weight.shape[0] for p, m in model.named_modules() if p.endswith("embed_tokens")), None)
+    if rows is not None:
+        shape.check_vocabulary(tokenizer, int(rows), name)
     loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
     if not lazy:
         apply_precision(loaded, precision)
@@ -111,6 +117,15 @@ def apply_precision(loaded: LoadedModel, requested: str | None,
         return
     precision.to_float(model, chosen, evaluate=processes == 1)
     loaded.precision = chosen + (" (dequantized)" if quantized else "")
+
+
+def read_config(path: Path, name: str) -> Any:
+    try:
+        return json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInput(f"model '{name}': cannot read config.json ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError):
+        raise BadInput(f"model '{name}': config.json is not valid JSON") from None
 
 
 def refuse_foreign_code(path: Path, name: str) -> None:

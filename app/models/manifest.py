@@ -36,10 +36,13 @@ def write(folder: Path) -> None:
 
 
 def intact(folder: Path, full: bool = False) -> bool:
-    """Every file the manifest lists is there, a regular file of its size and samples."""
+    """Every file the manifest lists is there, a regular file of its size and samples, and
+    nothing else is (mlx-lm loads every model*.safetensors: a stale shard would join in)."""
     try:
         data = json.loads((folder / NAME).read_text(encoding="utf-8"))
         files = data["files"]
+        if {p.name for p in folder.iterdir() if not p.name.startswith(".")} - {NAME} - set(files):
+            return False
         for name, want in files.items():
             p = folder / name
             if "/" in name or name in ("", ".", "..") or not p.is_file() or p.is_symlink():

@@ -10,6 +10,7 @@ its stored weights, picks among the rest, and writes the choice with its timings
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +23,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_unflatten
 
-from lenscope.app.models import precision
+from lenscope.app.errors import BadInput, user_path
+from lenscope.app.models import chat_template, precision
 
 CHECK_TOKENS = 16  # greedy tokens a float path must reproduce
 QUESTION = "What is the capital of France?"
@@ -51,8 +53,8 @@ def machine_key() -> str:
 
 def model_key(path: Path) -> str:
     """A model folder by its weight files' names, sizes and times (not hashed: 1 s a GB)."""
-    h = hashlib.sha256(str(Path(path).expanduser().resolve()).encode())
-    for f in sorted(Path(path).expanduser().glob("*.safetensors")):
+    h = hashlib.sha256(str(user_path(path, "model").resolve()).encode())
+    for f in sorted(user_path(path, "model").glob("*.safetensors")):
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
@@ -66,16 +68,20 @@ def read_all() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _write(entries: dict[str, Any]) -> None:
-    """Whole or not at all (a temp file, then a rename): two processes may load at once."""
+def _write(entries: dict[str, Any]) -> bool:
+    """Whole or not at all (a temp file, then a rename): two processes may load at once.
+    False when the cache cannot be written."""
     target = cache_file()
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, target)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only cache: measured again next time, the same way
+        return True
+    except OSError:  # a read-only cache (or one that is a file): measured again next time, the same way
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return False
 
 
 def forget() -> int:
@@ -93,9 +99,9 @@ def _question_ids(tokenizer: Any) -> list[int]:
     there), else as plain text; BOS once."""
     if getattr(tokenizer, "chat_template", None):
         try:
-            return list(tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}],
-                                                      add_generation_prompt=True, tokenize=True))
-        except Exception:  # noqa: BLE001 (a template that fails on a plain question: the plain text)
+            text = chat_template.render(tokenizer, [{"role": "user", "content": QUESTION}])
+            return list(tokenizer.encode(text, add_special_tokens=False))
+        except BadInput:  # a template that fails on a plain question: the plain text
             pass
     return list(tokenizer.encode(QUESTION))
 
@@ -122,7 +128,7 @@ def keeps_answer(model: nn.Module, ids: list[int], dtype: str, reference: list[i
 
 def _still_there(model: str) -> bool:
     """A kept entry's model folder still exists (a hub id is kept)."""
-    path = Path(model).expanduser()
+    path = user_path(model, "model")
     return not path.is_absolute() or path.exists()
 
 
@@ -150,6 +156,7 @@ def choose(model: nn.Module, tokenizer: Any, path: Path, memory: int) -> tuple[s
     entries = {k: e for k, e in entries.items() if isinstance(e, dict) and _still_there(str(e.get("model", "")))}
     entries[key] = {"choice": choice, "measured": measured, "changes_answer": dropped, "when": when,
                     "model": str(path)}
-    _write(entries)
-    how = "measured now" + (f"; {', '.join(dropped)} changed the answer" if dropped else "")
+    kept = _write(entries)
+    how = "measured now" + (f"; {', '.join(dropped)} changed the answer" if dropped else "") + \
+        ("" if kept else f"; not kept: {cache_file()} cannot be written")
     return choice, measured, how

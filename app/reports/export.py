@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lenscope.app.errors import BadInput
+from lenscope.app.errors import BadInput, user_path
 from lenscope.app.io.session import atomic_write
 from lenscope.app.reports.html import render
 from lenscope.app.reports.markdown import markdown
@@ -15,7 +15,7 @@ from lenscope.app.reports.markdown import markdown
 def write_reports(folder: str | Path, results: list[dict], meta: dict[str, Any]) -> list[Path]:
     """report.html and report.md of `results` into `folder` (made if missing), each written
     atomically: what the TUI's export writes for the comparison on screen."""
-    out = Path(folder).expanduser()
+    out = user_path(folder, f"export '{folder}'")
     if out.exists() and not out.is_dir():
         raise BadInput(f"export '{folder}': is a file, not a folder")
     try:

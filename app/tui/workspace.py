@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lenscope.app.chat import conversation as convs
@@ -21,7 +20,7 @@ from lenscope.app.core import settings
 from lenscope.app.core.capture import RowCapture
 from lenscope.app.core.marks import carry_marks, overlapping
 from lenscope.app.core.results import RunResult, from_json
-from lenscope.app.errors import BadInput
+from lenscope.app.errors import BadInput, user_path
 from lenscope.app.io import session as sessions
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import expand_points, to_data
@@ -264,7 +263,7 @@ class Workspace:
 
 def read_session(path: str) -> tuple[sessions.Session, RunResult | None, dict[str, str]]:
     """A session, its result and its settings as field text: all checked before any of it is used."""
-    if Path(path).expanduser().is_dir():
+    if user_path(path, f"session '{path}'").is_dir():
         raise BadInput(f"session '{path}': is a folder")
     s = sessions.load(path)
     result = from_json(s.result, f"session '{path}' result") if s.result else None
