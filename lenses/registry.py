@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from lenscope.lenses import (
+    adapter,
     attention,
     constrain,
+    fitted,
     geometry,
     identity,
     patching,
@@ -25,6 +27,7 @@ KINDS: dict[str, type[Lens]] = {cls.kind: cls for cls in (
     sampling.Temperature, sampling.Explore, sampling.Bias,
     constrain.Constrain, constrain.Force,
     scale.Scale,
+    fitted.Fitted, adapter.Adapter,
 )}
 
 

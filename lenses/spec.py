@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lenscope.lenses import files
+from lenscope.lenses import adapter, files
 from lenscope.lenses.base import Keyframes, Lens, Variant, number_text, quote
 from lenscope.lenses.errors import BadInput
 from lenscope.lenses.registry import KINDS
@@ -257,13 +257,36 @@ def is_lens_file(spec: str) -> bool:
     return exists or (":" not in spec and spec.endswith((".toml", ".json")))
 
 
+PATH_KEYS = ("file", "path", "schema", "grammar", "regex_file")  # lens parameters that name a file or folder
+
+
 def parse(spec: str) -> list[Variant]:
-    """A --lens value: a .toml/.json file (one or more variants) or an inline spec."""
-    if is_lens_file(spec):
-        variants = variants_from_data(read_file(spec), f"lens file '{spec}'")
+    """A --lens value: a .toml/.json file (one or more variants), an mlx-lm adapter folder
+    (one `adapter` row) or an inline spec."""
+    if adapter.is_adapter_folder(spec):
+        variants = [Variant(f"adapter:{Path(spec).name}", [build_lens({"kind": "adapter", "path": spec}, spec)])]
+    elif is_lens_file(spec):
+        base = files.user_path(spec, f"lens file '{spec}'").parent
+        variants = variants_from_data(_relative_to(read_file(spec), base), f"lens file '{spec}'")
     else:
         variants = [parse_inline(spec)]
     return [row for v in variants for row in expand_points(v)]
+
+
+def _relative_to(data: Any, base: Path) -> Any:
+    """A lens file's relative paths (file=, path=, schema=, ...) read from the file's own
+    folder, as a fitted lens's lens.toml names the tensors beside it."""
+    if isinstance(data, list):
+        return [_relative_to(x, base) for x in data]
+    if not isinstance(data, dict):
+        return data
+    out = {k: _relative_to(v, base) for k, v in data.items()}
+    if "kind" in out:
+        for key in PATH_KEYS:
+            value = out.get(key)
+            if isinstance(value, str) and value and not value.startswith(("/", "~")):
+                out[key] = str(base / value)
+    return out
 
 
 def to_data(variants: list[Variant]) -> dict[str, Any]:

@@ -311,7 +311,7 @@ async def random_session(seed: int, seconds: float, tmp_path: Path) -> dict:
         await ready(pilot)
         a.main.query_one("#max-tokens", Input).value = "4"
         engine = a.engine
-        kinds = [k for k in KINDS if k != "patch"]  # patch reads a second prompt: its own tests
+        kinds = [k for k in KINDS if k not in ("patch", "fitted", "adapter")]  # a second prompt, files: their own tests
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             op = rng.choice(["rows", "rows", "mark", "run", "run", "cancel", "tab", "keys", "keys", "resize",

@@ -177,3 +177,64 @@ def cmd_diff(args) -> None:
         return
     for line in run_diff.to_text(d):
         print(one_line(line))
+
+def add_fit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="learn a lens from examples: steer vectors, a LoReFT edit, or a LoRA adapter",
+                       epilog="DIR/lens.toml is a lens file (--lens DIR/lens.toml); a lora DIR is an mlx-lm adapter "
+                              "folder (--lens DIR, mlx_lm.generate --adapter-path DIR). README: Learning a lens.")
+    p.set_defaults(func=cmd_fit)
+    add_model(p)
+    p.add_argument("--data", required=True, metavar="FILE.jsonl",
+                   help="JSON lines: {prompt, completion}, {messages}, {text}, or pairs {prompt, chosen, rejected}")
+    p.add_argument("--kind", choices=["steer", "reft", "lora"], default="steer", help="what is learned (default steer)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the lens (or adapter) and fit.json are written")
+    p.add_argument("--layers", metavar="L|L|...", help="layers (steer, reft; default the middle one); "
+                                                       "lora: the number of last layers adapted (default 4)")
+    p.add_argument("--positions", default="all", help="steer, reft: all, prompt, generated or marked (default all)")
+    p.add_argument("--rank", type=int, default=4, help="reft and lora rank (default 4)")
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")
+    p.add_argument("--batch", type=int, default=4, help="examples per step (default 4)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01; lora 1e-4)")
+    p.add_argument("--kl", type=float, default=0.1, help="weight of the KL-from-baseline penalty (default 0.1)")
+    p.add_argument("--heldout", type=float, default=0.2, help="share of examples held out (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="the split, the order and the initial tensors (default 0)")
+
+
+def cmd_fit(args) -> None:
+    from pathlib import Path
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from lenscope.app.batch import fit
+    from lenscope.app.errors import user_path
+
+    if not 1 <= args.steps <= 100_000 or not 1 <= args.batch <= 1024 or not 0 <= args.heldout < 1 \
+            or not 0 <= args.kl < 1e6 or not 1 <= args.rank <= 4096:
+        raise BadInput("fit: --steps 1..100000, --batch 1..1024, --heldout in [0, 1), --kl >= 0, --rank 1..4096")
+    out = user_path(args.out, f"--out '{args.out}'")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"--out '{args.out}': exists and is not an empty folder")
+    try:
+        layers = tuple(int(x) for x in args.layers.split("|")) if args.layers else None
+    except ValueError:
+        raise BadInput(f"--layers '{args.layers}': whole numbers separated by |") from None
+    if args.kind == "lora":
+        from lenscope.app.batch import fit_lora
+
+        report = fit_lora.fit(args.model, user_path(args.data, "--data"), Path(out), num_layers=(layers or (4,))[0],
+                              rank=args.rank, steps=args.steps, batch=args.batch, lr=args.lr or 1e-4,
+                              heldout=args.heldout, seed=args.seed)
+        print(one_line(fit_lora.summary(report)))
+        return
+    opts = fit.FitOptions(kind=args.kind, layers=layers, positions=fit.check_positions(args.positions),
+                          rank=args.rank, steps=args.steps, batch=args.batch, lr=args.lr or 0.01, kl=args.kl,
+                          heldout=args.heldout, seed=args.seed)
+    engine, _ = load_engine(args)
+    examples = fit.read_examples(engine, args.data)
+    with Progress(TextColumn("fit"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
+                  TimeRemainingColumn(), console=stderr_console(), transient=True) as bar:
+        task = bar.add_task("fit", total=opts.steps, loss="-")
+        report = fit.fit(engine, examples, opts, Path(out),
+                         progress=lambda step, total, loss: bar.update(task, completed=step, loss=f"{loss:.4f}"))
+    print(one_line(fit.summary(report)))
+    print(one_line(f"wrote {out / 'lens.toml'} ({out / 'lens.safetensors'}) and {out / 'fit.json'}"))

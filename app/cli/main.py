@@ -17,6 +17,7 @@ COMMANDS = [
     prompt_commands.add_tui, prompt_commands.add_generate, prompt_commands.add_score, prompt_commands.add_attention,
     prompt_commands.add_logit_lens, prompt_commands.add_geometry, prompt_commands.add_heads,
     batch_commands.add_run, batch_commands.add_search, batch_commands.add_tree, batch_commands.add_diff,
+    batch_commands.add_fit,
     info_commands.add_models, info_commands.add_lenses, info_commands.add_doctor, info_commands.add_measure,
     prompt_commands.add_direction, info_commands.add_bench,
 ]

@@ -339,7 +339,7 @@ def convert(gguf_path: str | os.PathLike, out_dir: str | os.PathLike,
     path, out = user_path(gguf_path, f"model '{gguf_path}'"), user_path(out_dir, f"'{out_dir}'")
     if not path.is_file():
         raise BadInput(f"model '{gguf_path}': no such file")
-    say(f"reading {path.name}")
+    say(f"reading {path.name} ({path.stat().st_size / 2**20:,.0f} MiB; a large vocabulary takes a while)")
     try:
         header = read_header(path)
     except OSError as exc:

@@ -66,6 +66,8 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         refuse_foreign_code(path, name)
     if looks_local:
         shape.check_config(read_config(path, name), name)
+    if progress:
+        progress(f"loading {name}")
     try:
         # tokenizer_config reaches AutoTokenizer: an explicit False makes transformers refuse
         # auto_map code instead of asking "[y/N]" on stdin (None) or running it (True)
@@ -84,12 +86,13 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         shape.check_vocabulary(tokenizer, int(rows), name)
     loaded = LoadedModel(model=model, tokenizer=tokenizer, name=name, path=path if looks_local else Path(target))
     if not lazy:
-        apply_precision(loaded, precision)
+        apply_precision(loaded, precision, say=progress)
     return loaded
 
 
 def apply_precision(loaded: LoadedModel, requested: str | None,
-                    agree: Callable[[dict[str, float]], dict[str, float]] | None = None, processes: int = 1) -> None:
+                    agree: Callable[[dict[str, float]], dict[str, float]] | None = None, processes: int = 1,
+                    say: Callable[[str], None] | None = None) -> None:
     """Dequantize to float when asked, or (auto, on the CPU) when measuring this model's own
     layers says a float path is faster; sets loaded.precision and loaded.measured.
 
@@ -105,7 +108,7 @@ def apply_precision(loaded: LoadedModel, requested: str | None,
     auto = backend == "cpu" and (requested or "auto") == "auto"
     if auto and not agree:  # chosen once per model and machine, and kept
         chosen, loaded.measured, loaded.precision_how = precision_choice.choose(
-            model, loaded.tokenizer, loaded.path, precision.physical_bytes())
+            model, loaded.tokenizer, loaded.path, precision.physical_bytes(), say or (lambda message: None))
     else:
         if auto:
             loaded.measured = precision.measure_paths(model, memory=precision.physical_bytes() * processes)

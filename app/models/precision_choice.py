@@ -17,7 +17,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -132,22 +132,27 @@ def _still_there(model: str) -> bool:
     return not path.is_absolute() or path.exists()
 
 
-def choose(model: nn.Module, tokenizer: Any, path: Path, memory: int) -> tuple[str, dict[str, float], str]:
+def choose(model: nn.Module, tokenizer: Any, path: Path, memory: int,
+           say: Callable[[str], None] = lambda message: None) -> tuple[str, dict[str, float], str]:
     """(precision, timings, how it was chosen) for `auto` on the CPU: the kept choice for this
-    model on this machine, else measured, checked and kept."""
+    model on this machine, else measured, checked and kept (`say`: each step, as it starts)."""
     key = f"{model_key(path)} | {machine_key()}"
     entries = read_all()
     entry = entries.get(key)
     if isinstance(entry, dict) and entry.get("choice") in ("native", *precision.DTYPES):
         measured = {k: float(v) for k, v in (entry.get("measured") or {}).items() if isinstance(v, (int, float))}
         return entry["choice"], measured, f"kept since {entry.get('when', '?')}"
+    if any(isinstance(m, nn.QuantizedLinear) for _, m in model.layers[0].named_modules()):
+        say("choosing a precision, once for this model and machine: timing the ways to run it")
     measured = precision.measure_paths(model, memory=memory)
     dropped: list[str] = []
     rounded = [n for n in ("bfloat16", "float16") if n in measured]  # float32 dequantizes exactly
     if rounded and tokenizer is not None:  # the stored weights' own answer, read only when checked
         ids = _question_ids(tokenizer)
+        say(f"choosing a precision: the stored weights' answer ({CHECK_TOKENS} tokens)")
         reference = _greedy(model, ids)
         for name in rounded:
+            say(f"choosing a precision: does {name} give the same answer?")
             if not keeps_answer(model, ids, name, reference):
                 dropped.append(name)
                 del measured[name]
