@@ -156,7 +156,7 @@ def test_an_adapter_row_gives_mlx_lm_s_own_tokens(engine, data, tmp_path):
     out = tmp_path / "lora"
     report = fit_lora.fit(None, data, out, num_layers=2, rank=4, steps=6, batch=4, lr=1e-3)
     assert report.heldout and (out / "adapters.safetensors").is_file()
-    model, tok = mlx_lm.load(str(DEMO_MODEL_DIR))
+    model, _ = mlx_lm.load(str(DEMO_MODEL_DIR))
     model = load_adapters(model, str(out))
     ids = engine.encode(PROMPT)
     want = [int(t) for t, _ in generate_step(mx.array(ids), model, max_tokens=6,
@@ -180,3 +180,16 @@ def test_an_adapter_of_another_kind_or_shape_is_refused(tmp_path, engine):
                          "model.layers.0.self_attn.q_proj.lora_b": mx.zeros((2, 7))})
     with pytest.raises(BadInput, match="q_proj"):
         engine.prepare(parse(str(folder)))
+
+
+def test_fit_on_the_command_line(data, tmp_path, run_cli):
+    out = tmp_path / "cli"
+    code, stdout, err = run_cli("fit", "--data", str(data), "--kind", "steer", "--layers", "1", "--steps", "3",
+                                "--out", str(out))
+    assert code == 0 and "held-out loss" in stdout and (out / "lens.toml").is_file(), err
+    code, _, err = run_cli("fit", "--data", str(data), "--out", str(out))
+    assert code == 2 and "exists and is not an empty folder" in err
+    code, _, err = run_cli("fit", "--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x"))
+    assert code == 2 and "not found" in err and err.count("\n") == 1
+    code, _, err = run_cli("fit", "--data", str(data), "--layers", "9", "--out", str(tmp_path / "y"))
+    assert code == 2 and "layer 9 does not exist" in err

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-gr = pytest.importorskip("gguf_reference")
+from lenscope.app.errors import BadInput
 
-from lenscope.app.errors import BadInput  # noqa: E402
+gr = pytest.importorskip("gguf_reference")
 
 
 @pytest.fixture
@@ -37,9 +37,9 @@ def generate(run_cli, model, *extra):
 
 # -- shapes mlx-lm would build broken: refused before anything runs -----------------------------
 SHAPES = [
-    ("kv_heads", dict(heads=4, kv_heads=3, head_dim=16), "3 key/value heads do not divide 4 attention heads"),
-    ("gemma3_pattern", dict(arch="gemma3", layers=2), "fewer than its sliding-window pattern of 6"),
-    ("window_zero", dict(arch="gemma3", layers=6, metadata={"gemma3.attention.sliding_window": 0}),
+    ("kv_heads", {"heads": 4, "kv_heads": 3, "head_dim": 16}, "3 key/value heads do not divide 4 attention heads"),
+    ("gemma3_pattern", {"arch": "gemma3", "layers": 2}, "fewer than its sliding-window pattern of 6"),
+    ("window_zero", {"arch": "gemma3", "layers": 6, "metadata": {"gemma3.attention.sliding_window": 0}},
      "sliding_window is 0"),
 ]
 
@@ -134,7 +134,7 @@ def test_a_converted_folder_with_a_list_for_its_source(tmp_path, cache, run_cli)
     assert ms.gguf_source(folder) == {}
     (folder / "gguf_source.json").write_text('{"source": ["x"]}')
     assert "source" not in ms.gguf_source(folder)
-    code, out, err = run_cli("models", "--json")
+    code, _, err = run_cli("models", "--json")
     assert code == 0 and "Traceback" not in err
 
 
@@ -145,8 +145,8 @@ BOMBS = [
     ("huge_power", "{{ 7 ** 100000000 }}", "past 4096 bits"),
     ("nested_loops", "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
      "ran more than 1,000,000 steps"),
-    ("doubling", "{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
-     "{{ ns.s }}", "grew the process by more than 256 MiB"),
+    ("doubling", ("{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+                  "{% endfor %}{{ ns.s }}"), "grew the process by more than 256 MiB"),
     ("recursion", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursed too deeply"),
 ]
 

@@ -28,9 +28,10 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
 import mlx.optimizers as optim
@@ -63,7 +64,7 @@ class FitOptions:
     layers: tuple[int, ...] | None = None  # default: the middle layer
     positions: str = "all"
     rank: int = 4
-    steps: int = 100
+    steps: int = 30
     batch: int = 4
     lr: float = 0.01
     kl: float = 0.1
@@ -85,11 +86,17 @@ class FitReport:
 
 
 # -- data ----------------------------------------------------------------------------------------
-def read_examples(engine, path: str) -> list[Example]:
+def read_records(path: str) -> list[Any]:
+    """The data file's lines, parsed (read before any model loads: a bad file is said first)."""
+    where = f"--data '{path}'"
+    return json_lines(user_path(path, where), where, cut_last=False)
+
+
+def read_examples(engine, path: str, records: list[Any] | None = None) -> list[Example]:
     """Every line of the data file as token ids; a line of no known format is one BadInput."""
     where = f"--data '{path}'"
     out = []
-    for n, rec in enumerate(json_lines(user_path(path, where), where, cut_last=False), 1):
+    for n, rec in enumerate(read_records(path) if records is None else records, 1):
         at = f"{where}: line {n}"
         if not isinstance(rec, dict):
             raise BadInput(f"{at}: not a JSON object")
@@ -217,7 +224,7 @@ def fit(engine, examples: list[Example], opts: FitOptions, out: Path,
         raise BadInput(f"--rank {opts.rank}: between 1 and the hidden size ({engine.hidden_size})")
     rng = np.random.default_rng(opts.seed)
     order = rng.permutation(len(examples))
-    n_held = max(1, int(round(len(examples) * opts.heldout))) if opts.heldout > 0 else 0
+    n_held = max(1, round(len(examples) * opts.heldout)) if opts.heldout > 0 else 0
     held = [examples[i] for i in order[:n_held]]
     train = [examples[i] for i in order[n_held:]] or held
     report = FitReport(opts.kind, engine.loaded.name, {"train": len(train), "heldout": len(held)},

@@ -2,7 +2,9 @@
 
 The data file is split (by the seed) into DIR/data/train.jsonl and valid.jsonl, mlx-lm's
 layout; mlx_lm.lora's `train_model` then trains rank-r LoRA on the last `num_layers`
-blocks of a fresh copy of the model's stored weights (the TUI's model is never touched).
+blocks of a fresh copy of the model's stored weights (the TUI's model is never touched),
+dequantized to float32 when stored quantized (mlx-lm's quantized training is several times
+slower on a CPU, and float32 is what lenscope runs there).
 DIR is an ordinary adapter folder: `--lens DIR` runs it as a row (lenses/adapter.py) and
 `mlx_lm.generate --adapter-path DIR` runs it too. Pairs (`chosen`/`rejected`) are not an
 mlx-lm format and are refused.
@@ -19,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from mlx import nn
 
 from lenscope.app.errors import BadInput
 from lenscope.app.io.datafile import json_lines
@@ -41,6 +44,7 @@ def fit(model: str | None, data: Path, out: Path, num_layers: int = 4, rank: int
     from mlx_lm.tuner.callbacks import TrainingCallback
     from mlx_lm.tuner.datasets import load_dataset
 
+    from lenscope.app.models import precision
     from lenscope.app.models.sources import resolve_model
 
     lines = json_lines(data, f"--data '{data}'", cut_last=False)
@@ -49,7 +53,7 @@ def fit(model: str | None, data: Path, out: Path, num_layers: int = 4, rank: int
     if len(lines) < 2:
         raise BadInput(f"--data '{data}': needs at least two examples (one to train on, one held out)")
     order = np.random.default_rng(seed).permutation(len(lines))
-    n_held = max(1, int(round(len(lines) * heldout)))
+    n_held = max(1, round(len(lines) * heldout))
     folder = out / "data"
     folder.mkdir(parents=True, exist_ok=True)
     for name, idx in (("valid", order[:n_held]), ("train", order[n_held:] if len(lines) > n_held else order)):
@@ -75,6 +79,8 @@ def fit(model: str | None, data: Path, out: Path, num_layers: int = 4, rank: int
     t0 = time.perf_counter()
     try:
         weights, tokenizer = mlx_lm.load(target)
+        if any(isinstance(m, nn.QuantizedLinear) for _, m in weights.named_modules()):
+            precision.to_float(weights, "float32")  # as lenscope runs it on a CPU: quantized training is slower
         train_set, valid_set, _ = load_dataset(args, tokenizer)
         if len(train_set) < batch or len(valid_set) < 1:
             raise BadInput(f"--batch {batch}: more than the {len(train_set)} training examples")

@@ -192,7 +192,7 @@ def add_fit(sub: argparse._SubParsersAction) -> None:
                                                        "lora: the number of last layers adapted (default 4)")
     p.add_argument("--positions", default="all", help="steer, reft: all, prompt, generated or marked (default all)")
     p.add_argument("--rank", type=int, default=4, help="reft and lora rank (default 4)")
-    p.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")
+    p.add_argument("--steps", type=int, default=30, help="optimizer steps (default 30)")
     p.add_argument("--batch", type=int, default=4, help="examples per step (default 4)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01; lora 1e-4)")
     p.add_argument("--kl", type=float, default=0.1, help="weight of the KL-from-baseline penalty (default 0.1)")
@@ -229,8 +229,9 @@ def cmd_fit(args) -> None:
     opts = fit.FitOptions(kind=args.kind, layers=layers, positions=fit.check_positions(args.positions),
                           rank=args.rank, steps=args.steps, batch=args.batch, lr=args.lr or 0.01, kl=args.kl,
                           heldout=args.heldout, seed=args.seed)
+    records = fit.read_records(args.data)  # a missing or broken file is said before the model loads
     engine, _ = load_engine(args)
-    examples = fit.read_examples(engine, args.data)
+    examples = fit.read_examples(engine, args.data, records)
     with Progress(TextColumn("fit"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
                   TimeRemainingColumn(), console=stderr_console(), transient=True) as bar:
         task = bar.add_task("fit", total=opts.steps, loss="-")
