@@ -106,7 +106,8 @@ def _shape(module) -> tuple[int, int]:
 
 
 def is_adapter_folder(spec: str) -> bool:
+    """A SPEC that names a folder holding adapter_config.json (an inline spec never does)."""
     try:
         return (user_path(spec, "adapter") / CONFIG).is_file()
-    except BadInput:
+    except (BadInput, OSError, ValueError):  # a spec too long for a path, or with a NUL
         return False

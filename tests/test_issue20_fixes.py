@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -159,13 +161,35 @@ def _values(p, draw):
     return draw(text)
 
 
+def _made_files() -> dict[str, dict[str, str]]:
+    """A fitted lens file and an adapter folder: the two kinds that read one when made."""
+    import json as _json
+    import tempfile
+
+    import mlx.core as mx
+
+    from lenscope.lenses import fitted
+
+    folder = Path(tempfile.mkdtemp(prefix="lenscope-kinds-"))
+    fitted.write(folder / "f.safetensors", "steer", {"layer.0.v": np.ones(8)},
+                 {"hidden_size": 8, "n_layers": 2, "vocab": "0" * 16, "model": "m"})
+    (folder / "adapter_config.json").write_text(_json.dumps({"fine_tune_type": "lora"}))
+    mx.save_safetensors(str(folder / "adapters.safetensors"),
+                        {"model.layers.0.mlp.up_proj.lora_a": mx.zeros((8, 2)),
+                         "model.layers.0.mlp.up_proj.lora_b": mx.zeros((2, 8))})
+    return {"fitted": {"file": str(folder / "f.safetensors")}, "adapter": {"path": str(folder)}}
+
+
+MADE = _made_files()
+
+
 @st.composite
 def lenses(draw, kind: str):
     cls = KINDS[kind]
-    entry = {"kind": kind}
+    entry = {"kind": kind, **MADE.get(kind, {})}
     files = getattr(cls, "FILES", {})  # constrain's grammar files are read when it is made: none here
     for p in cls.params:
-        if p.name not in files and draw(st.booleans()):
+        if p.name not in files and p.name not in entry and draw(st.booleans()):
             entry[p.name] = _values(p, draw)
     return build_lens(entry, "test")
 

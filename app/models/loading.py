@@ -66,8 +66,6 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
         refuse_foreign_code(path, name)
     if looks_local:
         shape.check_config(read_config(path, name), name)
-    if progress:
-        progress(f"loading {name}")
     try:
         # tokenizer_config reaches AutoTokenizer: an explicit False makes transformers refuse
         # auto_map code instead of asking "[y/N]" on stdin (None) or running it (True)
