@@ -274,6 +274,30 @@ class Runner:
 
         self.start("logit lens", body)
 
+    def fit(self, data: str, out: Any, apply: Callable[[Any], None]) -> bool:
+        """Learn a steer lens from `data` into the folder `out` (lenscope fit's defaults);
+        the status line follows the steps and the loss; escape cancels between steps."""
+        def body() -> None:
+            from lenscope.app.batch import fit
+
+            worker = get_current_worker()
+            examples = fit.read_examples(self.engine, data)
+            last = [0.0]
+
+            def progress(step: int, total: int, loss: float) -> None:
+                if worker.is_cancelled:
+                    raise BadInput("fit cancelled: nothing written")
+                if time.perf_counter() - last[0] >= 0.2 or step == total:
+                    self.app.post_message(JobProgress(f"fitting a steer lens: step {step}/{total} · loss "
+                                                      f"{loss:.3f} · escape cancels"))
+                    last[0] = time.perf_counter()
+
+            report = fit.fit(self.engine, examples, fit.FitOptions(), out, progress=progress)
+            self.app.post_message(JobProgress(fit.summary(report)))
+            self.app.post_message(ViewReady(lambda: apply(out / "lens.toml")))
+
+        return self.start("fit", body)
+
     def tree(self, prompt: str, options: dict[str, Any], apply: Callable[[Any], None]) -> bool:
         def body() -> None:
             from lenscope.app.batch.scores import Score

@@ -13,7 +13,7 @@ from textual.notifications import Notification, Notify
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from lenscope.app.errors import BadInput, one_line
+from lenscope.app.errors import BadInput, one_line, user_path
 from lenscope.app.io import session as sessions
 from lenscope.app.tui.workspace import Workspace
 from lenscope.lenses.base import Variant
@@ -48,6 +48,8 @@ class VariantList(OptionList):
         Key("ctrl+down", "move_variant(1)", "move the variant up / down"),
         Key("l", "load_lens_file", "load variants from a .toml or .json lens file", title="Load lens file"),
         Key("w", "save_lens_file", "write the variants to a lens file", title="Save lens file"),
+        Key("", "fit_lens", "learn a steer lens from a data file (.jsonl, as lenscope fit) and add it as a row",
+            title="Fit a lens from examples"),
     ]
     BINDINGS = bindings(KEYS)
 
@@ -160,6 +162,27 @@ class VariantList(OptionList):
             self.notify(f"loaded {len(new)} variant(s) from {path}")
 
         self.app.push_screen(PathPrompt("Load lens file (.toml or .json)", "lenses.toml"), chosen)
+
+    def action_fit_lens(self) -> None:
+        def chosen(path: str | None) -> None:
+            if not path or self.app.engine is None:
+                return
+            try:
+                data = user_path(path, f"--data '{path}'")
+            except BadInput as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
+            out = next(p for k in range(1000) if not (p := data.with_name(f"{data.stem}-steer{k or ''}")).exists())
+            self.app.runner.fit(str(data), out, added)
+
+        def added(lens_file: Path) -> None:
+            new = parse(str(lens_file))
+            self.ws.variants += new
+            self.post_message(self.Changed(len(self.ws.variants) - 1))
+            self.notify(f"fitted {lens_file.parent} (fit.json: its losses) and added it as a row")
+
+        self.app.push_screen(PathPrompt("Fit a steer lens: data file (.jsonl: prompt/completion, messages, text, "
+                                        "pairs)", "data.jsonl"), chosen)
 
     def action_save_lens_file(self) -> None:
         def chosen(path: str | None) -> None:

@@ -193,3 +193,26 @@ def test_fit_on_the_command_line(data, tmp_path, run_cli):
     assert code == 2 and "not found" in err and err.count("\n") == 1
     code, _, err = run_cli("fit", "--data", str(data), "--layers", "9", "--out", str(tmp_path / "y"))
     assert code == 2 and "layer 9 does not exist" in err
+
+
+async def test_a_fit_from_the_tui_adds_its_row(data, tmp_path):
+    from textual.widgets import Input
+    from tui_helpers import app, ready
+
+    from lenscope.screens.variant_list import VariantList
+
+    shutil.copy(data, tmp_path / "red.jsonl")
+    a = app(lens_specs=[])
+    async with a.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        a.main.query_one(VariantList).action_fit_lens()  # the palette's "Fit a lens from examples"
+        await pilot.pause()
+        a.screen.query_one(Input).value = str(tmp_path / "red.jsonl")
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.pause()
+        assert [v.name for v in a.ws.variants] == ["fitted-steer"]
+        assert (tmp_path / "red-steer" / "fit.json").is_file()
+        assert "held-out loss" in str(a.main.query_one("#status").render())
