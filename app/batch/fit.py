@@ -44,7 +44,7 @@ from lenscope.app.core.numerics import log_softmax
 from lenscope.app.errors import BadInput, user_path
 from lenscope.app.io.datafile import json_lines
 from lenscope.app.models import chat_template
-from lenscope.lenses import fitted
+from lenscope.lenses import fitted, words
 from lenscope.lenses.steering import POSITIONS
 
 KINDS = ("steer", "reft", "lora")
@@ -137,8 +137,6 @@ def _messages(engine, messages: Any, at: str) -> Example:
     except BadInput as exc:
         raise BadInput(f"{at}: {exc}") from None
     ids = engine.tokenizer.encode(prompt, add_special_tokens=False)  # the template writes its own BOS
-    from lenscope.lenses import words
-
     return Example(list(ids), words.continuation_ids(engine.tokenizer, messages[-1]["content"], at))
 
 
