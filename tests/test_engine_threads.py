@@ -1,4 +1,4 @@
-"""Two threads on one engine (issue 20): runs wait for each other instead of swapping
+"""Two threads on one engine: runs wait for each other instead of swapping
 each other's hooks in and out, and hooks never install over hooks already installed."""
 
 import sys

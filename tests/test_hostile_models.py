@@ -1,4 +1,4 @@
-"""Hostile model files, stores, caches and paths (issue 36): each case is one line on stderr
+"""Hostile model files, stores, caches and paths: each case is one line on stderr
 with exit 2 (or is ignored and rebuilt), never a traceback, a hang, unbounded memory, a
 silently wrong model or a touched file. Kinds: a model shape mlx-lm would build broken, a
 tokenizer vocabulary that lies, a tensor shorter than its shape, a chat template that is a

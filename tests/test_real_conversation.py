@@ -2,8 +2,12 @@
 turns pass, and marking + tracking it with emphasis keeps a larger share on it (the claim
 of the README's 20-conversation run, on one of its conversations)."""
 
+import pytest
+
 from lenscope.app.chat import conversation as convs
 from lenscope.lenses.spec import parse_inline
+
+pytestmark = pytest.mark.real_model
 
 TURNS = ["My dog is called Noodle. In every answer you give me, mention Noodle. What should I feed Noodle?",
          "How do I make a cup of tea?", "What exercise is good for beginners?"]

@@ -1,4 +1,4 @@
-"""Chat mode in the TUI (issue 9): the template around the prompt, its tokens dimmed and
+"""Chat mode in the TUI: the template around the prompt, its tokens dimmed and
 not markable, marks kept on the user's words, the header naming precision and template.
 
 The demo model's template is a toy (`<|user|>TEXT\\n<|assistant|>`): chat is off by default

@@ -1,4 +1,4 @@
-"""A long session in the TUI, as a person has one (issue 20): many rows, every tab, the keys
+"""A long session in the TUI, as a person has one: many rows, every tab, the keys
 with the prompt focused, one job on the model at a time, quitting with unsaved work, a
 recovery file after a crash, and a seeded random session over all of it.
 
@@ -85,7 +85,7 @@ def test_only_the_runner_runs_the_model_and_modules_stay_small():
                     f"{path.name}:{node.lineno} runs the model (engine.{node.func.attr}): ask the runner"
 
 
-# -- findings of issue 20, each once ------------------------------------------------------------------
+# -- what a long session found, each once ----------------------------------------------------------------
 async def test_twelve_rows_run_and_every_tab_renders():
     a = app(marks=["blue"], lens_specs=[f"emphasis:strength={n}" for n in range(1, 12)])
     async with a.run_test(size=(80, 24)) as pilot:

@@ -71,7 +71,7 @@ class Engine:
         self._others: dict[str, Engine] = {}
         self.prefixes = Prefixes()  # the plain model's caches of prompts read, for runs that start with them
         # taken around every forward and every hooked region: a second thread (the TUI's view
-        # workers next to a run) waits instead of installing its hooks over this one's (issue 20)
+        # workers next to a run) waits instead of installing its hooks over this one's
         self.lock = threading.RLock()
 
     @property

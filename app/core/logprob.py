@@ -74,7 +74,7 @@ def score(engine: Engine, prompt: str, continuation: str, variants: Sequence[Var
     # one forward over all of it: its logits and attention are held whole (a 100 kB
     # continuation would need hundreds of GB), so the size is checked as a comparison's is
     budget.check_comparison(engine.model, len(rows), len(ids), 0, len(ids))
-    with engine.lock:  # hooks swap the shared model's classes: one run at a time (issue 20)
+    with engine.lock:  # hooks swap the shared model's classes: one run at a time
         engine.prepare(rows[1:], p_ids, marks)
         state = HookState([list(v.lenses) for v in rows], engine.n_layers, len(p_ids), tuple(marks))
         state.track_marks = False

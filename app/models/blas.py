@@ -2,7 +2,7 @@
 
 The mlx-cpu wheel links a reference BLAS: ~2 GFLOP/s for fp32 matmul on 2 cores, and
 a batch of 2 costs twice a batch of 1. Debian's OpenBLAS, preloaded, was measured at
-~140 GFLOP/s, with a batch of 2 costing 1.14x a batch of 1 (see DESIGN.md). So the
+~140 GFLOP/s, with a batch of 2 costing 1.14x a batch of 1 (measured on this kind of CPU). So the
 `lenscope` command re-executes itself once with LD_PRELOAD when a system OpenBLAS is
 present. Set LENSCOPE_BLAS=reference to opt out. Never used on macOS (Accelerate).
 """

@@ -1,4 +1,5 @@
-"""The TUI items of the robustness review (issue 8), each driven with Textual's Pilot."""
+"""The TUI's core loop (run, change the variants, run again) and its dialogs, forms, palette
+and sessions under bad input, each driven with Textual's Pilot."""
 
 import json
 import pathlib

@@ -1,4 +1,4 @@
-"""Issue 20: slerp points over [0, t] with a name per row, names that follow edited
+"""Specs and names: slerp points over [0, t] with a name per row, names that follow edited
 parameters, specs that read back what they write (quotes) and say how to quote, tracked
 concepts counted as occurrences, chart colours both plotext and Rich know, lens-form text
 that is never markup and wraps."""
