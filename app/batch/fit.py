@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -44,6 +42,7 @@ from lenscope.app.core.numerics import log_softmax
 from lenscope.app.errors import BadInput, user_path
 from lenscope.app.io.datafile import json_lines
 from lenscope.app.models import chat_template
+from lenscope.app.models.precision import peak_rss_bytes
 from lenscope.lenses import fitted, words
 from lenscope.lenses.steering import POSITIONS
 
@@ -252,14 +251,9 @@ def fit(engine, examples: list[Example], opts: FitOptions, out: Path,
         lens.tensors = params
         report.heldout["after"], report.kl["after"] = evaluate(engine, lens, held)
     report.seconds = round(time.perf_counter() - t0, 2)
-    report.peak_memory_mb = round(_peak_bytes() / 2**20, 1)
+    report.peak_memory_mb = round(peak_rss_bytes() / 2**20, 1)
     _write(out, engine, lens, params, opts, report)
     return report
-
-
-def _peak_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def _write(out: Path, engine, lens: Learner, params: dict[str, mx.array], opts: FitOptions, report: FitReport) -> None:

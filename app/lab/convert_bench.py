@@ -9,7 +9,6 @@ The conversion runs in a child process so its peak RSS is its own.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -83,13 +82,12 @@ def synthetic_llama(path: Path, shape: dict = LLAMA_1B, seed: int = 0) -> Path:
 
 def _child(src: str, out: str) -> None:
     from lenscope.app.models.gguf import convert
+    from lenscope.app.models.precision import peak_rss_bytes
 
     t = time.perf_counter()
     convert(src, out)
     seconds = time.perf_counter() - t
-    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
-    print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak}))
+    print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak_rss_bytes()}))
 
 
 def convert_bench(src: Path, out: Path) -> dict:

@@ -12,11 +12,11 @@ on any machine), and the process may grow by at most MEMORY bytes while it rende
 from __future__ import annotations
 
 import functools
-import resource
 import sys
 from typing import Any
 
 from lenscope.app.errors import BadInput
+from lenscope.app.models.precision import peak_rss_bytes
 
 STEPS = 1_000_000  # template lines run; a real template renders a turn in a few hundred
 SIZE = 1 << 22  # characters or items one operation may build (a real prompt is far shorter)
@@ -89,7 +89,7 @@ class _bounded:
     "<template>") and check the process's growth at each."""
 
     def __enter__(self):
-        self.steps, self.start = 0, _rss()
+        self.steps, self.start = 0, peak_rss_bytes()
         self.previous = sys.gettrace()
         sys.settrace(self._call)
         return self
@@ -105,12 +105,7 @@ class _bounded:
             self.steps += 1
             if self.steps > STEPS:
                 raise TemplateBomb(f"ran more than {STEPS:,} steps")
-            if _rss() - self.start > MEMORY:  # every line: a doubling loop is a few lines a step
+            if peak_rss_bytes() - self.start > MEMORY:  # every line: a doubling loop is a few lines a step
                 raise TemplateBomb(f"grew the process by more than {MEMORY >> 20} MiB")
         return self._line
 
-
-def _rss() -> int:
-    """The process's peak resident size in bytes (Linux and macOS report it in different units)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024

@@ -12,6 +12,8 @@ fast path, so the model stays as it was stored.
 from __future__ import annotations
 
 import os
+import resource
+import sys
 import time
 
 import mlx.core as mx
@@ -126,6 +128,12 @@ def pick_precision(requested: str | None, backend: str, measured: dict[str, floa
     fastest = min(measured.values())
     return next(name for name in ("native", "float32", "bfloat16")
                 if name in measured and measured[name] <= fastest * MARGIN)
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident size in bytes (ru_maxrss: bytes on macOS, KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def physical_bytes() -> int:
