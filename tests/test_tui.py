@@ -3,20 +3,13 @@
 import json
 
 from textual.widgets import Input, TextArea
-from tui_helpers import PROMPT, app, ready
+from tui_helpers import PROMPT, app, ready, run_and_wait
 
 from lenscope.screens.app import LenscopeApp
 from lenscope.screens.comparison import ComparisonView, RowColumn
 from lenscope.screens.heatmap_panel import HeatmapPanel
 from lenscope.screens.lens_dialogs import LensForm, LensPicker
 from lenscope.screens.token_chips import TokenChips, chip_text
-
-
-async def run_and_wait(pilot):
-    await pilot.press("ctrl+r")
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 async def test_mark_with_keys_and_click():

@@ -8,7 +8,7 @@ import pytest
 from textual.command import CommandPalette
 from textual.widgets import Input, OptionList, TextArea
 from textual.widgets.text_area import Selection
-from tui_helpers import PROMPT, app, messages, ready
+from tui_helpers import PROMPT, app, messages, open_form, ready, run_and_wait
 
 from lenscope.lenses.spec import parse
 from lenscope.screens.charts import StepCharts
@@ -20,14 +20,6 @@ from lenscope.screens.token_chips import TokenChips, chip_text
 from lenscope.screens.variant_list import VariantList
 
 SIX = ["identity", "emphasis:strength=2", "emphasis:strength=4", "steer:token=happy,strength=10", "decay"]
-
-
-async def run_and_wait(pilot, max_tokens="3"):
-    pilot.app.main.query_one("#max-tokens", Input).value = max_tokens
-    await pilot.press("ctrl+r")
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def text_of(widget) -> str:
@@ -46,12 +38,7 @@ def info(a) -> str:
 async def add_with_form(pilot, kind: str, **values: str) -> None:
     """a, pick `kind`, fill the fields, apply: as a person would."""
     a = pilot.app
-    await pilot.press("f2")
-    a.main.query_one(VariantList).focus()
-    await pilot.press("a")
-    picker = a.screen.query_one(OptionList)
-    picker.highlighted = [o.id for o in picker._options].index(kind)
-    await pilot.press("enter")
+    await open_form(pilot, kind)
     for name, value in values.items():
         a.screen.query_one(f"#p-{name}", Input).value = value
     await pilot.press("ctrl+s")
@@ -63,18 +50,18 @@ async def test_run_twice_and_change():
     a = app(lens_specs=["identity"])
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         assert column_names(a) == ["baseline", "identity"]
 
         await add_with_form(pilot, "emphasis", strength="5")
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         assert column_names(a) == ["baseline", "identity", "emphasis:strength=5"]
 
         await pilot.press("f2")
         a.main.query_one(VariantList).focus()
         await pilot.press("x", "x")
         assert a.ws.variants == []
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         assert column_names(a) == ["baseline"]
 
         await add_with_form(pilot, "decay")
@@ -82,7 +69,7 @@ async def test_run_twice_and_change():
         assert a.main.query_one(VariantList).highlighted == 1  # the one just added
         await pilot.press("ctrl+up")  # identity above decay
         assert [v.name for v in a.ws.variants] == ["identity", "decay"]
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         assert column_names(a) == ["baseline", "identity", "decay"]
         assert [r.name for r in a.ws.result.rows] == ["baseline", "identity", "decay"]
         assert a._exception is None
@@ -93,7 +80,7 @@ async def test_columns_follow_rows_without_waiting():
     a = app(lens_specs=["identity", "decay"])
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         view = a.main.query_one(ComparisonView)
         full = a.ws.result
         fewer = json.loads(json.dumps(full.to_json()))
@@ -132,7 +119,7 @@ async def test_six_rows_side_by_side_with_range(size, shown):
     a = app(lens_specs=SIX)
     async with a.run_test(size=size) as pilot:
         await ready(pilot)
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         view = a.main.query_one(ComparisonView)
         cols = list(view.query(RowColumn))
         assert len(cols) == 6
@@ -149,7 +136,7 @@ async def test_few_rows_fill_the_width():
     a = app(lens_specs=["identity"])
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         cols = list(a.main.query_one(ComparisonView).query(RowColumn))
         assert sum(c.outer_size.width for c in cols) == 100
         assert "rows 1-2 of 2" in info(a) and "scroll" not in info(a)
@@ -220,7 +207,7 @@ async def test_run_refuses_or_fails_naming_the_variant():
         assert a.ws.result is None and not a.running
         a.ws.variants[1:] = []
         a.ws.variants += parse("steer:file=/no/such.npy")
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         assert any(m.startswith("variant 'steer:file=/no/such.npy': direction file") for m in messages(a))
         assert "steer:file" in text_of(a.main.query_one("#status"))
         assert not a.running and a._exception is None
@@ -230,7 +217,7 @@ async def test_results_go_stale_when_inputs_change():
     a = app(lens_specs=["identity"])
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         assert "stale" not in info(a)
         a.main.query_one("#max-tokens", Input).value = "7"
         await pilot.pause()
@@ -246,7 +233,7 @@ async def test_results_go_stale_when_inputs_change():
         a.main.query_one("#prompt", TextArea).insert("so ", (0, 0))
         await pilot.pause()
         assert "stale" in info(a)
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         assert "stale" not in info(a)
         a.main.query_one(VariantList).focus()
         await pilot.press("x")
@@ -296,7 +283,7 @@ async def test_charts_on_demand_when_small_and_token_count():
         await ready(pilot)
         label = text_of(a.main.query_one("#tokens-label"))
         assert f"tokens ({len(a.ws.prompt_tokens)})" in label
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         await pilot.press("f4")
         panel = a.main.query_one(HeatmapPanel)
         charts, view = panel.query_one(StepCharts), panel.query_one(HeatmapView)
@@ -338,7 +325,7 @@ async def test_reopened_session_captures_attention_again(tmp_path):
     a = app(lens_specs=["emphasis:strength=3"], marks=["blue"])
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         from lenscope.app.io import session as sessions
 
         sessions.save(a.sessions.current(), path)
@@ -358,7 +345,7 @@ async def test_session_from_other_inputs_says_attention_is_not_saved(tmp_path):
     a = app(lens_specs=["identity"])
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
 
         data = a.sessions.current().to_json()
     data["result"]["rows"][1]["name"] = "renamed elsewhere"  # the outputs no longer match the variants
@@ -410,7 +397,7 @@ async def test_form_ranges_and_byte_chips_and_alternatives():
             await pilot.pause()
         assert "steps (int [1, 1048576])" in labels["temperature"]
         assert "e+" not in " ".join(labels.values())
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         view = a.main.query_one(ComparisonView)
         byte_id = a.ws.prompt_ids[3]
         assert view.raw_token(byte_id) == "Ã"
@@ -490,7 +477,7 @@ async def test_bad_sessions_opened_in_a_running_app_change_nothing(tmp_path):
     a = app(lens_specs=["identity"], marks=["blue"])
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        await run_and_wait(pilot)
+        await run_and_wait(pilot, "3")
         def state():
             return (a.ws.prompt, set(a.ws.marks), list(a.ws.variants), a.ws.result,
                     a.main.query_one("#max-tokens", Input).value)

@@ -6,8 +6,8 @@ here every key is queued at once, as the driver queues what one read of the term
 
 from textual import events
 from textual.keys import _character_to_key
-from textual.widgets import Input, OptionList, TextArea
-from tui_helpers import app, ready
+from textual.widgets import Input, TextArea
+from tui_helpers import app, open_form, ready
 
 from lenscope.screens.compose_pane import ComposePane
 from lenscope.screens.variant_list import VariantList
@@ -30,15 +30,6 @@ async def burst(pilot, *keys: str) -> None:
     await pilot.pause()
 
 
-async def open_form(pilot, kind: str) -> None:
-    a = pilot.app
-    await pilot.press("f2")
-    a.main.query_one(VariantList).focus()
-    await pilot.press("a")
-    picker = a.screen.query_one(OptionList)
-    picker.highlighted = [o.id for o in picker._options].index(kind)
-    await pilot.press("enter")
-    await pilot.pause()
 
 
 async def test_a_burst_into_the_lens_form_fills_each_field_and_applies_all_of_it():

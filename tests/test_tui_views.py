@@ -3,7 +3,7 @@ run again with another lens, and check what each view computes against app/ func
 
 import numpy as np
 from textual.widgets import Input, TabbedContent
-from tui_helpers import app, ready
+from tui_helpers import app, ready, run_and_wait
 
 from lenscope.app.views.attention import head_shares, token_weights
 from lenscope.screens.comparison import ComparisonView
@@ -15,14 +15,6 @@ from lenscope.screens.logit_lens_panel import LensTableView, LogitLensPanel
 SPECS = ["emphasis:strength=3,auto_heads=2", "steer:token=happy,strength=20"]
 
 
-async def run(pilot, tokens="6"):
-    pilot.app.main.query_one("#max-tokens", Input).value = tokens
-    await pilot.press("ctrl+r")
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 def header(a, panel, selector) -> str:
     return str(a.main.query_one(panel).query_one(selector).render())
 
@@ -31,7 +23,7 @@ async def test_head_map_shows_shares_auto_heads_roles_and_opens_the_heatmap():
     a = app(marks=["blue"], lens_specs=SPECS)
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await run(pilot)
+        await run_and_wait(pilot, "6")
         await pilot.press("f5")
         panel = a.main.query_one(HeadMapPanel)
         await pilot.press("r")  # row 1: the emphasis row
@@ -66,7 +58,7 @@ async def test_logit_lens_tab_decodes_moves_and_pins():
     a = app(marks=["blue"], lens_specs=SPECS)
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await run(pilot)
+        await run_and_wait(pilot, "6")
         await pilot.press("f6")
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
@@ -100,7 +92,7 @@ async def test_geometry_identity_is_zero_and_steering_is_not():
     a = app(lens_specs=["identity", "steer:token=happy,strength=20,layers=2"])
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await run(pilot)
+        await run_and_wait(pilot, "6")
         await pilot.press("f7")
         panel = a.main.query_one(GeometryPanel)
         assert panel.row == 1
@@ -119,7 +111,7 @@ async def test_attention_on_text_follows_the_cursor_and_sources():
     a = app(marks=["blue"], lens_specs=SPECS)
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        await run(pilot)
+        await run_and_wait(pilot, "6")
         view = a.main.query_one(ComparisonView)
         view.focus()
         await pilot.press("a", "down", "right")
@@ -142,7 +134,7 @@ async def test_change_lens_run_again_and_the_views_follow():
     a = app(marks=["blue"], lens_specs=["emphasis:strength=1"])
     async with a.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
-        await run(pilot, "4")
+        await run_and_wait(pilot, "4")
         first = a.ws.captures[1].attention.copy()
         await pilot.press("f5", "r")  # the lens row
         before = a.main.query_one(HeadMapPanel).values()[0].copy()
@@ -150,7 +142,7 @@ async def test_change_lens_run_again_and_the_views_follow():
 
         a.ws.variants[0] = parse_inline("emphasis:strength=4")
         a.pane.show_variants(0)
-        await run(pilot, "4")
+        await run_and_wait(pilot, "4")
         assert not np.allclose(a.ws.captures[1].attention, first)
         await pilot.press("f5")
         after = a.main.query_one(HeadMapPanel).values()[0]
@@ -178,7 +170,7 @@ async def test_tree_tab_grows_and_opens_a_path_as_a_row():
         path_text = panel.grown.nodes[node_id].text
         await pilot.press("o")
         assert a.ws.variants[-1].name == f"tree node {node_id}"
-        await run(pilot, "8")
+        await run_and_wait(pilot, "8")
         row = a.ws.result.rows[-1]
         assert row.text.startswith(path_text.rstrip())
         assert "nodes" in str(panel.query_one("#tree-header").render())
@@ -194,7 +186,7 @@ async def test_export_writes_the_comparison_on_screen_as_html_and_md(tmp_path):
     a = app(marks=["blue"], lens_specs=SPECS)
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        await run(pilot)
+        await run_and_wait(pilot, "6")
         await pilot.press("ctrl+g")
         assert isinstance(a.screen, PathPrompt)
         a.screen.query_one(Input).value = str(tmp_path / "exp")
