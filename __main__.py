@@ -1,4 +1,4 @@
 """`python -m lenscope`: the same as the `lenscope` command."""
-from lenscope.app.cli.main import main
+from lenscope.cli.main import main
 
 main()

@@ -2,7 +2,7 @@
 
 A lens is a small object with `Param`s. It declares where it acts together with what it
 does there in one method, `hooks(n_layers) -> {HookPoint: function}`, which the engine
-reads and nothing else (app/core/hooks.py `collect`). The functions, per hook point kind:
+reads and nothing else (core/hooks.py `collect`). The functions, per hook point kind:
 
 - `residual`: `fn(ctx, h) -> h`, one row's hidden states (1, L, D) after block
   `ctx.layer` (layer -1: the token embeddings);

@@ -1,7 +1,7 @@
 """Concept directions in the residual stream: from contrast prompts, tokens or files.
 
 Files are read with safetensors (mx.load) or numpy with allow_pickle=False: a lens
-file can point at data, never at code. Writing one is app's (`app.io.session.save_direction`,
+file can point at data, never at code. Writing one is storage's (`storage.files.save_direction`,
 atomic); `to_bytes` gives its contents.
 """
 

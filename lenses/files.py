@@ -2,7 +2,7 @@
 
 `read` turns every way a file can be bad (missing, a folder, unreadable, not UTF-8, not
 TOML/JSON, absurdly deep, lone surrogates) into one BadInput line, so the callers only
-check meaning. It sits in lenses/ because lens files are read here; app/io/datafile.py
+check meaning. It sits in lenses/ because lens files are read here; storage/datafile.py
 re-exports it next to `dumps`, the one way lenscope writes JSON.
 """
 

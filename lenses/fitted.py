@@ -1,4 +1,4 @@
-"""Lenses learned from examples (`lenscope fit`, app/batch/fit.py), read back from the
+"""Lenses learned from examples (`lenscope fit`, batch/fit.py), read back from the
 safetensors file the fit wrote.
 
 Two methods, both residual-stream edits at the layers the fit chose:

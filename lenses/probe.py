@@ -1,6 +1,6 @@
 """What a lens may read from the model while it prepares: the `Probe` protocol.
 
-The engine implements it (app/core/engine.py); a lens gets it as the first argument of
+The engine implements it (core/engine.py); a lens gets it as the first argument of
 `prepare(probe, ids, marks)` and reads nothing else, so lenses depend on this list,
 not on the engine. Sizes, the tokenizer, the embedding matrices, the linear layers
 weight lenses edit, hidden states and attention of any token ids, and another model

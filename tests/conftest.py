@@ -8,12 +8,12 @@ import pytest  # noqa: E402
 
 def pytest_configure(config):
     """Run the suite on a fast BLAS when the machine has one, as the `lenscope` command does
-    (app/models/blas.py): with MLX's reference BLAS the real-model tier is ~10x slower.
+    (models/blas.py): with MLX's reference BLAS the real-model tier is ~10x slower.
     Re-executes pytest once with the system OpenBLAS preloaded, before MLX is imported;
     LENSCOPE_BLAS=reference opts out."""
     import sys
 
-    from lenscope.app.models import blas
+    from lenscope.models import blas
 
     if "mlx.core" in sys.modules:
         return
@@ -36,14 +36,14 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def loaded():
-    from lenscope.app import models
+    from lenscope import models
 
     return models.load(None)
 
 
 @pytest.fixture(scope="session")
 def engine(loaded):
-    from lenscope.app.core.engine import Engine
+    from lenscope.core.engine import Engine
 
     return Engine(loaded)
 
@@ -51,7 +51,7 @@ def engine(loaded):
 def real_model_or_skip(fetch):
     """A real model's fixture: skipped when it cannot be fetched, unless CI demands it
     (LENSCOPE_REQUIRE_REAL_MODEL=1 in .ci/run), where a skip would hide a failure."""
-    from lenscope.app.errors import BadInput
+    from lenscope.errors import BadInput
 
     try:
         return fetch()
@@ -64,8 +64,8 @@ def real_model_or_skip(fetch):
 @pytest.fixture(scope="session")
 def gemma_engine():
     """gemma-3-270m Q4_K_M (SentencePiece, adds BOS), as lenscope runs it by default."""
-    from lenscope.app import models
-    from lenscope.app.core.engine import Engine
+    from lenscope import models
+    from lenscope.core.engine import Engine
 
     return Engine(real_model_or_skip(lambda: models.load("gemma3-270m")))
 
@@ -73,8 +73,8 @@ def gemma_engine():
 @pytest.fixture(scope="session")
 def smollm2_engine():
     """SmolLM2-135M-Instruct as lenscope runs it by default (auto precision)."""
-    from lenscope.app import models
-    from lenscope.app.core.engine import Engine
+    from lenscope import models
+    from lenscope.core.engine import Engine
 
     return Engine(real_model_or_skip(lambda: models.load("smollm2")))
 
@@ -82,7 +82,7 @@ def smollm2_engine():
 @pytest.fixture
 def run_cli(capsys):
     """Run `lenscope ARGS` in-process: (exit code, stdout, stderr)."""
-    from lenscope.app.cli.main import main
+    from lenscope.cli.main import main
 
     def run(*args: str):
         code = 0

@@ -1,5 +1,5 @@
 """JSON Schema (draft 2020-12) from the TypedDicts that declare lenscope's outputs
-(app/core/records.py, app/cli/outputs.py): docs/json/*.schema.json are made by this, and
+(core/records.py, cli/outputs.py): docs/json/*.schema.json are made by this, and
 tests/test_schemas.py checks the files are current and validates real outputs with them."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import types
 import typing
 from typing import Any, Literal, NotRequired, Union, get_args, get_origin, get_type_hints
 
-from lenscope.app.cli.outputs import OPEN, SCHEMAS
-from lenscope.app.core.records import SCHEMA_VERSION
+from lenscope.cli.outputs import OPEN, SCHEMAS
+from lenscope.core.records import SCHEMA_VERSION
 
 SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
 

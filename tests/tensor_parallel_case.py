@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from lenscope.app.core.engine import Engine, Request
+from lenscope.core.engine import Engine, Request
 from lenscope.lenses.spec import parse_inline
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -53,11 +53,11 @@ def compute(engine: Engine) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    from lenscope.app.cli.common import load_engine
+    from lenscope.cli.common import load_engine
 
     engine, _ = load_engine(argparse.Namespace(model=None, trust_remote_code=False, precision="auto", shard="tensor"))
     out = compute(engine)
-    from lenscope.app.batch.distributed import world
+    from lenscope.batch.distributed import world
 
     if world().leader:
         np.savez(sys.argv[1], **out)

@@ -7,11 +7,11 @@ from mlx.utils import tree_flatten
 from mlx_lm.generate import generate_step
 from tiny_models import CONFIGS, build
 
-from lenscope.app.core.engine import Engine, Request
-from lenscope.app.core.hooks import check_hookable
-from lenscope.app.errors import BadInput
-from lenscope.app.models import LoadedModel
+from lenscope.core.engine import Engine, Request
+from lenscope.core.hooks import check_hookable
+from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse_inline
+from lenscope.models import LoadedModel
 
 PROMPT = "one day, tom went to the park."
 

@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenscope.app.batch import experiment_file
-from lenscope.app.core import results
-from lenscope.app.errors import BadInput
-from lenscope.app.io import datafile
-from lenscope.app.io import session as sessions
-from lenscope.app.reports.markdown import markdown
+from lenscope.batch import experiment_file
+from lenscope.core import results
+from lenscope.errors import BadInput
 from lenscope.lenses import directions
 from lenscope.lenses.spec import parse
+from lenscope.reports.markdown import markdown
+from lenscope.storage import datafile, files
+from lenscope.storage import session as sessions
 
 DEEP_JSON = "[" * 100_000 + "]" * 100_000  # RecursionError in json
 DEEP_TOML = "x = " + "[" * 5000 + "]" * 5000  # RecursionError in tomllib
@@ -54,7 +54,7 @@ def snapshot(root: Path) -> dict[str, tuple]:
 @pytest.fixture
 def fast_model(monkeypatch, loaded):
     """The CLI's model load, answered from the session's already loaded model."""
-    from lenscope.app import models
+    from lenscope import models
 
     monkeypatch.setattr(models, "load", lambda *a, **k: loaded)
     return loaded
@@ -63,7 +63,7 @@ def fast_model(monkeypatch, loaded):
 @pytest.fixture
 def no_model(monkeypatch):
     """The case must fail before any model is loaded (checked before computing)."""
-    from lenscope.app import models
+    from lenscope import models
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the input was checked")
@@ -185,7 +185,7 @@ def test_direction_file_size_and_format(tmp_path):
 def test_direction_save_round_trip(tmp_path):
     v = np.arange(1, 9, dtype=np.float32)
     for name in ("d.npy", "d.safetensors"):
-        sessions.save_direction(tmp_path / name, v)
+        files.save_direction(tmp_path / name, v)
         assert np.array_equal(directions.read(str(tmp_path / name)), v)
 
 
@@ -240,7 +240,7 @@ def test_long_prompt_adds_no_transformers_warning():
 
 
 def test_emit_never_prints_nan(capsys):
-    from lenscope.app.cli.common import emit as _emit
+    from lenscope.cli.common import emit as _emit
 
     _emit({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -math.inf}})
     out = capsys.readouterr().out
@@ -361,7 +361,7 @@ def test_failing_run_keeps_finished_comparisons_and_resumes(run_cli, fast_model,
                    "comparison 'c': --mark 'dog': does not occur")
     assert snapshot(tmp_path) == before
 
-    from lenscope.app.core.comparison import Comparison
+    from lenscope.core.comparison import Comparison
 
     exp.write_text(GOOD_EXPERIMENT + "capture_attention = true\n" + GOOD_EXPERIMENT.replace('name = "c"', 'name = "d"'))
     real_run, calls = Comparison.run, []

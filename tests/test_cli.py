@@ -110,7 +110,7 @@ def test_console_entry_point_offline(tmp_path):
 def test_every_entry_point_checks_the_fit_before_running(run_cli, monkeypatch, command, spec, problem):
     """Lens.fit_problems, called by Engine.prepare: one line naming the variant, and no
     forward of that lens ever starts."""
-    from lenscope.app.core.comparison import Comparison
+    from lenscope.core.comparison import Comparison
 
     monkeypatch.setattr(Comparison, "steps", lambda *a, **k: pytest.fail("generated with a lens that does not fit"))
     code, out, err = run_cli(*command, "--prompt", "the key is blue. the key is", "--mark", "blue", "--lens", spec)
@@ -121,8 +121,8 @@ def test_every_entry_point_checks_the_fit_before_running(run_cli, monkeypatch, c
 def test_the_command_line_loads_no_mlx_before_the_blas_re_exec():
     """`lenscope` re-executes itself with OpenBLAS preloaded (models/blas.py) before MLX
     loads: everything `main` imports until then loads no MLX."""
-    code = ("import sys, lenscope.app.cli.main\n"
-            "from lenscope.app.models.blas import maybe_reexec_with_openblas\n"
+    code = ("import sys, lenscope.cli.main\n"
+            "from lenscope.models.blas import maybe_reexec_with_openblas\n"
             "sys.exit('mlx.core' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 

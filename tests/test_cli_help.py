@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lenscope.app.cli.main import build_parser
+from lenscope.cli.main import build_parser
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
@@ -75,7 +75,7 @@ def test_markdown_shows_text_as_written(text):
     no HTML, no emphasis or links, and no entities left in the file for <, > or &."""
     from markdown_it import MarkdownIt
 
-    from lenscope.app.reports.markdown import md_escape
+    from lenscope.reports.markdown import md_escape
 
     escaped = md_escape(text)
     assert "&lt;" not in escaped and "\n" not in escaped
@@ -94,6 +94,6 @@ def test_report_md_shows_a_chat_prompt_as_its_tokens(run_cli, tmp_path):
 
 
 def test_long_row_names_wrap_in_the_html_report():
-    from lenscope.app.reports.html import CSS
+    from lenscope.reports.html import CSS
 
     assert "overflow-wrap:anywhere" in CSS and "minmax(min(18em,100%),1fr)" in CSS and "min-width:0" in CSS

@@ -16,12 +16,12 @@ from mlx.utils import tree_flatten
 from test_lenses import CASES
 from tiny_models import COMMON, _get_classes, tokenizer
 
-from lenscope.app.core.engine import Engine, Request
-from lenscope.app.errors import BadInput
-from lenscope.app.models import LoadedModel
-from lenscope.app.models.precision import to_float
+from lenscope.core.engine import Engine, Request
+from lenscope.errors import BadInput
 from lenscope.lenses.registry import KINDS
 from lenscope.lenses.spec import parse_inline
+from lenscope.models import LoadedModel
+from lenscope.models.precision import to_float
 
 # (config, tokenizer kind) per architecture: mistral is llama's class in mlx-lm
 ARCHS = {

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from lenscope.app.core.engine import Request
-from lenscope.app.errors import BadInput
+from lenscope.core.engine import Request
+from lenscope.errors import BadInput
 from lenscope.lenses.constrain import allowed_mask
 from lenscope.lenses.spec import parse_inline
 

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from lenscope.app.batch import experiment, experiment_file
-from lenscope.app.chat import conversation as convs
-from lenscope.app.chat.conversation import Conversation, Mark, Message
-from lenscope.app.errors import BadInput
-from lenscope.app.io import session
+from lenscope.batch import experiment, experiment_file
+from lenscope.chat import conversation as convs
+from lenscope.chat.conversation import Conversation, Mark, Message
+from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse_inline
+from lenscope.storage import session
 
 EMPH = [parse_inline("emphasis:strength=3")]
 RUN = {"max_tokens": 6, "temperature": 0.0, "seed": 0}
@@ -206,12 +206,12 @@ prompt = "the key is blue. the key is"
         for row in t["rows"]:
             assert row["passed"] == ("the" in row["text"].lower())
             # an experiment measures each reply's fluency as the `fluency` score part does
-            from lenscope.app.core.logprob import score
+            from lenscope.core.logprob import score
 
             prompt = t["results"][0]["prompt"]  # keep mode: one comparison, one prompt for every row
             _, c_ids, rows = score(engine, prompt, row["text"])
             assert row["fluency"] == pytest.approx(rows[0].logprob / len(c_ids), abs=1e-3)
-    from lenscope.app.reports.conversation import summary
+    from lenscope.reports.conversation import summary
 
     s = summary(first)
     assert s["distinct"][0][0] == pytest.approx(len(set(conv["turns"][0]["rows"][0]["token_ids"]))
@@ -271,7 +271,7 @@ def test_messages_are_found_where_they_are_not_in_the_templates_own_words(engine
 
 def test_a_conversations_record_says_the_precision_its_turns_ran_with(engine, monkeypatch):
     """A conversation run in float32 and exported after a relaunch that loaded native says float32."""
-    from lenscope.app.chat import conversation as convs
+    from lenscope.chat import conversation as convs
 
     monkeypatch.setattr(convs, "fade", lambda conv: {})  # these turns hold results only
     conv = convs.Conversation.start()

@@ -169,9 +169,9 @@ def test_killed_rank_leaves_its_work_and_resume_finishes_the_run(tmp_path):
 def test_a_pipeline_sharded_model_is_refused_in_one_line():
     """mlx-lm's pipeline sharding leaves a process only its slice of the layers (the others
     None): lenscope's hooks, captures and logit lens need them all, and say so."""
-    from lenscope.app import models
-    from lenscope.app.core.engine import Engine
-    from lenscope.app.errors import BadInput
+    from lenscope import models
+    from lenscope.core.engine import Engine
+    from lenscope.errors import BadInput
 
     loaded = models.load(None)
     loaded.model.layers[0] = None  # as PipelineMixin.pipeline leaves the layers another rank holds
@@ -180,7 +180,7 @@ def test_a_pipeline_sharded_model_is_refused_in_one_line():
 
 
 def test_bench_launch_times_one_and_two_processes():
-    from lenscope.app.lab.bench import launch_bench, render_launch
+    from lenscope.lab.bench import launch_bench, render_launch
 
     rep = launch_bench(None, 2, tokens=4)
     assert set(rep["wall_s"]) == {"1", "2"} and all(v > 0 for v in rep["wall_s"].values())

@@ -7,8 +7,8 @@ import pytest
 from mlx.utils import tree_flatten
 from numerics import same_logits
 
-from lenscope.app.core.engine import Request
-from lenscope.app.errors import BadInput
+from lenscope.core.engine import Request
+from lenscope.errors import BadInput
 from lenscope.lenses.base import HookPoint, Lens, Variant
 from lenscope.lenses.spec import parse_inline
 
@@ -201,7 +201,7 @@ def test_decode_attention_equals_sdpa(heads, kv):
     the same attention as MLX's fused kernel, grouped heads included."""
     import mlx.core as mx
 
-    from lenscope.app.core.hooks import _decode_attention
+    from lenscope.core.hooks import _decode_attention
 
     mx.random.seed(0)
     q, k, v = mx.random.normal((2, heads, 1, 16)), mx.random.normal((2, kv, 7, 16)), mx.random.normal((2, kv, 7, 16))
@@ -215,7 +215,7 @@ def test_decode_attention_equals_sdpa(heads, kv):
 def test_prefill_reuses_prompts_read_before(engine):
     """A plain run starts from the longest prompt the engine has read: same logits as reading
     it afresh, the stored caches untouched by later runs, and never with marks or an inside lens."""
-    from lenscope.app.core.prefixes import Prefixes
+    from lenscope.core.prefixes import Prefixes
 
     short, long = PROMPTS[1], PROMPTS[1] + " red. and the dog is"
     temp = parse_inline("temperature:start=0,end=0")  # a step lens: the prefill stays plain

@@ -8,8 +8,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from lenscope.app.core.engine import Request
-from lenscope.app.core.hooks import SDPA_NAME, HookState, ModelBusy, attention_modules, find_embedding, hooked
+from lenscope.core.engine import Request
+from lenscope.core.hooks import SDPA_NAME, HookState, ModelBusy, attention_modules, find_embedding, hooked
 from lenscope.lenses.spec import parse
 
 PROMPT = "the cup is red. anna saw a big dog. question: what color is the cup? answer: the cup is"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lenscope.app.errors import BadInput
-from lenscope.app.io import session as sessions
+from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse_inline
+from lenscope.storage import session as sessions
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -121,7 +121,7 @@ def test_corrupt_sessions_are_named(tmp_path, content, needle):
 
 
 def test_session_keeps_chat_mode_and_checks_it(tmp_path):
-    from lenscope.app.io import session
+    from lenscope.storage import session
 
     path = tmp_path / "s.json"
     session.save(session.Session(prompt="hi", chat=True, system="be brief"), path)

@@ -14,9 +14,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from lenscope.app.batch import fit
-from lenscope.app.core.engine import Request
-from lenscope.app.errors import BadInput
+from lenscope.batch import fit
+from lenscope.core.engine import Request
+from lenscope.errors import BadInput
 from lenscope.lenses import fitted
 from lenscope.lenses.spec import parse, parse_inline
 
@@ -150,8 +150,8 @@ def test_an_adapter_row_gives_mlx_lm_s_own_tokens(engine, data, tmp_path):
     from mlx_lm.generate import generate_step
     from mlx_lm.tuner.utils import load_adapters
 
-    from lenscope.app.batch import fit_lora
-    from lenscope.app.models.sources import DEMO_MODEL_DIR
+    from lenscope.batch import fit_lora
+    from lenscope.models.sources import DEMO_MODEL_DIR
 
     out = tmp_path / "lora"
     report = fit_lora.fit(None, data, out, num_layers=2, rank=4, steps=6, batch=4, lr=1e-3)
@@ -199,7 +199,7 @@ async def test_a_fit_from_the_tui_adds_its_row(data, tmp_path):
     from textual.widgets import Input
     from tui_helpers import app, ready
 
-    from lenscope.screens.variant_list import VariantList
+    from lenscope.tui.compose.variant_list import VariantList
 
     shutil.copy(data, tmp_path / "red.jsonl")
     a = app(lens_specs=[])

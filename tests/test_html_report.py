@@ -8,14 +8,14 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from lenscope.app.reports.html import render
+from lenscope.reports.html import render
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from lenscope.app.cli.main import main
+    from lenscope.cli.main import main
 
     out = tmp_path_factory.mktemp("rep") / "out"
     try:
@@ -62,7 +62,7 @@ def test_hostile_text_stays_text():
 
 
 def test_markdown_tables_survive_pipes_stars_backticks_and_newlines():
-    from lenscope.app.batch.experiment import markdown
+    from lenscope.batch.experiment import markdown
 
     nasty = "a | b *c* `d`\nnew line _e_ [f](g) <h>"
     rec = {"comparison": nasty, "prompt": nasty, "model": "m", "temperature": 0.0, "seed": 0,
@@ -80,7 +80,7 @@ def test_report_heads_keeps_every_layer_and_head_as_bytes():
 
     import numpy as np
 
-    from lenscope.app.reports.html import attention_row
+    from lenscope.reports.html import attention_row
 
     rng = np.random.default_rng(0)
     probs = np.tril(rng.random((2, 3, 4, 4)))

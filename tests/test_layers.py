@@ -3,22 +3,22 @@
 Every import counts, also the ones inside functions (they are how a cycle hides). The
 rules, lowest layer first (a package may import its own modules and the layers named):
 
-    lenses             metal                   (the lens maths: nothing of app/ or screens/)
-    metal              nothing                 (kernels and their MLX-ops references)
-    app.errors         lenses                  (the one error type, BadInput, is the lenses')
-    app.models         errors                  (where models come from, how they load)
-    app.core           errors, models, lenses, metal   (engine, comparison, hooks, records)
-    app.chat           errors, models, core, lenses    (templates, conversations)
-    app.views          errors, core, lenses    (view maths, pure renderables)
-    app.io             errors, core, chat, lenses      (the user's files, sessions)
-    app.reports        errors, core, chat, views, io, lenses   (records in, text out)
-    app.batch          all of the above        (experiments, searches, trees, scores)
-    app.tui            the above but reports; screens (its launcher only)
-    app.lab            the above and batch, metal      (measure, bench, doctor)
-    app.cli            all of app/ and metal
-    screens            all of app/ but cli and lab
+    lenses      metal                               (the lens maths)
+    metal       nothing                             (kernels and their MLX-ops references)
+    errors      lenses                              (the one error type, BadInput, is the lenses')
+    models      errors                              (where models come from, how they load)
+    core        errors, models, lenses, metal       (engine, generation, hooks, records)
+    chat        errors, models, core, lenses        (templates, conversations)
+    views       errors, core, lenses                (view maths, pure renderables)
+    storage     errors, core, chat, lenses          (the user's files, sessions)
+    reports     errors, core, chat, views, storage, lenses   (records in, text out)
+    batch       all of the above                    (experiments, searches, trees, fits)
+    lab         the above and batch, metal          (measure, bench, doctor)
+    cli         all but tui, and tui.launch         (the command line)
+    tui         all but cli and lab                 (the Textual app)
 
-Nothing in app/ imports Textual or screens/, except the TUI launcher `app.tui.launch`.
+Nothing outside tui/ imports Textual or tui/, except the command line starting the TUI
+through `tui.launch`; `tui.workspace` (the app's state) imports no Textual either.
 """
 
 from __future__ import annotations
@@ -27,28 +27,28 @@ import ast
 import sys
 from pathlib import Path
 
-import lenscope.app
+import lenscope
 
-ROOT = Path(lenscope.app.__file__).resolve().parent.parent  # the installed `lenscope` package
+ROOT = Path(lenscope.__file__).resolve().parent  # the installed `lenscope` package
+PACKAGES = ("batch", "chat", "cli", "core", "lab", "lenses", "metal", "models", "reports", "storage", "tui", "views")
 
-BELOW_BATCH = {"app.errors", "app.models", "app.core", "app.chat", "app.views", "app.io", "app.reports", "lenses"}
+BELOW_BATCH = {"errors", "models", "core", "chat", "views", "storage", "reports", "lenses"}
 ALLOWED: dict[str, set[str]] = {
     "lenses": {"metal"},
     "metal": set(),
-    "app.errors": {"lenses"},  # BadInput is the lenses' error type
-    "app.models": {"app.errors"},
-    "app.core": {"app.errors", "app.models", "lenses", "metal"},
-    "app.chat": {"app.errors", "app.models", "app.core", "lenses"},
-    "app.views": {"app.errors", "app.core", "lenses"},
-    "app.io": {"app.errors", "app.core", "app.chat", "lenses"},
-    "app.reports": {"app.errors", "app.core", "app.chat", "app.views", "app.io", "lenses"},
-    "app.batch": BELOW_BATCH,
-    "app.tui": BELOW_BATCH - {"app.reports"} | {"screens"},  # screens: the launcher only (below)
-    "app.lab": BELOW_BATCH | {"app.batch", "metal"},
-    "app.cli": BELOW_BATCH | {"app.batch", "app.tui", "app.lab", "metal"},
-    "screens": BELOW_BATCH | {"app.batch", "app.tui"},
+    "errors": {"lenses"},  # BadInput is the lenses' error type
+    "models": {"errors"},
+    "core": {"errors", "models", "lenses", "metal"},
+    "chat": {"errors", "models", "core", "lenses"},
+    "views": {"errors", "core", "lenses"},
+    "storage": {"errors", "core", "chat", "lenses"},
+    "reports": {"errors", "core", "chat", "views", "storage", "lenses"},
+    "batch": BELOW_BATCH,
+    "lab": BELOW_BATCH | {"batch", "metal"},
+    "cli": BELOW_BATCH | {"batch", "lab", "metal", "tui"},  # tui: its launcher only (below)
+    "tui": BELOW_BATCH | {"batch"},
 }
-TEXTUAL_ALLOWED = {"lenscope.app.tui.launch"}  # starts the Textual app
+NO_TEXTUAL_IN_TUI = {"lenscope.tui.workspace", "lenscope.tui.launch"}  # launch: Textual only once it starts
 
 
 def module_name(path: Path) -> str:
@@ -59,8 +59,7 @@ def module_name(path: Path) -> str:
 
 def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(ROOT.rglob("*.py"))
-            if {"tests", "training", "examples", "build", ".venv"}.isdisjoint(p.relative_to(ROOT).parts)
-            and p.relative_to(ROOT).parts[0] in ("app", "lenses", "metal", "screens")}
+            if p.relative_to(ROOT).parts[0] in (*PACKAGES, "errors.py")}
 
 
 def imports(name: str, path: Path, known: set[str], typing: bool = False) -> set[str]:
@@ -95,12 +94,10 @@ def _is_type_checking(node: ast.AST) -> bool:
 
 
 def layer(module: str) -> str | None:
-    """The rule a module falls under: app.<package>, app.errors, lenses, metal, screens."""
+    """The rule a module falls under: its top-level package (or `errors`)."""
     parts = module.split(".")
     if len(parts) < 2 or parts[0] != "lenscope":
         return None
-    if parts[1] == "app":
-        return ".".join(parts[1:3]) if len(parts) > 2 else "app"
     return parts[1]
 
 
@@ -110,9 +107,9 @@ def graph(typing: bool = False) -> dict[str, set[str]]:
     return {m: {i for i in imports(m, p, known, typing) if i.startswith("lenscope")} for m, p in mods.items()}
 
 
-def test_every_app_module_is_in_a_layer():
+def test_every_module_is_in_a_layer():
     for m in modules():
-        assert layer(m) in ALLOWED or m == "lenscope.app", f"{m}: in no layer (add it to a package of app/)"
+        assert layer(m) in ALLOWED, f"{m}: in no layer (add its package to ALLOWED)"
 
 
 def violations(g: dict[str, set[str]]) -> list[str]:
@@ -121,7 +118,7 @@ def violations(g: dict[str, set[str]]) -> list[str]:
         mine = layer(m)
         for d in deps:
             theirs = layer(d)
-            if theirs and theirs != mine and theirs != "app" and theirs not in ALLOWED.get(mine, set()):
+            if theirs and theirs != mine and theirs not in ALLOWED.get(mine, set()):
                 bad.append(f"{m} imports {d} ({mine} may not import {theirs})")
     return sorted(bad)
 
@@ -157,10 +154,20 @@ def test_layers_import_only_what_the_rules_allow():
     assert not bad, "\n".join(bad)
 
 
-def test_app_imports_no_textual_and_no_screens():
+def test_only_the_tui_imports_textual():
+    """Outside tui/ nothing imports Textual or tui/ but the launcher; the workspace (state) and
+    the launcher import no Textual at module level (the CLI loads them without starting it)."""
     mods = modules()
-    bad = [f"{m} imports {i}" for m in mods if m.startswith("lenscope.app") and m not in TEXTUAL_ALLOWED
-           for i in imports(m, mods[m], set(mods)) if i.split(".")[0] == "textual" or i.startswith("lenscope.screens")]
+    bad = [f"{m} imports {i}" for m in mods if layer(m) != "tui"
+           for i in imports(m, mods[m], set(mods))
+           if i.split(".")[0] == "textual" or (i.startswith("lenscope.tui") and i != "lenscope.tui.launch"
+                                                and i != "lenscope.tui")]
+    for m in NO_TEXTUAL_IN_TUI:
+        for n in ast.parse(mods[m].read_text()).body:  # module level only
+            names = [a.name for a in n.names] if isinstance(n, ast.Import) else \
+                [n.module or ""] if isinstance(n, ast.ImportFrom) else []
+            bad += [f"{m} imports {x} at module level" for x in names
+                    if x.split(".")[0] == "textual" or x.startswith("lenscope.tui.")]
     assert not bad, "\n".join(bad)
 
 
@@ -176,13 +183,13 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     TYPE_CHECKING only by the layer rules), a package's __init__ counts, a core
     module importing a report breaks the rules, and a cycle through a function is found."""
     f = tmp_path / "x.py"
-    f.write_text("import os\nif TYPE_CHECKING:\n    import lenscope.app.cli\n\n"
-                 "def later():\n    from lenscope.app.reports import html\n")
-    known = {"lenscope.app.reports.html", "lenscope.app.reports", "lenscope.app.cli"}
-    assert imports("lenscope.app.core.x", f, known) == {"os", "lenscope.app.reports.html", "lenscope.app.reports"}
-    assert "lenscope.app.cli" in imports("lenscope.app.core.x", f, known, typing=True)
-    g = {"lenscope.app.core.x": {"lenscope.app.reports.html"}, "lenscope.app.reports.html": {"lenscope.app.core.x"}}
-    assert violations(g) == ["lenscope.app.core.x imports lenscope.app.reports.html "
-                             "(app.core may not import app.reports)"]
-    assert cycles(g) == ["lenscope.app.core.x -> lenscope.app.reports.html -> lenscope.app.core.x"]
+    f.write_text("import os\nif TYPE_CHECKING:\n    import lenscope.cli\n\n"
+                 "def later():\n    from lenscope.reports import html\n")
+    known = {"lenscope.reports.html", "lenscope.reports", "lenscope.cli"}
+    assert imports("lenscope.core.x", f, known) == {"os", "lenscope.reports.html", "lenscope.reports"}
+    assert "lenscope.cli" in imports("lenscope.core.x", f, known, typing=True)
+    g = {"lenscope.core.x": {"lenscope.reports.html"}, "lenscope.reports.html": {"lenscope.core.x"}}
+    assert violations(g) == ["lenscope.core.x imports lenscope.reports.html "
+                             "(core may not import reports)"]
+    assert cycles(g) == ["lenscope.core.x -> lenscope.reports.html -> lenscope.core.x"]
     assert cycles({"a": {"b"}, "b": set()}) == []

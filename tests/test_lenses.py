@@ -11,17 +11,17 @@ import pytest
 from mlx.utils import tree_flatten
 from numerics import same_logits
 
-from lenscope.app.core.engine import Request
-from lenscope.app.core.hooks import HookState, collect, hooked
-from lenscope.app.errors import BadInput
-from lenscope.app.io.session import save_direction
+from lenscope.core.engine import Request
+from lenscope.core.hooks import HookState, collect, hooked
+from lenscope.errors import BadInput
 from lenscope.lenses import directions
 from lenscope.lenses.base import Variant
-from lenscope.lenses.geometry import grouped_matrix, plane_rotation, slerp_to
 from lenscope.lenses.probe import Probe
 from lenscope.lenses.registry import KINDS
+from lenscope.lenses.rotations import grouped_matrix, plane_rotation, slerp_to
 from lenscope.lenses.spec import parse, parse_inline
 from lenscope.lenses.weights import gaussian_blur
+from lenscope.storage.files import save_direction
 
 PROMPT = "the hat is green. tom saw a big dog. question: what color is the hat? answer: the hat is"
 
@@ -136,12 +136,12 @@ def test_engine_offers_the_whole_probe(engine):
 
 
 def test_lenses_import_nothing_from_app():
-    """lenses/ is the bottom layer: errors, the Probe protocol, the lenses; never app/ or screens/."""
+    """lenses/ is the bottom layer: errors, the Probe protocol, the lenses; never a layer above."""
     for path in sorted((Path(__file__).resolve().parents[1] / "lenses").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):  # also imports inside functions
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            bad = [n for n in names if n.startswith(("lenscope.app", "lenscope.screens", "app.", "screens."))]
+            bad = [n for n in names if n.startswith("lenscope.") and not n.startswith(("lenscope.lenses", "lenscope.metal"))]
             assert not bad, f"{path.name}:{node.lineno} imports {bad[0]}"
 
 
@@ -315,7 +315,7 @@ def test_direction_files_never_unpickle(tmp_path, engine):
 
 
 def test_patch_from_same_prompt_and_model_is_neutral_and_swap_acts(engine):
-    from lenscope.app.models import DEMO_MODEL_DIR
+    from lenscope.models import DEMO_MODEL_DIR
 
     n = len(engine.encode(PROMPT))
     specs = [f"patch:source={PROMPT},span=0:{n}", f"patch:source={PROMPT},span=0:{n},model={DEMO_MODEL_DIR}",
@@ -330,7 +330,7 @@ def test_patch_from_same_prompt_and_model_is_neutral_and_swap_acts(engine):
 def test_batched_capture_equals_row_by_row(engine):
     """Every kind's active lens captured in one padded batch (rows of different lengths)
     gives each row's attention and hidden states as its own forward does."""
-    from lenscope.app.core.capture import capture_rows
+    from lenscope.core.capture import capture_rows
 
     variants = [parse_inline(active) for _, active in CASES.values() if active]
     ids = engine.encode(PROMPT)
@@ -366,7 +366,7 @@ def test_hold_keeps_the_marks_share_at_its_target(engine):
     assert all(f >= b - 1e-6 for f, b in zip(fresh, base))
     # later queries give the marks at least what their head gave them fresh (all but the rare
     # head, e.g. one held by an attention sink, whose share is below e^-50: there the ceiling binds)
-    from lenscope.app.core.capture import capture_rows
+    from lenscope.core.capture import capture_rows
 
     cap = capture_rows(engine, res, [Variant("baseline")] + variants, [2])[0]
     later = cap.attention[:, :, max(marks) + 1 :][..., marks].sum(-1)  # (layers, H, queries)
@@ -375,8 +375,8 @@ def test_hold_keeps_the_marks_share_at_its_target(engine):
 
 
 def test_batched_capture_goes_in_groups_that_fit_the_capture_limit(engine, monkeypatch):
-    from lenscope.app.core import budget
-    from lenscope.app.core import engine as engine_module
+    from lenscope.core import budget
+    from lenscope.core import engine as engine_module
 
     ids = engine.encode(PROMPT)
     rows = [(ids, parse_inline(spec)) for spec in ("identity", "emphasis:strength=4", "steer:strength=40,token=happy")]

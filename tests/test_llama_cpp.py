@@ -51,8 +51,8 @@ def _llama_cpp_logits(path, ids) -> np.ndarray:
 def _ours(path, tmp_path, ids) -> tuple[np.ndarray, dict]:
     import mlx_lm
 
-    from lenscope.app.models.gguf import convert
-    from lenscope.app.models.precision import to_float
+    from lenscope.models.gguf import convert
+    from lenscope.models.precision import to_float
 
     folder = convert(path, tmp_path / f"{path.stem}-mlx")
     model, _ = mlx_lm.load(str(folder))
@@ -159,8 +159,8 @@ TEXTS = ["Hello world! It's 2024-11-30, isn't it?", "  two  spaces\n\nnew\tlines
 
 @pytest.fixture(scope="module")
 def smollm2_vocab():
-    from lenscope.app.models.gguf import open_reader, read_metadata
-    from lenscope.app.models.sources import NAMED, cache_root
+    from lenscope.models.gguf import open_reader, read_metadata
+    from lenscope.models.sources import NAMED, cache_root
 
     path = cache_root() / "downloads" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
@@ -174,7 +174,7 @@ def smollm2_vocab():
 def test_pre_tokenizers_split_as_llama_cpp(tmp_path, smollm2_vocab, pre):
     """SmolLM2's real 49k vocabulary and merges under each pre-tokenizer name: llama.cpp
     and lenscope must give the same ids for every text."""
-    from lenscope.app.models.gguf_tokenizer import build_tokenizer
+    from lenscope.models.gguf_tokenizer import build_tokenizer
 
     meta = {**smollm2_vocab, "tokenizer.ggml.pre": pre}
     path = _vocab_only(tmp_path / "vocab.gguf", meta, pre)
@@ -192,7 +192,7 @@ def test_pre_tokenizers_split_as_llama_cpp(tmp_path, smollm2_vocab, pre):
 def test_sentencepiece_tokenizer_as_llama_cpp(tmp_path):
     """A SentencePiece ("llama") vocabulary trained here, with byte fallback."""
     spm = pytest.importorskip("sentencepiece")
-    from lenscope.app.models.gguf_tokenizer import build_tokenizer
+    from lenscope.models.gguf_tokenizer import build_tokenizer
 
     corpus = tmp_path / "corpus.txt"
     words = ["cat", "dog", "bird", "fish", "tree", "house", "river", "stone"] * 20
@@ -224,7 +224,7 @@ def test_smollm2_against_llama_cpp(smollm2_engine):
     8-bit activations take it."""
     from mlx_lm.generate import generate_step
 
-    from lenscope.app.models.sources import cache_root
+    from lenscope.models.sources import cache_root
 
     path = cache_root() / "downloads" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     text = "The capital of France is Paris. The capital of Italy is"

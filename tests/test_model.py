@@ -8,9 +8,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import pytest
 
-from lenscope.app.core.engine import Request
-from lenscope.app.lab import episodes
-from lenscope.app.models import DEMO_MODEL_DIR
+from lenscope.core.engine import Request
+from lenscope.lab import episodes
+from lenscope.models import DEMO_MODEL_DIR
 
 FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "MODEL_CARD.md"]
 
@@ -64,7 +64,7 @@ def test_generations_are_words_not_repeats(engine, prompt):
 
 
 def test_recall_reliable_near_and_fails_far(engine):
-    from lenscope.app.lab.measure import recall
+    from lenscope.lab.measure import recall
 
     rep = recall(engine, [], distances=(0, 16), n=30, seed=77)
     near, far = (row["accuracy"]["baseline"] for row in rep["table"])

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from lenscope.app.errors import BadInput
+from lenscope.errors import BadInput
 
 gr = pytest.importorskip("gguf_reference")
 
@@ -78,7 +78,7 @@ def test_models_lists_ollama_lmstudio_and_hub_ggufs(home, tmp_path, run_cli):
 
 
 def test_ollama_model_runs_and_converts_once(home, run_cli, monkeypatch):
-    from lenscope.app.models import sources
+    from lenscope.models import sources
 
     digest = _ollama_store(home / ".ollama" / "models")
     for spec in ("ollama:tinyllama", "ollama:tinyllama:latest", "ollama:library/tinyllama:latest"):
@@ -94,8 +94,8 @@ def test_ollama_model_runs_and_converts_once(home, run_cli, monkeypatch):
 
 
 def test_ollama_models_elsewhere_and_bad_names(home, tmp_path, monkeypatch):
-    from lenscope.app.models import sources
-    from lenscope.app.models.stores import resolve_ollama
+    from lenscope.models import sources
+    from lenscope.models.stores import resolve_ollama
 
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "elsewhere"))
     digest = _ollama_store(tmp_path / "elsewhere", name="m", tag="q4")
@@ -117,7 +117,7 @@ def test_ollama_models_elsewhere_and_bad_names(home, tmp_path, monkeypatch):
 def test_a_lying_blob_never_fills_an_honest_files_cache_entry(home, tmp_path, run_cli, monkeypatch):
     """A blob named for another file's sha256 is refused; the honest file, loaded after it,
     converts from its own bytes and gives its own tokens."""
-    from lenscope.app.models import sources
+    from lenscope.models import sources
 
     honest = gr.write_tiny(tmp_path / "honest.gguf", seed=1)
     liar = gr.write_tiny(tmp_path / "liar.gguf", seed=2)

@@ -12,12 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-SOURCE = ("app", "lenses", "metal", "screens")
+SOURCE = ("batch", "chat", "cli", "core", "lab", "lenses", "metal", "models", "reports", "storage", "tui", "views")
 
 
 def source_modules(root: Path) -> set[str]:
+    files = [p for top in SOURCE for p in (root / top).rglob("*.py") if "__pycache__" not in p.parts]
     return {".".join(("lenscope", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
-            for top in SOURCE for p in (root / top).rglob("*.py") if "__pycache__" not in p.parts}
+            for p in [*files, root / "__init__.py", root / "errors.py"]}
 
 
 def test_wheel_installs_only_lenscope(tmp_path):
@@ -52,10 +53,10 @@ def test_wheel_installs_only_lenscope(tmp_path):
     assert [n for n in top if not n.startswith("lenscope")] == []
     assert "lenscope" in top and any(n.endswith(".dist-info") for n in top)
     installed = target / "lenscope"
-    assert {"app", "lenses", "metal", "screens", "__main__.py"} <= {p.name for p in installed.iterdir()}
-    assert (installed / "app" / "models" / "demo" / "config.json").is_file()
+    assert {*SOURCE, "errors.py", "__main__.py"} <= {p.name for p in installed.iterdir()}
+    assert (installed / "models" / "demo" / "config.json").is_file()
     assert source_modules(installed) == source_modules(src)
-    assert (installed / "screens" / "lenscope.tcss").is_file()
+    assert (installed / "tui" / "lenscope.tcss").is_file()
 
     # The installed copy runs: its dependencies come from this environment, through a folder
     # of links to everything here but lenscope itself (installed here too, editable or not).
@@ -70,7 +71,7 @@ def test_wheel_installs_only_lenscope(tmp_path):
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": deps}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "emphasis" in {k["kind"] for k in json.loads(proc.stdout)["kinds"]}
-    where = subprocess.run([py, "-c", "import lenscope.app; print(lenscope.app.__file__)"], capture_output=True,
+    where = subprocess.run([py, "-c", "import lenscope.core; print(lenscope.core.__file__)"], capture_output=True,
                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": deps}, check=True).stdout
     assert where.startswith(str(target))
 

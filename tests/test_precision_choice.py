@@ -1,5 +1,5 @@
 """`--precision auto` is chosen once per model, machine and BLAS, never by a path that
-changes the model's greedy answer, and kept (app/models/precision_choice.py)."""
+changes the model's greedy answer, and kept (models/precision_choice.py)."""
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -8,7 +8,7 @@ import pytest
 from mlx.utils import tree_flatten
 from tiny_models import build
 
-from lenscope.app.models import precision, precision_choice
+from lenscope.models import precision, precision_choice
 
 
 def _bytes(model):
@@ -50,7 +50,7 @@ def test_smollm2_auto_never_takes_bfloat16s_other_answer(tmp_path, monkeypatch):
     'What is the capital of France?' with "L'Etoile, ..." instead of Paris."""
     from conftest import real_model_or_skip
 
-    from lenscope.app import models
+    from lenscope import models
 
     loaded = real_model_or_skip(lambda: models.load("smollm2", precision="native"))
     monkeypatch.setenv("LENSCOPE_CACHE", str(tmp_path))

@@ -5,7 +5,7 @@ import mlx.core as mx
 import numpy as np
 from numerics import same_logits
 
-from lenscope.app.core.engine import Request
+from lenscope.core.engine import Request
 from lenscope.lenses.attention import inherited_importance
 from lenscope.lenses.base import Ctx
 from lenscope.lenses.spec import parse_inline
@@ -55,7 +55,7 @@ def test_propagation_raises_attention_on_the_inheriting_tokens(engine):
 
 
 def test_attention_on_text_shows_inherited_tokens_with_a_second_marker():
-    from lenscope.app.views.attention_text import AttentionText
+    from lenscope.views.attention_text import AttentionText
 
     text = AttentionText(["a", "b", "c", "d"], np.array([0.1, 0.2, 0.3, 0.4]), query=3, marked=[0],
                          inherited=[0, 2]).text()
@@ -68,7 +68,7 @@ def test_attention_on_text_shows_inherited_tokens_with_a_second_marker():
 async def test_tui_marks_the_tokens_propagation_reached():
     from tui_helpers import app, ready
 
-    from lenscope.screens.attention_text_view import AttentionTextView
+    from lenscope.tui.widgets.attention_text_view import AttentionTextView
 
     a = app(marks=["blue"], lens_specs=["emphasis:strength=2,propagate=3", "emphasis:strength=2"])
     async with a.run_test(size=(100, 30)) as pilot:

@@ -4,7 +4,7 @@ of the README's 20-conversation run, on one of its conversations)."""
 
 import pytest
 
-from lenscope.app.chat import conversation as convs
+from lenscope.chat import conversation as convs
 from lenscope.lenses.spec import parse_inline
 
 pytestmark = pytest.mark.real_model

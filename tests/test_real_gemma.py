@@ -10,8 +10,8 @@ import pytest
 from mlx.utils import tree_flatten
 from test_lenses import CASES
 
-from lenscope.app.core.capture import capture_rows
-from lenscope.app.core.engine import Request
+from lenscope.core.capture import capture_rows
+from lenscope.core.engine import Request
 from lenscope.lenses.spec import parse_inline
 
 pytestmark = pytest.mark.real_model

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from lenscope.app.core.engine import Request
-from lenscope.app.core.logprob import score
-from lenscope.app.lab import prompt_sets as ps
+from lenscope.core.engine import Request
+from lenscope.core.logprob import score
+from lenscope.lab import prompt_sets as ps
 from lenscope.lenses.spec import parse
 
 pytestmark = pytest.mark.real_model
@@ -52,7 +52,7 @@ def test_emphasis_raises_the_score_of_the_context_answer(smollm2_engine):
 
 
 def test_patching_moves_the_fact(smollm2_engine):
-    from lenscope.app.lab.measure_real import patch
+    from lenscope.lab.measure_real import patch
 
     rep = patch(smollm2_engine, n=6)
     assert rep["items"] >= 4 and rep["patched_names_source_city"] >= 0.75
@@ -69,7 +69,7 @@ def test_steering_shifts_mood_both_ways(smollm2_engine):
 
 
 def _mood_words(engine, variants) -> tuple[dict[str, int], dict[str, int]]:
-    from lenscope.app.chat.templates import apply
+    from lenscope.chat.templates import apply
 
     pos = {"baseline": 0, **{v.name: 0 for v in variants}}
     neg = dict.fromkeys(pos, 0)
@@ -86,7 +86,7 @@ def _mood_words(engine, variants) -> tuple[dict[str, int], dict[str, int]]:
 def test_smollm2_example_says_what_its_comments_claim(smollm2_engine, run_cli, tmp_path, monkeypatch):
     import json
 
-    from lenscope.app import models
+    from lenscope import models
 
     monkeypatch.setattr(models, "load", lambda *a, **k: smollm2_engine.loaded)  # loaded once per session
     code, _, err = run_cli("run", "examples/smollm2.toml", "--out", str(tmp_path / "out"))

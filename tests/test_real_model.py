@@ -28,7 +28,7 @@ def smollm2():
     """(GGUF path, converted folder), fetched and converted once per cache."""
     from conftest import real_model_or_skip
 
-    from lenscope.app.models import sources as model_sources
+    from lenscope.models import sources as model_sources
 
     return real_model_or_skip(lambda: (model_sources.fetch_named("smollm2"), model_sources.named_folder("smollm2")))
 
@@ -40,7 +40,7 @@ def reference(smollm2):
 
 @pytest.fixture(scope="session")
 def loaded(smollm2):
-    from lenscope.app import models
+    from lenscope import models
 
     return models.load(str(smollm2[1]))
 
@@ -48,7 +48,7 @@ def loaded(smollm2):
 def test_float32_logits_match_llama_cpp_reference(smollm2, reference):
     import mlx_lm
 
-    from lenscope.app.models.precision import to_float
+    from lenscope.models.precision import to_float
 
     model, tok = mlx_lm.load(str(smollm2[1]))
     cases = [(ids, gr.forward(*reference, ids)) for ids in map(tok.encode, PROMPTS)]
@@ -103,8 +103,8 @@ def test_greedy_capital_of_france_mentions_paris(loaded):
 
 
 def test_named_model_is_listed_and_reused(smollm2, monkeypatch):
-    from lenscope.app.models import gguf as app_gguf
-    from lenscope.app.models import sources as model_sources
+    from lenscope.models import gguf as app_gguf
+    from lenscope.models import sources as model_sources
 
     monkeypatch.setattr(app_gguf, "convert", lambda *a, **k: pytest.fail("converted again"))
     assert model_sources.resolve_model("smollm2") == ("smollm2", str(smollm2[1]))

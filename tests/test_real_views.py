@@ -4,13 +4,13 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from lenscope.app.core.capture import capture_row
-from lenscope.app.core.engine import Request
-from lenscope.app.views import head_roles
-from lenscope.app.views import hidden_states as geometry
-from lenscope.app.views.attention import head_shares
-from lenscope.app.views.logit_lens import logit_lens
+from lenscope.core.capture import capture_row
+from lenscope.core.engine import Request
 from lenscope.lenses.spec import parse_inline
+from lenscope.views import head_roles
+from lenscope.views import hidden_states as geometry
+from lenscope.views.attention import head_shares
+from lenscope.views.logit_lens import logit_lens
 
 pytestmark = pytest.mark.real_model
 

@@ -1,4 +1,4 @@
-"""Records are declared once (app/core/records.py) and the real ones match, key by key: a
+"""Records are declared once (core/records.py) and the real ones match, key by key: a
 comparison from `generate --json` and from a run's results.jsonl, a conversation turn and a
 conversation's line, and a search's records and summary. A key added or renamed without
 its declaration fails here."""
@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lenscope.app.batch import experiment, experiment_file
-from lenscope.app.batch import search as searches
-from lenscope.app.chat import conversation as convs
-from lenscope.app.cli import outputs
-from lenscope.app.core import records
+from lenscope.batch import experiment, experiment_file
+from lenscope.batch import search as searches
+from lenscope.chat import conversation as convs
+from lenscope.cli import outputs
+from lenscope.core import records
 from lenscope.lenses.spec import parse_inline
 
 
@@ -57,7 +57,7 @@ def test_results_jsonl_lines_and_turns_are_declared(engine, tmp_path):
 
 
 def test_a_turn_with_a_check_is_declared(engine):
-    from lenscope.app.batch.scores import Score
+    from lenscope.batch.scores import Score
 
     conv = convs.Conversation()
     check = Score.from_data([{"kind": "contains", "text": "blue"}], "check")

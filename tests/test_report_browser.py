@@ -17,7 +17,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from lenscope.app.cli.main import main
+    from lenscope.cli.main import main
 
     out = tmp_path_factory.mktemp("browser") / "out"
     try:
@@ -45,7 +45,7 @@ def test_focused_token_fills_the_tooltip_without_console_errors(report, tmp_path
 
 def test_layer_and_head_selectors_change_what_the_text_shows(tmp_path):
     """With report_heads, picking a layer and head (here through the URL) recolours the text."""
-    from lenscope.app.cli.main import main
+    from lenscope.cli.main import main
 
     exp = tmp_path / "e.toml"
     text = (EXAMPLES / "recall.toml").read_text().replace("lenses/focus.toml", str(EXAMPLES / "lenses/focus.toml"))

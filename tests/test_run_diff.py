@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lenscope.app.batch.diff import diff, load_run, to_html
+from lenscope.batch.diff import diff, load_run, to_html
 
 EXP = """
 [defaults]
@@ -23,7 +23,7 @@ lens = ["identity"]
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from lenscope.app.cli.main import main
+    from lenscope.cli.main import main
 
     base = tmp_path_factory.mktemp("diff")
     out = {}

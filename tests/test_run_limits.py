@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lenscope.app.core import budget
-from lenscope.app.core.engine import Request
-from lenscope.app.errors import BadInput
-from lenscope.app.models import DEMO_MODEL_DIR
+from lenscope.core import budget
+from lenscope.core.engine import Request
+from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse
+from lenscope.models import DEMO_MODEL_DIR
 
 PROMPT = "the key is blue. one day, tom went to the park. question: what color is the key? answer: the key is"
 
@@ -76,12 +76,12 @@ def test_prompt_past_the_context_warns(engine):
 
 
 def test_capture_limit_is_checked_before_generating(run_cli, monkeypatch):
-    import lenscope.app.core.engine
-    from lenscope.app.core.comparison import Comparison
+    import lenscope.core.engine
+    from lenscope.core.comparison import Comparison
 
     calls = []
     monkeypatch.setattr(Comparison, "run", lambda self, *a: calls.append(1))
-    monkeypatch.setattr(lenscope.app.core.engine, "CAPTURE_MAX_BYTES", 1 << 16)
+    monkeypatch.setattr(lenscope.core.engine, "CAPTURE_MAX_BYTES", 1 << 16)
     code, _, err = run_cli("generate", "--prompt", PROMPT, "--max-tokens", "4", "--capture-attention")
     assert code == 2 and "attention capture" in err and calls == []
 

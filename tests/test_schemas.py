@@ -1,4 +1,4 @@
-"""docs/json/*.schema.json: made from the declarations (app/cli/outputs.py, app/core/records.py)
+"""docs/json/*.schema.json: made from the declarations (cli/outputs.py, core/records.py)
 and current, and every command's `--json` and every results.jsonl record kind validates
 against its schema, on the demo model and on SmolLM2.
 
@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 from json_schema import schema, validate
 
-from lenscope.app.cli.outputs import SCHEMAS
-from lenscope.app.core.records import SCHEMA_VERSION
+from lenscope.cli.outputs import SCHEMAS
+from lenscope.core.records import SCHEMA_VERSION
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "json"
 PROMPT = "the key is blue. question: what color is the key? answer: the key is"
@@ -29,7 +29,7 @@ def test_schema_files_are_current(name):
     if os.environ.get("LENSCOPE_UPDATE_SCHEMAS"):
         path.write_text(text, encoding="utf-8")
     assert path.is_file(), f"{path} is missing: LENSCOPE_UPDATE_SCHEMAS=1 pytest {__file__}"
-    assert path.read_text(encoding="utf-8") == text, f"{path.name} is out of date with app/cli/outputs.py"
+    assert path.read_text(encoding="utf-8") == text, f"{path.name} is out of date with cli/outputs.py"
     jsonschema.Draft202012Validator.check_schema(json.loads(text))
 
 
@@ -111,7 +111,7 @@ def test_every_output_validates_on_the_demo_model(run_cli, tmp_path):
 
 @pytest.mark.real_model
 def test_every_output_validates_on_smollm2(run_cli, tmp_path, smollm2_engine, monkeypatch):
-    from lenscope.app import models
+    from lenscope import models
 
     monkeypatch.setattr(models, "load", lambda *a, **k: smollm2_engine.loaded)  # loaded once per session
     got = outputs_of(run_cli, tmp_path, ["--model", "smollm2"])

@@ -9,10 +9,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from lenscope.app.chat.templates import apply
-from lenscope.app.core.engine import Request
-from lenscope.app.core.logprob import score
-from lenscope.app.errors import BadInput
+from lenscope.chat.templates import apply
+from lenscope.core.engine import Request
+from lenscope.core.logprob import score
+from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse
 
 PROMPT = "the key is blue. one day, tom went to the park. question: what color is the key? answer: the key is"
@@ -47,7 +47,7 @@ def test_score_rows_identity_equal_and_lens_differs(engine):
 
 
 def test_score_bias_moves_the_score_and_json_stays_strict(engine, run_cli):
-    from lenscope.app.core.logprob import RowScore
+    from lenscope.core.logprob import RowScore
 
     blue = engine.encode(" blue")[0]
     code, out, _ = run_cli("score", "--prompt", PROMPT, "--continuation", " blue", "--lens",

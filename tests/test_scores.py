@@ -6,10 +6,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from lenscope.app.batch.scores import Score, judge_yes_no
-from lenscope.app.core.engine import Request
-from lenscope.app.core.logprob import score
-from lenscope.app.errors import BadInput
+from lenscope.batch.scores import Score, judge_yes_no
+from lenscope.core.engine import Request
+from lenscope.core.logprob import score
+from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse_inline
 
 PROMPT = "the key is blue. question: what color is the key? answer: the key is"
@@ -53,7 +53,7 @@ def test_divergence_is_the_mean_kl_while_prefixes_agree(engine, run):
 
 
 def test_distinct_is_the_share_of_distinct_ngrams(engine, run):
-    from lenscope.app.batch.scores import distinct_share
+    from lenscope.batch.scores import distinct_share
 
     assert distinct_share([5, 6, 5, 6, 5]) == 2 / 5 and distinct_share([5, 6, 5, 6, 5], 2) == 2 / 4
     assert distinct_share([1, 2, 3], 4) == 1.0 and distinct_share([], 1) == 0.0  # an empty reply is not varied
@@ -91,8 +91,8 @@ def test_judge_is_p_yes_minus_p_no(engine):
     got = judge_yes_no(engine, "is the key blue?", "the key is blue.")
     assert -1.0 <= got <= 1.0 and math.isfinite(got)
     # by hand: the judge prompt as written, the next-token distribution, every spelling's first token
-    from lenscope.app.batch.scores import JUDGE_TEMPLATE
-    from lenscope.app.chat.templates import model_prompt, template_name
+    from lenscope.batch.scores import JUDGE_TEMPLATE
+    from lenscope.chat.templates import model_prompt, template_name
 
     text = JUDGE_TEMPLATE.format(question="is the key blue?", text="the key is blue.")
     prompt, _ = model_prompt(engine.tokenizer, text, template_name(engine.tokenizer) is not None)

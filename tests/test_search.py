@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from lenscope.app.batch import search as searches
-from lenscope.app.errors import BadInput
+from lenscope.batch import search as searches
+from lenscope.errors import BadInput
 
 PLANTED = """
 prompts = ["the key is blue. question: what color is the key? answer: the key is",
@@ -177,8 +177,8 @@ def test_conversation_search_scores_each_turn_with_the_conversations_check(engin
     """A search over an experiment's conversations: each candidate's score is the share of
     turns whose reply passed the conversation's check (plus the score parts, averaged over
     turns), and a neutral candidate scores exactly as the baseline."""
-    from lenscope.app.batch import experiment, experiment_file
-    from lenscope.app.batch.scores import distinct_share
+    from lenscope.batch import experiment, experiment_file
+    from lenscope.batch.scores import distinct_share
 
     (tmp_path / "conv.toml").write_text(CONVERSATIONS)
     (tmp_path / "s.toml").write_text(CONVERSATION_SEARCH)

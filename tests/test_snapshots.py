@@ -6,7 +6,7 @@ After an intended UI change: pytest tests/test_snapshots.py --snapshot-update
 import pytest
 from textual.widgets import Input
 
-from lenscope.screens.app import LenscopeApp
+from lenscope.tui.app import LenscopeApp
 
 PROMPT = "the key is blue. tom went to the park. the sun was warm. question: what color is the key? answer: the key is"
 SIZES = [(80, 24), (120, 40)]
@@ -143,7 +143,7 @@ def test_geometry(snap_compare, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_conversation(snap_compare, size):
     """Five turns with 'blue' marked in turn 1 and 'key' tracked: the fade chart and the transcript."""
-    from lenscope.app.chat import conversation as convs
+    from lenscope.chat import conversation as convs
 
     app = LenscopeApp(prompt="", lens_specs=["emphasis:strength=3"], show_speed=False)
 

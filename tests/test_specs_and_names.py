@@ -122,7 +122,7 @@ async def _edited(dialog, field: str, value: str, key: str) -> Variant:
 
 
 async def test_lens_form_and_spec_editor_rename_a_variant_named_by_its_spec():
-    from lenscope.screens.lens_dialogs import LensForm, SpecEditor
+    from lenscope.tui.dialogs.lens_dialogs import LensForm, SpecEditor
 
     old = parse_inline("emphasis:strength=3")
     assert (await _edited(LensForm("emphasis", old), "#p-strength", "5", "ctrl+s")).name == "emphasis:strength=5"
@@ -262,13 +262,13 @@ def test_quoted_list_items():
 
 # -- 3. a tracked concept counted in occurrences, not tokens ----------------------------------------
 def test_tracked_occurrences_count_matches_not_tokens(engine):
-    from lenscope.app.chat import conversation as convs
-    from lenscope.app.tui.workspace import Workspace
+    from lenscope.chat import conversation as convs
+    from lenscope.tui.workspace import Workspace
 
     ws = Workspace(prompt="Does Whiskerton like fish?")
     ws.conversation = convs.Conversation.start()
-    ws.conversation.messages = [convs.Message("user", "My cat is called Whiskerton."),
-                                convs.Message("assistant", "What a fine name.")]
+    ws.conversation.messages = [convs.ChatMessage("user", "My cat is called Whiskerton."),
+                                convs.ChatMessage("assistant", "What a fine name.")]
     ws.conversation.concepts = ["Whiskerton"]
     ws.retokenize(engine)
     assert len(ws.tracked_hits("Whiskerton")) > 2  # several tokens per occurrence on this tokenizer
@@ -276,7 +276,7 @@ def test_tracked_occurrences_count_matches_not_tokens(engine):
     assert ws.tracked_occurrences("whiskerton") == 2  # any case, as tracking matches
     assert ws.tracked_occurrences("Whisker") == 0  # whole words only
     assert Workspace(prompt="Whiskerton").tracked_occurrences("Whiskerton") == 0  # no conversation
-    assert convs.occurrences([convs.Message("user", "at exit,  at   exit; atexit")], "at exit") == 2
+    assert convs.occurrences([convs.ChatMessage("user", "at exit,  at   exit; atexit")], "at exit") == 2
 
 
 # -- 4. chart colours both plotext and Rich know -----------------------------------------------------
@@ -284,7 +284,7 @@ def test_chart_colours_are_valid_in_plotext_and_rich_and_a_legend_of_12_renders(
     from rich.color import Color
     from rich.console import Console
 
-    from lenscope.screens import charts
+    from lenscope.tui import charts
 
     for r, colour in enumerate(charts.COLORS):
         assert isinstance(colour, int) and 0 <= colour < 256  # plotext draws an xterm-256 index as is
@@ -304,7 +304,7 @@ def test_chart_colours_are_valid_in_plotext_and_rich_and_a_legend_of_12_renders(
 # -- 5. lens dialogs: descriptions are not markup, and they wrap --------------------------------------
 def test_dialog_text_is_not_read_as_markup():
     from lenscope.lenses.base import Param
-    from lenscope.screens.lens_dialogs import kind_line, param_line
+    from lenscope.tui.dialogs.lens_dialogs import kind_line, param_line
 
     p = Param("words", "strs", (), "texts like [Red] or [b]bold[/b], kept as written")
     assert param_line(p).plain == "words (strs) — texts like [Red] or [b]bold[/b], kept as written"
@@ -317,7 +317,7 @@ def test_dialog_text_is_not_read_as_markup():
 async def test_lens_form_descriptions_wrap_within_the_dialog():
     from textual.widgets import Label
 
-    from lenscope.screens.lens_dialogs import LensForm
+    from lenscope.tui.dialogs.lens_dialogs import LensForm
 
     app = _Host.make(LensForm("slerp"), size=(60, 40))
     async with app.run_test(size=(60, 40)) as pilot:
@@ -335,8 +335,8 @@ def test_charts_draw_around_infinite_and_nan_values():
     """A lens that masks a token makes KL infinite: the chart leaves a gap (plotext raised here)."""
     import numpy as np
 
-    from lenscope.screens import charts
-    from lenscope.screens.geometry_panel import pca_chart
+    from lenscope.tui import charts
+    from lenscope.tui.geometry.geometry_panel import pca_chart
 
     chart = charts.line_chart([(1, [0.1, float("inf"), 0.3]), (2, [float("nan"), float("inf")])], "KL", 60, 10)
     assert "KL" in chart.plain

@@ -14,7 +14,7 @@ import pytest
 from tensor_parallel_case import HEADS, SAMPLED, SPECS, compute
 from test_distributed import env, experiment, lenscope, records
 
-from lenscope.app.errors import BadInput
+from lenscope.errors import BadInput
 
 HERE = Path(__file__).parent
 LOGITS_ATOL = 1e-4  # all-reduced sums round differently from one process's: measured 1.9e-5 on |logits| <= 51
@@ -36,7 +36,7 @@ def run(cmd: list[str], cwd: Path, ok: bool = True, timeout: int = 300) -> subpr
 def one_process():
     import argparse
 
-    from lenscope.app.cli.common import load_engine
+    from lenscope.cli.common import load_engine
 
     engine, _ = load_engine(argparse.Namespace(model=None, trust_remote_code=False, precision="auto", shard="data"))
     return compute(engine)
@@ -152,8 +152,8 @@ def test_refusals_are_one_line(tmp_path):
 
 
 def test_shard_refuses_what_it_cannot_split_evenly_or_has_not_checked():
-    from lenscope.app import models
-    from lenscope.app.core import tensor_parallel
+    from lenscope import models
+    from lenscope.core import tensor_parallel
 
     model = models.load(None).model
     with pytest.raises(BadInput, match="8 attention heads, 4 KV heads and 704 MLP columns do not split evenly over 3"):
@@ -176,7 +176,7 @@ def quantized_demo(tmp_path_factory):
     holds whole groups over 2 processes (704 columns = 22 groups); groups of 64 would not."""
     from mlx_lm import convert
 
-    from lenscope.app.models import DEMO_MODEL_DIR
+    from lenscope.models import DEMO_MODEL_DIR
 
     out = tmp_path_factory.mktemp("q4") / "demo-4bit"
     convert(hf_path=str(DEMO_MODEL_DIR), mlx_path=str(out), quantize=True, q_group_size=32, q_bits=4)
@@ -257,9 +257,9 @@ list = "positive"
 
 def test_a_second_model_is_refused_next_to_a_split_one():
     """patch:model= and a judge's model= would load a whole second model in every process."""
-    from lenscope.app import models
-    from lenscope.app.core import tensor_parallel
-    from lenscope.app.core.engine import Engine
+    from lenscope import models
+    from lenscope.core import tensor_parallel
+    from lenscope.core.engine import Engine
 
     loaded = models.load(None)
     object.__setattr__(loaded.model, tensor_parallel.ATTR, tensor_parallel.TensorSplit(0, 2, None))  # as shard() marks it
@@ -268,7 +268,7 @@ def test_a_second_model_is_refused_next_to_a_split_one():
 
 
 def test_bench_times_the_split_model_against_one_process():
-    from lenscope.app.lab.bench import launch_bench, render_launch
+    from lenscope.lab.bench import launch_bench, render_launch
 
     rep = launch_bench(None, 2, tokens=4, tensor=True)
     rates = rep["decode_tokens_per_s"]

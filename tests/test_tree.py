@@ -9,9 +9,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from lenscope.app.batch.scores import Score
-from lenscope.app.batch.tree import entropy, grow
-from lenscope.app.errors import BadInput
+from lenscope.batch.scores import Score
+from lenscope.batch.tree import entropy, grow
+from lenscope.errors import BadInput
 
 PROMPT = "one day, tom went to the park. the sun was"
 FLUENCY = Score.from_data([{"kind": "fluency"}], "test")
@@ -88,7 +88,7 @@ def test_bad_tree_options(engine):
 
 
 def test_progress_line_says_nodes_tokens_and_time_left():
-    from lenscope.app.batch.tree import tree_progress
+    from lenscope.batch.tree import tree_progress
 
     assert tree_progress(0, 64, 1, 0.0) == "growing a tree… 1 nodes · 0/64 tokens · escape cancels"
     assert tree_progress(16, 64, 5, 4.0) == "growing a tree… 5 nodes · 16/64 tokens · ~12 s left · escape cancels"

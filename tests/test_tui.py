@@ -5,11 +5,11 @@ import json
 from textual.widgets import Input, TextArea
 from tui_helpers import PROMPT, app, ready, run_and_wait
 
-from lenscope.screens.app import LenscopeApp
-from lenscope.screens.comparison import ComparisonView, RowColumn
-from lenscope.screens.heatmap_panel import HeatmapPanel
-from lenscope.screens.lens_dialogs import LensForm, LensPicker
-from lenscope.screens.token_chips import TokenChips, chip_text
+from lenscope.tui.app import LenscopeApp
+from lenscope.tui.compare.compare_panel import ComparePanel, RowColumn
+from lenscope.tui.compose.token_chips import TokenChips, chip_text
+from lenscope.tui.dialogs.lens_dialogs import LensForm, LensPicker
+from lenscope.tui.heatmap.heatmap_panel import HeatmapPanel
 
 
 async def test_mark_with_keys_and_click():
@@ -95,7 +95,7 @@ async def test_run_streams_rows_and_alternatives():
         assert [r.name for r in res.rows] == ["baseline", "identity", "emphasis:strength=4"]
         assert res.rows[1].token_ids == res.rows[0].token_ids
         assert res.rows[2].attention_to_marks[0] > res.rows[0].attention_to_marks[0]
-        view = a.main.query_one(ComparisonView)
+        view = a.main.query_one(ComparePanel)
         assert len(view.query(RowColumn)) == 3
         assert view.has_focus
         await pilot.press("right", "down", "down")
@@ -213,7 +213,7 @@ async def test_help_and_palette_list_actions():
         await ready(pilot)
         await pilot.press("f1")
         await pilot.pause()
-        from lenscope.screens.help import HelpScreen
+        from lenscope.tui.dialogs.help import HelpScreen
 
         assert isinstance(a.screen, HelpScreen)
         await pilot.press("escape")

@@ -12,9 +12,9 @@ from textual.widgets import Checkbox, Input, TextArea
 from textual.widgets.text_area import Selection
 from tui_helpers import PROMPT, app, messages, ready
 
-from lenscope.app.chat import templates as chat
-from lenscope.screens.app import LenscopeApp
-from lenscope.screens.token_chips import TokenChips, chip_text
+from lenscope.chat import templates as chat
+from lenscope.tui.app import LenscopeApp
+from lenscope.tui.compose.token_chips import TokenChips, chip_text
 
 
 def marked_words(a):

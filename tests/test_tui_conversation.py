@@ -8,9 +8,9 @@ from rich.console import Console
 from textual.widgets import Checkbox, TextArea
 from tui_helpers import app, messages, ready
 
-from lenscope.app.chat.conversation import Mark
-from lenscope.screens.conversation_panel import ConversationPanel, fade_text, transcript_text
-from lenscope.screens.token_chips import TokenChips
+from lenscope.chat.conversation import Mark
+from lenscope.tui.compose.token_chips import TokenChips
+from lenscope.tui.talk.conversation_panel import ConversationPanel, fade_text, transcript_text
 
 
 async def send(pilot, text: str) -> None:

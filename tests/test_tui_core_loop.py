@@ -11,13 +11,13 @@ from textual.widgets.text_area import Selection
 from tui_helpers import PROMPT, app, messages, open_form, ready, run_and_wait
 
 from lenscope.lenses.spec import parse
-from lenscope.screens.charts import StepCharts
-from lenscope.screens.comparison import ComparisonView, RowColumn
-from lenscope.screens.heatmap_panel import HeatmapPanel
-from lenscope.screens.heatmap_view import HeatmapView
-from lenscope.screens.lens_dialogs import LensForm, PathPrompt, SpecEditor, number
-from lenscope.screens.token_chips import TokenChips, chip_text
-from lenscope.screens.variant_list import VariantList
+from lenscope.tui.compare.compare_panel import ComparePanel, RowColumn
+from lenscope.tui.compose.token_chips import TokenChips, chip_text
+from lenscope.tui.compose.variant_list import VariantList
+from lenscope.tui.dialogs.lens_dialogs import LensForm, PathPrompt, SpecEditor, number
+from lenscope.tui.heatmap.heatmap_panel import HeatmapPanel
+from lenscope.tui.widgets.charts import StepCharts
+from lenscope.tui.widgets.heatmap_view import HeatmapView
 
 SIX = ["identity", "emphasis:strength=2", "emphasis:strength=4", "steer:token=happy,strength=10", "decay"]
 
@@ -28,7 +28,7 @@ def text_of(widget) -> str:
 
 def column_names(a) -> list[str]:
     """The columns actually mounted, in screen order."""
-    return [c.row_name for c in a.main.query_one(ComparisonView).query(RowColumn)]
+    return [c.row_name for c in a.main.query_one(ComparePanel).query(RowColumn)]
 
 
 def info(a) -> str:
@@ -81,11 +81,11 @@ async def test_columns_follow_rows_without_waiting():
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await run_and_wait(pilot, "3")
-        view = a.main.query_one(ComparisonView)
+        view = a.main.query_one(ComparePanel)
         full = a.ws.result
         fewer = json.loads(json.dumps(full.to_json()))
         fewer["rows"] = fewer["rows"][:1]
-        from lenscope.app.core.results import from_json
+        from lenscope.core.results import from_json
 
         view.set_result(from_json(fewer))
         view.set_result(full)
@@ -120,7 +120,7 @@ async def test_six_rows_side_by_side_with_range(size, shown):
     async with a.run_test(size=size) as pilot:
         await ready(pilot)
         await run_and_wait(pilot, "3")
-        view = a.main.query_one(ComparisonView)
+        view = a.main.query_one(ComparePanel)
         cols = list(view.query(RowColumn))
         assert len(cols) == 6
         assert {c.outer_size.width for c in cols} == {size[0] // shown}
@@ -137,7 +137,7 @@ async def test_few_rows_fill_the_width():
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await run_and_wait(pilot, "3")
-        cols = list(a.main.query_one(ComparisonView).query(RowColumn))
+        cols = list(a.main.query_one(ComparePanel).query(RowColumn))
         assert sum(c.outer_size.width for c in cols) == 100
         assert "rows 1-2 of 2" in info(a) and "scroll" not in info(a)
 
@@ -326,7 +326,7 @@ async def test_reopened_session_captures_attention_again(tmp_path):
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await run_and_wait(pilot, "3")
-        from lenscope.app.io import session as sessions
+        from lenscope.storage import session as sessions
 
         sessions.save(a.sessions.current(), path)
         shape = a.ws.captures[1].attention.shape
@@ -398,10 +398,10 @@ async def test_form_ranges_and_byte_chips_and_alternatives():
         assert "steps (int [1, 1048576])" in labels["temperature"]
         assert "e+" not in " ".join(labels.values())
         await run_and_wait(pilot, "3")
-        view = a.main.query_one(ComparisonView)
+        view = a.main.query_one(ComparePanel)
         byte_id = a.ws.prompt_ids[3]
         assert view.raw_token(byte_id) == "Ã"
-        from lenscope.app.core.results import Alternative
+        from lenscope.core.results import Alternative
 
         a.ws.result.rows[0].top[0] = [Alternative(byte_id, "\ufffd", 0.5)]
         view.cursor = 0
@@ -513,8 +513,8 @@ async def test_unreadable_session(tmp_path, monkeypatch):
 
 
 async def test_any_loader_error_keeps_the_app(tmp_path, monkeypatch):
-    """Whatever app/io/session.py raises (not only BadInput), the app says so in one line and goes on."""
-    from lenscope.app.io import session as sessions
+    """Whatever storage/session.py raises (not only BadInput), the app says so in one line and goes on."""
+    from lenscope.storage import session as sessions
 
     def broken(path):
         raise RuntimeError("loader bug\nsecond line")

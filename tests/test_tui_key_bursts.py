@@ -9,8 +9,8 @@ from textual.keys import _character_to_key
 from textual.widgets import Input, TextArea
 from tui_helpers import app, open_form, ready
 
-from lenscope.screens.compose_pane import ComposePane
-from lenscope.screens.variant_list import VariantList
+from lenscope.tui.compose.compose_pane import ComposePane
+from lenscope.tui.compose.variant_list import VariantList
 
 NAMED = {"tab", "shift+tab", "enter", "ctrl+s", "ctrl+r"}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from tui_helpers import app, ready
 
-from lenscope.screens.choice_dialog import Choice
+from lenscope.tui.dialogs.choice_dialog import Choice
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 

@@ -19,20 +19,20 @@ from pathlib import Path
 from textual.widgets import Input, TabbedContent, TextArea, Tree
 from tui_helpers import PROMPT, app, messages, ready
 
-from lenscope.app.core.engine import Request
-from lenscope.app.errors import BadInput
-from lenscope.app.io import session as sessions
+from lenscope.core.engine import Request
+from lenscope.errors import BadInput
 from lenscope.lenses.base import Variant
 from lenscope.lenses.registry import KINDS
 from lenscope.lenses.spec import build_lens
-from lenscope.screens.app import LenscopeApp
-from lenscope.screens.choice_dialog import Choice
-from lenscope.screens.lens_dialogs import PathPrompt
-from lenscope.screens.tree_panel import TreePanel
-from lenscope.screens.variant_list import VariantList
-from lenscope.screens.views import VIEWS
+from lenscope.storage import session as sessions
+from lenscope.tui.app import LenscopeApp
+from lenscope.tui.compose.variant_list import VariantList
+from lenscope.tui.dialogs.choice_dialog import Choice
+from lenscope.tui.dialogs.lens_dialogs import PathPrompt
+from lenscope.tui.tabs import TABS
+from lenscope.tui.tree.tree_panel import TreePanel
 
-SCREENS = Path(__file__).resolve().parents[1] / "screens"
+SCREENS = Path(__file__).resolve().parents[1] / "tui"
 
 
 async def settle(pilot, limit: float = 60.0) -> None:
@@ -74,7 +74,7 @@ def test_only_the_runner_runs_the_model_and_modules_stay_small():
                        if isinstance(block, ast.If) and getattr(block.test, "id", "") == "TYPE_CHECKING"
                        for stmt in block.body for n in ast.walk(stmt)}
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lenscope.app") \
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lenscope.") and not (node.module or "").startswith("lenscope.tui") \
                     and id(node) not in typing_only:
                 names = {a.name for a in node.names} & ENGINE_NAMES
                 assert not names, f"{path.name} imports {names} from {node.module}: only the runner runs the model"
@@ -93,7 +93,7 @@ async def test_twelve_rows_run_and_every_tab_renders():
         await pilot.press("ctrl+r")
         await settle(pilot)
         assert len(a.ws.result.rows) == 12 and set(a.ws.captures) == set(range(12))
-        for view in VIEWS:
+        for view in TABS:
             await pilot.press(view.key)
             await pilot.pause()
             assert a.main.query_one(TabbedContent).active == view.id
@@ -107,7 +107,7 @@ async def test_tab_keys_and_export_work_from_the_prompt():
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         assert isinstance(a.focused, TextArea)
-        for view in VIEWS[1:]:
+        for view in TABS[1:]:
             await pilot.press(view.key)
             assert a.main.query_one(TabbedContent).active == view.id
             await pilot.press("f2")
@@ -127,8 +127,8 @@ async def test_jobs_never_overlap_on_the_model():
         await pilot.pause()
         a.action_run()  # ctrl+r, without waiting for the app to go idle (the run may be over by then)
         assert a.runner.busy == "run"
-        a.views.grow_wanted({"budget": 8})  # refused while the run holds the model
-        a.views.roles_wanted()  # a view's computation waits its turn
+        a.tabs.grow_wanted({"budget": 8})  # refused while the run holds the model
+        a.tabs.roles_wanted()  # a view's computation waits its turn
         assert "head roles" in a.runner.pending
         await pilot.pause()
         assert any("busy (run)" in m for m in messages(a))
@@ -234,7 +234,7 @@ async def test_recovery_file_after_each_run_and_offered_after_a_crash(tmp_path):
 
 async def test_the_recovery_file_follows_every_edit_and_a_run_start(tmp_path):
     """A kill while editing loses at most the last second; a kill in the prefill loses nothing."""
-    from lenscope.screens.session_actions import AUTOSAVE_S
+    from lenscope.tui.session_actions import AUTOSAVE_S
 
     a = app(lens_specs=["identity"], recovery=tmp_path)
     own = tmp_path / f"{os.getpid()}.json"
@@ -335,12 +335,12 @@ async def random_session(seed: int, seconds: float, tmp_path: Path) -> dict:
                 found["runs" if a.ws.conversation is None else "turns"] += 1
                 assert a._exception is None
                 assert unhooked(engine), f"seed {seed}: hooks left after op {found['ops']}"
-                for view in VIEWS:
+                for view in TABS:
                     await pilot.press(view.key)
                     await pilot.pause()
                 await settle(pilot)
             elif op == "tab":
-                await pilot.press(rng.choice(VIEWS).key)
+                await pilot.press(rng.choice(TABS).key)
             elif op == "keys":
                 chain = a.screen.focus_chain
                 if chain:

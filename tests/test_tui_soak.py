@@ -9,7 +9,7 @@ import time
 
 from textual.widgets import Input
 
-from lenscope.screens.app import LenscopeApp
+from lenscope.tui.app import LenscopeApp
 
 KEYS = (
     # navigation and every binding of every widget and dialog, except the ones that quit

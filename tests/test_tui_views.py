@@ -1,16 +1,16 @@
 """The views in the TUI, driven as a person would: run, open each tab, move, change mode,
-run again with another lens, and check what each view computes against app/ functions."""
+run again with another lens, and check what each view computes against the views' own functions."""
 
 import numpy as np
 from textual.widgets import Input, TabbedContent
 from tui_helpers import app, ready, run_and_wait
 
-from lenscope.app.views.attention import head_shares, token_weights
-from lenscope.screens.comparison import ComparisonView
-from lenscope.screens.geometry_panel import GeometryPanel
-from lenscope.screens.head_map_panel import HeadMapPanel, HeadMapView
-from lenscope.screens.heatmap_panel import HeatmapPanel
-from lenscope.screens.logit_lens_panel import LensTableView, LogitLensPanel
+from lenscope.tui.compare.compare_panel import ComparePanel
+from lenscope.tui.geometry.geometry_panel import GeometryPanel
+from lenscope.tui.heads.head_map_panel import HeadMapPanel, HeadMapView
+from lenscope.tui.heatmap.heatmap_panel import HeatmapPanel
+from lenscope.tui.logits.logit_lens_panel import LensTableView, LogitLensPanel
+from lenscope.views.attention import head_shares, token_weights
 
 SPECS = ["emphasis:strength=3,auto_heads=2", "steer:token=happy,strength=20"]
 
@@ -96,7 +96,7 @@ async def test_geometry_identity_is_zero_and_steering_is_not():
         await pilot.press("f7")
         panel = a.main.query_one(GeometryPanel)
         assert panel.row == 1
-        from lenscope.screens.heatmap_view import HeatmapView
+        from lenscope.tui.widgets.heatmap_view import HeatmapView
 
         view = panel.query_one(HeatmapView)
         assert np.abs(view._matrix).max() < 1e-5  # 1 - cosine of the identity row
@@ -112,7 +112,7 @@ async def test_attention_on_text_follows_the_cursor_and_sources():
     async with a.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await run_and_wait(pilot, "6")
-        view = a.main.query_one(ComparisonView)
+        view = a.main.query_one(ComparePanel)
         view.focus()
         await pilot.press("a", "down", "right")
         pane = view.query_one("#attention-text")
@@ -153,7 +153,7 @@ async def test_change_lens_run_again_and_the_views_follow():
 async def test_tree_tab_grows_and_opens_a_path_as_a_row():
     from textual.widgets import Tree
 
-    from lenscope.screens.tree_panel import TreePanel
+    from lenscope.tui.tree.tree_panel import TreePanel
 
     a = app(prompt="one day, tom went to the park. the sun was")
     async with a.run_test(size=(120, 40)) as pilot:
@@ -181,7 +181,7 @@ async def test_export_writes_the_comparison_on_screen_as_html_and_md(tmp_path):
 
     import html5lib
 
-    from lenscope.screens.lens_dialogs import PathPrompt
+    from lenscope.tui.dialogs.lens_dialogs import PathPrompt
 
     a = app(marks=["blue"], lens_specs=SPECS)
     async with a.run_test(size=(100, 30)) as pilot:
@@ -202,18 +202,18 @@ async def test_export_writes_the_comparison_on_screen_as_html_and_md(tmp_path):
 
 
 async def test_every_view_says_the_capture_follows_while_a_run_goes():
-    from lenscope.screens.view_actions import WAITING
+    from lenscope.tui.tab_actions import WAITING
 
     a = app(lens_specs=["identity"])
     async with a.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        a.views.clear_captures()  # what a run's start does
+        a.tabs.clear_captures()  # what a run's start does
         for tab in ("f4", "f5", "f6", "f7"):
             await pilot.press(tab)
             await pilot.pause()
             assert WAITING in "\n".join(str(s.render()) for s in a.main.query("Static, HeatmapView, LensTableView")
                                         if s.display), tab
-        a.views.stop_waiting()  # the run failed: nothing will come
+        a.tabs.stop_waiting()  # the run failed: nothing will come
         await pilot.press("f4")
         await pilot.pause()
         assert not any(WAITING in str(s.render()) for s in a.main.query("Static, HeatmapView"))
@@ -222,7 +222,7 @@ async def test_every_view_says_the_capture_follows_while_a_run_goes():
 def test_charts_hold_sixteen_rows():
     """16 rows: 16 colours, a legend of at most two lines, and a plot that asks for room
     rather than drawing two lines."""
-    from lenscope.screens.charts import COLORS, LEGEND_LINES, legend, line_chart, row_style
+    from lenscope.tui.widgets.charts import COLORS, LEGEND_LINES, legend, line_chart, row_style
 
     assert len({c for c in COLORS}) == 16 and len({row_style(r) for r in range(16)}) == 16
     names = [f"emphasis:strength={s},heads=0|1|2" for s in range(16)]

@@ -24,7 +24,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value", ["../../victim", "../../../victim", "../victim", "/tmp", "", 7, None, ["x"], "ab" * 40,
                                    "0" * 63 + "g"])
 def test_a_hostile_hash_memo_is_rehashed_and_touches_nothing(tmp_path, cache, value):
-    from lenscope.app.models import sources as ms
+    from lenscope.models import sources as ms
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
     victim = tmp_path / "victim"
@@ -40,7 +40,7 @@ def test_a_hostile_hash_memo_is_rehashed_and_touches_nothing(tmp_path, cache, va
 
 @pytest.mark.parametrize("memo", ["[1, 2]", "not json", "\xff\xfe", "{" * 5000])
 def test_a_corrupt_memo_file_is_ignored(tmp_path, cache, memo):
-    from lenscope.app.models import sources as ms
+    from lenscope.models import sources as ms
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
     (cache / "gguf").mkdir(parents=True)
@@ -132,9 +132,9 @@ def test_unreadable_results_files_are_one_line(run_cli, tmp_path, kind, command)
     if command == "search":  # this search's own folder, so that it reads the file
         search = tmp_path / "s.toml"
         search.write_text(SEARCH.format(top=30))
-        from lenscope.app.batch import outdir
-        from lenscope.app.batch import search as searches
-        from lenscope.app.models.sources import model_identity
+        from lenscope.batch import outdir
+        from lenscope.batch import search as searches
+        from lenscope.models.sources import model_identity
 
         identity = searches.identity(searches.load(search), model_identity(None))
         (out / outdir.MANIFEST).write_text(outdir.manifest("search", identity, str(search)))
@@ -217,8 +217,8 @@ HOSTILE_HEADERS = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_HEADERS))
 def test_hostile_gguf_headers_are_one_line_before_any_allocation(tmp_path, cache, name):
-    from lenscope.app.errors import BadInput
-    from lenscope.app.models import sources as ms
+    from lenscope.errors import BadInput
+    from lenscope.models import sources as ms
 
     path = tmp_path / "bad.gguf"
     path.write_bytes(HOSTILE_HEADERS[name])
@@ -238,8 +238,8 @@ def test_random_mutations_of_a_real_gguf_are_converted_or_refused(tmp_path_facto
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from lenscope.app.errors import BadInput
-    from lenscope.app.models.gguf import convert
+    from lenscope.errors import BadInput
+    from lenscope.models.gguf import convert
 
     header = 4096  # mutations where the parsing happens
 
@@ -270,7 +270,7 @@ def test_a_score_too_large_to_hold_is_refused_before_the_forward(run_cli):
 def test_a_grid_of_a_trillion_candidates_is_cut_to_the_budget_lazily(tmp_path):
     import time
 
-    from lenscope.app.batch import search as searches
+    from lenscope.batch import search as searches
 
     lenses = "".join(f'[[lens]]\nkind = "bias"\nwords = ["w{i}"]\nvalue = [0, 30]\n' for i in range(20))
     path = tmp_path / "s.toml"
@@ -283,8 +283,8 @@ def test_a_grid_of_a_trillion_candidates_is_cut_to_the_budget_lazily(tmp_path):
 
 def test_an_experiment_conversation_of_ten_thousand_turns_is_refused(tmp_path):
     """(A session's saved conversation has no such bound: what was saved always reopens.)"""
-    from lenscope.app.batch import experiment_file
-    from lenscope.app.errors import BadInput
+    from lenscope.batch import experiment_file
+    from lenscope.errors import BadInput
 
     path = tmp_path / "e.toml"
     path.write_text('[[comparison]]\nname = "c"\nturns = [' + ", ".join(['"hi"'] * 10_000) + "]\n")
@@ -297,8 +297,8 @@ def test_a_backtracking_check_regex_stops_within_its_time_limit(pattern):
     import time
     from types import SimpleNamespace
 
-    from lenscope.app.batch.scores import Score
-    from lenscope.app.errors import BadInput
+    from lenscope.batch.scores import Score
+    from lenscope.errors import BadInput
 
     part = Score.from_data([{"kind": "regex", "pattern": pattern}], "check").parts[0]
     result = SimpleNamespace(rows=[SimpleNamespace(text="x" * 5000 if "x" in pattern else "a" * 5000 + "b")])
@@ -312,8 +312,8 @@ def test_a_backtracking_check_regex_stops_within_its_time_limit(pattern):
 
 @pytest.mark.parametrize("damage", ["zeroed weights", "truncated weights", "manifest gone", "config swapped"])
 def test_a_damaged_converted_folder_is_converted_again(tmp_path, cache, monkeypatch, damage):
-    from lenscope.app.models import gguf as app_gguf
-    from lenscope.app.models import sources as ms
+    from lenscope.models import gguf as app_gguf
+    from lenscope.models import sources as ms
 
     src = gr.write_tiny(tmp_path / "tiny.gguf")
     folder = ms.gguf_folder(src)
@@ -352,8 +352,8 @@ HOSTILE_METADATA = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_METADATA))
 def test_missing_or_mistyped_gguf_metadata_is_one_line_naming_the_key(tmp_path, cache, name):
-    from lenscope.app.errors import BadInput
-    from lenscope.app.models.gguf import convert
+    from lenscope.errors import BadInput
+    from lenscope.models.gguf import convert
 
     metadata, message = HOSTILE_METADATA[name]
     src = gr.write_tiny(tmp_path / "bad.gguf", metadata=metadata)
@@ -367,7 +367,7 @@ def test_missing_or_mistyped_gguf_metadata_is_one_line_naming_the_key(tmp_path, 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     """A finished run (results.jsonl with a comparison and a conversation) and its experiment."""
-    from lenscope.app.cli.main import main
+    from lenscope.cli.main import main
 
     base = tmp_path_factory.mktemp("real")
     exp = base / "e.toml"
@@ -435,7 +435,7 @@ def test_random_memo_files_never_name_a_folder_outside_the_cache(tmp_path_factor
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from lenscope.app.models import sources as ms
+    from lenscope.models import sources as ms
 
     root = tmp_path_factory.mktemp("memo")
     src = gr.write_tiny(root / "tiny.gguf")
@@ -460,7 +460,7 @@ def test_random_memo_files_never_name_a_folder_outside_the_cache(tmp_path_factor
 
 
 def test_a_judge_model_that_cannot_load_is_said_before_turn_one(run_cli, tmp_path, monkeypatch):
-    from lenscope.app.chat import conversation as convs
+    from lenscope.chat import conversation as convs
 
     turns = []
     real = convs.run_turn

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from lenscope.app.core.capture import capture_row
-from lenscope.app.core.engine import Request
-from lenscope.app.views import head_roles
-from lenscope.app.views import hidden_states as geometry
-from lenscope.app.views.attention import head_entropy, head_shares, rollout, token_weights
-from lenscope.app.views.attention_text import AttentionText
-from lenscope.app.views.head_map import HeadMap
-from lenscope.app.views.hidden_states import geometry_json
-from lenscope.app.views.logit_lens import logit_lens
-from lenscope.app.views.logit_lens_table import LogitLensTable, pick_layers
+from lenscope.core.capture import capture_row
+from lenscope.core.engine import Request
 from lenscope.lenses.spec import parse_inline
+from lenscope.views import head_roles
+from lenscope.views import hidden_states as geometry
+from lenscope.views.attention import head_entropy, head_shares, rollout, token_weights
+from lenscope.views.attention_text import AttentionText
+from lenscope.views.head_map import HeadMap
+from lenscope.views.hidden_states import geometry_json
+from lenscope.views.logit_lens import logit_lens
+from lenscope.views.logit_lens_table import LogitLensTable, pick_layers
 
 PROMPT = "the key is blue. one day, tom went to the park. question: what color is the key? answer: the key is"
 
@@ -69,7 +69,7 @@ def test_logit_lens_decodes_each_layer_by_hand(engine, captured):
 
 
 def test_first_top1_layer():
-    from lenscope.app.views.logit_lens import LogitLens
+    from lenscope.views.logit_lens import LogitLens
 
     top = np.array([[[7]], [[3]], [[9]], [[9]]])
     lens = LogitLens([0], top, np.ones_like(top, float), [], np.zeros((4, 1, 0)))

@@ -1,10 +1,10 @@
-"""Probabilities over a whole vocabulary keep float32's precision (app/core/numerics.py)."""
+"""Probabilities over a whole vocabulary keep float32's precision (core/numerics.py)."""
 
 import mlx.core as mx
 import numpy as np
 import pytest
 
-from lenscope.app.core.numerics import log_softmax, logsumexp
+from lenscope.core.numerics import log_softmax, logsumexp
 
 
 @pytest.mark.parametrize("vocab", [660, 49152, 262144])  # the demo model, SmolLM2, gemma 3
@@ -28,7 +28,7 @@ def test_all_banned_gives_minus_infinity_not_nan():
 
 def test_kl_and_logprobs_of_a_run_match_float64(engine):
     """A comparison's KL to the baseline, recomputed in float64 from its own kept logits."""
-    from lenscope.app.core.engine import Request
+    from lenscope.core.engine import Request
     from lenscope.lenses.spec import parse_inline
 
     run = engine.compare(Request("the hat is green. the dog", [parse_inline("steer:strength=8,token=dog")],

@@ -3,11 +3,11 @@ settings and sessions, all on the bundled model's tokenizer."""
 
 import pytest
 
-from lenscope.app.core.results import RunResult
-from lenscope.app.errors import BadInput
-from lenscope.app.io import session as sessions
-from lenscope.app.tui.workspace import Workspace, read_session
+from lenscope.core.results import RunResult
+from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse_inline
+from lenscope.storage import session as sessions
+from lenscope.tui.workspace import Workspace
 
 PROMPT = "the key is blue. question: what color is the key? answer: the key is"
 
@@ -106,7 +106,7 @@ def test_session_round_trip(engine, tmp_path):
     ws.result = engine.compare(ws.request(engine)).run()
     path = sessions.save(ws.session("demo"), tmp_path / "s.json")
     other = Workspace()
-    other.open(*read_session(str(path)))
+    other.open(sessions.load(path))
     other.retokenize(engine)
     assert other.inputs_key() == ws.inputs_key()
     assert other.result.rows[1].token_ids == ws.result.rows[1].token_ids
@@ -128,8 +128,8 @@ def test_progress_snapshots_do_not_change_while_the_run_goes_on(engine):
 def test_a_session_brings_its_model(tmp_path, run_cli):
     import json
 
-    from lenscope.app.io import session as sessions
-    from lenscope.app.tui.launch import session_model
+    from lenscope.storage import session as sessions
+    from lenscope.tui.launch import session_model
 
     def saved(model):
         path = tmp_path / f"{abs(hash(model))}.json"

@@ -41,7 +41,7 @@ def _demo_bpe() -> tuple[list[str], list[str]]:
     import json
     from pathlib import Path
 
-    from lenscope.app.models.sources import DEMO_MODEL_DIR
+    from lenscope.models.sources import DEMO_MODEL_DIR
 
     data = json.loads((Path(DEMO_MODEL_DIR) / "tokenizer.json").read_text())
     vocab = data["model"]["vocab"]
@@ -90,7 +90,7 @@ def tokenizer(kind: str, demo):
     from mlx_lm.tokenizer_utils import TokenizerWrapper
     from transformers import PreTrainedTokenizerFast
 
-    from lenscope.app.models.gguf_tokenizer import build_tokenizer, tokenizer_config
+    from lenscope.models.gguf_tokenizer import build_tokenizer, tokenizer_config
 
     meta = tokenizer_meta(kind)
     tok, flags = build_tokenizer(meta)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from textual.widgets import Input, OptionList
 
-from lenscope.screens.app import LenscopeApp
-from lenscope.screens.variant_list import VariantList
+from lenscope.tui.app import LenscopeApp
+from lenscope.tui.compose.variant_list import VariantList
 
 PROMPT = "the key is blue. tom went to the park. question: what color is the key? answer: the key is"
 

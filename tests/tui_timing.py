@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from lenscope.screens.app import LenscopeApp
-from lenscope.screens.runner import CaptureReady, RunProgress, ViewReady
+from lenscope.tui.app import LenscopeApp
+from lenscope.tui.runner import CaptureReady, RunProgress, ViewReady
 
 PROMPT = ("Mira keeps her spare key under the blue flowerpot by the back door. On Monday she took the bus "
           "to the market, bought apples, bread and cheese, talked with the baker about the weather, and then "
@@ -103,7 +103,7 @@ async def measure(model: str | None, rows: int, repeats: int) -> dict[str, float
 
 
 def main() -> None:
-    from lenscope.app.models import blas
+    from lenscope.models import blas
 
     env = blas.preload_env()  # as the lenscope command runs: on the machine's OpenBLAS
     if env is not None:

@@ -16,7 +16,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 from mlx_lm.models import llama
 
-DEMO = Path(__file__).resolve().parents[1] / "app" / "models" / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Measure the bundled model and write its MODEL_CARD.md (run after training).
 
-    python training/model_card.py --model app/models/demo
+    python training/model_card.py --model models/demo
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from lenscope.app import models  # noqa: E402
-from lenscope.app.core.engine import Engine, Request  # noqa: E402
-from lenscope.app.lab import (
+from lenscope import models  # noqa: E402
+from lenscope.core.engine import Engine, Request  # noqa: E402
+from lenscope.lab import (
     episodes,  # noqa: E402
     measure,  # noqa: E402
 )
@@ -67,7 +67,7 @@ def main() -> None:
         "measured, with no network. It writes simple English stories; it is a test instrument,",
         "not a general model.", "",
         "## Data and licence", "",
-        "Entirely synthetic, generated offline by `app/lab/episodes.py` (this repository, MIT licence);",
+        "Entirely synthetic, generated offline by `lab/episodes.py` (this repository, MIT licence);",
         "no third-party text. The mixture (seed 0): 50 % recall episodes (`the key is blue.` + 0–3",
         "filler sentences that name no colour + `question: what color is the key? answer: the key is",
         "blue.`), 30 % plain short stories, 20 % happy or sad stories (attribute episodes for",
@@ -85,8 +85,8 @@ def main() -> None:
         f"{final['step']} steps, {final['tokens_seen']:,} tokens in {final['elapsed_s'] / 60:.1f} min "
         f"({final['tokens_seen'] / final['elapsed_s']:.0f} tokens/s on 2 CPU cores with OpenBLAS)",
         "- reproduce: " + "; then ".join(
-            "`python training/train_demo_model.py --out app/models/demo "
-            + ("--init app/models/demo " if ph.get("init") not in (None, "None") else "")
+            "`python training/train_demo_model.py --out models/demo "
+            + ("--init models/demo " if ph.get("init") not in (None, "None") else "")
             + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in ph.items()
                        if k in ("recall_share", "recall_style", "docs", "steps", "lr", "minutes", "seed")) + "`"
             for ph in phases) + " (with Debian's OpenBLAS preloaded), then `python training/model_card.py`",

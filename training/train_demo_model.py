@@ -1,6 +1,6 @@
 """Train lenscope's bundled demo model, reproducibly, on this repo's synthetic corpus.
 
-    python training/train_demo_model.py --out app/models/demo
+    python training/train_demo_model.py --out models/demo
 
 Fixed seeds; loss logged to OUT/train_log.jsonl. On Linux, run it with Debian's
 OpenBLAS preloaded (see `lenscope doctor`): the reference BLAS in the mlx-cpu wheel
@@ -24,7 +24,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.models import llama  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from lenscope.app.lab import episodes  # noqa: E402
+from lenscope.lab import episodes  # noqa: E402
 
 EOS = "<|endoftext|>"
 SPECIALS = [EOS, "<|user|>", "<|assistant|>"]
@@ -97,7 +97,7 @@ def save(out: Path, model: nn.Module, tok: Tokenizer) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("app/models/demo"))
+    ap.add_argument("--out", type=Path, default=Path("models/demo"))
     ap.add_argument("--docs", type=int, default=120_000)
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--batch", type=int, default=24)

@@ -1,3 +1,0 @@
-"""What the views show, without Textual: the maths over captures (attention shares, rollout,
-logit lens, head roles, hidden-state geometry) and pure Rich renderables (heatmap, head map,
-attention-coloured text, logit-lens table). screens/ wraps each in a thin widget."""

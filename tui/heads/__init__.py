@@ -1,0 +1,1 @@
+"""The heads part of the TUI."""

@@ -1,0 +1,1 @@
+"""The heatmap part of the TUI."""

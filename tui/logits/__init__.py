@@ -1,0 +1,1 @@
+"""The logits part of the TUI."""

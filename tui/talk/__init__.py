@@ -1,0 +1,1 @@
+"""The talk part of the TUI."""

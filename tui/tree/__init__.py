@@ -1,0 +1,1 @@
+"""The tree part of the TUI."""
