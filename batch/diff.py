@@ -94,11 +94,11 @@ def _num(x: Any, none: str) -> str:
 def to_html(d: dict[str, Any], a: str, b: str) -> str:
     num = partial(_num, none="–")
 
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>lenscope diff</title><style>"
+    parts = [("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>lenscope diff</title><style>"
              "body{font:15px system-ui,sans-serif;max-width:70em;margin:2em auto}td,th{border:1px solid #ccc;"
              "padding:.3em;vertical-align:top}table{border-collapse:collapse}code{white-space:pre-wrap}</style>"
              f"</head><body><h1>lenscope diff</h1><p>A: <code>{html.escape(a)}</code><br>B: <code>{html.escape(b)}"
-             f"</code></p><p>{len(d['changed'])} changed, {d['unchanged']} unchanged</p>"]
+             f"</code></p><p>{len(d['changed'])} changed, {d['unchanged']} unchanged</p>")]
     for c in d["changed"]:
         parts.append(f"<h2>{html.escape(c['comparison'])}</h2><table><tr><th>row</th><th>A</th><th>B</th>"
                      "<th>parts at</th><th>first divergence A → B</th><th>attention on marks A → B</th></tr>")
@@ -133,8 +133,8 @@ def to_text(d: dict[str, Any]) -> list[str]:
                 continue
             fd, am = r["first_divergence"], r["attention_on_marks"]
             name = f"{r['row']} (was {r['renamed_from']})" if "renamed_from" in r else r["row"]
-            lines += [f"  {name}: parts at token {num(r['parts_at'])} · first divergence {num(fd[0])} -> {num(fd[1])}"
-                      f" · attention on marks {num(am[0])} -> {num(am[1])}",
+            lines += [(f"  {name}: parts at token {num(r['parts_at'])} · first divergence {num(fd[0])} -> {num(fd[1])}"
+                      f" · attention on marks {num(am[0])} -> {num(am[1])}"),
                       f"    A: {r['text_a']!r}", f"    B: {r['text_b']!r}"]
     for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
         if d[key]:

@@ -37,6 +37,7 @@ import mlx.core as mx
 
 from lenscope.core.tensor_parallel import exchange
 from lenscope.errors import BadInput
+from lenscope.storage.datafile import json_lines, read_text
 
 LAUNCH_VARS = ("MLX_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")  # set by mlx.launch (ring, jaccl) and by MPI
 SHARDS = "shards"
@@ -125,7 +126,7 @@ def tensor_world() -> World:
         here.tensor = True
         if not here.leader:
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-            sys.stderr = open(os.devnull, "w")
+            sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
             sys.excepthook = lambda *exc: traceback.print_exception(*exc, file=sys.__stderr__)
     return here
 
@@ -169,7 +170,6 @@ def _check_hostfile() -> None:
     path = os.environ.get("MLX_HOSTFILE")
     if not path:
         return
-    from lenscope.storage.datafile import read_text
 
     try:
         hosts = json.loads(read_text(path, f"MLX_HOSTFILE '{path}'", 1 << 20))
@@ -215,8 +215,6 @@ def _watchdog(seconds: float) -> Iterator[None]:
 def read_jsonl(path: Path) -> list[Any]:
     """The lines of a JSON-lines file, read only (a killed writer's last line may be cut off:
     skipped; the file is left for its owner to repair); anything else wrong is one line."""
-    from lenscope.storage.datafile import json_lines
-
     return json_lines(path, f"'{path}'")
 
 

@@ -17,19 +17,27 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lenscope.batch.distributed import World, append_shard, read_shards
 from lenscope.batch.experiment_file import svg_name
 from lenscope.batch.outdir import MANIFEST, finished, made_for, manifest, output_folder, publish, work_id
+from lenscope.chat import conversation as convs
 from lenscope.chat import templates as chat
+from lenscope.core.capture import capture_rows
+from lenscope.core.engine import Request
 from lenscope.core.records import SCHEMA_VERSION
 from lenscope.errors import BadInput
+from lenscope.lenses.spec import to_data
 from lenscope.models.sources import model_identity
+from lenscope.reports import conversation as cr
+from lenscope.reports.html import attention_row, render
 from lenscope.reports.markdown import markdown
-from lenscope.reports.svg import write_svg
+from lenscope.reports.svg import line_chart, write_svg
 from lenscope.storage import datafile
 
 if TYPE_CHECKING:
@@ -47,8 +55,6 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
     per round; after each round rank 0 has every finished record and writes the reports, in
     the order one process would. Each rank also keeps its own in DIR/shards/rank-R.jsonl,
     which `resume` reads too (a rank that died)."""
-    from lenscope.batch.distributed import World, append_shard, read_shards
-
     world = world or World()
     say = progress if world.leader else (lambda m: None)
     out = Path(out_dir)
@@ -123,8 +129,6 @@ def definition(c: dict[str, Any]) -> dict[str, Any]:
     """What a comparison (or conversation) is, as data: its name and checked keys, the lens
     stacks as normalized data (a constrain grammar's text included, not the spec text, whose
     file paths depend on the current folder), the check's parts."""
-    from lenscope.lenses.spec import to_data
-
     out = {k: v for k, v in c.items() if k not in ("lens", "variants", "check")}
     out["variants"] = to_data(list(c["variants"]))["variant"]
     if c.get("check") is not None:
@@ -139,9 +143,6 @@ def _no_folder() -> Iterator[None]:
 
 def _run_one(engine: Engine, c: dict[str, Any], comparison) -> dict[str, Any]:
     """One comparison (or conversation) run, as its line of results.jsonl."""
-    from lenscope.core.capture import capture_rows
-    from lenscope.reports.html import attention_row
-
     if "turns" in c:
         return _run_conversation(engine, c)
     result = comparison.run()
@@ -171,11 +172,6 @@ def _write_heatmaps(tmp: Path, i: int, record: dict[str, Any]) -> None:
 
 
 def _write_reports(tmp: Path, out_dir: Path, results: list[dict | None], meta: dict[str, Any] | None) -> None:
-    from functools import partial
-
-    from lenscope.reports import conversation as cr
-    from lenscope.reports.html import render
-    from lenscope.reports.svg import line_chart
 
     so_far = [r for r in results if r is not None]
     summary = cr.summary(so_far)
@@ -192,8 +188,6 @@ def _write_reports(tmp: Path, out_dir: Path, results: list[dict | None], meta: d
 
 def _run_conversation(engine: Engine, c: dict[str, Any]) -> dict[str, Any]:
     """Every turn of a conversation comparison; its record holds the whole conversation."""
-    from lenscope.chat import conversation as convs
-
     conv = None
     for conv, _ in conversation_turns(engine, c, c["variants"], mode=c["mode"], keep=c["keep"],
                                       max_tokens=c["max_tokens"], temperature=c["temperature"], seed=c["seed"],
@@ -207,8 +201,6 @@ def conversation_turns(engine: Engine, c: dict[str, Any], variants: list, *, mod
     """Conversation comparison `c` (experiment_file's), one turn at a time: yields the growing
     conversation and each turn's record; a turn that fails is one line naming it. Experiments
     and conversation searches both run conversations through here."""
-    from lenscope.chat import conversation as convs
-
     conv = convs.Conversation.start(c["system"], mode, keep)
     conv.marks += convs.text_marks(conv.messages, c["mark"], ("system",))
     conv.concepts = list(c["track"])
@@ -229,8 +221,6 @@ def _clock(seconds: float) -> str:
 def _prepare(engine: Engine, experiment: dict[str, Any], progress: Callable[[str], None], skip: set[int] = frozenset()) -> list:
     """Every comparison checked against the model and prepared, before anything runs
     (those in `skip`, finished by an earlier run, are not)."""
-    from lenscope.core.engine import Request
-
     comparisons, warnings = [], []
     for i, c in enumerate(experiment["comparisons"]):
         if i in skip:
@@ -244,8 +234,8 @@ def _prepare(engine: Engine, experiment: dict[str, Any], progress: Callable[[str
             # in chat mode the model reads its template; marks are found in the user's text only
             prompt, region = chat.model_prompt(engine.tokenizer, c["prompt"], c["chat"], c["system"])
             ids = engine.encode(prompt)
-            marks = set(engine.marks_from_text(prompt, ids, c["mark"], region)) if c["mark"] else set()
-            marks |= set(engine.check_marks(c["mark_tokens"], len(ids)))
+            marks = set(engine.tokens.marks_from_text(prompt, ids, c["mark"], region)) if c["mark"] else set()
+            marks |= set(engine.tokens.check_marks(c["mark_tokens"], len(ids)))
             request = Request(prompt, c["variants"], sorted(marks), c["max_tokens"], c["temperature"], c["seed"])
             comparison = engine.compare(request, capture=c["capture_attention"])
         except BadInput as exc:
@@ -259,12 +249,9 @@ def _prepare(engine: Engine, experiment: dict[str, Any], progress: Callable[[str
 
 def _check_conversation(engine: Engine, c: dict[str, Any]) -> None:
     """The first turn templates, tokenizes and prepares; each `mark` text occurs somewhere."""
-    from lenscope.chat import conversation as convs
-    from lenscope.core.engine import Request
-
     try:
         conv = convs.Conversation.start(c["system"], c["mode"], c["keep"])
-        lay = convs.layout(engine, [*conv.messages, convs.ChatMessage("user", c["turns"][0])])
+        lay = convs.layout(engine.tokens, [*conv.messages, convs.ChatMessage("user", c["turns"][0])])
         every = "\n".join([c["system"] or "", *c["turns"]])
         missing = [m for m in c["mark"] if m not in every]
         if missing:

@@ -20,9 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lenscope.batch.scores import Score
 from lenscope.chat import templates as chat
+from lenscope.chat.conversation import MAX_TURNS, MODES
 from lenscope.core import settings
 from lenscope.errors import BadInput
+from lenscope.lenses.spec import is_lens_file, parse
+from lenscope.reports.conversation import CHARTS
 from lenscope.storage import datafile
 
 TOP_KEYS = {"model", "defaults", "comparison"}
@@ -92,9 +96,6 @@ def _conversation(path: str | Path, name: str, merged: dict[str, Any], where: st
         check = {kind = "regex", pattern = "^[^a-z]*$"}   # a score (batch/scores.py): > 0 passes
         mode = "keep"                   # or "branches"; keep = 0: the row whose reply is kept
     """
-    from lenscope.batch.scores import Score
-    from lenscope.chat.conversation import MAX_TURNS, MODES
-
     turns = _texts(merged["turns"], "turns", where)
     if not turns or any(not t.strip() for t in turns):
         raise BadInput(f"{where}: 'turns' must be a non-empty list of user messages (non-empty texts)")
@@ -128,8 +129,6 @@ def _conversation(path: str | Path, name: str, merged: dict[str, Any], where: st
 
 def _lenses(path: str | Path, merged: dict[str, Any], where: str) -> tuple[list[str], list]:
     """A comparison's `lens` specs (files relative to the experiment) and the variants they make."""
-    from lenscope.lenses.spec import is_lens_file, parse
-
     specs = [str(Path(path).parent / s) if is_lens_file(str(Path(path).parent / s)) else s
              for s in _texts(merged.get("lens", []), "lens", where)]
     try:
@@ -152,8 +151,6 @@ def _is_int(x: Any) -> bool:
 
 def outputs(experiment: dict[str, Any]) -> list[str]:
     """Every file a run of `experiment` writes, relative to its folder."""
-    from lenscope.reports.conversation import CHARTS
-
     comparisons = experiment["comparisons"]
     svgs = [svg_name(i, r) for i, c in enumerate(comparisons) if c["capture_attention"] and "turns" not in c
             for r in range(1 + len(c["variants"]))]

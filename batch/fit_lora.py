@@ -24,6 +24,8 @@ import numpy as np
 from mlx import nn
 
 from lenscope.errors import BadInput
+from lenscope.models import precision
+from lenscope.models.sources import resolve_model
 from lenscope.storage.datafile import json_lines
 
 
@@ -39,13 +41,11 @@ class LoraReport:
 
 def fit(model: str | None, data: Path, out: Path, num_layers: int = 4, rank: int = 4, steps: int = 100,
         batch: int = 4, lr: float = 1e-4, heldout: float = 0.2, seed: int = 0) -> LoraReport:
-    import mlx_lm
-    from mlx_lm import lora
-    from mlx_lm.tuner.callbacks import TrainingCallback
-    from mlx_lm.tuner.datasets import load_dataset
+    import mlx_lm  # lazy: startup
+    from mlx_lm import lora  # lazy: startup
+    from mlx_lm.tuner.callbacks import TrainingCallback  # lazy: startup
+    from mlx_lm.tuner.datasets import load_dataset  # lazy: startup
 
-    from lenscope.models import precision
-    from lenscope.models.sources import resolve_model
 
     lines = json_lines(data, f"--data '{data}'", cut_last=False)
     if any(isinstance(x, dict) and "chosen" in x for x in lines):

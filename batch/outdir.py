@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lenscope.chat.conversation import from_json
 from lenscope.core.records import ResultLine, problem
 from lenscope.errors import BadInput, user_path
 from lenscope.storage.datafile import json_lines, read_text
@@ -126,8 +127,6 @@ def made_for(rec: Any, work: str) -> bool:
     if not isinstance(rec, dict) or rec.get("work") != work or problem(rec, ResultLine) is not None:
         return False
     if "conversation" in rec:
-        from lenscope.chat.conversation import from_json
-
         try:
             from_json(rec["conversation"], "conversation")
         except BadInput:
@@ -191,7 +190,7 @@ def _remove_dirs(dirs: list[Path]) -> None:
 
 def _lock(out: Path):
     try:
-        f = open(out / LOCK, "a+")  # noqa: SIM115 (held open for the run: the lock lives as long as it)
+        f = open(out / LOCK, "a+")  # noqa: SIM115 (held while the run writes)
     except OSError as exc:
         raise BadInput(f"--out '{out}': cannot write there ({exc.strerror or exc})") from None
     try:

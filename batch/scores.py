@@ -14,18 +14,22 @@ baseline and is scored like any other row, so a search can compare against it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import mlx.core as mx
 import numpy as np
 import regex
 
+from lenscope.chat.templates import model_prompt, template_name
+from lenscope.core.logprob import score
 from lenscope.core.numerics import log_softmax
-from lenscope.core.results import RunResult, distinct_share  # noqa: F401 (re-exported)
+from lenscope.core.results import RunResult, distinct_share
 from lenscope.errors import BadInput
 from lenscope.lenses import words as user_words
-from lenscope.lenses.base import Param, Variant
+from lenscope.lenses.base import Variant
+from lenscope.lenses.params import Param
 
 if TYPE_CHECKING:
     from lenscope.core.engine import Engine
@@ -137,8 +141,6 @@ class Logprob(Part):
               Param("mean", "bool", False, "per token instead of the total"))
 
     def values(self, engine: Engine, result, variants):
-        from lenscope.core.logprob import score
-
         _, c_ids, rows = score(engine, result.prompt, self.continuation, list(variants[1:]),
                                result.marked_token_indices)
         n = len(c_ids) if self.mean else 1
@@ -151,8 +153,6 @@ class Fluency(Part):
     params = ()
 
     def values(self, engine: Engine, result, variants):
-        from lenscope.core.logprob import score
-
         out = []
         for row in result.rows:
             if not row.text:
@@ -209,11 +209,11 @@ def _answer_ids(engine: Engine, words: Sequence[str]) -> list[int]:
 def judge_yes_no(engine: Engine, question: str, text: str) -> float:
     """p(yes) - p(no) of the judge's next token after the question, in its chat template
     when it has one (an instruct model answers there)."""
-    from lenscope.chat.templates import model_prompt, template_name
-
     prompt, _ = model_prompt(engine.tokenizer, JUDGE_TEMPLATE.format(question=question, text=text),
                              template_name(engine.tokenizer) is not None, None)
-    logits = engine.model(mx.array([engine.encode(prompt)]))[0, -1].astype(mx.float32)
+    with engine.lock:  # the model is shared with the run and the TUI's views (core/model_lock.py)
+        logits = engine.model(mx.array([engine.encode(prompt)]))[0, -1].astype(mx.float32)
+        mx.eval(logits)
     p = np.exp(np.array(log_softmax(logits)))
     yes, no = _answer_ids(engine, ["yes"]), _answer_ids(engine, ["no"])
     return float(p[yes].sum() - p[no].sum())

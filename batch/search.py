@@ -48,15 +48,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import tomli_w
 
+from lenscope.batch import experiment_file
+from lenscope.batch.distributed import World, read_jsonl, read_shards
+from lenscope.batch.experiment import conversation_turns
 from lenscope.batch.outdir import MANIFEST, manifest, work_id
 from lenscope.batch.scores import Score
+from lenscope.chat import conversation as convs
 from lenscope.chat import templates as chat
 from lenscope.core import settings
+from lenscope.core.engine import Request
 from lenscope.core.records import SCHEMA_VERSION, SearchRecord, SearchSummary, problem
 from lenscope.core.results import RowResult, finite_mean
 from lenscope.errors import BadInput
-from lenscope.lenses.base import Param, Variant
+from lenscope.lenses.base import Variant
+from lenscope.lenses.params import Param
 from lenscope.lenses.spec import KINDS, build_lens
 from lenscope.reports.markdown import md_escape
 from lenscope.storage import datafile
@@ -94,7 +101,7 @@ class Dimension:
         if self.choices is not None:
             return list(self.choices)
         pts = np.linspace(self.low, self.high, steps)
-        return sorted({int(round(p)) for p in pts}) if self.integer else [round(float(p), 6) for p in pts]
+        return sorted({round(p) for p in pts}) if self.integer else [round(float(p), 6) for p in pts]
 
     def sample(self, rng: random.Random) -> Any:
         if self.choices is not None:
@@ -250,8 +257,6 @@ def load(path: str | Path) -> Search:
 def _conversations(data: dict[str, Any], path: str | Path, where: str) -> list[dict[str, Any]]:
     """`conversations = "EXPERIMENT.toml"` (relative to the search file): its comparisons with
     turns, each a unit the candidates are scored on, in keep mode; [] without the key."""
-    from lenscope.batch import experiment_file
-
     ref = data.get("conversations")
     if ref is None:
         return []
@@ -339,8 +344,6 @@ def run(engine: Engine, search: Search, out: Path, progress: Callable[[int, int]
     would. The other ranks keep theirs in DIR/shards/rank-R.jsonl, read again on resume.
     On a model split across the processes (`world.tensor`) every process runs every batch
     and rank 0 alone writes."""
-    from lenscope.batch.distributed import World, read_jsonl, read_shards
-
     world = world or World()
     search.score.prepare(engine)  # a judge model that cannot load: before any candidate runs
     out.mkdir(parents=True, exist_ok=True)
@@ -419,8 +422,6 @@ def _evaluate(engine: Engine, search: Search, results: Results, candidates: list
 
 def _run_prompt(engine: Engine, search: Search, variants: list[Variant], p: int) -> tuple[list[RowResult], list]:
     """Prompt p with the baseline and `variants` as rows: each row's result and score."""
-    from lenscope.core.engine import Request
-
     prompt, _ = chat.model_prompt(engine.tokenizer, search.prompts[p], search.chat, search.system)
     s = search.settings
     comparison = engine.compare(Request(prompt, variants, [], s["max_tokens"], s["temperature"], s["seed"]))
@@ -433,9 +434,6 @@ def _run_conversation(engine: Engine, search: Search, variants: list[Variant], p
     so each turn measures the lens alone): per row its last reply, and its score and parts
     averaged over the turns, with the conversation's check as the part `check` (the share of
     turns passed, added to the score)."""
-    from lenscope.batch.experiment import conversation_turns
-    from lenscope.chat import conversation as convs
-
     s = search.settings
     per_turn = []
     for _, record in conversation_turns(engine, search.conversations[p], variants, mode="keep", keep=0,
@@ -509,8 +507,6 @@ def summarise(search: Search, results: Results, pool: list[dict[str, Any]]) -> S
 
 
 def best_lens_file(search: Search, summary: SearchSummary) -> str:
-    import tomli_w
-
     best = summary["candidates"][0]
     variant = search.candidate(best["values"])
     data = {"variant": [{"name": variant.name, "lens": [lens.normalized() for lens in variant.lenses]}]}

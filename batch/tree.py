@@ -10,29 +10,21 @@ no leaf is open. Every node says what made it branch, so the tree reads as an ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lenscope.batch.scores import Score
 from lenscope.core.engine import Request
 from lenscope.core.results import RowResult, RunResult
+from lenscope.core.settings import TREE_PARAMS
 from lenscope.errors import BadInput
-from lenscope.lenses.base import Param, Variant
+from lenscope.lenses.base import Variant
 
 if TYPE_CHECKING:
     from lenscope.core.engine import Engine
-
-TREE_PARAMS = {p.name: p for p in (
-    Param("k", "int", 2, "children per branch point (the k most likely tokens)", 2, 20),
-    Param("entropy", "float", 1.5, "branch where the next-token entropy (nats) exceeds this", 0, 20),
-    Param("every", "int", 0, "branch every N tokens instead (0: by entropy)", 0, 1 << 16),
-    Param("beam", "int", 3, "open leaves kept after each round", 1, 256),
-    Param("budget", "int", 64, "tokens generated in all, over every branch", 1, 1 << 16),
-    Param("segment", "int", 16, "longest stretch a node generates before it is scored", 1, 4096),
-)}
-
 
 @dataclass
 class Node:

@@ -22,14 +22,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lenscope.core import settings
+from lenscope.core.engine import Request
+from lenscope.core.logprob import score
 from lenscope.core.marks import overlapping
 from lenscope.core.records import ConversationRecord, TurnRecord, TurnRowRecord, TurnSetup
 from lenscope.core.results import finite_mean
+from lenscope.core.results import from_json as result_from_json
 from lenscope.errors import BadInput
+from lenscope.lenses.spec import to_data, variants_from_data
 from lenscope.models import chat_template
 
 if TYPE_CHECKING:
     from lenscope.core.engine import Engine
+    from lenscope.core.tokens import Tokens
 
 ROLES = ("system", "user", "assistant")
 MODES = ("keep", "branches")
@@ -184,10 +189,10 @@ def render(tokenizer, messages: Sequence[ChatMessage], generation_prompt: bool =
     return text, offsets
 
 
-def layout(engine: Engine, messages: Sequence[ChatMessage], generation_prompt: bool = True) -> Layout:
-    text, offsets = render(engine.tokenizer, messages, generation_prompt)
-    ids = engine.encode(text)
-    return Layout(text, ids, engine.token_spans(text, ids), offsets)
+def layout(tokens: Tokens, messages: Sequence[ChatMessage], generation_prompt: bool = True) -> Layout:
+    text, offsets = render(tokens.tokenizer, messages, generation_prompt)
+    ids = tokens.encode(text)
+    return Layout(text, ids, tokens.token_spans(text, ids), offsets)
 
 
 @dataclass
@@ -361,9 +366,6 @@ def run_turn(engine: Engine, conv: Conversation, user: str, variants: Sequence, 
     per row). `mark`: texts to mark wherever they occur in this user message. `on_step(row, result)`
     sees each comparison's result grow (keep mode: every row at once, row None). A run
     stopped by `should_stop` returns None and leaves the conversation as it was."""
-    from lenscope.core.engine import Request
-    from lenscope.lenses.spec import to_data
-
     if not user.strip():
         raise BadInput("conversation: the user's message is empty")
     if conv.mode == "keep" and not 0 <= conv.keep <= len(variants):
@@ -384,7 +386,7 @@ def run_turn(engine: Engine, conv: Conversation, user: str, variants: Sequence, 
     results = []
     for row, history in plans:
         msgs = [*history, ChatMessage("user", user)]
-        lay = layout(engine, msgs)
+        lay = layout(engine.tokens, msgs)
         groups = conv.groups(lay, msgs, row)
         marks = sorted(set().union(*map(set, groups))) if groups else []
         run_variants = list(variants) if row is None else ([] if row == 0 else [variants[row - 1]])
@@ -438,8 +440,6 @@ def run_turn(engine: Engine, conv: Conversation, user: str, variants: Sequence, 
 
 
 def _fluency(engine: Engine, prompt: str, reply: str) -> float | None:
-    from lenscope.core.logprob import score
-
     if not reply:
         return None
     _, c_ids, rows = score(engine, prompt, reply)
@@ -462,8 +462,6 @@ def record(name: str, engine: Engine, conv: Conversation, lens: Sequence[str]) -
 def turn_result(record: dict[str, Any]):
     """A turn as one comparison result, for the views: keep mode's own; in branches mode the
     baseline's comparison with each lens row taken from its branch's (their prompts differ)."""
-    from lenscope.core.results import from_json as result_from_json
-
     base = result_from_json(record["results"][0], "turn")
     for r in range(1, len(record["results"])):
         base.rows.append(result_from_json(record["results"][r], "turn").rows[1])
@@ -473,8 +471,6 @@ def turn_result(record: dict[str, Any]):
 def replay(engine: Engine, saved: Conversation, on_turn=None) -> Conversation:
     """Run a saved conversation's user turns again, each with the lenses, settings, marks and
     tracked concepts it ran with: the same model gives the same tokens."""
-    from lenscope.lenses.spec import variants_from_data
-
     system = next((m.text for m in saved.messages[:1] if m.role == "system"), None)
     conv = Conversation.start(system, saved.mode)
     for k, t in enumerate(saved.turns):

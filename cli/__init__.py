@@ -1,1 +1,1 @@
-"""The `lenscope` command: one parser per command (README: Command line), each calling the layers below."""
+"""The `lenscope` command: one parser per command (docs/guide/cli.md), each calling the layers below."""

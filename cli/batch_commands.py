@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from importlib import metadata
+from pathlib import Path
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lenscope.batch import diff as run_diff
 from lenscope.cli.common import (
     add_json,
     add_model,
@@ -19,26 +24,29 @@ from lenscope.cli.common import (
     stderr_console,
     variants_of,
 )
-from lenscope.errors import BadInput, one_line
+from lenscope.core.settings import TREE_PARAMS
+from lenscope.errors import BadInput, one_line, user_path
+from lenscope.reports.terminal import print_tree
+from lenscope.storage import datafile
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="a batch of comparisons: results.jsonl + report.md + report.html (+ SVG)",
                        epilog="Under `mlx.launch -n N -- lenscope run ...` each process runs its share and rank 0 "
-                              "writes the merged results (README: Beyond one machine).")
+                              "writes the merged results (docs: Beyond one machine).")
     p.set_defaults(func=cmd_run)
     add_model(p)
     add_shard(p)
     p.add_argument("experiment", metavar="EXPERIMENT_FILE",
-                   help="an experiment .toml file (README: Command line; examples/ has some)")
+                   help="an experiment .toml file (docs: The command line; examples/ has some)")
     p.add_argument("--out", required=True, metavar="DIR", help="the output folder: results.jsonl, report.md, report.html, heatmaps/ (made if missing)")
     p.add_argument("--resume", action="store_true",
                    help="keep the comparisons an interrupted run of this experiment finished in --out; run the rest")
 
 
 def cmd_run(args) -> None:
-    from lenscope.batch import experiment, experiment_file, outdir
-    from lenscope.batch.distributed import world
+    from lenscope.batch import experiment, experiment_file, outdir  # lazy: blas
+    from lenscope.batch.distributed import world  # lazy: blas
 
     here = world()  # under mlx.launch: this rank's share (batch/distributed.py)
     exp = experiment_file.load(args.experiment)  # the whole file checked, no model needed
@@ -47,7 +55,6 @@ def cmd_run(args) -> None:
     if args.model is None and exp["model"]:
         args.model = exp["model"]
     engine, _ = load_engine(args)
-    from importlib import metadata
 
     meta = {"lenscope": metadata.version("lenscope"), "model": engine.loaded.name,
             "precision": engine.loaded.precision, "backend": engine.backend,
@@ -64,9 +71,9 @@ def cmd_run(args) -> None:
 def add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="tune a lens stack toward a score: results.jsonl, best.toml, report.md",
                        epilog="Under `mlx.launch -n N -- lenscope search ...` the candidates' batches are shared out "
-                              "(README: Beyond one machine).")
+                              "(docs: Beyond one machine).")
     p.set_defaults(func=cmd_search)
-    p.add_argument("search", metavar="SEARCH_FILE", help="the search file (TOML; README: Toward a goal)")
+    p.add_argument("search", metavar="SEARCH_FILE", help="the search file (TOML; docs: Scores, search and trees)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder; this search's own (same file, any budget, same model) is resumed")
     add_model(p)
     add_shard(p)
@@ -74,13 +81,12 @@ def add_search(sub: argparse._SubParsersAction) -> None:
 
 def cmd_search(args) -> None:
 
-    from rich.progress import Progress
 
-    from lenscope.batch import outdir
-    from lenscope.batch import search as searches
-    from lenscope.batch.distributed import world
-    from lenscope.models.sources import model_identity
-    from lenscope.storage.files import atomic_write
+    from lenscope.batch import outdir  # lazy: blas
+    from lenscope.batch import search as searches  # lazy: blas
+    from lenscope.batch.distributed import world  # lazy: blas
+    from lenscope.models.sources import model_identity  # lazy: blas
+    from lenscope.storage.files import atomic_write  # lazy: blas
 
     here = world()  # under mlx.launch: this rank's share (batch/distributed.py)
     search = searches.load(args.search)  # the whole file is checked before a model loads
@@ -115,7 +121,6 @@ def add_tree(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score", default=None, metavar="FILE", help="a TOML file of [[score]] tables (default: the built-in fluency score)")
     for name in ("temperature", "seed"):
         add_setting(p, name)
-    from lenscope.batch.tree import TREE_PARAMS
 
     for name, param in TREE_PARAMS.items():
         p.add_argument(f"--{name}", type=checked(param, f"--{name}"), default=param.default, help=param.help)
@@ -123,9 +128,8 @@ def add_tree(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_tree(args) -> None:
-    from lenscope.batch.scores import Score
-    from lenscope.batch.tree import TREE_PARAMS, grow, tree_progress
-    from lenscope.storage import datafile
+    from lenscope.batch.scores import Score  # lazy: blas
+    from lenscope.batch.tree import grow, tree_progress  # lazy: blas
 
     if args.score:
         score = Score.from_data(datafile.read(args.score, f"score file '{args.score}'", "toml").get("score"),
@@ -151,7 +155,6 @@ def cmd_tree(args) -> None:
     if args.json:
         emit({"model": engine.loaded.name, **tree.to_json()})
         return
-    from lenscope.reports.terminal import print_tree
 
     print_tree(tree)
 
@@ -166,8 +169,7 @@ def add_diff(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_diff(args) -> None:
-    from lenscope.batch import diff as run_diff
-    from lenscope.storage.files import atomic_write
+    from lenscope.storage.files import atomic_write  # lazy: blas
 
     d = run_diff.diff(run_diff.load_run(args.run_a), run_diff.load_run(args.run_b))
     if args.html:
@@ -181,7 +183,7 @@ def cmd_diff(args) -> None:
 def add_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="learn a lens from examples: steer vectors, a LoReFT edit, or a LoRA adapter",
                        epilog="DIR/lens.toml is a lens file (--lens DIR/lens.toml); a lora DIR is an mlx-lm adapter "
-                              "folder (--lens DIR, mlx_lm.generate --adapter-path DIR). README: Learning a lens.")
+                              "folder (--lens DIR, mlx_lm.generate --adapter-path DIR). docs: Learning a lens.")
     p.set_defaults(func=cmd_fit)
     add_model(p)
     p.add_argument("--data", required=True, metavar="FILE.jsonl",
@@ -201,12 +203,8 @@ def add_fit(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fit(args) -> None:
-    from pathlib import Path
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from lenscope.batch import fit
-    from lenscope.errors import user_path
+    from lenscope.batch import fit  # lazy: blas
 
     if not 1 <= args.steps <= 100_000 or not 1 <= args.batch <= 1024 or not 0 <= args.heldout < 1 \
             or not 0 <= args.kl < 1e6 or not 1 <= args.rank <= 4096:
@@ -219,7 +217,7 @@ def cmd_fit(args) -> None:
     except ValueError:
         raise BadInput(f"--layers '{args.layers}': whole numbers separated by |") from None
     if args.kind == "lora":
-        from lenscope.batch import fit_lora
+        from lenscope.batch import fit_lora  # lazy: blas
 
         report = fit_lora.fit(args.model, user_path(args.data, "--data"), Path(out), num_layers=(layers or (4,))[0],
                               rank=args.rank, steps=args.steps, batch=args.batch, lr=args.lr or 1e-4,

@@ -10,7 +10,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from rich.console import Console
+
+from lenscope.core.records import SCHEMA_VERSION
+from lenscope.core.settings import SETTINGS
 from lenscope.errors import BadInput
+from lenscope.lenses.params import Param
+from lenscope.storage.datafile import dumps
 
 if TYPE_CHECKING:  # imported when a command runs: MLX loads after the BLAS re-exec
     from lenscope.core.engine import Engine
@@ -56,16 +62,12 @@ def checked(param, what: str):
 
 
 def int_range(lo: int, hi: int, what: str):
-    from lenscope.lenses.base import Param  # imports MLX: only once parsing, after the BLAS re-exec
-
     return checked(Param(what, "int", None, "", lo, hi), what)
 
 
 def add_setting(p: argparse.ArgumentParser, name: str, **kw: Any) -> None:
     """A generation setting's flag: type, range and default from core/settings.py, so the CLI,
     the TUI, experiments and sessions share them."""
-    from lenscope.core.settings import SETTINGS
-
     param = SETTINGS[name]
     flag = "--" + name.replace("_", "-")
     kw.setdefault("help", param.help)
@@ -89,7 +91,7 @@ def add_json(p: argparse.ArgumentParser, schema: str) -> None:
 
 
 def add_model(p: argparse.ArgumentParser) -> None:
-    from lenscope.models.sources import NAMED  # no MLX: the names only
+    from lenscope.models.sources import NAMED  # lazy: blas
 
     p.add_argument("--model", metavar="MODEL",
                    help="an mlx-lm model folder, a hub id (owner/name, from the hub cache), a .gguf file, or a "
@@ -117,9 +119,6 @@ def add_prompt(p: argparse.ArgumentParser, required: bool) -> None:
 def emit(data: dict[str, Any]) -> None:
     """stdout JSON, versioned (docs/json: `schema_version`): standard JSON only (NaN/inf as
     null), see storage/datafile.py."""
-    from lenscope.core.records import SCHEMA_VERSION
-    from lenscope.storage.datafile import dumps
-
     print(dumps({"schema_version": SCHEMA_VERSION, **data}))
 
 
@@ -136,8 +135,8 @@ def add_shard(p: argparse.ArgumentParser) -> None:
 
 
 def load_engine(args) -> tuple[Engine, float]:
-    from lenscope import models
-    from lenscope.core.engine import Engine
+    from lenscope import models  # lazy: blas
+    from lenscope.core.engine import Engine  # lazy: blas
 
     t = time.perf_counter()
     if getattr(args, "shard", "data") == "tensor":
@@ -152,13 +151,13 @@ def _load_split(args) -> Engine:
     Loaded lazily and split before it is evaluated a block at a time, so a process never
     holds more than its slice and one block. A process that cannot load stops them all,
     named by rank 0; so does a model that cannot be split, before any weight is read."""
-    import mlx.core as mx
+    import mlx.core as mx  # lazy: blas
 
-    from lenscope import models
-    from lenscope.batch.distributed import tensor_world
-    from lenscope.core import tensor_parallel
-    from lenscope.core.engine import Engine
-    from lenscope.models.loading import apply_precision
+    from lenscope import models  # lazy: blas
+    from lenscope.batch.distributed import tensor_world  # lazy: blas
+    from lenscope.core import tensor_parallel  # lazy: blas
+    from lenscope.core.engine import Engine  # lazy: blas
+    from lenscope.models.loading import apply_precision  # lazy: blas
 
     here = tensor_world()
     split = tensor_parallel.TensorSplit(here.rank, here.size, here.group)
@@ -197,24 +196,22 @@ def model_prompt_of(engine: Engine, args) -> tuple[str, tuple[int, int] | None]:
         raise BadInput("--prompt: empty")
     if args.system is not None and not args.chat:
         raise BadInput("--system needs --chat")
-    from lenscope.chat.templates import model_prompt
+    from lenscope.chat.templates import model_prompt  # lazy: blas
 
     return model_prompt(engine.tokenizer, args.prompt, args.chat, args.system)
 
 
 def marks_of(engine: Engine, prompt: str, args, region: tuple[int, int] | None = None) -> list[int]:
     ids = engine.encode(prompt)
-    marks = engine.marks_from_text(prompt, ids, args.mark, region) if args.mark else []
-    return sorted(set(marks) | set(engine.check_marks(args.mark_tokens, len(ids))))
+    marks = engine.tokens.marks_from_text(prompt, ids, args.mark, region) if args.mark else []
+    return sorted(set(marks) | set(engine.tokens.check_marks(args.mark_tokens, len(ids))))
 
 
 def variants_of(specs: Sequence[str]):
-    from lenscope.lenses.spec import parse
+    from lenscope.lenses.spec import parse  # lazy: blas
 
     return [v for s in specs for v in parse(s)]
 
 
 def stderr_console():
-    from rich.console import Console
-
     return Console(stderr=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
 from lenscope.cli.common import add_json, add_model, emit, int_range, load_engine
-from lenscope.errors import BadInput, user_path
+from lenscope.errors import BadInput, one_line, user_path
+from lenscope.storage.datafile import dumps
 
 
 def add_models(sub: argparse._SubParsersAction) -> None:
@@ -17,13 +20,12 @@ def add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args) -> None:
-    from lenscope.models.sources import list_models
+    from lenscope.models.sources import list_models  # lazy: blas
 
     found = list_models()
     if args.json:
         emit({"models": found})
         return
-    from lenscope.errors import one_line
 
     print(f"{'MODEL (--model)':<24} {'KIND':<8} {'SIZE':>12}  {'STATE':<5}  PATH")
     for m in found:  # names and paths come from folders and files: escaped, never raw to the terminal
@@ -42,7 +44,7 @@ def add_lenses(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_lenses(args) -> None:
-    from lenscope.lenses.registry import describe
+    from lenscope.lenses.registry import describe  # lazy: blas
 
     kinds = describe()
     if args.json:
@@ -66,10 +68,10 @@ def add_doctor(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_doctor(args) -> None:
-    from lenscope.lab.doctor import render, report
+    from lenscope.lab.doctor import render, report  # lazy: blas
 
     if args.remeasure:
-        from lenscope.models.precision_choice import forget
+        from lenscope.models.precision_choice import forget  # lazy: blas
 
         forget()
     rep = report(args.model, args.precision)
@@ -96,7 +98,7 @@ def add_measure(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_measure(args) -> None:
-    from lenscope.lab import measure
+    from lenscope.lab import measure  # lazy: blas
 
     try:
         distances = [int(x) for x in args.distances.split(",")] if args.distances else None
@@ -138,15 +140,12 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args) -> None:
-    from lenscope.lab.bench import launch_bench, render, render_launch, run_bench
+    from lenscope.lab.bench import launch_bench, render, render_launch, run_bench  # lazy: blas
 
     if args.tensor and not args.launch:
         raise BadInput("--tensor: times a launch; give --launch N too")
     if args.convert:
-        import tempfile
-        from pathlib import Path
-
-        from lenscope.lab import convert_bench
+        from lenscope.lab import convert_bench  # lazy: blas
 
         with tempfile.TemporaryDirectory(prefix="lenscope-convert-") as tmp:
             src = user_path(args.convert, f"--convert '{args.convert}'")
@@ -164,13 +163,13 @@ def cmd_bench(args) -> None:
         return
     engine, _ = load_engine(args)
     if args.against == "llama.cpp":
-        from lenscope.lab.bench import llama_cpp_source
+        from lenscope.lab.bench import llama_cpp_source  # lazy: blas
 
         llama_cpp_source(engine)  # refused now, not after minutes of measuring
     native = None
     if "dequantized" in engine.loaded.precision:  # also time the stored, quantized path
-        from lenscope import models
-        from lenscope.core.engine import Engine
+        from lenscope import models  # lazy: blas
+        from lenscope.core.engine import Engine  # lazy: blas
 
         native = Engine(models.load(args.model, trust_remote_code=args.trust_remote_code, precision="native"))
     rep = run_bench(engine, tokens=args.tokens, repeats=args.repeats, native=native,
@@ -179,7 +178,7 @@ def cmd_bench(args) -> None:
 
 
 def _measure_real(args, distances: list[int] | None) -> None:
-    from lenscope.lab import measure_real
+    from lenscope.lab import measure_real  # lazy: blas
 
     progress = (lambda m: print(f"\r{m}   ", end="", file=sys.stderr)) if sys.stderr.isatty() else None
     engine, _ = load_engine(args)
@@ -195,6 +194,5 @@ def _measure_real(args, distances: list[int] | None) -> None:
         rep = measure_real.patch(engine, n=args.n or 48, chat=args.chat, progress=progress)
     if progress:
         print(file=sys.stderr)
-    from lenscope.storage.datafile import dumps
 
     emit({"what": args.what, "model": engine.loaded.name, **rep}) if args.json else print(dumps(rep, indent=1))

@@ -1,4 +1,4 @@
-"""`lenscope`: parse the command line (README: Command line; JSON shapes in docs/json) and run one
+"""`lenscope`: parse the command line (docs/guide/cli.md; JSON shapes in docs/json) and run one
 command; bad input is one line on stderr and exit status 2."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     _quiet_transformers()
     if argv is None:
-        from lenscope.models.blas import maybe_reexec_with_openblas
+        from lenscope.models.blas import maybe_reexec_with_openblas  # lazy: blas
 
         maybe_reexec_with_openblas(sys.argv[1:])
         argv = sys.argv[1:]
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _check_utf8(argv)
         args = build_parser().parse_args(argv)
         if getattr(args, "shard", None) == "tensor":  # from here on only rank 0 prints (distributed.py)
-            from lenscope.batch.distributed import tensor_world
+            from lenscope.batch.distributed import tensor_world  # lazy: blas
 
             tensor_world()
         args.func(args)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich.console import Console
+
 from lenscope.cli.common import (
     LENS_HELP,
     add_json,
@@ -22,6 +24,9 @@ from lenscope.cli.common import (
     warn,
 )
 from lenscope.errors import BadInput
+from lenscope.lenses import words
+from lenscope.reports.terminal import print_comparison, print_geometry, print_logit_lens
+from lenscope.tui.launch import run_tui, session_model
 
 
 def add_tui(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +39,6 @@ def add_tui(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_tui(args) -> None:
-    from lenscope.tui.launch import run_tui, session_model
-
     args.model, args.model_note = session_model(args.session, args.model)  # a session brings its model
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise BadInput("the TUI needs a terminal (stdin or stdout is not one); for scripts use "
@@ -58,7 +61,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_generate(args) -> None:
-    from lenscope.core.engine import Request
+    from lenscope.core.engine import Request  # lazy: blas
 
     if not args.prompt.strip():
         raise BadInput("--prompt: empty")
@@ -72,13 +75,12 @@ def cmd_generate(args) -> None:
     result = run.run()
     result.timing = {"load_s": load_s, **result.timing}
     if args.capture_attention:
-        from lenscope.core.capture import attention_summary
+        from lenscope.core.capture import attention_summary  # lazy: blas
 
         result.attention = attention_summary(engine, result, run.variants)
     if args.json:
         emit(result.to_json())
         return
-    from lenscope.reports.terminal import print_comparison
 
     print_comparison(result)
 
@@ -94,7 +96,7 @@ def add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_score(args) -> None:
-    from lenscope.core.logprob import score
+    from lenscope.core.logprob import score  # lazy: blas
 
     variants = variants_of(args.lens)
     engine, _ = load_engine(args)
@@ -155,9 +157,8 @@ def cmd_attention(args) -> None:
                "lens": variants[0].normalized() if variants else None,
                "matrix": [[round(float(x), 6) for x in row] for row in matrix]})
         return
-    from rich.console import Console
 
-    from lenscope.views.heatmap import Heatmap
+    from lenscope.views.heatmap import Heatmap  # lazy: startup
 
     Console().print(Heatmap(matrix, tokens, tokens, marked=marks,
                             title=f"layer {layer}, {'head ' + str(args.head) if args.head is not None else 'mean of heads'}"))
@@ -182,8 +183,7 @@ def add_logit_lens(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_logit_lens(args) -> None:
-    from lenscope.lenses import words
-    from lenscope.views.logit_lens import logit_lens_json
+    from lenscope.views.logit_lens import logit_lens_json  # lazy: blas
 
     engine, result, caps = _compare_and_capture(args)
     pinned = []
@@ -195,7 +195,6 @@ def cmd_logit_lens(args) -> None:
     if args.json:
         emit(data)
         return
-    from lenscope.reports.terminal import print_logit_lens
 
     print_logit_lens(data)
 
@@ -215,7 +214,7 @@ def add_geometry(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_geometry(args) -> None:
-    from lenscope.views.hidden_states import geometry_json
+    from lenscope.views.hidden_states import geometry_json  # lazy: blas
 
     n = None
     if args.layer != "emb":
@@ -232,7 +231,6 @@ def cmd_geometry(args) -> None:
     if args.json:
         emit(data)
         return
-    from lenscope.reports.terminal import print_geometry
 
     print_geometry(data)
 
@@ -249,7 +247,7 @@ def add_heads(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_heads(args) -> None:
-    from lenscope.views import head_roles
+    from lenscope.views import head_roles  # lazy: startup
 
     engine, _ = load_engine(args)
     roles = head_roles.measure(engine, args.length, args.seed)
@@ -279,8 +277,8 @@ def add_direction(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_direction(args) -> None:
-    from lenscope.lenses import directions
-    from lenscope.storage.files import check_writable, save_direction
+    from lenscope.lenses import directions  # lazy: blas
+    from lenscope.storage.files import check_writable, save_direction  # lazy: blas
 
     if not args.out.endswith((".npy", ".safetensors")):
         raise BadInput(f"--out '{args.out}': use .npy or .safetensors")
@@ -299,8 +297,8 @@ def cmd_direction(args) -> None:
 
 def _compare_and_capture(args):
     """The comparison `generate` would run, then each row captured for the views."""
-    from lenscope.core.capture import capture_rows
-    from lenscope.core.engine import Request
+    from lenscope.core.capture import capture_rows  # lazy: blas
+    from lenscope.core.engine import Request  # lazy: blas
 
     if not args.prompt.strip():
         raise BadInput("--prompt: empty")

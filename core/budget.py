@@ -22,7 +22,7 @@ FLOAT_BYTES = 4  # activations, logits and captures are float32 on every path we
 def model_sizes(model: Any) -> dict[str, int]:
     """Layers, heads, KV heads, head size, hidden size and vocabulary of an mlx-lm model."""
     args = getattr(model, "args", None)
-    get = lambda *names, default=None: next(  # noqa: E731
+    get = lambda *names, default=None: next(
         (int(getattr(args, n)) for n in names if getattr(args, n, None) is not None), default)
     heads = get("num_attention_heads", "n_heads", default=1)
     hidden = get("hidden_size", "dim", default=0)

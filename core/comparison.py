@@ -9,16 +9,18 @@ a lens changed the distribution. Knows nothing of Textual: the UI consumes `step
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
+from mlx import nn
 from mlx_lm.models.cache import make_prompt_cache
 
 from lenscope.core.hooks import HookState, hooked
+from lenscope.core.model_lock import require
 from lenscope.core.numerics import log_softmax, vocab_sum
 from lenscope.core.prefixes import reusable
 from lenscope.core.results import Alternative, RowResult, RunResult, Step
@@ -219,6 +221,7 @@ def head_on(model: nn.Module, positions: slice | None):
     ((rows, tokens, vocab), a fifth of SmolLM2's prefill) are never computed. Everything
     after the final norm is per position in every family we load. Yields `pick`, which takes
     the model's output to `positions` (slicing it where the model had no final norm to wrap)."""
+    require(model)
     inner = getattr(model, "model", None)
     norm = getattr(inner, "norm", None)
     if positions is None or not isinstance(norm, nn.Module):

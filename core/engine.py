@@ -1,21 +1,20 @@
 """The engine: one loaded model, what lenses read from it while they prepare (the `Probe`),
 and the checked start of a comparison (`compare`; the generation is core/comparison.py).
 
-One thread at a time runs the model: hooks swap the classes of the shared model's
-blocks, so every region that hooks or runs it holds `Engine.lock` (reentrant: lenses
-prepare through the engine's own probes while it is held).
+One thread at a time runs the model: every forward and every hooked region holds
+`Engine.lock`, and the model checks it (core/model_lock.py says why and how).
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
+from mlx import nn
 
+from lenscope import models
 from lenscope.core import budget
 from lenscope.core.comparison import PREFILL_CHUNK, Comparison
 from lenscope.core.hooks import (
@@ -26,10 +25,11 @@ from lenscope.core.hooks import (
     find_embedding,
     hooked,
 )
-from lenscope.core.marks import overlapping
+from lenscope.core.model_lock import ModelLock, guard
 from lenscope.core.prefixes import Prefixes
 from lenscope.core.settings import SETTINGS
 from lenscope.core.tensor_parallel import TENSOR_PARALLEL_LINEAR, agreed, split_of
+from lenscope.core.tokens import Tokens
 from lenscope.errors import BadInput
 from lenscope.lenses.base import Lens, Variant
 from lenscope.models import LoadedModel
@@ -55,8 +55,9 @@ class Request:
 class Engine:
     """Runs one model with lenses; also the `Probe` lenses read while they prepare."""
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: LoadedModel, lock: ModelLock | None = None):
         self.loaded = loaded
+        self.tokens = Tokens(loaded.tokenizer)
         self.tokenizer = loaded.tokenizer
         inner = getattr(self.model, "model", None)
         if any(layer is None for layer in self.model.layers) or getattr(inner, "pipeline_size", 1) > 1:
@@ -66,70 +67,23 @@ class Engine:
                            "rank loads the whole model, or its slice of every layer with --shard tensor")
         self.n_layers = len(self.model.layers)
         self.eos_ids = set(getattr(self.tokenizer, "eos_token_ids", None) or [])
-        self._token_texts: dict[int, str] = {}
         self._module_paths: dict[int, str] | None = None
         self._others: dict[str, Engine] = {}
         self.prefixes = Prefixes()  # the plain model's caches of prompts read, for runs that start with them
-        # taken around every forward and every hooked region: a second thread (the TUI's view
-        # workers next to a run) waits instead of installing its hooks over this one's
-        self.lock = threading.RLock()
+        # the model's own lock, taken around every forward and every hooked region: a second
+        # thread (the TUI's view workers next to a run) waits instead of hooking over this one
+        self.lock = guard(self.model, lock)
 
     @property
     def backend(self) -> str:
         return "gpu" if mx.default_device() == mx.gpu else "cpu"
 
-    # -- tokens ------------------------------------------------------------------------
+    # -- the Probe's tokenizer half (the rest of the tokenizer is `self.tokens`) ----------
     def encode(self, text: str) -> list[int]:
-        # a chat-templated text already starts with the BOS token: do not add a second (as mlx_lm does)
-        bos = getattr(self.tokenizer, "bos_token", None)
-        if bos and text.startswith(bos):
-            return list(self.tokenizer.encode(text, add_special_tokens=False))
-        return list(self.tokenizer.encode(text))
+        return self.tokens.encode(text)
 
     def token_text(self, token_id: int) -> str:
-        text = self._token_texts.get(token_id)
-        if text is None:  # decoding is slow next to a small model's step: cache per id
-            text = self._token_texts[token_id] = self.tokenizer.decode([int(token_id)])
-        return text
-
-    def token_spans(self, prompt: str, ids: list[int]) -> list[tuple[int, int]]:
-        """Character span of each prompt token (empty for special tokens)."""
-        hf = getattr(self.tokenizer, "_tokenizer", None)
-        try:
-            enc = hf(prompt, return_offsets_mapping=True)
-            if list(enc["input_ids"]) == ids:
-                return [tuple(o) for o in enc["offset_mapping"]]
-        except Exception:  # slow tokenizers have no offsets: decode prefixes instead
-            pass
-        spans, prev = [], 0
-        for i in range(len(ids)):
-            end = len(self.tokenizer.decode(ids[: i + 1]))
-            spans.append((prev, end))
-            prev = end
-        return spans
-
-    def marks_from_text(self, prompt: str, ids: list[int], texts: Sequence[str],
-                        region: tuple[int, int] | None = None) -> list[int]:
-        """Every prompt token overlapping each occurrence of each text (within `region`, the
-        user's own text in a chat template, when given)."""
-        spans = self.token_spans(prompt, ids)
-        lo, hi = region or (0, len(prompt))
-        marked: set[int] = set()
-        for text in texts:
-            if not text:
-                raise BadInput("--mark: empty text")
-            hits = [i for i in range(lo, hi - len(text) + 1) if prompt.startswith(text, i)]
-            if not hits:
-                raise BadInput(f"--mark '{text}': does not occur in the prompt")
-            for start in hits:
-                marked |= overlapping(spans, start, start + len(text))
-        return sorted(marked)
-
-    def check_marks(self, indices: Sequence[int], n_prompt: int) -> list[int]:
-        bad = [i for i in indices if not 0 <= i < n_prompt]
-        if bad:
-            raise BadInput(f"--mark-tokens: index {bad[0]} is outside the prompt (0..{n_prompt - 1})")
-        return sorted(set(indices))
+        return self.tokens.token_text(token_id)
 
     @property
     def n_heads(self) -> int:
@@ -180,12 +134,8 @@ class Engine:
                            "(--shard tensor) would load whole in every process; not supported")
         with self.lock:
             if spec not in self._others:
-                from lenscope import models
-
-                other = Engine(models.load(spec))
                 # one lock for both: models of one type share the attention function hooks swap
-                other.lock = self.lock
-                self._others[spec] = other
+                self._others[spec] = Engine(models.load(spec), self.lock)
             return self._others[spec]
 
     # -- probes for lenses -----------------------------------------------------------------
@@ -214,7 +164,7 @@ class Engine:
                 lens.ensure_prepared(self, list(ids), list(marks))
 
     # -- generation --------------------------------------------------------------------
-    def compare(self, request: Request, capture: bool = False) -> "Comparison":
+    def compare(self, request: Request, capture: bool = False) -> Comparison:
         """Validate and prepare a run; refuses (BadInput) what cannot fit before anything runs.
 
         `capture`: the caller will capture attention over each row afterwards, so its size
@@ -225,7 +175,7 @@ class Engine:
             if not request.prompt.strip() and not request.prompt_ids:
                 raise BadInput("prompt: empty")
             ids = list(request.prompt_ids) if request.prompt_ids else self.encode(request.prompt)
-            marks = self.check_marks(request.marks, len(ids))
+            marks = self.tokens.check_marks(request.marks, len(ids))
             rows = 1 + len(request.variants)
             warnings = budget.check_comparison(self.model, rows, len(ids), request.max_tokens, PREFILL_CHUNK)
             if capture:
@@ -328,4 +278,4 @@ def _n_heads(model) -> int:
     for name in ("n_heads", "num_heads", "num_attention_heads"):
         if attn is not None and hasattr(attn, name):
             return int(getattr(attn, name))
-    return int(getattr(model.args, "num_attention_heads"))
+    return int(model.args.num_attention_heads)

@@ -18,22 +18,25 @@ x dW^T to its row's output. What each row's lenses hook is found in one place,
 `hooked(model, state)` restores every class and module attribute on exit, also when
 the body raises. It refuses (ModelBusy) to install over hooks already installed: what it
 restores is what it found, so two overlapping installs that exit out of order would
-leave the model hooked. The engine's lock keeps its own runs from overlapping.
+leave the model hooked. The engine's lock keeps its own runs from overlapping
+(core/model_lock.py: the rules every caller follows).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
+from mlx import nn
 
 import lenscope.metal
+from lenscope.core.model_lock import require
 from lenscope.core.tensor_parallel import TensorSplit, split_of
 from lenscope.errors import BadInput
 from lenscope.lenses.base import HOOK_KINDS, Ctx, Lens
@@ -414,6 +417,7 @@ def _check_unhooked(modules: list[Any], targets: list[nn.Module]) -> None:
 
 @contextmanager
 def hooked(model: nn.Module, state: HookState) -> Iterator[HookState]:
+    require(model)
     blocks: list[tuple[nn.Module, type]] = []
     swapped: list[tuple[Any, Any]] = []
     embedding = find_embedding(model)

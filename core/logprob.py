@@ -10,8 +10,9 @@ of the row's distribution, not of how it would be sampled.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import numpy as np
@@ -40,7 +41,7 @@ class RowScore:
 
     def to_json(self, token_ids: list[int], tokens: list[str]) -> dict[str, Any]:
         """JSON has no -inf: a token a lens banned outright scores null."""
-        num = lambda x: round(x, 6) if np.isfinite(x) else None  # noqa: E731
+        num = lambda x: round(x, 6) if np.isfinite(x) else None
         return {"name": self.name, "lens": self.lens, "logprob": num(self.logprob), "token_ids": token_ids,
                 "tokens": tokens,
                 "token_logprobs": [num(x) for x in self.token_logprobs],
@@ -68,7 +69,7 @@ def score(engine: Engine, prompt: str, continuation: str, variants: Sequence[Var
     p_ids, c_ids = split_ids(engine, prompt, continuation)
     if not c_ids:
         raise BadInput(f"--continuation '{continuation}': has no tokens")
-    marks = engine.check_marks(marks, len(p_ids))
+    marks = engine.tokens.check_marks(marks, len(p_ids))
     rows = [Variant("baseline")] + list(variants)
     ids = p_ids + c_ids
     # one forward over all of it: its logits and attention are held whole (a 100 kB

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
-from typing import Iterable, Sequence
 
 
 def carry_marks(old_tokens: Sequence[str], new_tokens: Sequence[str], marks: Iterable[int]) -> set[int]:

@@ -3,9 +3,10 @@ session files), declared once as `Param`s so they are validated one way everywhe
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from lenscope.lenses.base import Param
+from lenscope.lenses.params import Param
 
 SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("max_tokens", "int", 32, "tokens to generate per row", min=0, max=4096),
@@ -33,3 +34,14 @@ def check_all(values: Mapping[str, Any], where: str) -> dict[str, Any]:
         if name in SETTINGS:
             out[name] = check(name, raw, where)
     return out
+
+# The tree's own options (`lenscope tree`, the Tree tab): declared here so the command line
+# builds them without loading the engine.
+TREE_PARAMS = {p.name: p for p in (
+    Param("k", "int", 2, "children per branch point (the k most likely tokens)", 2, 20),
+    Param("entropy", "float", 1.5, "branch where the next-token entropy (nats) exceeds this", 0, 20),
+    Param("every", "int", 0, "branch every N tokens instead (0: by entropy)", 0, 1 << 16),
+    Param("beam", "int", 3, "open leaves kept after each round", 1, 256),
+    Param("budget", "int", 64, "tokens generated in all, over every branch", 1, 1 << 16),
+    Param("segment", "int", 16, "longest stretch a node generates before it is scored", 1, 4096),
+)}

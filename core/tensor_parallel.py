@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
+from mlx import nn
 
 from lenscope.errors import BadInput
 from lenscope.lenses.weights import BY_COLUMNS, BY_ROWS

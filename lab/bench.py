@@ -7,20 +7,38 @@ things measured back to back here. Decode costs are seconds per generation step
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
+import os
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
+from mlx.utils import tree_flatten
+from rich.console import Console
 
+from lenscope.batch import search as searches
 from lenscope.core.engine import Engine, Request
 from lenscope.errors import BadInput
 from lenscope.lenses.base import Variant
 from lenscope.lenses.spec import parse_inline
+from lenscope.models.blas import blas_in_use
 from lenscope.models.sources import gguf_source
+from lenscope.views import hidden_states as geometry
+from lenscope.views.attention import head_means, head_shares, rollout, token_weights
+from lenscope.views.attention_text import AttentionText
+from lenscope.views.head_map import HeadMap
+from lenscope.views.heatmap import Heatmap
+from lenscope.views.logit_lens_table import LogitLensTable
 
 PROMPT = "one day, tom went to the park. the sun was warm and tom saw a little dog."
 
@@ -28,10 +46,6 @@ PROMPT = "one day, tom went to the park. the sun was warm and tom saw a little d
 def _search_s_per_candidate(engine: Engine, rows: int, n: int = 8, tokens: int = 12) -> float:
     """Seconds per candidate of a small search (n bias strengths, one prompt, a `contains`
     score) with `rows` rows per batch: what batching candidates buys."""
-    import tempfile
-    from pathlib import Path
-
-    from lenscope.batch import search as searches
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "search.toml"
@@ -50,12 +64,13 @@ def _best(fn: Callable[[], float], repeats: int) -> float:
 
 def _plain_decode_s_per_token(engine: Engine, prompt_ids: list[int], tokens: int) -> float:
     """mlx_lm.generate_step (what stream_generate runs) without stopping at EOS."""
-    from mlx_lm.generate import generate_step
+    from mlx_lm.generate import generate_step  # lazy: startup
 
-    gen = generate_step(mx.array(prompt_ids), engine.model, max_tokens=tokens)
-    next(gen)  # prefill + first token, not decode
-    t = time.perf_counter()
-    n = sum(1 for _ in gen)
+    with engine.lock:  # mlx-lm runs the shared model: under its lock like any caller
+        gen = generate_step(mx.array(prompt_ids), engine.model, max_tokens=tokens)
+        next(gen)  # prefill + first token, not decode
+        t = time.perf_counter()
+        n = sum(1 for _ in gen)
     return (time.perf_counter() - t) / max(n, 1)
 
 
@@ -72,8 +87,6 @@ def _lenscope_decode_s_per_token(engine: Engine, specs: list[str], tokens: int, 
 
 def weight_bytes(engine: Engine) -> int:
     """Bytes of weights one decode step reads: every parameter, as the model holds it now."""
-    from mlx.utils import tree_flatten
-
     return sum(a.nbytes for _, a in tree_flatten(engine.model.parameters()))
 
 
@@ -93,11 +106,9 @@ def stream_bytes_per_s(size: int, repeats: int) -> float:
 
 def llama_cpp_source(engine: Engine) -> str:
     """The GGUF file this model was converted from, when llama-cpp-python can run it."""
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("llama_cpp") is None:
         raise BadInput("--against llama.cpp: llama-cpp-python is not installed (pip install llama-cpp-python "
-                       "builds llama.cpp: about 20 minutes on 2 cores)") from None
+                       "builds llama.cpp: about 20 minutes on 2 cores)")
     source = gguf_source(engine.loaded.path).get("source")
     if source is None:
         raise BadInput(f"--against llama.cpp: model '{engine.loaded.name}' was not converted from a GGUF file")
@@ -110,9 +121,7 @@ def llama_cpp_decode_s_per_token(engine: Engine, tokens: int) -> float:
     """llama.cpp (llama-cpp-python) decoding the GGUF this model was converted from, greedy,
     on the same prompt, with as many threads as this machine has cores (lenscope's BLAS
     uses them all): the reference a llama.cpp user compares against."""
-    import os
-
-    import llama_cpp
+    import llama_cpp  # lazy: optional
 
     n_ctx = len(engine.encode(PROMPT)) + tokens + 64
     model = llama_cpp.Llama(llama_cpp_source(engine), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, verbose=False)
@@ -156,7 +165,7 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
     _lenscope_decode_s_per_token(engine, [constrained], 4, [])  # builds llguidance's tokenizer once
     m["constrained_row"] = _best(lambda: _lenscope_decode_s_per_token(engine, [constrained], tokens, []), repeats)
     for rows in (2, 5, 9):  # 1, 4 and 8 candidates per batch
-        m[f"search_{rows - 1}_per_batch"] = _best(lambda: _search_s_per_candidate(engine, rows), repeats)
+        m[f"search_{rows - 1}_per_batch"] = _best(lambda rows=rows: _search_s_per_candidate(engine, rows), repeats)
     if native is not None:
         _plain_decode_s_per_token(native, ids, 4)
         m["plain_native"] = _best(lambda: _plain_decode_s_per_token(native, ids, tokens), repeats)
@@ -166,9 +175,10 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
     long_ids = (ids * 8)[:256]
 
     def prefill() -> float:
-        t = time.perf_counter()
-        mx.eval(engine.model(mx.array([long_ids])))
-        return time.perf_counter() - t
+        with engine.lock:
+            t = time.perf_counter()
+            mx.eval(engine.model(mx.array([long_ids])))
+            return time.perf_counter() - t
 
     def capture() -> float:
         t = time.perf_counter()
@@ -209,7 +219,6 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
         ratios["float_vs_native_decode_speedup"] = m["plain_native"] / m["plain_mlx_lm"]
     if against_llama_cpp:
         ratios["baseline_vs_llama_cpp"] = m["baseline"] / m["llama_cpp"]
-    from lenscope.models.blas import blas_in_use
 
     size = weight_bytes(engine)
     bandwidth = stream_bytes_per_s(size, repeats)
@@ -235,14 +244,11 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
 
 
 def _heatmap_render_s(repeats: int) -> float:
-    from rich.console import Console
-
-    from lenscope.views.heatmap import Heatmap
 
     rng = np.random.default_rng(0)
     matrix = rng.random((64, 64))
     labels = [f"t{i}" for i in range(64)]
-    console = Console(width=100, height=40, file=open("/dev/null", "w"), color_system="truecolor")
+    console = Console(width=100, height=40, file=io.StringIO(), color_system="truecolor")
     options = console.options.update(height=40)
 
     def once() -> float:
@@ -257,14 +263,6 @@ def _heatmap_render_s(repeats: int) -> float:
 def views_render_s(repeats: int, layers: int = 30, heads: int = 9, tokens: int = 256) -> dict[str, float]:
     """Median seconds to draw each view at 120x40 for SmolLM2's sizes, from a capture: what a
     key press costs (picking the numbers from the capture, then rendering them)."""
-    from rich.console import Console
-
-    from lenscope.views import hidden_states as geometry
-    from lenscope.views.attention import head_means, head_shares, rollout, token_weights
-    from lenscope.views.attention_text import AttentionText
-    from lenscope.views.head_map import HeadMap
-    from lenscope.views.heatmap import Heatmap
-    from lenscope.views.logit_lens_table import LogitLensTable
 
     rng = np.random.default_rng(0)
     att = np.tril(rng.random((layers, heads, tokens, tokens), dtype=np.float32))
@@ -275,7 +273,7 @@ def views_render_s(repeats: int, layers: int = 30, heads: int = 9, tokens: int =
     cos, _ = geometry.compare(hidden, hidden + 0.1)
     rolled, means = rollout(att), head_means(att)  # once per row when the mode is picked, like a capture
     lens_tokens = [[f"w{i}" for _ in range(16)] for i in range(layers + 1)]
-    console = Console(width=120, height=40, file=open("/dev/null", "w"), color_system="truecolor")
+    console = Console(width=120, height=40, file=io.StringIO(), color_system="truecolor")
     options = console.options.update(height=40)
     views = {
         "attention_text": lambda: AttentionText(labels, token_weights(att, q), q, marks),
@@ -302,13 +300,13 @@ def views_render_s(repeats: int, layers: int = 30, heads: int = 9, tokens: int =
 
 def render(rep: dict[str, Any]) -> str:
     s, r = rep["seconds"], rep["ratios"]
-    lines = [f"bench on {rep['model']} ({rep['backend']}, {rep['precision']}, blas: {rep['blas']}), {rep['tokens']} tokens, "
-             f"best of {rep['repeats']}",
+    lines = [(f"bench on {rep['model']} ({rep['backend']}, {rep['precision']}, blas: {rep['blas']}), {rep['tokens']} tokens, "
+             f"best of {rep['repeats']}"),
              f"  plain mlx-lm decode      {1 / s['plain_mlx_lm']:8.1f} tok/s",
              f"  lenscope baseline        {1 / s['baseline']:8.1f} steps/s  x{r['lenscope_baseline_vs_plain']:.3f} of plain",
-             f"  bound                    {rep['bound']['tok_s']:8.1f} tok/s  ({rep['bound']['weight_bytes'] / 1e6:.0f} MB of "
+             (f"  bound                    {rep['bound']['tok_s']:8.1f} tok/s  ({rep['bound']['weight_bytes'] / 1e6:.0f} MB of "
              f"weights a step at {rep['bound']['stream_gb_s']:.1f} GB/s read); plain reaches "
-             f"{rep['bound']['plain_fraction']:.2f} of it, lenscope {rep['bound']['baseline_fraction']:.2f} (target >= 0.8)",
+             f"{rep['bound']['plain_fraction']:.2f} of it, lenscope {rep['bound']['baseline_fraction']:.2f} (target >= 0.8)"),
              f"  2 rows, no lens          x{r['second_row_cost']:.3f} of 1 row (what batching costs here)",
              f"  + identity               overhead {100 * r['identity_overhead']:+.1f}% vs 2 plain rows (target <= 3%)",
              f"  + 1 lens (2 rows)        x{r['one_lens_vs_plain']:.3f} of plain  (target <= 1.2)",
@@ -348,13 +346,6 @@ def launch_bench(model: str | None, processes: int = 2, tokens: int = 48, tensor
     spent exchanging results. `tensor`: the processes hold the model split between them
     (`--shard tensor`) and each runs every comparison; then the decode rates of the two runs
     (tokens/s, mean over comparisons) say what the split's exchanges cost per token."""
-    import os
-    import re
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
     launcher = [sys.executable, "-c", "from mlx._distributed_utils.launch import main; main()"]
     env = {k: v for k, v in os.environ.items() if k != "MLX_RANK"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -369,7 +360,7 @@ def launch_bench(model: str | None, processes: int = 2, tokens: int = 48, tensor
             # ranks sharing this machine split its cores: OpenBLAS's own threads would oversubscribe them
             run_env = env if n == 1 else {**env, "OPENBLAS_NUM_THREADS": str(max(1, (os.cpu_count() or n) // n))}
             t = time.perf_counter()
-            done = subprocess.run(cmd, env=run_env, capture_output=True, text=True)
+            done = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=False)
             times[n] = time.perf_counter() - t
             if done.returncode or not (Path(tmp) / f"out{n}" / "report.md").exists():
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lenscope.errors import BadInput
+from lenscope.models.gguf import convert
+from lenscope.models.precision import peak_rss_bytes
+
 LLAMA_1B = {"hidden": 2048, "layers": 16, "ffn": 8192, "heads": 32, "kv_heads": 8, "vocab": 128256}
 
 
@@ -27,7 +31,7 @@ F16_FIELDS = {"Q4_K": [0, 2], "Q5_K": [0, 2], "Q2_K": [-4, -2], "Q3_K": [-2], "Q
 def random_blocks(rows: int, cols: int, qtype, rng) -> np.ndarray:
     """Valid random blocks of a type gguf.quants cannot quantize (k-quants, IQ4): random
     bytes with small float16 scales, so every value is finite."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # lazy: startup
 
     block, size = GGML_QUANT_SIZES[qtype]
     q = rng.integers(0, 256, (rows, cols // block, size), dtype=np.uint8)
@@ -43,8 +47,8 @@ def random_blocks(rows: int, cols: int, qtype, rng) -> np.ndarray:
 def synthetic_llama(path: Path, shape: dict = LLAMA_1B, seed: int = 0) -> Path:
     """A Q4_K_M-like llama GGUF of `shape`, with a small byte-level vocabulary's metadata
     padded to the model's vocabulary size."""
-    import gguf
-    from gguf import GGMLQuantizationType as T
+    import gguf  # lazy: startup
+    from gguf import GGMLQuantizationType as T  # lazy: startup
 
     rng = np.random.default_rng(seed)
     h, f, layers, heads, kv = shape["hidden"], shape["ffn"], shape["layers"], shape["heads"], shape["kv_heads"]
@@ -81,9 +85,6 @@ def synthetic_llama(path: Path, shape: dict = LLAMA_1B, seed: int = 0) -> Path:
 
 
 def _child(src: str, out: str) -> None:
-    from lenscope.models.gguf import convert
-    from lenscope.models.precision import peak_rss_bytes
-
     t = time.perf_counter()
     convert(src, out)
     seconds = time.perf_counter() - t
@@ -95,8 +96,6 @@ def convert_bench(src: Path, out: Path) -> dict:
     code = f"from {__name__} import _child; _child({str(src)!r}, {str(out)!r})"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if result.returncode:
-        from lenscope.errors import BadInput
-
         last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "the conversion failed"
         raise BadInput(f"--convert: {last.removeprefix('lenscope.lenses.errors.BadInput: ')}")
     rep = json.loads(result.stdout.strip().splitlines()[-1])

@@ -8,8 +8,15 @@ import time
 from importlib import metadata
 from typing import Any
 
+import mlx.core as mx
+
+from lenscope import models
 from lenscope.errors import BadInput
+from lenscope.metal import selftest_all
 from lenscope.models import blas
+from lenscope.models.precision import RUN_SHAPE
+from lenscope.models.precision_choice import cache_file
+from lenscope.models.sources import gguf_source
 
 
 def _version(dist: str) -> str | None:
@@ -20,10 +27,6 @@ def _version(dist: str) -> str | None:
 
 
 def report(model: str | None = None, precision: str | None = None) -> dict[str, Any]:
-    import mlx.core as mx
-
-    from lenscope import models
-    from lenscope.metal import selftest_all
 
     out: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -60,8 +63,6 @@ def report(model: str | None = None, precision: str | None = None) -> dict[str, 
 
 def _gguf_source(folder) -> dict[str, Any] | None:
     """What a converted GGUF folder says of its source: types, and each requantized type's error."""
-    from lenscope.models.sources import gguf_source
-
     return gguf_source(folder) or None
 
 
@@ -82,15 +83,11 @@ def render(rep: dict[str, Any]) -> str:
               else f"FAILS: {m.get('error')}")
     lines.append(f"model       {m['name']} ({m['path']}): {status}")
     if m.get("measured_ms"):
-        from lenscope.models.precision import RUN_SHAPE
-
         times = ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(m["measured_ms"].items(), key=lambda kv: kv[1]))
         prefill, rows, steps = RUN_SHAPE
         lines.append(f"cpu path    measured on the first block's linears ({prefill}-token prefill + {steps} steps of "
                      f"{rows} rows): {times}")
     if m.get("precision_how"):
-        from lenscope.models.precision_choice import cache_file
-
         kept = "" if "not kept" in m["precision_how"] else f", kept in {cache_file()} for this model, machine and BLAS"
         lines.append(f"auto choice {m['precision_how']}{kept} (lenscope doctor --remeasure measures again)")
     if g := m.get("gguf"):

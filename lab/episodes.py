@@ -49,7 +49,7 @@ SAD = {
 }
 MOODS = {"happy": HAPPY, "sad": SAD}
 HAPPY_WORDS = {"happy", "glad", "cheerful", "joyful", "bright", "smiled", "laughed", "sang",
-               "danced", "cheered", "joy", "fun", "smile", "hug", "best", "laughed"}
+               "danced", "cheered", "joy", "fun", "smile", "hug", "best"}
 SAD_WORDS = {"sad", "unhappy", "lonely", "gloomy", "upset", "cried", "sighed", "frowned",
              "wept", "sobbed", "tears", "heavy", "sorrow", "sigh", "worst", "quiet"}
 

@@ -1,4 +1,4 @@
-"""Measured lens effects on the bundled model (the numbers in the README and MODEL_CARD).
+"""Measured lens effects on the bundled model (the numbers in docs/measured.md and MODEL_CARD).
 
 - recall: a fact early, filler, a cue; accuracy by distance for the baseline and each
   lens row, with the fact's tokens marked (what `emphasis` and `decay` act on);
@@ -9,7 +9,8 @@ Every comparison is one batched run, so rows see the same prompt and the same no
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def recall(engine: Engine, specs: Sequence[str], distances: Sequence[int] = DIST
             prompt = doc_start(engine) + ep.prompt
             ids = engine.encode(prompt)
             start = len(prompt) - len(ep.prompt)
-            marks = sorted(overlapping(engine.token_spans(prompt, ids), start, start + len(ep.fact)))
+            marks = sorted(overlapping(engine.tokens.token_spans(prompt, ids), start, start + len(ep.fact)))
             token_dist.append(len(ids) - max(marks) - 1)
             res = engine.compare(Request(prompt, variants, marks, max_tokens=1)).run()
             for r, row in enumerate(res.rows):
@@ -87,8 +88,8 @@ def attribute(engine: Engine, specs: Sequence[str], n: int = 24, max_tokens: int
 def render_recall(rep: dict[str, Any]) -> str:
     names = rep["rows"]
     head = f"{'filler':>6} {'tokens':>6}  " + "  ".join(f"{n[:22]:>22}" for n in names)
-    lines = [f"recall accuracy ({rep['episodes_per_distance']} episodes per distance; "
-             "attention on the fact at the answer step in brackets)", head]
+    lines = [(f"recall accuracy ({rep['episodes_per_distance']} episodes per distance; "
+             "attention on the fact at the answer step in brackets)"), head]
     for row in rep["table"]:
         cells = "  ".join(f"{row['accuracy'][n]:>13.2f} [{row['attention_to_fact'][n]:.3f}]" for n in names)
         lines.append(f"{row['filler_sentences']:>6} {row['mean_token_distance']:>6}  {cells}")
@@ -96,8 +97,8 @@ def render_recall(rep: dict[str, Any]) -> str:
 
 
 def render_attribute(rep: dict[str, Any]) -> str:
-    lines = [f"mood words in {rep['samples_per_row']} samples per row (T={rep['temperature']}, "
-             f"{rep['max_tokens']} tokens) after '{rep['prompt']}'"]
+    lines = [(f"mood words in {rep['samples_per_row']} samples per row (T={rep['temperature']}, "
+             f"{rep['max_tokens']} tokens) after '{rep['prompt']}'")]
     for row in rep["rows"]:
         lines.append(f"  {row['name'][:50]:<50} happy {row['happy_words']:>4}  sad {row['sad_words']:>4}  "
                      f"happy share {row['happy_share']:.2f}")

@@ -15,7 +15,8 @@ Every item is one batched comparison: the rows share prompt, cache and noise.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from lenscope.lenses.spec import parse
 
 
 def _marks(engine: Engine, prompt: str, text: str, region) -> list[int]:
-    return engine.marks_from_text(prompt, engine.encode(prompt), [text], region)
+    return engine.tokens.marks_from_text(prompt, engine.encode(prompt), [text], region)
 
 
 def counterfact(engine: Engine, specs: Sequence[str], n: int = 48, filler: Sequence[int] = (0,),

@@ -16,9 +16,10 @@ from typing import Any
 
 import mlx.core as mx
 
-from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens
 from lenscope.lenses.errors import BadInput
 from lenscope.lenses.files import read_text, user_path
+from lenscope.lenses.params import Param
 from lenscope.lenses.probe import Probe
 
 CONFIG, WEIGHTS = "adapter_config.json", "adapters.safetensors"

@@ -13,8 +13,9 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens
 from lenscope.lenses.errors import BadInput
+from lenscope.lenses.params import Param
 from lenscope.lenses.probe import Probe
 
 FRESH_WINDOW = 4  # queries after the marks whose share is "fresh" (hold target=0)

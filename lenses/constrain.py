@@ -19,13 +19,16 @@ import json
 import weakref
 from typing import Any
 
+import llguidance
 import mlx.core as mx
 import numpy as np
+from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
 from lenscope.lenses import words
-from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens
 from lenscope.lenses.errors import BadInput
 from lenscope.lenses.files import MAX_DEPTH, check, read_text
+from lenscope.lenses.params import Param
 from lenscope.lenses.probe import Probe
 
 # HF tokenizer -> {vocab size: llguidance tokenizer} (~1 s to build); weak, so a tokenizer
@@ -34,7 +37,7 @@ _TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _ll_tokenizer(tokenizer: Any, vocab: int) -> Any:
-    import llguidance.hf
+    import llguidance.hf  # lazy: startup
 
     hf = getattr(tokenizer, "_tokenizer", tokenizer)
     built = _TOKENIZERS.setdefault(hf, {})
@@ -85,8 +88,6 @@ class Constrain(Lens):
         self.values = {p.name: getattr(self, p.name) for p in self.params}
 
     def grammar_text(self) -> str:
-        import llguidance
-
         given = [(k, getattr(self, k)) for k in ("regex", "lark", "json_schema") if getattr(self, k)]
         if len(given) != 1:
             raise BadInput("constrain: give exactly one of regex, lark, json_schema (or a file: regex_file, grammar, schema)")
@@ -107,8 +108,6 @@ class Constrain(Lens):
         return llguidance.grammar_from(kind, text)
 
     def prepare(self, probe: Probe, ids: list[int], marks: list[int]) -> None:
-        import llguidance
-
         self.vocab = probe.vocab_size
         self.tokenizer = _ll_tokenizer(probe.tokenizer, self.vocab)
         self._grammar = self.grammar_text()
@@ -118,7 +117,6 @@ class Constrain(Lens):
         self._matcher = None
         # a grammar whose language is empty (or only the empty text) lets nothing but end-of-text
         # through: the row would print "" as if it had matched, so it is said now
-        from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
         start = llguidance.LLMatcher(self.tokenizer, self._grammar, log_level=0)  # nothing on the terminal
         mask = allocate_token_bitmask(1, self.vocab)
@@ -141,8 +139,6 @@ class Constrain(Lens):
     def _sync(self, generated: tuple[int, ...]) -> Any:
         """The matcher after exactly `generated`: advanced by the new tokens, or restarted
         (a new run, or another row's history)."""
-        import llguidance
-
         m, seen = self._matcher, getattr(self, "_seen", ())
         if m is None or generated[: len(seen)] != seen:
             m, seen = llguidance.LLMatcher(self.tokenizer, self._grammar, log_level=0), ()
@@ -153,8 +149,6 @@ class Constrain(Lens):
         return m
 
     def logits(self, ctx: Ctx, logits: mx.array) -> mx.array:
-        from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
-
         m = self._sync(ctx.generated)
         mask = allocate_token_bitmask(1, self.vocab)
         fill_next_token_bitmask(m, mask)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from typing import Sequence
+from collections.abc import Sequence
 
 import mlx.core as mx
 import numpy as np

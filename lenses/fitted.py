@@ -22,9 +22,10 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens
 from lenscope.lenses.errors import BadInput
 from lenscope.lenses.files import user_path
+from lenscope.lenses.params import Param
 from lenscope.lenses.probe import Probe
 from lenscope.lenses.steering import POSITIONS, position_gate
 

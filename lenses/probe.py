@@ -9,11 +9,12 @@ weight lenses edit, hidden states and attention of any token ids, and another mo
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
+from mlx import nn
 
 
 class Probe(Protocol):

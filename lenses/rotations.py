@@ -9,8 +9,9 @@ import mlx.core as mx
 import numpy as np
 
 from lenscope.lenses import directions
-from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens
 from lenscope.lenses.errors import BadInput
+from lenscope.lenses.params import Param
 from lenscope.lenses.probe import Probe
 from lenscope.lenses.steering import POSITIONS, SOURCE_PARAMS, DirectionLens, position_gate
 

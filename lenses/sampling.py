@@ -11,8 +11,9 @@ import math
 import mlx.core as mx
 
 from lenscope.lenses import words
-from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens
 from lenscope.lenses.errors import BadInput
+from lenscope.lenses.params import Param
 from lenscope.lenses.probe import Probe
 
 

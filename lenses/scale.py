@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens
+from lenscope.lenses.params import Param
 from lenscope.lenses.steering import POSITIONS, position_gate
 
 

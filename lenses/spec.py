@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from lenscope.lenses import adapter, files
-from lenscope.lenses.base import Keyframes, Lens, Variant, number_text, quote
+from lenscope.lenses.base import Lens, Variant
 from lenscope.lenses.errors import BadInput
+from lenscope.lenses.params import Keyframes, number_text, quote
 from lenscope.lenses.registry import KINDS
 
 

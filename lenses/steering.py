@@ -6,7 +6,8 @@ import mlx.core as mx
 import numpy as np
 
 from lenscope.lenses import directions
-from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens, Param
+from lenscope.lenses.base import Ctx, HookPoint, Hooks, Lens
+from lenscope.lenses.params import Param
 from lenscope.lenses.probe import Probe
 
 SOURCE_PARAMS = (

@@ -9,15 +9,17 @@ see the original weights, byte for byte.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
+from mlx import nn
 from mlx.nn.layers import distributed
 
-from lenscope.lenses.base import HookPoint, Hooks, Lens, Param
+from lenscope.lenses.base import HookPoint, Hooks, Lens
 from lenscope.lenses.errors import BadInput
+from lenscope.lenses.params import Param
 from lenscope.lenses.probe import Probe
 
 TARGETS = ("mlp.down_proj", "mlp.up_proj", "mlp.gate_proj", "self_attn.o_proj", "self_attn.q_proj",
@@ -67,7 +69,7 @@ def gaussian_blur(w: np.ndarray, sigma: float, axis: int) -> np.ndarray:
     """Blur along an axis with a normalised Gaussian, reflecting at the edges; sigma 0 is identity."""
     if sigma <= 0:
         return w.copy()
-    radius = max(1, int(math.ceil(3 * sigma)))
+    radius = max(1, math.ceil(3 * sigma))
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
     kernel /= kernel.sum()

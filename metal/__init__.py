@@ -4,8 +4,8 @@ reference on this machine; everywhere else the reference runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import mlx.core as mx
 

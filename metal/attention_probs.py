@@ -57,7 +57,7 @@ def kernel(queries: mx.array, keys: mx.array, scale: float, bias: mx.array | Non
     if _kernel is None:
         _kernel = mx.fast.metal_kernel(name="lenscope_attention_probs", input_names=["q", "k", "bias", "scale"],
                                        output_names=["out"], source=SOURCE)
-    B, H, L, D = queries.shape
+    B, H, L, _D = queries.shape
     S = keys.shape[2]
     k = mx.contiguous(repeat_kv(keys, H).astype(mx.float32))
     b = mx.zeros((B, H, L, S)) if bias is None else mx.broadcast_to(bias.astype(mx.float32), (B, H, L, S))

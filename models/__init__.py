@@ -13,7 +13,7 @@ _LOADING = {"DEMO_MODEL_DIR", "DEMO_MODEL_NAME", "LoadedModel", "load", "resolve
 
 def __getattr__(name: str) -> Any:
     if name in _LOADING:
-        from lenscope.models import loading
+        from lenscope.models import loading  # lazy: blas
 
         return getattr(loading, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

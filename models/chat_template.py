@@ -53,7 +53,7 @@ def render(tokenizer: Any, messages: list[dict], add_generation_prompt: bool = T
 
 @functools.lru_cache(maxsize=8)
 def _compile(template: str):
-    from transformers.utils.chat_template_utils import _compile_jinja_template
+    from transformers.utils.chat_template_utils import _compile_jinja_template  # lazy: startup
 
     # transformers' environment (its filters, globals, extensions), taken from a template of
     # our own: compiling theirs there would fold constants such as 'x' * 10**10 unbounded

@@ -49,7 +49,7 @@ class Header:
 
     def quantization(self) -> str:
         """The file type llama.cpp names (Q4_K_M), else the type holding most weights."""
-        from gguf import LlamaFileType
+        from gguf import LlamaFileType  # lazy: startup
 
         ftype = self.meta.get("general.file_type")
         try:
@@ -153,7 +153,7 @@ def read_header(path: Path) -> Header:
 
 def _tensor_table(tensors: list, start: int, size: int, alignment: int, where: str) -> dict[str, tuple[str, int]]:
     """name -> (type name, weights), each tensor's bytes checked to lie inside the file."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # lazy: startup
 
     table = {}
     for name, dims, type_id, offset in tensors:
@@ -225,7 +225,7 @@ def check_metadata(path: Path, meta: dict) -> None:
 
 def read_metadata(path: Path, reader) -> dict:
     """Every key-value as plain Python (float32 scalars as their shortest decimal)."""
-    from gguf import GGUFValueType
+    from gguf import GGUFValueType  # lazy: startup
 
     meta = {}
     try:
@@ -242,7 +242,7 @@ def read_metadata(path: Path, reader) -> dict:
 def open_reader(path: Path):
     """llama.cpp's reader over the (already bounded) file, memory-mapped."""
     try:
-        import gguf
+        import gguf  # lazy: startup
     except ImportError:
         raise BadInput(f"model '{path}': reading a GGUF needs the gguf package (pip install gguf)") from None
     try:

@@ -52,7 +52,7 @@ def _high_bits(qh: np.ndarray) -> np.ndarray:
 
 def _kquant_scales(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Q4_K/Q5_K: per 32-weight group, scale d*sc and bias -dmin*m (float32, as llama.cpp)."""
-    from gguf.quants import Q4_K
+    from gguf.quants import Q4_K  # lazy: startup
 
     d, dmin = _f16(blocks, 0), _f16(blocks, 2)
     sc, m = Q4_K.get_scale_min(blocks[:, 4:16].copy())
@@ -111,8 +111,8 @@ def _row_chunks(rows: int, cols: int):
 
 def convert_tensor(tensor) -> Converted:
     """A `gguf.ReaderTensor` (memory-mapped) in MLX form; the caller checked its type."""
-    from gguf import GGML_QUANT_SIZES
-    from gguf.quants import dequantize
+    from gguf import GGML_QUANT_SIZES  # lazy: startup
+    from gguf.quants import dequantize  # lazy: startup
 
     kind = tensor.tensor_type.name
     shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))  # GGML lists dims fastest first

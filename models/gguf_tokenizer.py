@@ -8,6 +8,8 @@ whole. llama.cpp itself is the reference (tests/test_llama_cpp.py).
 
 from __future__ import annotations
 
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
 from lenscope.errors import BadInput
 
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp token types
@@ -32,8 +34,8 @@ SEED_CODER = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| 
               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 DEEPSEEK_CODER = [r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[一-龥ࠀ-一가-퟿]+", r"\p{N}"]
 DEEPSEEK3 = [r"\p{N}{1,3}", r"[一-龥぀-ゟ゠-ヿ]+",
-             r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"
-             r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"]
+             (r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"
+             r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")]
 # llama.cpp takes a word that is in the vocabulary whole (ignore_merges) and adds BOS unless
 # the file says otherwise for these (llama-vocab.cpp, per tokenizer_pre)
 LLAMA3_FAMILY = ("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "lfm2")
@@ -41,21 +43,20 @@ IGNORE_MERGES = (*LLAMA3_FAMILY, "tekken", "glm4")
 ADD_BOS = (*LLAMA3_FAMILY, "tekken")
 PRE_TOKENIZERS: dict[str, list[str]] = {
     "default": [r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"],
-    **dict.fromkeys(("gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "roberta-bpe", "exaone4", "gigachat",
-                     "a.x-4.0", "mellum"), [GPT2]),
-    **dict.fromkeys(("starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"),
-                    [r"\p{N}", GPT2]),
-    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "lfm2", "dbrx",
-                     "smaug-bpe", "chatglm-bpe", "glm4"), [LLAMA3]),
-    **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan", "grok-2"), [QWEN2]),
+    **{k: [GPT2] for k in ("gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "roberta-bpe", "exaone4", "gigachat",
+                     "a.x-4.0", "mellum")},
+    **{k: [r"\p{N}", GPT2] for k in ("starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b")},
+    **{k: [LLAMA3] for k in ("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "lfm2", "dbrx",
+                     "smaug-bpe", "chatglm-bpe", "glm4")},
+    **{k: [QWEN2] for k in ("qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan", "grok-2")},
     "qwen35": [QWEN35],
     "tekken": [TEKKEN],
-    **dict.fromkeys(("gpt-4o", "llama4", "minimax-m2"), [GPT4O]),
+    **{k: [GPT4O] for k in ("gpt-4o", "llama4", "minimax-m2")},
     "falcon": [r"[\p{P}\$\+<=>\^~\|`]+", GPT2, r"[0-9][0-9][0-9]"],
     "deepseek-coder": DEEPSEEK_CODER,
     "deepseek-v3": DEEPSEEK3,
     "seed-coder": [SEED_CODER],
-    **dict.fromkeys(("bloom", "poro-chat", "gpt3-finnish"), [r" ?[^(\s|.,!?…。，、।۔،)]+"]),
+    **{k: [r" ?[^(\s|.,!?…。，、।۔،)]+"] for k in ("bloom", "poro-chat", "gpt3-finnish")},
     "viking": [r" ?[^(\s|.,!?…。，、।۔،)]+", r"\p{N}"],
 }
 
@@ -77,17 +78,6 @@ def _spm_merges(tokens: list[str], scores: list[float], types: list[int]) -> lis
 
 def build_tokenizer(meta: dict):
     """A `tokenizers.Tokenizer` equal to the one the GGUF metadata describes."""
-    from tokenizers import (
-        AddedToken,
-        Regex,
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-    )
-
     kind = meta.get("tokenizer.ggml.model")
     tokens = list(meta["tokenizer.ggml.tokens"])
     types = meta.get("tokenizer.ggml.token_type") or []

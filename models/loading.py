@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import mlx.nn as nn
+import mlx.core as mx
+from mlx import nn
 
 from lenscope.errors import BadInput, user_path
 from lenscope.models import precision, precision_choice, shape
@@ -52,7 +54,7 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
     then pick the precision; every failure becomes one BadInput line naming the model.
     `lazy`: no weight is evaluated yet and the precision is left to the caller (a model about
     to be split keeps only each process's slice)."""
-    import mlx_lm
+    import mlx_lm  # lazy: startup
 
 
     name, target = resolve_model(spec, progress)
@@ -98,8 +100,6 @@ def apply_precision(loaded: LoadedModel, requested: str | None,
     holds 1/processes of the weights, the conversion is left unevaluated (each process keeps
     only its slice of the converted weights), and `agree` gives every process one process's
     times (rank 0's), so all pick the same arithmetic."""
-    import mlx.core as mx
-
     model = loaded.model
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     backend = "gpu" if mx.default_device() == mx.gpu else "cpu"

@@ -17,7 +17,7 @@ import sys
 import time
 
 import mlx.core as mx
-import mlx.nn as nn
+from mlx import nn
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from lenscope.errors import BadInput

@@ -16,30 +16,29 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
-import mlx.nn as nn
+from mlx import nn
 from mlx.utils import tree_unflatten
 
 from lenscope.errors import BadInput, user_path
 from lenscope.models import chat_template, precision
+from lenscope.models.blas import blas_in_use
+from lenscope.models.sources import cache_root
 
 CHECK_TOKENS = 16  # greedy tokens a float path must reproduce
 QUESTION = "What is the capital of France?"
 
 
 def cache_file() -> Path:
-    from lenscope.models.sources import cache_root
-
     return cache_root() / "precision.json"
 
 
 def machine_key() -> str:
     """This machine and the BLAS that answers its matrix products."""
-    from lenscope.models.blas import blas_in_use
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -107,7 +106,7 @@ def _question_ids(tokenizer: Any) -> list[int]:
 
 
 def _greedy(model: nn.Module, ids: list[int]) -> list[int]:
-    from mlx_lm.generate import generate_step
+    from mlx_lm.generate import generate_step  # lazy: startup
 
     return [int(t) for t, _ in generate_step(mx.array(ids), model, max_tokens=CHECK_TOKENS,
                                             sampler=lambda x: mx.argmax(x, axis=-1))]

@@ -53,7 +53,7 @@ def cache_root() -> Path:
     if env := os.environ.get("LENSCOPE_CACHE"):
         return user_path(env, "LENSCOPE_CACHE")
     try:
-        import platformdirs
+        import platformdirs  # lazy: startup
 
         return Path(platformdirs.user_cache_dir("lenscope", appauthor=False))
     except ImportError:
@@ -113,7 +113,7 @@ def file_sha256(path: Path, progress: Progress = None) -> str:
 
 def gguf_folder(path: str | os.PathLike, progress: Progress = None, sha256: str | None = None) -> Path:
     """The mlx-lm folder for a GGUF file: converted on first use, reused after."""
-    from lenscope.models import gguf
+    from lenscope.models import gguf  # lazy: blas
 
     path = user_path(path, f"model '{path}'")
     if not path.is_file():
@@ -229,7 +229,7 @@ def model_identity(spec: str | None) -> str:
     if spec is None or spec == DEMO_MODEL_NAME:
         folder = DEMO_MODEL_DIR
     elif spec.startswith("ollama:"):
-        from lenscope.models.stores import resolve_ollama
+        from lenscope.models.stores import resolve_ollama  # lazy: blas
 
         return "sha256:" + resolve_ollama(spec.removeprefix("ollama:"))[1]
     else:
@@ -262,7 +262,7 @@ def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str
     if spec is None or spec == DEMO_MODEL_NAME:
         return DEMO_MODEL_NAME, str(DEMO_MODEL_DIR)
     if spec.startswith("ollama:"):
-        from lenscope.models.stores import resolve_ollama
+        from lenscope.models.stores import resolve_ollama  # lazy: blas
 
         blob, sha256 = resolve_ollama(spec.removeprefix("ollama:"))
         return spec, str(gguf_folder(blob, progress, sha256=sha256))
@@ -287,7 +287,7 @@ def resolve_model(spec: str | None, progress: Progress = None) -> tuple[str, str
 def _hub_models() -> list[dict]:
     """Models in the Hugging Face hub cache that mlx-lm can load (config + safetensors)."""
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import scan_cache_dir  # lazy: startup
 
         repos = scan_cache_dir().repos
     except Exception:  # no cache dir, or an older huggingface_hub: nothing to list
@@ -308,7 +308,7 @@ def _hub_models() -> list[dict]:
 def list_models() -> list[dict]:
     """Every model lenscope knows of: bundled, named (fetched or not), converted GGUFs, hub
     cache, and the GGUF files of Ollama, LM Studio and the hub cache (stores)."""
-    from lenscope.models.stores import stored_models
+    from lenscope.models.stores import stored_models  # lazy: blas
 
     models = [{"name": DEMO_MODEL_NAME, "kind": "bundled", "path": str(DEMO_MODEL_DIR),
                "size_bytes": _folder_bytes(DEMO_MODEL_DIR), "available": True}]

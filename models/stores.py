@@ -89,7 +89,7 @@ def resolve_ollama(name: str) -> tuple[Path, str]:
 
 def _entry(name: str, kind: str, path: Path, source: str | None = None) -> dict | None:
     """A listing row with what the header says; None for a file that is not a readable GGUF."""
-    from lenscope.models.gguf import read_header
+    from lenscope.models.gguf import read_header  # lazy: blas
 
     if not _regular(path):
         return None
@@ -145,7 +145,7 @@ def lmstudio_models() -> list[dict]:
 def hub_gguf_models() -> list[dict]:
     """`*.gguf` files in the Hugging Face hub cache (newest revision of each repository)."""
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import scan_cache_dir  # lazy: startup
 
         repos = scan_cache_dir(os.environ.get("HF_HUB_CACHE") or None).repos  # as set now, not at import
     except Exception:  # no cache dir, or an older huggingface_hub: nothing to list
@@ -154,9 +154,9 @@ def hub_gguf_models() -> list[dict]:
     for repo in sorted(repos, key=lambda r: r.repo_id):
         revs = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
         for f in sorted(revs[0].files, key=lambda f: f.file_name) if revs and repo.repo_type == "model" else []:
-            if f.file_name.lower().endswith(".gguf"):
-                if row := _entry(str(f.file_path), "hub-gguf", Path(f.file_path), repo.repo_id):
-                    rows.append(row)
+            if f.file_name.lower().endswith(".gguf") and \
+                    (row := _entry(str(f.file_path), "hub-gguf", Path(f.file_path), repo.repo_id)):
+                rows.append(row)
     return rows
 
 

@@ -37,7 +37,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             names += [row["name"] for row in t["rows"] if row["name"] not in names]
     checked = np.zeros((len(names), n_turns), int)
     passed = np.zeros((len(names), n_turns), int)
-    empty = lambda: [[[] for _ in range(n_turns)] for _ in names]  # noqa: E731
+    empty = lambda: [[[] for _ in range(n_turns)] for _ in names]
     shares, distinct, fluency = empty(), empty(), empty()
     for c in convs:
         for k, t in enumerate(c["turns"]):
@@ -52,7 +52,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
                     distinct[r][k].append(distinct_share(row["token_ids"]))
                 if row.get("fluency") is not None:
                     fluency[r][k].append(row["fluency"])
-    mean = lambda cells: [[float(np.mean(v)) if v else None for v in per_turn] for per_turn in cells]  # noqa: E731
+    mean = lambda cells: [[float(np.mean(v)) if v else None for v in per_turn] for per_turn in cells]
     return {"conversations": len(convs), "rows": names, "checked": checked.tolist(), "passed": passed.tolist(),
             "share": mean(shares), "distinct": mean(distinct), "fluency": mean(fluency)}
 

@@ -5,9 +5,9 @@ written at an angle, marked tokens in bold orange) and a line chart (one colour 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -30,8 +30,8 @@ def svg(matrix: np.ndarray, tokens: Sequence[str], marks: Sequence[int] = (), ti
     rgb = colormap(np.tril(scaled), VIRIDIS)
     marked = set(marks)
     width = max(left + n * cell + 20, 8 * len(title) + 10)
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{top + n * cell + 10}' "
-           f"font-family='monospace' font-size='{max(8, cell - 2)}'>", "<rect width='100%' height='100%' fill='white'/>"]
+    out = [(f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{top + n * cell + 10}' "
+           f"font-family='monospace' font-size='{max(8, cell - 2)}'>"), "<rect width='100%' height='100%' fill='white'/>"]
     if title:
         out.append(f"<text x='4' y='14' font-size='13' font-weight='bold'>{escape(title)}</text>")
     for i, tok in enumerate(tokens[:n]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree as RichTree
 
 from lenscope.core.results import RunResult
 from lenscope.errors import one_line
@@ -83,8 +84,6 @@ def print_geometry(data: dict, console: Console | None = None) -> None:
 
 def print_tree(tree, console: Console | None = None) -> None:
     """The tree as nested lines: each node its own text, score and why it branched."""
-    from rich.tree import Tree as RichTree
-
     console = console or Console()
     ranks = {node_id: k + 1 for k, node_id in enumerate(tree.to_json()["best"])}
     best = set(ranks)

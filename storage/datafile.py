@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lenscope.errors import BadInput
-from lenscope.lenses.files import MAX_DEPTH, check, read, read_text  # noqa: F401  (shared with lens files)
+from lenscope.lenses.files import MAX_DEPTH, check, read, read_text  # noqa: F401 (re-exported: one reader for every file)
 
 LINES_LIMIT = 1 << 30  # a results.jsonl or shard past 1 GiB is not one of ours
 

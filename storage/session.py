@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lenscope.chat.conversation import from_json as conversation_from_json
 from lenscope.core import settings
 from lenscope.core.results import RunResult, from_json
 from lenscope.errors import BadInput, user_path
-from lenscope.lenses.base import INT_LIMIT, Variant
+from lenscope.lenses.base import Variant
+from lenscope.lenses.params import INT_LIMIT
 from lenscope.lenses.spec import to_data, variants_from_data
 from lenscope.storage import datafile
 from lenscope.storage.files import atomic_write
@@ -95,8 +97,6 @@ def load(path: str | Path) -> Session:
         raise BadInput(f"{where}: 'system' must be text")
     conversation = data.get("conversation")
     if conversation is not None:
-        from lenscope.chat.conversation import from_json as conversation_from_json
-
         conversation_from_json(conversation, f"{where} conversation")  # checked now, used later
     s = Session(prompt=prompt, marks=[int(m) for m in marks], variants=variants, model=model, result=result,
                 chat=chat, system=system, conversation=conversation, **checked)

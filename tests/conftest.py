@@ -3,7 +3,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import pytest  # noqa: E402
+import pytest
 
 
 def pytest_configure(config):
@@ -46,6 +46,18 @@ def engine(loaded):
     from lenscope.core.engine import Engine
 
     return Engine(loaded)
+
+
+REAL_MODEL_FIXTURES = {"smollm2_engine", "gemma_engine"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that runs a real model carries the real_model mark (so `-m "not real_model"`
+    leaves every one of them out): one that uses their fixtures without it is an error."""
+    unmarked = [item.nodeid for item in items if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("real_model") is None]
+    if unmarked:
+        raise pytest.UsageError("runs a real model without @pytest.mark.real_model: " + ", ".join(unmarked))
 
 
 def real_model_or_skip(fetch):

@@ -13,7 +13,7 @@ gguf = __import__("pytest").importorskip("gguf")
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize, quantize
 
-from lenscope.lab.convert_bench import F16_FIELDS, random_blocks  # noqa: E402
+from lenscope.lab.convert_bench import F16_FIELDS, random_blocks
 
 
 def load_reference(path) -> tuple[dict, dict]:

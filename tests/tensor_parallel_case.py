@@ -19,7 +19,7 @@ from lenscope.core.engine import Engine, Request
 from lenscope.lenses.spec import parse_inline
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from test_lenses import CASES, PROMPT  # noqa: E402  (every kind's active setting)
+from test_lenses import CASES, PROMPT
 
 # picking heads by their global index: heads 1 and 6 sit on different ranks of two
 HEADS = ["emphasis:strength=4,heads=1|6", "emphasis:strength=4,auto_heads=3", "hold:ceiling=8,heads=2|5",
@@ -33,7 +33,7 @@ SPECS = [active for _, active in CASES.values() if active] + HEADS
 
 def compute(engine: Engine) -> dict[str, np.ndarray]:
     ids = engine.encode(PROMPT)
-    marks = engine.marks_from_text(PROMPT, ids, ["green"])
+    marks = engine.tokens.marks_from_text(PROMPT, ids, ["green"])
     out: dict[str, np.ndarray] = {}
     for name, specs, temperature in (("greedy", SPECS, 0.0), ("sampled", SAMPLED, 0.9)):
         variants = [parse_inline(s) for s in specs]

@@ -28,8 +28,9 @@ def test_rows_and_restore(arch_engine):
     classes = [type(layer) for layer in eng.model.layers]
     norm = eng.model.model.norm
     ids = eng.encode(PROMPT)
-    plain = [int(t) for t, _ in generate_step(mx.array(ids), eng.model, max_tokens=6)]
-    full = np.array(eng.model(mx.array([ids]))[0, -1].astype(mx.float32))
+    with eng.lock:
+        plain = [int(t) for t, _ in generate_step(mx.array(ids), eng.model, max_tokens=6)]
+        full = np.array(eng.model(mx.array([ids]))[0, -1].astype(mx.float32))
     marks = [3, 4]
     run = eng.compare(Request(PROMPT, [parse_inline("identity"), parse_inline("emphasis:strength=8"),
                                        parse_inline("steer:strength=50,token=dog")], marks, max_tokens=6,
@@ -49,7 +50,7 @@ def test_rows_and_restore(arch_engine):
 
 
 def test_unhookable_attention_is_named():
-    import mlx.nn as nn
+    from mlx import nn
 
     class Recurrent(nn.Module):  # defined here: its module has no scaled_dot_product_attention
         def __init__(self):
@@ -61,7 +62,7 @@ def test_unhookable_attention_is_named():
 
 
 def test_quantized_model_hooks_and_weight_lens(loaded):
-    import mlx.nn as nn
+    from mlx import nn
 
     model = build("llama")
     nn.quantize(model, group_size=32, bits=4)
@@ -69,7 +70,8 @@ def test_quantized_model_hooks_and_weight_lens(loaded):
     eng = Engine(LoadedModel(model, loaded.tokenizer, "llama-q4", loaded.path))
     before = {k: bytes(np.array(v)) for k, v in tree_flatten(model.parameters())}
     ids = eng.encode(PROMPT)
-    plain = [int(t) for t, _ in generate_step(mx.array(ids), model, max_tokens=5)]
+    with eng.lock:
+        plain = [int(t) for t, _ in generate_step(mx.array(ids), model, max_tokens=5)]
     res = eng.compare(Request(PROMPT, [parse_inline("identity"), parse_inline("svd-remove:k=16,layers=0|1"),
                                        parse_inline("emphasis:strength=5")], [2, 3], max_tokens=5,
                               stop_at_eos=False, keep_logits=True)).run()

@@ -49,12 +49,12 @@ def test_top_level_help_shows_the_tui_options(run_cli):
     (["nosuch"], "lenscope: argument COMMAND: invalid choice: 'nosuch'"),
 ])
 def test_errors_carry_one_prefix(run_cli, args, message):
-    code, out, err = run_cli(*args)
+    code, _out, err = run_cli(*args)
     assert code == 2 and err.startswith(message) and err.count("lenscope:") == 1
 
 
 def test_models_prints_a_header_row(run_cli):
-    code, out, _ = run_cli("models")
+    _code, out, _ = run_cli("models")
     header, first, *_ = out.splitlines()
     assert header.split() == ["MODEL", "(--model)", "KIND", "SIZE", "STATE", "PATH"]
     assert first.split()[0] == "lenscope-demo"

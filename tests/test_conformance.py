@@ -9,9 +9,9 @@ here from the model's weights, its vocabulary and plain hidden states, not by th
 import re
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 import pytest
+from mlx import nn
 from mlx.utils import tree_flatten
 from test_lenses import CASES
 from tiny_models import COMMON, _get_classes, tokenizer
@@ -25,17 +25,17 @@ from lenscope.models.precision import to_float
 
 # (config, tokenizer kind) per architecture: mistral is llama's class in mlx-lm
 ARCHS = {
-    "llama": (dict(model_type="llama"), "bpe"),  # SmolLM2
-    "llama3": (dict(model_type="llama", rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+    "llama": ({"model_type": "llama"}, "bpe"),  # SmolLM2
+    "llama3": ({"model_type": "llama", "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                       "high_freq_factor": 4.0,
-                                                      "original_max_position_embeddings": 64}), "bpe-bos"),
-    "mistral": (dict(model_type="mistral"), "spm-bos"),
-    "qwen2": (dict(model_type="qwen2"), "bpe"),
-    "qwen3": (dict(model_type="qwen3", head_dim=16), "bpe"),
-    "gemma2": (dict(model_type="gemma2", head_dim=16, query_pre_attn_scalar=16), "spm-bos"),
-    "gemma3": (dict(model_type="gemma3_text", head_dim=16, sliding_window=4, sliding_window_pattern=2,
-                    query_pre_attn_scalar=16), "spm-bos"),
-    "phi3": (dict(model_type="phi3", num_key_value_heads=4), "spm-bos"),
+                                                      "original_max_position_embeddings": 64}}, "bpe-bos"),
+    "mistral": ({"model_type": "mistral"}, "spm-bos"),
+    "qwen2": ({"model_type": "qwen2"}, "bpe"),
+    "qwen3": ({"model_type": "qwen3", "head_dim": 16}, "bpe"),
+    "gemma2": ({"model_type": "gemma2", "head_dim": 16, "query_pre_attn_scalar": 16}, "spm-bos"),
+    "gemma3": ({"model_type": "gemma3_text", "head_dim": 16, "sliding_window": 4, "sliding_window_pattern": 2,
+                    "query_pre_attn_scalar": 16}, "spm-bos"),
+    "phi3": ({"model_type": "phi3", "num_key_value_heads": 4}, "spm-bos"),
 }
 PRECISIONS = ("float32", "bfloat16", "float16", "q4")
 # how close a value computed in the model's precision comes to the exact one, relative to its size
@@ -69,7 +69,7 @@ def case(request, loaded):
     arch, precision = request.param
     eng = _engine(arch, precision, loaded)
     ids = eng.encode(PROMPT)
-    marks = eng.marks_from_text(PROMPT, ids, ["green"])
+    marks = eng.tokens.marks_from_text(PROMPT, ids, ["green"])
     return arch, precision, eng, ids, marks
 
 
@@ -112,7 +112,7 @@ def test_every_architecture_has_every_tokenizer_kind():
 
 
 def test_neutral_settings_are_the_baseline(case):
-    arch, precision, eng, ids, marks = case
+    arch, _precision, eng, _ids, marks = case
     specs = [n for n, _ in CASES.values() if not _refused(arch, n)]
     res = eng.compare(Request(PROMPT, [parse_inline(s) for s in specs], marks, max_tokens=5, stop_at_eos=False,
                               keep_logits=True))

@@ -9,7 +9,7 @@ import pytest
 
 from lenscope.batch import experiment, experiment_file
 from lenscope.chat import conversation as convs
-from lenscope.chat.conversation import Conversation, Mark, Message
+from lenscope.chat.conversation import ChatMessage, Conversation, Mark
 from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse_inline
 from lenscope.storage import session
@@ -27,7 +27,7 @@ def test_marks_hold_as_turns_are_appended_and_the_transcript_retokenized(engine)
     convs.run_turn(engine, conv, "the key is blue. remember it.", EMPH, mark=["blue"], **RUN)
     assert conv.marks == [Mark(1, 11, 15)]
     # a mark on the model's own reply, placed on the tokens as the transcript reads them now
-    lay = convs.layout(engine, conv.messages, generation_prompt=False)
+    lay = convs.layout(engine.tokens, conv.messages, generation_prompt=False)
     reply = conv.messages[2]
     reply_tokens = lay.tokens_of(Mark(2, 0, len(reply.text)))
     conv.marks += lay.marks_of(set(sorted(reply_tokens)[:2]))
@@ -35,7 +35,7 @@ def test_marks_hold_as_turns_are_appended_and_the_transcript_retokenized(engine)
     assert marked_reply and marked_reply == marked_reply.strip() and marked_reply in reply.text
     for user in ("what colour is it?", "and the door?", "say it again"):
         convs.run_turn(engine, conv, user, EMPH, **RUN)
-        lay = convs.layout(engine, conv.messages)
+        lay = convs.layout(engine.tokens, conv.messages)
         assert text_of(engine, lay, lay.tokens_of(conv.marks[0])).strip() == "blue"
         assert text_of(engine, lay, lay.tokens_of(conv.marks[1])).strip() == marked_reply.strip()
         # no mark lands on the template's own tokens
@@ -47,10 +47,10 @@ def test_marks_hold_as_turns_are_appended_and_the_transcript_retokenized(engine)
 
 
 def test_tracked_concept_marks_every_later_spelling_and_nothing_else(engine):
-    messages = [Message("user", "Register an atexit handler."),
-                Message("assistant", "Sure: ATEXIT runs at exit; sys.exit and atexitx are different."),
-                Message("user", "Does At Exit matter? use  atexit  again")]
-    lay = convs.layout(engine, messages)
+    messages = [ChatMessage("user", "Register an atexit handler."),
+                ChatMessage("assistant", "Sure: ATEXIT runs at exit; sys.exit and atexitx are different."),
+                ChatMessage("user", "Does At Exit matter? use  atexit  again")]
+    lay = convs.layout(engine.tokens, messages)
     found = lay.concept_tokens(messages, "atexit")
     words = [lay.text[lay.spans[i][0]:lay.spans[i][1]] for i in sorted(found)]
     assert "".join(words).lower().replace(" ", "").count("atexit") == 3  # 'atexitx' and 'exit' are not it
@@ -64,9 +64,9 @@ def test_tracked_concept_follows_the_conversation_into_replies(engine):
     conv.concepts = ["mia"]
     convs.run_turn(engine, conv, "who is mia?", [], **RUN)
     assert conv.turns[0]["spans"] == ["tracked 'mia'"]
-    conv.messages[-1] = Message("assistant", "Mia is a girl. mia likes cats.")  # a reply that says it twice
+    conv.messages[-1] = ChatMessage("assistant", "Mia is a girl. mia likes cats.")  # a reply that says it twice
     convs.run_turn(engine, conv, "tell me more", [], **RUN)
-    lay = convs.layout(engine, conv.messages[:-1])
+    lay = convs.layout(engine.tokens, conv.messages[:-1])
     tokens = lay.concept_tokens(conv.messages[:-1], "mia")
     assert text_of(engine, lay, tokens).lower().replace(" ", "") == "miamiamia"
 
@@ -77,12 +77,12 @@ def test_share_per_span_is_the_attention_the_answer_paid_it(engine):
     conv = Conversation.start()
     conv.concepts = ["key"]
     record = convs.run_turn(engine, conv, "the key is blue. where is the key?", [], mark=["blue"], **RUN)
-    lay = convs.layout(engine, [Message("user", "the key is blue. where is the key?")])
+    lay = convs.layout(engine.tokens, [ChatMessage("user", "the key is blue. where is the key?")])
     row = record["rows"][0]
     ids = lay.ids + row["token_ids"]
     probs = engine.capture_attention(ids).astype(np.float64).mean(axis=(0, 1))  # (L, L)
     P = len(lay.ids)
-    groups = conv.groups(lay, [Message("user", "the key is blue. where is the key?")])
+    groups = conv.groups(lay, [ChatMessage("user", "the key is blue. where is the key?")])
     assert len(groups) == 2 and all(groups)
     n_steps = len(row["token_ids"]) + (0 if not row["finished"] else 1)
     for g, share in zip(groups, row["shares"]):
@@ -261,11 +261,11 @@ def test_fade_follows_each_row_by_name_when_lenses_change_between_turns(engine):
 
 def test_messages_are_found_where_they_are_not_in_the_templates_own_words(engine):
     """A message that reads like the template ("user" inside "<|user|>") is still placed on its own text."""
-    messages = [Message("user", "user"), Message("assistant", "assistant"), Message("user", "<|")]
+    messages = [ChatMessage("user", "user"), ChatMessage("assistant", "assistant"), ChatMessage("user", "<|")]
     text, offsets = convs.render(engine.tokenizer, messages)
     assert [text[a:b] for a, b in offsets] == ["user", "assistant", "<|"]
     assert offsets[0][0] == text.index("<|user|>") + len("<|user|>")
-    lay = convs.layout(engine, messages)
+    lay = convs.layout(engine.tokens, messages)
     assert "".join(engine.token_text(lay.ids[i]) for i in sorted(lay.tokens_of(Mark(0, 0, 4)))) == "user"
 
 

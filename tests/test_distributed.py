@@ -49,7 +49,7 @@ def env() -> dict[str, str]:
 
 
 def run(cmd: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done
 

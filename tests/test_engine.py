@@ -25,9 +25,8 @@ def _snapshot(model) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_baseline_equals_mlx_lm_greedy(engine, prompt):
-    want = []
-    for resp in mlx_lm.stream_generate(engine.model, engine.tokenizer, prompt, max_tokens=16):
-        want.append(resp.token)
+    with engine.lock:  # mlx-lm runs the shared model: under its lock like any other caller
+        want = [r.token for r in mlx_lm.stream_generate(engine.model, engine.tokenizer, prompt, max_tokens=16)]
     got = engine.compare(Request(prompt, max_tokens=16)).run().rows[0]
     eos = engine.eos_ids
     assert got.token_ids == [t for t in want if t not in eos]
@@ -52,7 +51,7 @@ def test_sampling_depends_on_seed(engine):
 def test_lens_on_row_1_leaves_row_0_untouched(engine):
     prompt = PROMPTS[1]
     ids = engine.encode(prompt)
-    marks = engine.marks_from_text(prompt, ids, ["red"])
+    marks = engine.tokens.marks_from_text(prompt, ids, ["red"])
     alone = engine.compare(Request(prompt, [parse_inline("identity")], marks, max_tokens=12, keep_logits=True))
     alone.run()
     lensed = engine.compare(Request(prompt, [parse_inline("emphasis:strength=6+steer:strength=30,token=sad")],
@@ -87,7 +86,8 @@ def test_parameters_byte_identical_after_runs(engine):
     # hooks are gone: the model is the plain model class again and generates as before
     assert all(type(layer).__name__ == "TransformerBlock" for layer in engine.model.layers)
     res = engine.compare(Request(PROMPTS[0], max_tokens=8)).run()
-    want = [r.token for r in mlx_lm.stream_generate(engine.model, engine.tokenizer, PROMPTS[0], max_tokens=8)]
+    with engine.lock:
+        want = [r.token for r in mlx_lm.stream_generate(engine.model, engine.tokenizer, PROMPTS[0], max_tokens=8)]
     assert res.rows[0].token_ids == [t for t in want if t not in engine.eos_ids]
 
 
@@ -125,7 +125,7 @@ def test_captured_attention_matches_explicit_softmax(engine):
 def test_emphasis_raises_attention_on_marks(engine):
     prompt = PROMPTS[1]
     ids = engine.encode(prompt)
-    marks = engine.marks_from_text(prompt, ids, ["red"])
+    marks = engine.tokens.marks_from_text(prompt, ids, ["red"])
     res = engine.compare(Request(prompt, [parse_inline("emphasis:strength=3")], marks, max_tokens=4)).run()
     assert res.rows[1].attention_to_marks[0] > res.rows[0].attention_to_marks[0] + 0.05
     captured = engine.capture_attention(ids, parse_inline("emphasis:strength=3").lenses, marks=marks)
@@ -136,7 +136,7 @@ def test_emphasis_raises_attention_on_marks(engine):
 def test_attention_to_marks_equals_captured_share(engine):
     prompt = PROMPTS[1]
     ids = engine.encode(prompt)
-    marks = engine.marks_from_text(prompt, ids, ["cup"])
+    marks = engine.tokens.marks_from_text(prompt, ids, ["cup"])
     res = engine.compare(Request(prompt, [], marks, max_tokens=3)).run()
     full = engine.capture_attention(ids + res.rows[0].token_ids[:2])
     P = len(ids)
@@ -175,10 +175,10 @@ def test_streaming_and_cancel(engine):
 def test_marks_from_text_and_errors(engine):
     prompt = "the key is blue. the key is old."
     ids = engine.encode(prompt)
-    marks = engine.marks_from_text(prompt, ids, ["key"])
+    marks = engine.tokens.marks_from_text(prompt, ids, ["key"])
     assert len(marks) == 2 and all("key" in engine.token_text(ids[i]) for i in marks)
     with pytest.raises(BadInput, match="does not occur"):
-        engine.marks_from_text(prompt, ids, ["zebra"])
+        engine.tokens.marks_from_text(prompt, ids, ["zebra"])
     with pytest.raises(BadInput, match="outside the prompt"):
         engine.compare(Request(prompt, marks=[999]))
 
@@ -189,7 +189,8 @@ def test_hidden_states_record_and_hook_state_isolated(engine):
     assert set(hs) == {-1, 0, engine.n_layers - 1}
     assert hs[0].shape == (len(ids), engine.hidden_size)
     # the final hidden state, normed and unembedded, gives the model's logits
-    logits = engine.model(mx.array([ids]))[0]
+    with engine.lock:
+        logits = engine.model(mx.array([ids]))[0]
     manual = engine.model.model.norm(hs[engine.n_layers - 1][None])
     manual = engine.model.model.embed_tokens.as_linear(manual)[0]
     np.testing.assert_allclose(np.array(manual), np.array(logits), atol=1e-4)

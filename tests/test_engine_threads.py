@@ -8,8 +8,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from lenscope.core.engine import Request
+from lenscope.core.comparison import head_on
+from lenscope.core.engine import Engine, Request
 from lenscope.core.hooks import SDPA_NAME, HookState, ModelBusy, attention_modules, find_embedding, hooked
+from lenscope.core.model_lock import Unlocked
 from lenscope.lenses.spec import parse
 
 PROMPT = "the cup is red. anna saw a big dog. question: what color is the cup? answer: the cup is"
@@ -37,7 +39,7 @@ def test_comparison_and_capture_in_two_threads(engine):
     model = engine.model
     classes = [type(b) for b in _blocks(model)]
     ids = engine.encode(PROMPT)
-    marks = engine.marks_from_text(PROMPT, ids, ["red"])
+    marks = engine.tokens.marks_from_text(PROMPT, ids, ["red"])
     variants = parse("emphasis:strength=3")
 
     def compare():
@@ -59,7 +61,7 @@ def test_comparison_and_capture_in_two_threads(engine):
             barrier.wait()
             for _ in range(6):
                 results[name].append(call())
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     switch = sys.getswitchinterval()
@@ -102,7 +104,7 @@ def test_hooked_refuses_to_install_over_another_state(engine, monkeypatch):
     classes = [type(b) for b in _blocks(model)]
     outer = HookState([[]], engine.n_layers, len(ids))
     outer.record_layers = {0}
-    with hooked(model, outer):
+    with engine.lock, hooked(model, outer):
         inside = _hook_picture(model)
         inner = HookState([parse("emphasis:strength=3")[0].lenses], engine.n_layers, len(ids), (2,))
         with pytest.raises(ModelBusy, match="already hooked by another run"), hooked(model, inner):
@@ -119,9 +121,41 @@ def test_hooked_refuses_to_install_over_another_state(engine, monkeypatch):
     module = attention_modules(model)[0]
     monkeypatch.setattr(module, SDPA_NAME, other.attention)
     before = _hook_picture(model)
-    with pytest.raises(ModelBusy, match="already hooked by another run"), \
+    with engine.lock, pytest.raises(ModelBusy, match="already hooked by another run"), \
             hooked(model, HookState([[]], engine.n_layers, len(ids))):
         pass
     assert _hook_picture(model) == before
     monkeypatch.undo()
     _assert_unhooked(model, classes)
+
+
+def test_the_model_runs_and_is_patched_only_under_its_lock(engine):
+    """The rule of core/model_lock.py, checked: a forward, hooks and the head wrapper outside
+    `with engine.lock:` raise, on this thread and on a thread beside one that holds it."""
+    ids = mx.array([engine.encode(PROMPT)])
+    state = HookState([[]], engine.n_layers, ids.shape[1])
+    with pytest.raises(Unlocked):
+        engine.model(ids)
+    with pytest.raises(Unlocked), hooked(engine.model, state):
+        pass
+    with pytest.raises(Unlocked), head_on(engine.model, slice(-1, None)):
+        pass
+    _assert_unhooked(engine.model, [type(b) for b in _blocks(engine.model)])
+    seen = []
+    with engine.lock:
+        assert engine.model(ids).shape[1] == ids.shape[1]  # held: it runs (reentrant below)
+        with engine.lock, head_on(engine.model, slice(-1, None)):
+            assert engine.model(ids).shape[1] == 1
+        other = threading.Thread(target=lambda: seen.append(_raises(lambda: engine.model(ids))))
+        other.start()
+        other.join(timeout=60)
+    assert seen == [True]  # another thread is refused while this one holds the lock
+    assert Engine(engine.loaded).lock is engine.lock  # the lock is the model's: a second engine shares it
+
+
+def _raises(fn) -> bool:
+    try:
+        fn()
+    except Unlocked:
+        return True
+    return False

@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def test_run_writes_results_report_and_svgs(run_cli, tmp_path):
-    code, out, err = run_cli("run", str(EXAMPLES / "recall.toml"), "--out", str(tmp_path / "out"))
+    code, _out, err = run_cli("run", str(EXAMPLES / "recall.toml"), "--out", str(tmp_path / "out"))
     assert code == 0, err
     results = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [r["comparison"] for r in results] == ["a fact a few sentences back"]

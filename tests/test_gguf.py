@@ -7,9 +7,9 @@ import json
 import subprocess
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 import pytest
+from mlx import nn
 
 from lenscope.errors import BadInput
 

@@ -1,20 +1,9 @@
 """Each key is described once (tui/keys.py): the help screen, the palette, the footer and
-the README's key table all come from the same `Key` declarations."""
+the key reference (docs/reference/keys.md) all come from the same `Key` declarations."""
 
-from pathlib import Path
 
 from lenscope.tui.app import LenscopeApp
-from lenscope.tui.keys import Key, help_markdown, help_rows, hint, palette
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def test_readme_key_table_is_the_generated_one():
-    text = README.read_text()
-    start = text.index("-->\n", text.index("<!-- keys:")) + 4
-    table = text[start : text.index("\n<!-- /keys -->")]
-    assert table == help_markdown(LenscopeApp.key_groups()), \
-        "README key table is stale: paste help_markdown(LenscopeApp.key_groups())"
+from lenscope.tui.keys import Key, help_rows, hint, palette
 
 
 def test_every_binding_comes_from_a_key_and_is_in_the_help():
@@ -29,7 +18,7 @@ def test_every_binding_comes_from_a_key_and_is_in_the_help():
 
 
 def test_every_widget_with_keys_is_in_a_tab_entry():
-    """A widget's keys reach help and the README only through its tab's entry (tui/tabs.py):
+    """A widget's keys reach help and the key reference only through its tab's entry (tui/tabs.py):
     a widget that declares KEYS but is in no entry fails here, not silently."""
     import importlib
     import inspect

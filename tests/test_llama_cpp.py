@@ -7,7 +7,7 @@ greedy tokens at every position, and max |logit difference| against the largest 
 llama.cpp quantizes activations to 8 bits in its quantized dot products and keeps its KV
 cache in float16, so the tolerance is stated per test, not zero.
 
-Set LENSCOPE_LLAMA_CPP_TABLE=FILE to append each measured row there (README table).
+Set LENSCOPE_LLAMA_CPP_TABLE=FILE to append each measured row there (docs/performance.md table).
 """
 
 from __future__ import annotations
@@ -240,7 +240,8 @@ def test_smollm2_against_llama_cpp(smollm2_engine):
     theirs.eval(ids)
     ref = np.array(theirs.scores[: len(ids)], dtype=np.float64)
     theirs.close()
-    logits = np.array(smollm2_engine.model(mx.array([ids]))[0].astype(mx.float32), dtype=np.float64)
+    with smollm2_engine.lock:
+        logits = np.array(smollm2_engine.model(mx.array([ids]))[0].astype(mx.float32), dtype=np.float64)
     exact = gr.forward(*gr.load_reference(path), ids)
     diff, scale, same = _compare(logits, ref)
     floor, own = float(np.abs(exact - ref).max()), float(np.abs(logits - exact).max())

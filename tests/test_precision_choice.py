@@ -2,9 +2,9 @@
 changes the model's greedy answer, and kept (models/precision_choice.py)."""
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 import pytest
+from mlx import nn
 from mlx.utils import tree_flatten
 from tiny_models import build
 

@@ -15,11 +15,11 @@ PROMPT = "the key is blue. then jack waved. jack and max talked. question: what 
 
 def marks_of(engine):
     ids = engine.encode(PROMPT)
-    return ids, engine.marks_from_text(PROMPT, ids, ["the key is blue."])
+    return ids, engine.tokens.marks_from_text(PROMPT, ids, ["the key is blue."])
 
 
 def test_propagate_zero_is_plain_emphasis(engine):
-    ids, marks = marks_of(engine)
+    _ids, marks = marks_of(engine)
     variants = [parse_inline("emphasis:strength=2"), parse_inline("emphasis:strength=2,propagate=0")]
     run = engine.compare(Request(PROMPT, variants, marks, max_tokens=4, keep_logits=True))
     res = run.run()

@@ -1,6 +1,6 @@
 """Conversations on SmolLM2: a name stated in turn 1 fades from the baseline's attention as
 turns pass, and marking + tracking it with emphasis keeps a larger share on it (the claim
-of the README's 20-conversation run, on one of its conversations)."""
+of the 20-conversation run in docs/guide/conversations.md, on one of its conversations)."""
 
 import pytest
 

@@ -38,7 +38,7 @@ def test_every_lens_kind_acts_and_restores_the_weights(gemma_engine):
     eng = gemma_engine
     prompt = "The hat is green. Tom saw a big dog. Question: what color is the hat? Answer: the hat is"
     ids = eng.encode(prompt)
-    marks = eng.marks_from_text(prompt, ids, ["green"])
+    marks = eng.tokens.marks_from_text(prompt, ids, ["green"])
     active = {k: a for k, (_, a) in CASES.items() if a}
     active["head-scale"] = "head-scale:scale=0,heads=0|1|2|3"  # gemma-3-270m has 4 heads
     active["steer"] = "steer:strength=200,token=happy"  # hidden states of norm ~ 1e3

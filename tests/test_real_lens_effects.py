@@ -1,5 +1,5 @@
-"""Lens effects claimed in the README, checked on SmolLM2-135M-Instruct (small n here;
-the README's tables come from `lenscope measure ... --model smollm2` at n >= 40)."""
+"""Lens effects claimed in docs/measured.md, checked on SmolLM2-135M-Instruct (small n here;
+its tables come from `lenscope measure ... --model smollm2` at n >= 40)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.real_model
 
 def _far_fact(engine, item, rng):
     prompt = item.prompt(ps.filler(rng, 6))
-    return prompt, engine.marks_from_text(prompt, engine.encode(prompt), [item.context])
+    return prompt, engine.tokens.marks_from_text(prompt, engine.encode(prompt), [item.context])
 
 
 def test_identity_row_equals_baseline(smollm2_engine):
@@ -27,7 +27,7 @@ def test_identity_row_equals_baseline(smollm2_engine):
 
 def test_emphasis_keeps_a_far_counterfactual_fact(smollm2_engine):
     """Six filler sentences between fact and question: emphasis raises attention on the
-    fact and makes at least as many answers follow it (README: 0.81 -> 1.00 at n=48)."""
+    fact and makes at least as many answers follow it (docs/measured.md: 0.81 -> 1.00 at n=48)."""
     rng = random.Random(1)
     follows, share = [0, 0], [0.0, 0.0]
     for item in ps.counterfact(12):
@@ -60,7 +60,7 @@ def test_patching_moves_the_fact(smollm2_engine):
 
 def test_steering_shifts_mood_both_ways(smollm2_engine):
     """A contrast direction at layer 15, +-0.1 of each token's norm: more positive words one
-    way, fewer the other, over the same sampled stories (shared noise). README, n=40:
+    way, fewer the other, over the same sampled stories (shared noise). docs/measured.md, n=40:
     positive share 0.61 -> 0.98 and 0.08."""
     variants = [v for v in parse("examples/lenses/mood_smollm2.toml") if v.name in ("mean -0.1", "mean +0.1")]
     pos, neg = _mood_words(smollm2_engine, variants)
@@ -92,7 +92,7 @@ def test_smollm2_example_says_what_its_comments_claim(smollm2_engine, run_cli, t
     code, _, err = run_cli("run", "examples/smollm2.toml", "--out", str(tmp_path / "out"))
     assert code == 0, err
     lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
-    first = lambda rec: [row["text"].split(".")[0].strip() for row in rec["rows"]]  # noqa: E731
+    first = lambda rec: [row["text"].split(".")[0].strip() for row in rec["rows"]]
     assert first(lines[0]) == ["Beijing", "Oslo", "Oslo"]
     assert first(lines[1]) == ["Paris", "Berlin"]
     assert lines[2]["rows"][0]["text"].startswith("The capital of France is Paris")
@@ -107,7 +107,8 @@ def test_scored_log_probs_match_float64_over_the_whole_vocabulary(smollm2_engine
     eng = smollm2_engine
     prompt, continuation = "The capital of France is", " Paris, the city of light."
     p_ids, c_ids, rows = score(eng, prompt, continuation)
-    logits = np.asarray(eng.model(mx.array([p_ids + c_ids]))[0].astype(mx.float32), np.float64)
+    with eng.lock:
+        logits = np.asarray(eng.model(mx.array([p_ids + c_ids]))[0].astype(mx.float32), np.float64)
     z = logits[len(p_ids) - 1 : -1]
     m = z.max(-1, keepdims=True)
     lp = z - (np.log(np.exp(z - m).sum(-1, keepdims=True)) + m)

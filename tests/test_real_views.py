@@ -1,4 +1,4 @@
-"""The views on SmolLM2-135M-Instruct (30 layers x 9 heads): what the README says they show."""
+"""The views on SmolLM2-135M-Instruct (30 layers x 9 heads): what docs/guide/views.md says they show."""
 
 import mlx.core as mx
 import numpy as np
@@ -21,7 +21,8 @@ def test_logit_lens_last_layer_is_the_models_logits_and_rome_appears_late(smollm
     e = smollm2_engine
     ids = e.encode(PROMPT)
     _, hidden = e.inspect(ids)
-    logits = np.array(e.model(mx.array([ids]))[0].astype(mx.float32))
+    with e.lock:
+        logits = np.array(e.model(mx.array([ids]))[0].astype(mx.float32))
     rome = e.encode(" Rome")[0]
     lens = logit_lens(e, hidden, [len(ids) - 1], pinned=[rome])
     assert int(lens.top_ids[-1, 0, 0]) == int(logits[-1].argmax()) == rome
@@ -41,7 +42,7 @@ def test_emphasis_moves_head_shares_and_steering_moves_hidden_states(smollm2_eng
     e = smollm2_engine
     prompt = "The key is blue. Tom went to the park and the sun was warm. What color is the key? The key is"
     ids = e.encode(prompt)
-    marks = e.marks_from_text(prompt, ids, ["blue"])
+    marks = e.tokens.marks_from_text(prompt, ids, ["blue"])
     variants = [parse_inline("emphasis:strength=2"), parse_inline("steer:layers=12,strength=0.2,unit=norm,"
                                                                   "positive=I am so happy,negative=I am so sad")]
     run = e.compare(Request(prompt, variants, marks, max_tokens=3), capture=True)
@@ -64,7 +65,7 @@ def test_propagation_emphasises_what_reads_the_requirement(smollm2_engine):
     prompt = ("Requirement: register an atexit handler that closes the log. Then we wrote the parser, the tests "
               "and the config loader. Now write the main function. It must")
     ids = e.encode(prompt)
-    marks = e.marks_from_text(prompt, ids, ["register an atexit handler"])
+    marks = e.tokens.marks_from_text(prompt, ids, ["register an atexit handler"])
     weights = inherited_importance(e.capture_attention(ids), marks, 3.0)
     heirs = [j for j in range(len(ids)) if j not in marks and weights[j] > 0.2]
     assert "closes" in "".join(e.token_text(ids[j]) for j in heirs)

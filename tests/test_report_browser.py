@@ -30,7 +30,7 @@ def report(tmp_path_factory):
 def chromium(*args, cwd) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # the OpenBLAS preload kills its GPU process
     return subprocess.run([CHROMIUM, *FLAGS, "--enable-logging=stderr", "--v=0", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd, env=env)
+                          text=True, timeout=120, cwd=cwd, env=env, check=False)
 
 
 def test_focused_token_fills_the_tooltip_without_console_errors(report, tmp_path):

@@ -105,7 +105,7 @@ def test_every_output_validates_on_the_demo_model(run_cli, tmp_path):
     got["doctor"] = json.loads(run_cli("doctor", "--json")[1])
     got["measure"] = json.loads(run_cli("measure", "recall", "--n", "1", "--distances", "0", "--json")[1])
     got["bench"] = json.loads(run_cli("bench", "--tokens", "4", "--repeats", "1", "--json")[1])
-    assert set(k.split(" ")[0] for k in got) == set(SCHEMAS)  # every schema met a real output
+    assert {k.split(" ")[0] for k in got} == set(SCHEMAS)  # every schema met a real output
     check_all(got)
 
 

@@ -21,7 +21,8 @@ PROMPT = "the key is blue. one day, tom went to the park. question: what color i
 def test_score_equals_a_plain_forward(engine):
     p_ids, c_ids, rows = score(engine, PROMPT, " blue. then tom went home.")
     ids = p_ids + c_ids
-    logits = engine.model(mx.array([ids]))[0].astype(mx.float32)
+    with engine.lock:
+        logits = engine.model(mx.array([ids]))[0].astype(mx.float32)
     lp = np.array(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
     want = [lp[len(p_ids) - 1 + t, c] for t, c in enumerate(c_ids)]
     np.testing.assert_allclose(rows[0].token_logprobs, want, atol=1e-4)
@@ -73,12 +74,12 @@ def test_chat_marks_only_the_users_text(engine):
     chat = apply(engine.tokenizer, "what color is the user's key?", system="the user likes red")
     assert chat.text.count("user") >= 2  # the template and the system text say "user" too
     ids = engine.encode(chat.text)
-    marks = engine.marks_from_text(chat.text, ids, ["user"], chat.user_span)
-    spans = engine.token_spans(chat.text, ids)
+    marks = engine.tokens.marks_from_text(chat.text, ids, ["user"], chat.user_span)
+    spans = engine.tokens.token_spans(chat.text, ids)
     a, b = chat.user_span
     assert marks and all(spans[m][0] < b and spans[m][1] > a for m in marks)
     with pytest.raises(BadInput, match="does not occur"):
-        engine.marks_from_text(chat.text, ids, ["<|assistant|>"], chat.user_span)
+        engine.tokens.marks_from_text(chat.text, ids, ["<|assistant|>"], chat.user_span)
 
 
 def test_generate_chat_applies_the_template(run_cli):

@@ -67,7 +67,8 @@ def test_logprob_and_fluency_by_hand(engine, run):
     got = [next(iter(v.values())) for v in values(engine, run, {"kind": "logprob", "continuation": " blue"})]
     ids = engine.encode(PROMPT)
     target = engine.encode(PROMPT + " blue")[len(ids):]
-    logits = engine.model(mx.array([ids + target]))[0].astype(mx.float32)
+    with engine.lock:
+        logits = engine.model(mx.array([ids + target]))[0].astype(mx.float32)
     lp = np.array(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
     by_hand = sum(lp[len(ids) - 1 + i, t] for i, t in enumerate(target))
     assert got[0] == pytest.approx(by_hand, abs=1e-4) and got[2] == pytest.approx(by_hand, abs=1e-4)
@@ -96,7 +97,8 @@ def test_judge_is_p_yes_minus_p_no(engine):
 
     text = JUDGE_TEMPLATE.format(question="is the key blue?", text="the key is blue.")
     prompt, _ = model_prompt(engine.tokenizer, text, template_name(engine.tokenizer) is not None)
-    logits = np.array(engine.model(mx.array([engine.encode(prompt)]))[0, -1].astype(mx.float32))
+    with engine.lock:
+        logits = np.array(engine.model(mx.array([engine.encode(prompt)]))[0, -1].astype(mx.float32))
     p = np.exp(logits - logits.max())
     p /= p.sum()
 

@@ -119,7 +119,7 @@ def test_constraint_ranks_infeasible_last(engine, tmp_path):
 
 @pytest.mark.parametrize("change, words", [
     (lambda t: t.replace('strategy = "grid"', 'strategy = "magic"'), "strategy must be one of"),
-    (lambda t: re.sub(r"prompts = \[.*?\]\n", "prompts = []\n", t, flags=re.S), "'prompts' must be a non-empty list"),
+    (lambda t: re.sub(r"prompts = \[.*?\]\n", "prompts = []\n", t, flags=re.DOTALL), "'prompts' must be a non-empty list"),
     (lambda t: t.replace('kind = "contains"', 'kind = "vibes"'), "score kind must be one of"),
     (lambda t: t.replace('kind = "bias"', 'kind = "nope"'), "known 'kind'"),
     (lambda t: t.replace("value = [0, 30]", "value = [0, 1e400]"), "value"),

@@ -227,7 +227,7 @@ def test_tricky_values_read_back(entry):
 
 
 def test_numbers_are_written_short_exact_and_without_plus():
-    from lenscope.lenses.base import number_text
+    from lenscope.lenses.params import number_text
 
     assert [number_text(x) for x in (0.3, 1.0, 1e20, 1e-7, 0.1 + 0.2)] == ["0.3", "1", "1e20", "1e-07",
                                                                           "0.30000000000000004"]
@@ -270,7 +270,7 @@ def test_tracked_occurrences_count_matches_not_tokens(engine):
     ws.conversation.messages = [convs.ChatMessage("user", "My cat is called Whiskerton."),
                                 convs.ChatMessage("assistant", "What a fine name.")]
     ws.conversation.concepts = ["Whiskerton"]
-    ws.retokenize(engine)
+    ws.retokenize(engine.tokens)
     assert len(ws.tracked_hits("Whiskerton")) > 2  # several tokens per occurrence on this tokenizer
     assert ws.tracked_occurrences("Whiskerton") == 2
     assert ws.tracked_occurrences("whiskerton") == 2  # any case, as tracking matches
@@ -284,7 +284,7 @@ def test_chart_colours_are_valid_in_plotext_and_rich_and_a_legend_of_12_renders(
     from rich.color import Color
     from rich.console import Console
 
-    from lenscope.tui import charts
+    from lenscope.tui.widgets import charts
 
     for r, colour in enumerate(charts.COLORS):
         assert isinstance(colour, int) and 0 <= colour < 256  # plotext draws an xterm-256 index as is
@@ -303,7 +303,7 @@ def test_chart_colours_are_valid_in_plotext_and_rich_and_a_legend_of_12_renders(
 
 # -- 5. lens dialogs: descriptions are not markup, and they wrap --------------------------------------
 def test_dialog_text_is_not_read_as_markup():
-    from lenscope.lenses.base import Param
+    from lenscope.lenses.params import Param
     from lenscope.tui.dialogs.lens_dialogs import kind_line, param_line
 
     p = Param("words", "strs", (), "texts like [Red] or [b]bold[/b], kept as written")
@@ -335,8 +335,8 @@ def test_charts_draw_around_infinite_and_nan_values():
     """A lens that masks a token makes KL infinite: the chart leaves a gap (plotext raised here)."""
     import numpy as np
 
-    from lenscope.tui import charts
     from lenscope.tui.geometry.geometry_panel import pca_chart
+    from lenscope.tui.widgets import charts
 
     chart = charts.line_chart([(1, [0.1, float("inf"), 0.3]), (2, [float("nan"), float("inf")])], "KL", 60, 10)
     assert "KL" in chart.plain

@@ -26,7 +26,7 @@ def launch(*cmd: str, n: int = 2) -> list[str]:
 
 
 def run(cmd: list[str], cwd: Path, ok: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout, check=False)
     if ok:
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     return done
@@ -126,15 +126,15 @@ def test_refusals_are_one_line(tmp_path):
     # 8 heads and 4 KV heads do not split over 3 processes: every rank stops, rank 0 says why
     three = run(launch(*lenscope("generate", "--prompt", "hi", "--shard", "tensor"), n=3), tmp_path, ok=False)
     said = [line for line in three.stderr.splitlines() if line.startswith("lenscope:")]
-    assert said == ["lenscope: --shard tensor: the model's 8 attention heads, 4 KV heads and 704 MLP columns do not "
-                    "split evenly over 3 processes"], three.stderr
+    assert said == [("lenscope: --shard tensor: the model's 8 attention heads, 4 KV heads and 704 MLP columns do not "
+                    "split evenly over 3 processes")], three.stderr
     # a process that cannot load its model (a folder missing on one machine): rank 0 names it
     script = (f'if [ "$MLX_RANK" = 1 ]; then M="--model {tmp_path}/missing"; else M=""; fi; '
               f'exec {sys.executable} -m lenscope generate $M --prompt hi --shard tensor')
     missing = run(launch("sh", "-c", script), tmp_path, ok=False)
     said = [line for line in missing.stderr.splitlines() if line.startswith("lenscope:")]
-    assert said == [f"lenscope: process 1: model '{tmp_path}/missing': no such folder or .gguf file, and not a "
-                    "named model (named: smollm2, gemma3-270m)"], missing.stderr
+    assert said == [(f"lenscope: process 1: model '{tmp_path}/missing': no such folder or .gguf file, and not a "
+                    "named model (named: smollm2, gemma3-270m)")], missing.stderr
     # a refusal on one process only, while preparing the run (a lens file missing on one machine)
     np.save(tmp_path / "d.npy", np.ones(256, dtype=np.float32))
     script = (f'if [ "$MLX_RANK" = 1 ]; then F={tmp_path}/gone.npy; else F={tmp_path}/d.npy; fi; '
@@ -163,7 +163,7 @@ def test_shard_refuses_what_it_cannot_split_evenly_or_has_not_checked():
         tensor_parallel.shard(model, tensor_parallel.TensorSplit(0, 2, None))
     assert tensor_parallel.split_of(model) is None  # refused before anything was split
     model.args.model_type = "llama"
-    import mlx.nn as nn
+    from mlx import nn
 
     nn.quantize(model, group_size=64, bits=4)  # down_proj's 704 input columns: 11 groups, not 2 slices of whole groups
     with pytest.raises(BadInput, match="model's 11 quantization groups per down_proj row do not split evenly over 2"):
@@ -201,8 +201,8 @@ def test_quantized_model_split_equals_one_process(tmp_path, quantized_demo):
     _same(two, one, 1.5e-5)  # 5 printed decimals: one step of their rounding
 
 
-REAL = ["generate", "--model", "smollm2", "--precision", "float32", "--prompt", "The key is in the blue box. Tom put his hat on the table. "
-        "Where is the key? The key is", "--mark", "blue", "--max-tokens", "6", "--capture-attention", "--json",
+REAL = ["generate", "--model", "smollm2", "--precision", "float32", "--prompt", ("The key is in the blue box. Tom put his hat on the table. "
+        "Where is the key? The key is"), "--mark", "blue", "--max-tokens", "6", "--capture-attention", "--json",
         "--lens", "emphasis:strength=3,heads=1|7", "--lens", "hold:ceiling=6", "--lens", "steer:token=happy,strength=6",
         "--lens", "blur:sigma=2,axis=cols,target=mlp.down_proj,layers=3|4", "--lens", "temperature:start=1,end=1"]
 
@@ -214,8 +214,8 @@ def test_smollm2_split_over_three_processes_equals_one(tmp_path, smollm2_engine)
     `auto` measures, and three processes on two cores time differently from one.)"""
     refused = run(launch(*lenscope(*REAL, "--shard", "tensor")), tmp_path, ok=False)
     said = [line for line in refused.stderr.splitlines() if line.startswith("lenscope:")]
-    assert said == ["lenscope: --shard tensor: the model's 9 attention heads and 3 KV heads do not split evenly "
-                    "over 2 processes"], refused.stderr
+    assert said == [("lenscope: --shard tensor: the model's 9 attention heads and 3 KV heads do not split evenly "
+                    "over 2 processes")], refused.stderr
     one = json.loads(run(lenscope(*REAL), tmp_path).stdout)
     three = json.loads(run(launch(*lenscope(*REAL, "--shard", "tensor"), n=3), tmp_path, timeout=600).stdout)
     assert [r["token_ids"] for r in three["rows"]] == [r["token_ids"] for r in one["rows"]]

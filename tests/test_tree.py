@@ -28,7 +28,8 @@ def test_unpruned_tree_is_the_exhaustive_expansion(engine):
     combos = set()
     for leaf in leaves:
         path = tree.path(leaf.id)
-        logits = np.array(engine.model(mx.array([prompt_ids + path]))[0].astype(mx.float32))
+        with engine.lock:
+            logits = np.array(engine.model(mx.array([prompt_ids + path]))[0].astype(mx.float32))
         branch_at, ranks = {}, []
         for node_id in _ancestors(tree, leaf.id)[::-1] + [leaf.id]:
             node = tree.nodes[node_id]

@@ -498,7 +498,7 @@ async def test_unreadable_session(tmp_path, monkeypatch):
     path = tmp_path / "locked.json"
     path.write_text(json.dumps(_session()))
     for method in ("read_text", "read_bytes"):  # root reads chmod 000 files: refuse as the OS would
-        def refuse(self, *args, _read=getattr(pathlib.Path, method), **kwargs):
+        def refuse(self, *args, _read=getattr(pathlib.Path, method), **kwargs):  # noqa: B008 (bound now)
             if self == path:
                 raise PermissionError(13, "Permission denied", str(self))
             return _read(self, *args, **kwargs)

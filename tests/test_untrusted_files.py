@@ -94,7 +94,7 @@ def test_a_folder_made_by_something_else_is_refused_and_left_alone(run_cli, tmp_
         out.mkdir()
         (out / ".lenscope-folder.json").write_text("[1]")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    code, stdout, err = run_cli("search", str(search), "--out", str(out))
+    code, _stdout, err = run_cli("search", str(search), "--out", str(out))
     assert code == 2 and err.count("\n") == 1 and "use another folder" in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
@@ -145,7 +145,7 @@ def test_unreadable_results_files_are_one_line(run_cli, tmp_path, kind, command)
         args = ["run", str(exp), "--out", str(out), "--resume"]
     else:
         args = ["diff", str(out), str(out)]
-    code, stdout, err = run_cli(*args)
+    code, _stdout, err = run_cli(*args)
     assert code == 2 and err.count("\n") == 1 and str(results.name) in err, err
 
 
@@ -167,7 +167,7 @@ def test_a_launch_nobody_joins_ends_with_one_line(tmp_path, hostfile, expect_cod
         hosts.write_text(hostfile)
     env = {**os.environ, "MLX_RANK": "0", "MLX_HOSTFILE": str(hosts), "LENSCOPE_LAUNCH_TIMEOUT": "2"}
     proc = subprocess.run([sys.executable, "-m", "lenscope", "run", str(exp), "--out", str(tmp_path / "out")],
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == expect_code and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "out").exists()
 
@@ -263,7 +263,7 @@ def test_random_mutations_of_a_real_gguf_are_converted_or_refused(tmp_path_facto
 # -- bounds before work -----------------------------------------------------------------------------
 
 def test_a_score_too_large_to_hold_is_refused_before_the_forward(run_cli):
-    code, out, err = run_cli("score", "--prompt", "hi", "--continuation", "x " * 60_000)
+    code, _out, err = run_cli("score", "--prompt", "hi", "--continuation", "x " * 60_000)
     assert code == 2 and err.count("\n") == 1 and "need about" in err and "GiB" in err
 
 
@@ -517,5 +517,5 @@ def test_a_bad_launch_timeout_is_one_line(tmp_path, value):
     env = {**os.environ, "MLX_RANK": "0", "LENSCOPE_LAUNCH_TIMEOUT": value}
     env.pop("MLX_HOSTFILE", None)
     proc = subprocess.run([sys.executable, "-m", "lenscope", "run", str(exp), "--out", str(tmp_path / "out")],
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and f"LENSCOPE_LAUNCH_TIMEOUT '{value}'" in proc.stderr

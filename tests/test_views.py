@@ -45,7 +45,8 @@ def render(renderable, width=80, height=24) -> str:
 def test_logit_lens_last_layer_is_the_models_logits(engine, captured):
     _, caps = captured
     cap = caps[0]
-    logits = np.array(engine.model(mx.array([cap.ids]))[0].astype(mx.float32))
+    with engine.lock:
+        logits = np.array(engine.model(mx.array([cap.ids]))[0].astype(mx.float32))
     lens = logit_lens(engine, cap.hidden, range(len(cap.ids)), top_k=3)
     assert np.array_equal(lens.top_ids[-1, :, 0], logits.argmax(-1))
     probs = np.exp(logits - logits.max(-1, keepdims=True))

@@ -18,7 +18,7 @@ def blue(ws) -> set[int]:
 
 def marked(engine, **kw) -> Workspace:
     ws = Workspace(prompt=PROMPT, **kw)
-    ws.retokenize(engine)
+    ws.retokenize(engine.tokens)
     ws.marks = blue(ws)
     return ws
 
@@ -27,7 +27,7 @@ def test_marks_follow_an_edit_before_them(engine):
     ws = marked(engine)
     before = min(ws.marks)
     ws.prompt = "once more, " + PROMPT
-    assert ws.retokenize(engine) == 0
+    assert ws.retokenize(engine.tokens) == 0
     assert {ws.prompt_tokens[i].strip() for i in ws.marks} == {"blue"} and min(ws.marks) > before
 
 
@@ -35,21 +35,21 @@ def test_chat_mode_moves_marks_onto_the_same_characters(engine):
     ws = marked(engine)
     plain = sorted(ws.marks)
     ws.chat = True
-    assert ws.retokenize(engine, remap=True) == 0
+    assert ws.retokenize(engine.tokens, remap=True) == 0
     assert ws.template_tokens and not ws.marks & ws.template_tokens
     assert {ws.prompt_tokens[i].strip() for i in ws.marks} == {"blue"} and sorted(ws.marks) != plain
     ws.chat = False
-    ws.retokenize(engine, remap=True)
+    ws.retokenize(engine.tokens, remap=True)
     assert sorted(ws.marks) == plain and not ws.template_tokens
 
 
 def test_selection_marks_tokens_of_the_users_text_in_chat_mode(engine):
     ws = Workspace(prompt=PROMPT, chat=True)
-    ws.retokenize(engine)
+    ws.retokenize(engine.tokens)
     start = PROMPT.index("blue")
-    hit = ws.tokens_in(engine, start, start + 4)
+    hit = ws.tokens_in(engine.tokens, start, start + 4)
     assert {ws.prompt_tokens[i].strip() for i in hit} == {"blue"}
-    assert ws.tokens_in(engine, 0, len(PROMPT)).isdisjoint(ws.template_tokens)
+    assert ws.tokens_in(engine.tokens, 0, len(PROMPT)).isdisjoint(ws.template_tokens)
 
 
 def test_stale_after_any_input_changes(engine):
@@ -107,7 +107,7 @@ def test_session_round_trip(engine, tmp_path):
     path = sessions.save(ws.session("demo"), tmp_path / "s.json")
     other = Workspace()
     other.open(sessions.load(path))
-    other.retokenize(engine)
+    other.retokenize(engine.tokens)
     assert other.inputs_key() == ws.inputs_key()
     assert other.result.rows[1].token_ids == ws.result.rows[1].token_ids
     assert other.fields == {"max_tokens": "7", "temperature": "0.7", "seed": "5"}

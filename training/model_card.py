@@ -12,14 +12,14 @@ import random
 from pathlib import Path
 
 import mlx.core as mx
-import mlx.nn as nn
+from mlx import nn
 from mlx.utils import tree_flatten
 
-from lenscope import models  # noqa: E402
-from lenscope.core.engine import Engine, Request  # noqa: E402
+from lenscope import models
+from lenscope.core.engine import Engine, Request
 from lenscope.lab import (
-    episodes,  # noqa: E402
-    measure,  # noqa: E402
+    episodes,
+    measure,
 )
 
 SAMPLE_PROMPTS = ["one day, tom went to the park.", "in the morning, lily was happy.", "anna had a little cat named"]
@@ -75,24 +75,24 @@ def main() -> None:
         "filler names colours (`the red ball`), so the further the fact, the more colours compete",
         "with it: the gap `emphasis` on the marked fact is measured against.", "",
         "## Architecture and training", "",
-        f"- mlx-lm `llama`: {config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
+        (f"- mlx-lm `llama`: {config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
         f"{config['num_attention_heads']} heads ({config['num_key_value_heads']} key/value heads), "
-        f"MLP {config['intermediate_size']}, RoPE, tied embeddings, context {config['max_position_embeddings']}",
-        f"- byte-level BPE tokenizer trained on the corpus, vocabulary {config['vocab_size']}; chat template "
-        "`<|user|>…<|assistant|>`",
+        f"MLP {config['intermediate_size']}, RoPE, tied embeddings, context {config['max_position_embeddings']}"),
+        (f"- byte-level BPE tokenizer trained on the corpus, vocabulary {config['vocab_size']}; chat template "
+        "`<|user|>…<|assistant|>`"),
         f"- parameters: {n_params:,} ({size_mb:.1f} MB float32 safetensors)",
-        f"- AdamW (weight decay 0.05), warmup 50 steps then cosine, batch 24 x 256 tokens: "
+        (f"- AdamW (weight decay 0.05), warmup 50 steps then cosine, batch 24 x 256 tokens: "
         f"{final['step']} steps, {final['tokens_seen']:,} tokens in {final['elapsed_s'] / 60:.1f} min "
-        f"({final['tokens_seen'] / final['elapsed_s']:.0f} tokens/s on 2 CPU cores with OpenBLAS)",
+        f"({final['tokens_seen'] / final['elapsed_s']:.0f} tokens/s on 2 CPU cores with OpenBLAS)"),
         "- reproduce: " + "; then ".join(
             "`python training/train_demo_model.py --out models/demo "
             + ("--init models/demo " if ph.get("init") not in (None, "None") else "")
             + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in ph.items()
                        if k in ("recall_share", "recall_style", "docs", "steps", "lr", "minutes", "seed")) + "`"
             for ph in phases) + " (with Debian's OpenBLAS preloaded), then `python training/model_card.py`",
-        f"- final train loss {final['train_loss']:.3f}, held-out loss {final['held_out_loss']:.3f} "
+        (f"- final train loss {final['train_loss']:.3f}, held-out loss {final['held_out_loss']:.3f} "
         f"(held-out corpus mixture, seed 1); held-out prose-only loss {prose:.3f} nats/token "
-        f"(log vocab = {math.log(config['vocab_size']):.3f})", "",
+        f"(log vocab = {math.log(config['vocab_size']):.3f})"), "",
         "## Recall curve (measured)", "",
         f"`lenscope measure recall --n {args.n}`: greedy answer after the cue is the fact's colour;",
         "the fact's tokens are marked. Attention on the fact (mean over layers and heads, at the",

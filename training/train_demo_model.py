@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 import mlx.core as mx
-import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx import nn
 from mlx.utils import tree_flatten
-from mlx_lm.models import llama  # noqa: E402
+from mlx_lm.models import llama
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from lenscope.lab import episodes  # noqa: E402
+from lenscope.lab import episodes
 
 EOS = "<|endoftext|>"
 SPECIALS = [EOS, "<|user|>", "<|assistant|>"]
@@ -154,7 +154,7 @@ def main() -> None:
         return float(np.mean(losses))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / "train_log.jsonl", "a" if args.init else "w")
+    log = open(args.out / "train_log.jsonl", "a" if args.init else "w")  # noqa: SIM115 (the run's log)
     log.write(json.dumps({"phase": vars(args) | {"out": str(args.out), "init": str(args.init)}}) + "\n")
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()

@@ -17,9 +17,11 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import ProgressBar, Static, TabbedContent
 
+from lenscope.chat import templates as chat
 from lenscope.core.results import RunResult
 from lenscope.errors import BadInput
 from lenscope.lenses.spec import parse
+from lenscope.models import DEMO_MODEL_NAME
 from lenscope.tui import runner as jobs
 from lenscope.tui.compare.compare_panel import ComparePanel
 from lenscope.tui.compose.compose_pane import ComposePane, Status
@@ -166,11 +168,8 @@ class LenscopeApp(App):
         self.set_status(safe("$text", text=message.text))
 
     def on_model_loaded(self, message: jobs.ModelLoaded) -> None:
-        from lenscope.chat import templates as chat
-        from lenscope.models import DEMO_MODEL_NAME
-
         engine = self.runner.engine = message.engine
-        self.main.query_one(LogitLensPanel).token_text = engine.token_text
+        self.main.query_one(LogitLensPanel).token_text = engine.tokens.token_text
         on = self.ws.chat_choice
         if on is None:
             on = chat.suggests_chat(engine.tokenizer, engine.loaded.name, demo=engine.loaded.name == DEMO_MODEL_NAME)
@@ -342,7 +341,7 @@ class LenscopeApp(App):
 
     @classmethod
     def key_groups(cls) -> list[tuple[str, list[Key]]]:
-        """Every key by where it works: the help screen's rows (and the README's key table)."""
+        """Every key by where it works: the help screen's rows (and docs/reference/keys.md)."""
         return [("anywhere", cls.KEYS), *(group for tab in TABS for group in tab.keys)]
 
     def action_help(self) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+from lenscope.errors import BadInput
+
 
 def run_tui(args) -> None:
-    from lenscope.models.sources import cache_root
-    from lenscope.tui.app import LenscopeApp
+    from lenscope.models.sources import cache_root  # lazy: blas
+    from lenscope.tui.app import LenscopeApp  # lazy: startup
 
     # the session is kept in the cache after every run, and offered back after a crash
     app = LenscopeApp(model=args.model, prompt=args.prompt, marks=args.mark, lens_specs=args.lens,
@@ -27,9 +29,8 @@ def session_model(session: str | None, model: str | None) -> tuple[str | None, s
     """The model to open a session with: its own (refused in one line, before the TUI starts,
     when it cannot be found), or `--model` when given, with a note for the header when that
     differs from the session's. A session that cannot be read opens as before (the TUI says why)."""
-    from lenscope.errors import BadInput
-    from lenscope.models.sources import DEMO_MODEL_NAME, model_exists
-    from lenscope.storage import session as sessions
+    from lenscope.models.sources import DEMO_MODEL_NAME, model_exists  # lazy: blas
+    from lenscope.storage import session as sessions  # lazy: blas
 
     if not session:
         return model, ""

@@ -11,22 +11,31 @@ kind is kept). Workers report only with messages, which Textual delivers on the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 from textual.worker import Worker, get_current_worker
 
-from lenscope.core.capture import RowCapture
+from lenscope import models
+from lenscope.batch import fit
+from lenscope.batch.scores import Score
+from lenscope.batch.tree import grow, tree_done, tree_progress
+from lenscope.chat import conversation as convs
+from lenscope.core.capture import RowCapture, capture_rows
+from lenscope.core.engine import Engine
 from lenscope.core.results import RunResult
 from lenscope.errors import BadInput, reason
 from lenscope.lenses.base import Variant
+from lenscope.views.head_roles import measure
+from lenscope.views.logit_lens import logit_lens
 
 if TYPE_CHECKING:
     from textual.app import App
 
     from lenscope.chat.conversation import Conversation
-    from lenscope.core.engine import Engine, Request
+    from lenscope.core.engine import Request
 
 FLUSH_S = 0.05  # tokens reach the screen in batches at most this often
 QUEUED = ("capture", "head roles", "logit lens")  # jobs that wait for the model instead of being refused
@@ -152,9 +161,6 @@ class Runner:
     # -- the jobs ---------------------------------------------------------------------------------
     def load(self, spec: str | None, trust_remote_code: bool) -> None:
         def body() -> None:
-            from lenscope import models
-            from lenscope.core.engine import Engine
-
             t = time.perf_counter()
             try:
                 engine = Engine(models.load(spec, trust_remote_code=trust_remote_code,
@@ -191,8 +197,6 @@ class Runner:
 
     def turn(self, conv: Conversation, user: str, variants: list[Variant], values: tuple[int, float, int],
              number: int) -> bool:
-        from lenscope.chat import conversation as convs
-
         engine = self.engine
 
         def body() -> None:
@@ -237,8 +241,6 @@ class Runner:
     def _capture(self, worker: Worker, result: RunResult, variants: list[Variant], number: int) -> None:
         """Every row's attention and hidden states in one batched forward, for every view; where
         that fails, row by row, so the note names the rows that could not be captured."""
-        from lenscope.core.capture import capture_rows
-
         captures, skipped, note = {}, [], ""
         try:
             captures = dict(enumerate(capture_rows(self.engine, result, variants)))
@@ -256,8 +258,6 @@ class Runner:
 
     def head_roles(self, apply: Callable[[Any], None]) -> None:
         def body() -> None:
-            from lenscope.views.head_roles import measure
-
             roles = measure(self.engine)
             self.app.post_message(ViewReady(lambda: apply(roles)))
 
@@ -266,8 +266,6 @@ class Runner:
     def logit_lens(self, capture: RowCapture, positions: list[int], pinned: Any,
                    apply: Callable[[Any], None]) -> None:
         def body() -> None:
-            from lenscope.views.logit_lens import logit_lens
-
             shown = [p for p in positions if p < len(capture.ids)] or [len(capture.ids) - 1]  # a shorter baseline
             lens = logit_lens(self.engine, capture.hidden, shown, pinned=pinned)
             self.app.post_message(ViewReady(lambda: apply(lens)))
@@ -278,8 +276,6 @@ class Runner:
         """Learn a steer lens from `data` into the folder `out` (lenscope fit's defaults);
         the status line follows the steps and the loss; escape cancels between steps."""
         def body() -> None:
-            from lenscope.batch import fit
-
             worker = get_current_worker()
             examples = fit.read_examples(self.engine, data)
             last = [0.0]
@@ -300,9 +296,6 @@ class Runner:
 
     def tree(self, prompt: str, options: dict[str, Any], apply: Callable[[Any], None]) -> bool:
         def body() -> None:
-            from lenscope.batch.scores import Score
-            from lenscope.batch.tree import grow, tree_done, tree_progress
-
             worker = get_current_worker()
             start, last = time.perf_counter(), [0.0]
 

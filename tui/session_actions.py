@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lenscope.chat import conversation as convs
 from lenscope.errors import BadInput, reason
-from lenscope.storage import files
+from lenscope.reports.export import write_reports
+from lenscope.reports.html import attention_row
 from lenscope.storage import session as sessions
+from lenscope.storage.files import process_alive
 from lenscope.tui.compose.compose_pane import ComposePane
 from lenscope.tui.dialogs.choice_dialog import Choice
 from lenscope.tui.dialogs.lens_dialogs import PathPrompt
@@ -39,7 +42,7 @@ def orphaned_recovery(folder: Path) -> Path | None:
 
     try:
         files = [p for p in folder.glob("*.json") if p.stem.isdigit() and p.is_file() and not p.is_symlink()
-                 and not files.process_alive(int(p.stem))]
+                 and not process_alive(int(p.stem))]
     except OSError:
         return None
     return max(files, key=mtime, default=None)
@@ -135,7 +138,7 @@ class SessionActions:
             return  # model_ready calls this again
         if (res is None or res.model != engine.loaded.name or res.cancelled
                 or [r.name for r in res.rows] != [v.name for v in self.ws.rows()]
-                or engine.encode(res.prompt) != res.prompt_token_ids):
+                or engine.tokens.encode(res.prompt) != res.prompt_token_ids):
             app.set_status("saved outputs shown · attention is not saved in sessions: ctrl+r runs again")
             return
         app.set_status("saved outputs shown · capturing their attention…")
@@ -153,10 +156,7 @@ class SessionActions:
         def chosen(folder: str | None) -> None:
             if not folder:
                 return
-            from importlib import metadata
 
-            from lenscope.reports.export import write_reports
-            from lenscope.reports.html import attention_row
 
             record = {"comparison": "lenscope tui", **self.ws.result.to_json()}
             conv = self.ws.conversation

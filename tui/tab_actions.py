@@ -10,6 +10,7 @@ import numpy as np
 from lenscope.core.capture import RowCapture
 from lenscope.errors import BadInput
 from lenscope.lenses.base import Variant
+from lenscope.lenses.constrain import Force
 from lenscope.tui.compare.compare_panel import ComparePanel
 from lenscope.tui.compose.compose_pane import ComposePane
 from lenscope.tui.heads.head_map_panel import HeadMapPanel
@@ -141,7 +142,7 @@ class TabActions:
         try:
             if not self.ws.prompt.strip():
                 raise BadInput("prompt: empty")
-            prompt, _ = self.ws.model_prompt(app.engine)
+            prompt, _ = self.ws.model_prompt(app.engine.tokens)
         except BadInput as exc:
             app.notify(str(exc), severity="error")
             return
@@ -150,8 +151,6 @@ class TabActions:
             panel.growing()
 
     def open_path(self, text: str, node: int) -> None:
-        from lenscope.lenses.constrain import Force
-
         self.ws.set_variant(None, Variant(f"tree node {node}", [Force(text=text)]))
         self._q(ComposePane).show_variants(len(self.ws.variants) - 1)
         self.app.notify(f"added 'tree node {node}': its path forced from the first step (ctrl+r runs)")

@@ -1,6 +1,6 @@
 """The tabs, once: each is one `Tab` entry (id, title, key, the widget inside, the keys it
 adds to help, what it does with the captures of the result on screen, where focus goes).
-The main screen composes them, the app binds their keys, help and the README's key table
+The main screen composes them, the app binds their keys, help and the key reference (docs/reference/keys.md)
 list their keys, and `TabActions.show_captures` hands each its share of a capture."""
 
 from __future__ import annotations

@@ -3,9 +3,8 @@
 What the person typed (prompt, system message, the settings fields), marked and chose
 (variants, chat mode), what the model reads (the tokens of the prompt, templated in chat
 mode), and the last result with the inputs it was made from. The app shows it and feeds
-it what widgets report; everything here is plain data and functions of an `engine`
-(anything with `encode`, `token_text`, `token_spans` and `tokenizer`), so it is unit-tested
-without a screen.
+it what widgets report; everything here is plain data and functions of the model's
+`Tokens` (the tokenizer alone: `Engine.tokens`), so it is unit-tested without a screen.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from lenscope.chat import conversation as convs
 from lenscope.chat import templates as chat
 from lenscope.core import settings
 from lenscope.core.capture import RowCapture
+from lenscope.core.engine import Request
 from lenscope.core.marks import carry_marks, overlapping
 from lenscope.core.results import RunResult
 from lenscope.errors import BadInput
@@ -27,6 +27,7 @@ from lenscope.storage import session as sessions
 
 if TYPE_CHECKING:
     from lenscope.core.engine import Engine
+    from lenscope.core.tokens import Tokens
 
 FIELDS = ("max_tokens", "temperature", "seed")  # the settings the TUI shows as text fields
 
@@ -66,67 +67,67 @@ class Workspace:
     def system_text(self) -> str | None:
         return self.system if self.system.strip() else None
 
-    def model_prompt(self, engine: Engine) -> tuple[str, tuple[int, int] | None]:
+    def model_prompt(self, tokens: Tokens) -> tuple[str, tuple[int, int] | None]:
         """The text the model reads and where the user's text sits in it (None: all of it).
         Raises BadInput when the chat template fails on this text."""
-        if engine is None:
+        if tokens is None:
             return self.prompt, None
-        return chat.model_prompt(engine.tokenizer, self.prompt, self.chat, self.system_text())
+        return chat.model_prompt(tokens.tokenizer, self.prompt, self.chat, self.system_text())
 
-    def retokenize(self, engine: Engine, remap: bool = False) -> int:
+    def retokenize(self, tokens: Tokens, remap: bool = False) -> int:
         """Tokenize what the model reads and keep the marks: carried over the user's edits
         (carry_marks) or, with `remap` (chat toggled, another system message), moved onto the
         same characters of the user's text. Returns how many marks were lost. A template that
         fails on this text sets `chat_error` and changes nothing else."""
         if self.conversation is not None:
-            return self._retokenize_conversation(engine)
+            return self._retokenize_conversation(tokens)
         try:
-            text, span = self.model_prompt(engine)
+            text, span = self.model_prompt(tokens)
         except BadInput as exc:
             self.chat_error = str(exc)
             return 0
         self.chat_error = ""
-        ids = engine.encode(text) if self.prompt else []
-        tokens = [engine.token_text(i) for i in ids]
-        spans = engine.token_spans(text, ids) if span is not None or remap else None
+        ids = tokens.encode(text) if self.prompt else []
+        texts = [tokens.token_text(i) for i in ids]
+        spans = tokens.token_spans(text, ids) if span is not None or remap else None
         template = set(range(len(ids))) - overlapping(spans, *span) if span is not None else set()
         lost = 0
         if remap and self.prompt_tokens:
-            old = self.prompt_spans if self.prompt_spans is not None else engine.token_spans(self.model_text,
+            old = self.prompt_spans if self.prompt_spans is not None else tokens.token_spans(self.model_text,
                                                                                               self.prompt_ids)
             old_start, new_start = (self.user_span or (0, 0))[0], (span or (0, 0))[0]
             moved = {m: chat.move_marks({m}, old, old_start, spans, new_start) - template for m in self.marks}
             marks = set().union(*moved.values()) if moved else set()
             lost = sum(1 for hit in moved.values() if not hit)
         elif self.prompt_tokens:
-            marks = carry_marks(self.prompt_tokens, tokens, self.marks) - template
+            marks = carry_marks(self.prompt_tokens, texts, self.marks) - template
         else:  # first tokenization (marks from the command line or a session): keep them
-            marks = {m for m in self.marks if 0 <= m < len(tokens)} - template
+            marks = {m for m in self.marks if 0 <= m < len(texts)} - template
         self.model_text, self.user_span, self.prompt_spans = text, span, spans if span is not None else None
-        self.prompt_ids, self.prompt_tokens, self.marks, self.template_tokens = ids, tokens, marks, template
+        self.prompt_ids, self.prompt_tokens, self.marks, self.template_tokens = ids, texts, marks, template
         return lost
 
-    def _retokenize_conversation(self, engine: Engine) -> int:
+    def _retokenize_conversation(self, tokens: Tokens) -> int:
         """The transcript so far and the prompt as the next user message: marks on earlier
         messages come from the conversation's character marks, the prompt's are carried over edits."""
         conv = self.conversation
         history = conv.history(0)
         messages = [*history, convs.ChatMessage("user", self.prompt)]
         try:
-            lay = convs.layout(engine, messages)
+            lay = convs.layout(tokens, messages)
         except BadInput as exc:
             self.chat_error = str(exc)
             return 0
         self.chat_error = ""
-        tokens = [engine.token_text(i) for i in lay.ids]
+        texts = [tokens.token_text(i) for i in lay.ids]
         pending = overlapping(lay.spans, *lay.offsets[-1])
         # over an edit, marks follow their tokens; on the first tokenization (a session) they are kept
-        carried = (carry_marks(self.prompt_tokens, tokens, self.marks) if self.prompt_tokens else self.marks) & pending
+        carried = (carry_marks(self.prompt_tokens, texts, self.marks) if self.prompt_tokens else self.marks) & pending
         held = set().union(*(lay.tokens_of(m) for m in conv.marks if m.message < len(history)))
         template = lay.template_tokens()
         self.tracked = set().union(*(lay.concept_tokens(messages, c) for c in conv.concepts)) - template
         self.model_text, self.user_span, self.prompt_spans, self.layout = lay.text, lay.offsets[-1], lay.spans, lay
-        self.prompt_ids, self.prompt_tokens, self.template_tokens = lay.ids, tokens, template
+        self.prompt_ids, self.prompt_tokens, self.template_tokens = lay.ids, texts, template
         self.marks = (held | carried) - template
         return 0
 
@@ -162,10 +163,10 @@ class Workspace:
         n = len(self.conversation.history(0))
         return [m for m in self.layout.marks_of(self.marks) if m.message == n]
 
-    def tokens_in(self, engine: Engine, start: int, end: int) -> set[int]:
+    def tokens_in(self, tokens: Tokens, start: int, end: int) -> set[int]:
         """Markable tokens overlapping characters [start, end) of the user's prompt."""
         offset = self.user_span[0] if self.user_span else 0  # the prompt's place in the templated text
-        spans = self.prompt_spans if self.prompt_spans is not None else engine.token_spans(self.model_text,
+        spans = self.prompt_spans if self.prompt_spans is not None else tokens.token_spans(self.model_text,
                                                                                             self.prompt_ids)
         return overlapping(spans, start + offset, end + offset) - self.template_tokens
 
@@ -226,11 +227,9 @@ class Workspace:
 
     def request(self, engine: Engine):
         """The run these inputs ask for; BadInput names what is wrong."""
-        from lenscope.core.engine import Request
-
         if not self.prompt.strip():
             raise BadInput("prompt: empty")
-        prompt, _ = self.model_prompt(engine)
+        prompt, _ = self.model_prompt(engine.tokens)
         max_tokens, temperature, seed = self.settings()
         engine.check_fit(self.variants)
         return Request(prompt, list(self.variants), sorted(self.marks), max_tokens, temperature, seed)

@@ -5,7 +5,7 @@ Pure numpy, no model: the TUI, the CLI, the reports and the tests read the same 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -8,8 +8,8 @@ as a background; differences (row minus baseline) the diverging map centred on z
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from rich.console import Console, ConsoleOptions, RenderResult

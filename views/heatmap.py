@@ -9,8 +9,8 @@ the space are mean-pooled to fit, or cropped at 1:1 from (`row0`, `col0`) to scr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from rich.color import Color

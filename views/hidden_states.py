@@ -4,7 +4,8 @@ last-token states over the steps. Pure numpy on captured hidden states (layers +
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -8,8 +8,8 @@ evenly spaced subset, always with the first and the last (the title says so).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from rich.console import Console, ConsoleOptions, RenderResult

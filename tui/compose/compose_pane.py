@@ -29,6 +29,7 @@ from lenscope.tui.workspace import Workspace
 
 if TYPE_CHECKING:
     from lenscope.core.engine import Engine
+    from lenscope.core.tokens import Tokens
 
 
 def tokens_label(n: int | None, template: int = 0, conversation: bool = False, marked: int = 0) -> str:
@@ -64,7 +65,7 @@ class ComposePane(Vertical):
     def __init__(self, ws: Workspace, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ws = ws
-        self.engine: Engine | None = None  # set when the model is loaded: tokenizes, never runs here
+        self.tokens: Tokens | None = None  # the model's tokenizer, once it is loaded (never the model)
         self.chat_template: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -102,7 +103,7 @@ class ComposePane(Vertical):
 
     def model_ready(self, engine: Engine, chat_on: bool) -> bool:
         """The model is there: chat controls, chat mode (as asked) and the first tokenization."""
-        self.engine = engine
+        self.tokens = engine.tokens
         self.chat_template = chat.template_name(engine.tokenizer)
         box = self.query_one("#chat", Checkbox)
         box.label = chat_label(self.chat_template)
@@ -124,7 +125,7 @@ class ComposePane(Vertical):
     # -- chat mode ------------------------------------------------------------------------------
     def show_chat(self, on: bool) -> bool:
         """Set chat mode and the widgets that show it (no retokenizing): on only with a template."""
-        if on and self.engine is not None and not self.chat_template:
+        if on and self.tokens is not None and not self.chat_template:
             self.notify("chat mode: this model has no chat template; the prompt goes in as written",
                         severity="warning")
             on = False
@@ -154,7 +155,7 @@ class ComposePane(Vertical):
             self.notify(f"{lost} mark(s) could not be kept", severity="warning")
 
     def toggle_chat(self) -> None:
-        if self.engine is None:
+        if self.tokens is None:
             self.notify("the model is still loading", severity="warning")
         elif not self.chat_template:
             self.notify("chat mode: this model has no chat template", severity="warning")
@@ -190,16 +191,16 @@ class ComposePane(Vertical):
     def raw_token(self, token_id: int) -> str | None:
         """The tokenizer's own entry for a token (e.g. '<0xE2>'), for tokens that are part of a character."""
         try:
-            return str(self.engine.tokenizer.convert_ids_to_tokens(int(token_id)))
+            return str(self.tokens.tokenizer.convert_ids_to_tokens(int(token_id)))
         except Exception:  # a tokenizer without it, or an id from another model's session
             return None
 
     def retokenize(self, remap: bool = False) -> int:
         """The workspace retokenizes (marks carried or remapped); the chips and label show it."""
-        if self.engine is None:
+        if self.tokens is None:
             return 0
         ws = self.ws
-        lost = ws.retokenize(self.engine, remap)
+        lost = ws.retokenize(self.tokens, remap)
         if ws.chat_error:  # e.g. a template that refuses a system message: say so, change nothing
             self.query_one("#tokens-label", Label).update(safe("[red]$error[/]", error=ws.chat_error))
             self.post_message(self.Edited())
@@ -232,7 +233,7 @@ class ComposePane(Vertical):
 
     def mark_selection(self) -> None:
         area = self.query_one("#prompt", TextArea)
-        if self.engine is None or area.selection.is_empty:
+        if self.tokens is None or area.selection.is_empty:
             self.notify("select some prompt text first (shift+arrows), then ctrl+k", severity="warning")
             return
         if self.ws.chat_error:
@@ -241,7 +242,7 @@ class ComposePane(Vertical):
         doc = area.document
         a, b = sorted((doc.get_index_from_location(area.selection.start),
                        doc.get_index_from_location(area.selection.end)))
-        hit = self.ws.tokens_in(self.engine, a, b)
+        hit = self.ws.tokens_in(self.tokens, a, b)
         if not hit:
             self.notify("the selection overlaps no token", severity="warning")
             return
@@ -254,7 +255,7 @@ class ComposePane(Vertical):
         if not texts or ws.chat_error:
             return
         try:
-            found = self.engine.marks_from_text(ws.model_text, ws.prompt_ids, texts, ws.user_span)
+            found = self.tokens.marks_from_text(ws.model_text, ws.prompt_ids, texts, ws.user_span)
         except BadInput as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
@@ -263,10 +264,10 @@ class ComposePane(Vertical):
     def prompt_char_marks(self) -> list[tuple[int, int]]:
         """The marked tokens of the prompt, as characters of the prompt."""
         ws = self.ws
-        if not ws.prompt_tokens or self.engine is None:
+        if not ws.prompt_tokens or self.tokens is None:
             return []
         offset = ws.user_span[0] if ws.user_span else 0
-        spans = ws.prompt_spans if ws.prompt_spans is not None else self.engine.token_spans(ws.model_text,
+        spans = ws.prompt_spans if ws.prompt_spans is not None else self.tokens.token_spans(ws.model_text,
                                                                                              ws.prompt_ids)
         end = offset + len(ws.prompt)
         return [(max(a, offset) - offset, min(b, end) - offset) for m in sorted(ws.marks) if m < len(spans)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli_w
 from textual.content import Content
 from textual.message import Message
 from textual.notifications import Notification, Notify
@@ -188,7 +189,6 @@ class VariantList(OptionList):
         def chosen(path: str | None) -> None:
             if not path:
                 return
-            import tomli_w
 
             data = to_data(self.ws.variants)
             try:

@@ -11,7 +11,8 @@ from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from lenscope.errors import BadInput
-from lenscope.lenses.base import Keyframes, Lens, Variant, number_text
+from lenscope.lenses.base import Lens, Variant
+from lenscope.lenses.params import Keyframes, number_text
 from lenscope.lenses.registry import KINDS
 from lenscope.lenses.spec import build_lens, edited_name, parse_inline
 from lenscope.tui.keys import FOCUS_BINDINGS, after_typing

@@ -8,8 +8,8 @@ Decoding needs the model, so the panel asks for it (`Wanted`) and the app answer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import plotext as plt
 from rich.text import Text

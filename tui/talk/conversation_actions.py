@@ -101,7 +101,7 @@ class ConversationActions:
         ws.prompt_tokens = []  # tokenized afresh: the prompt's marks come back from characters
         ws.marks = set()
         pane.retokenize()
-        hits = set().union(*(ws.tokens_in(pane.engine, a, b) for a, b in prompt_marks)) if prompt_marks else set()
+        hits = set().union(*(ws.tokens_in(pane.tokens, a, b) for a, b in prompt_marks)) if prompt_marks else set()
         pane.set_marks(ws.marks | hits)
         self.show()
         if on:

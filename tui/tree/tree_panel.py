@@ -16,8 +16,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Static, Tree
 
-from lenscope.batch.tree import TREE_PARAMS
 from lenscope.batch.tree import Tree as GenTree
+from lenscope.core.settings import TREE_PARAMS
 from lenscope.errors import BadInput
 from lenscope.tui.keys import Key, bindings, hint
 

@@ -24,6 +24,8 @@ through `tui.launch`; `tui.workspace` (the app's state) imports no Textual eithe
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -189,7 +191,69 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     assert imports("lenscope.core.x", f, known) == {"os", "lenscope.reports.html", "lenscope.reports"}
     assert "lenscope.cli" in imports("lenscope.core.x", f, known, typing=True)
     g = {"lenscope.core.x": {"lenscope.reports.html"}, "lenscope.reports.html": {"lenscope.core.x"}}
-    assert violations(g) == ["lenscope.core.x imports lenscope.reports.html "
-                             "(core may not import reports)"]
+    assert violations(g) == [("lenscope.core.x imports lenscope.reports.html "
+                             "(core may not import reports)")]
     assert cycles(g) == ["lenscope.core.x -> lenscope.reports.html -> lenscope.core.x"]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# -- the TUI: one runner, a small App, tokens on the UI thread -------------------------------------------------------------
+ENGINE_NAMES = {"Engine", "grow", "capture_row", "capture_rows", "measure", "logit_lens", "run_turn", "load"}
+ENGINE_CALLS = {"compare", "capture_attention", "inspect", "inspect_rows", "hidden_states", "prepare", "run_turn",
+                "capture_row", "capture_rows",
+                "grow", "logit_lens", "measure"}
+TOKENIZER_CALLS = {"encode", "token_text"}  # the Probe's; the UI thread holds `Tokens`, not the engine
+
+
+def test_only_the_runner_runs_the_model_and_modules_stay_small():
+    for path in sorted((ROOT / "tui").rglob("*.py")):
+        text = path.read_text()
+        assert len(text.splitlines()) <= (350 if path.name == "app.py" else 400), f"{path.name} is too long"
+        if path.name == "runner.py":
+            continue
+        tree = ast.parse(text)
+        typing_only = {id(n) for block in ast.walk(tree)  # `if TYPE_CHECKING:` imports are for annotations
+                       if isinstance(block, ast.If) and getattr(block.test, "id", "") == "TYPE_CHECKING"
+                       for stmt in block.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lenscope.") and not (node.module or "").startswith("lenscope.tui") \
+                    and id(node) not in typing_only:
+                names = {a.name for a in node.names} & ENGINE_NAMES
+                assert not names, f"{path.name} imports {names} from {node.module}: only the runner runs the model"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                receiver = node.func.value
+                on_engine = getattr(receiver, "attr", getattr(receiver, "id", "")) == "engine"
+                assert not (on_engine and node.func.attr in ENGINE_CALLS), \
+                    f"{path.name}:{node.lineno} runs the model (engine.{node.func.attr}): ask the runner"
+                assert not (on_engine and node.func.attr in TOKENIZER_CALLS), \
+                    f"{path.name}:{node.lineno} tokenizes through the engine: use engine.tokens (core/tokens.py)"
+
+
+# -- imports: where a function-level import is kept, and why ---------------------------------------
+LAZY = re.compile(r"#.*\blazy: (blas|startup|optional)\b")
+WHY = """blas: the command line loads MLX only after it has chosen the BLAS (models/blas.py re-execs);
+startup: a slow import only one path needs (Textual from the CLI, llguidance's tokenizer glue);
+optional: an optional extra that may not be installed (llama-cpp-python, torch)"""
+
+
+def test_imports_inside_functions_say_why():
+    bad = []
+    for name, path in modules().items():
+        lines = path.read_text().split("\n")
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                bad += [f"{name}:{n.lineno}: {lines[n.lineno - 1].strip()}" for n in ast.walk(fn)
+                        if isinstance(n, (ast.Import, ast.ImportFrom)) and not LAZY.search(lines[n.lineno - 1])]
+    assert not bad, "an import inside a function needs a reason (`# lazy: WHY`), or moves to the top:\n" \
+        + WHY + "\n" + "\n".join(bad)
+
+
+def test_help_loads_no_mlx_and_no_textual():
+    """`lenscope --help` (and building the parser every command uses) stays MLX-free: options
+    come from MLX-free declarations (lenses/params.py, core/settings.py)."""
+    code = ("import sys\nfrom lenscope.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'mlx', 'mlx_lm', 'textual', 'transformers'}),"
+            " file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and "usage: lenscope" in proc.stdout, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr

@@ -1,8 +1,10 @@
-"""Issue 8, engine side: foreign code in model folders, run budgets, warnings said before
-running, hook state that stays with its own comparison, and model-dependent lens checks."""
+"""What a run refuses or warns about before it starts: foreign code in model folders, run budgets,
+warnings said before running, hook state that stays with its own comparison, and
+model-dependent lens checks."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -36,7 +38,7 @@ def _evil_model(tmp_path: Path, where: str) -> tuple[Path, Path]:
 @pytest.mark.parametrize("where", ["tokenizer_config.json", "config.json"])
 def test_model_folder_code_is_refused_without_the_flag(tmp_path, run_cli, where, monkeypatch):
     folder, canary = _evil_model(tmp_path, where)
-    monkeypatch.setattr("sys.stdin", open("/dev/null"))  # nothing may ask "[y/N]" either
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # nothing may ask "[y/N]" either
     code, out, err = run_cli("generate", "--model", str(folder), "--prompt", "hi", "--max-tokens", "1")
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "--trust-remote-code" in err and where in err
@@ -125,7 +127,7 @@ def test_attention_takes_one_lens(run_cli):
 
 
 def test_tui_without_a_terminal_says_so(run_cli, monkeypatch):
-    monkeypatch.setattr("sys.stdin", open("/dev/null"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
     code, _, err = run_cli("tui")
     assert code == 2 and "needs a terminal" in err
 
