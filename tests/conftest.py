@@ -73,28 +73,54 @@ def real_model_or_skip(fetch):
         pytest.skip(f"real model unavailable: {exc}")
 
 
+_REAL_LOADS: dict[str, object] = {}
+
+
+def load_real(spec: str, load=None):
+    """A named real model as lenscope loads it by default (auto precision), once per test
+    process: the fixtures and the in-process CLI runs share it. Its conversion and precision
+    choice are cached on disk anyway; this saves the tokenizer and dequantization (~10 s a
+    load for gemma's 262k vocabulary). Sharing is safe: lenses never write weights, and every
+    engine on the model takes the model's own lock (core/model_lock.py)."""
+    if spec not in _REAL_LOADS:
+        from lenscope import models
+
+        _REAL_LOADS[spec] = (load or models.load)(spec)
+    return _REAL_LOADS[spec]
+
+
 @pytest.fixture(scope="session")
 def gemma_engine():
     """gemma-3-270m Q4_K_M (SentencePiece, adds BOS), as lenscope runs it by default."""
-    from lenscope import models
     from lenscope.core.engine import Engine
 
-    return Engine(real_model_or_skip(lambda: models.load("gemma3-270m")))
+    return Engine(real_model_or_skip(lambda: load_real("gemma3-270m")))
 
 
 @pytest.fixture(scope="session")
 def smollm2_engine():
     """SmolLM2-135M-Instruct as lenscope runs it by default (auto precision)."""
-    from lenscope import models
     from lenscope.core.engine import Engine
 
-    return Engine(real_model_or_skip(lambda: models.load("smollm2")))
+    return Engine(real_model_or_skip(lambda: load_real("smollm2")))
 
 
 @pytest.fixture
-def run_cli(capsys):
-    """Run `lenscope ARGS` in-process: (exit code, stdout, stderr)."""
+def run_cli(capsys, monkeypatch):
+    """Run `lenscope ARGS` in-process: (exit code, stdout, stderr). A named real model at
+    the default precision comes from `load_real` (once per test process)."""
+    from lenscope import models
     from lenscope.cli.main import main
+
+    original = models.load
+
+    def load(spec=None, trust_remote_code=False, precision=None, progress=None, lazy=False):
+        if spec in ("smollm2", "gemma3-270m") and precision in (None, "auto") and not (trust_remote_code or lazy):
+            return load_real(spec, original)
+        return original(spec, trust_remote_code=trust_remote_code, precision=precision, progress=progress,
+                        lazy=lazy)
+
+    monkeypatch.setattr(models, "load", load)
 
     def run(*args: str):
         code = 0
