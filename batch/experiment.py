@@ -90,6 +90,13 @@ def run(engine: Engine, experiment: dict[str, Any], out_dir: Path, progress: Cal
         world.gather([])  # nobody writes a shard before the old ones are gone
     t0 = time.perf_counter()
     with output_folder(out) if world.leader else _no_folder() as tmp:
+        # a rank killed after writing its shard line but before the leader drew that
+        # comparison's heatmaps left a record without them: draw them now, as a full run would
+        undrawn = [i for i, r in done.items() if r.get("attention") and "heatmaps" not in r] if world.leader else []
+        for i in undrawn:
+            _write_heatmaps(tmp, i, results[i])
+        if undrawn:
+            _write_reports(tmp, out, results, meta)
         for k, i in enumerate(mine):
             left = "" if k == 0 else f" · {_clock(time.perf_counter() - t0)} so far, ~" \
                 f"{_clock((time.perf_counter() - t0) / k * (len(mine) - k))} left"

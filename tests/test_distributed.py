@@ -188,3 +188,21 @@ def test_bench_launch_times_one_and_two_processes():
     assert rep["speedup"] == round(rep["wall_s"]["1"] / rep["wall_s"]["2"], 3) or abs(
         rep["speedup"] - rep["wall_s"]["1"] / rep["wall_s"]["2"]) < 0.01
     assert "under mlx.launch -n 2" in render_launch(rep)
+
+
+def test_resume_draws_the_heatmaps_a_killed_rank_left_undrawn(tmp_path):
+    """A rank killed after writing its shard line but before the leader drew that
+    comparison's heatmaps: the resumed run draws them, so its results equal a full run's."""
+    exp = experiment(tmp_path)
+    run(lenscope("run", str(exp), "--out", "one"), tmp_path)
+    full = records(tmp_path / "one")
+    c3 = next(i for i, r in enumerate(full) if r["comparison"] == "c3")
+    assert full[c3]["heatmaps"]
+    undrawn = {k: v for k, v in json.loads((tmp_path / "one" / "results.jsonl").read_text().splitlines()[c3]).items()
+               if k != "heatmaps"}
+    shards = tmp_path / "two" / "shards"
+    shards.mkdir(parents=True)
+    (shards / "rank-1.jsonl").write_text(json.dumps({"index": c3, "comparison": "c3", "record": undrawn}) + "\n")
+    run(lenscope("run", str(exp), "--out", "two", "--resume"), tmp_path)
+    assert records(tmp_path / "two") == full
+    assert all((tmp_path / "two" / svg).is_file() for svg in full[c3]["heatmaps"])
