@@ -179,7 +179,6 @@ def _write_heatmaps(tmp: Path, i: int, record: dict[str, Any]) -> None:
 
 
 def _write_reports(tmp: Path, out_dir: Path, results: list[dict | None], meta: dict[str, Any] | None) -> None:
-
     so_far = [r for r in results if r is not None]
     summary = cr.summary(so_far)
     if summary["conversations"] >= 2:

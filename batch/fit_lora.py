@@ -46,7 +46,6 @@ def fit(model: str | None, data: Path, out: Path, num_layers: int = 4, rank: int
     from mlx_lm.tuner.callbacks import TrainingCallback  # lazy: startup
     from mlx_lm.tuner.datasets import load_dataset  # lazy: startup
 
-
     lines = json_lines(data, f"--data '{data}'", cut_last=False)
     if any(isinstance(x, dict) and "chosen" in x for x in lines):
         raise BadInput(f"--data '{data}': --kind lora takes prompt/completion, messages or text lines, not pairs")

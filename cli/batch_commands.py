@@ -80,8 +80,6 @@ def add_search(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args) -> None:
-
-
     from lenscope.batch import outdir  # lazy: blas
     from lenscope.batch import search as searches  # lazy: blas
     from lenscope.batch.distributed import world  # lazy: blas
@@ -203,7 +201,6 @@ def add_fit(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fit(args) -> None:
-
     from lenscope.batch import fit  # lazy: blas
 
     if not 1 <= args.steps <= 100_000 or not 1 <= args.batch <= 1024 or not 0 <= args.heldout < 1 \

@@ -244,7 +244,6 @@ def run_bench(engine: Engine, tokens: int = 48, repeats: int = 3, native: Engine
 
 
 def _heatmap_render_s(repeats: int) -> float:
-
     rng = np.random.default_rng(0)
     matrix = rng.random((64, 64))
     labels = [f"t{i}" for i in range(64)]

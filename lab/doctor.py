@@ -27,7 +27,6 @@ def _version(dist: str) -> str | None:
 
 
 def report(model: str | None = None, precision: str | None = None) -> dict[str, Any]:
-
     out: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": f"{platform.system()} {platform.machine()}",

@@ -56,7 +56,6 @@ def load(spec: str | None = None, trust_remote_code: bool = False, precision: st
     to be split keeps only each process's slice)."""
     import mlx_lm  # lazy: startup
 
-
     name, target = resolve_model(spec, progress)
     path = user_path(target, f"model '{name}'")
     looks_local = path.exists() or target.startswith((".", "/", "~")) or target.count("/") != 1

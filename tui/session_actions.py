@@ -157,7 +157,6 @@ class SessionActions:
             if not folder:
                 return
 
-
             record = {"comparison": "lenscope tui", **self.ws.result.to_json()}
             conv = self.ws.conversation
             engine = app.engine
